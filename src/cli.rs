@@ -1,0 +1,103 @@
+//! Command-line types (clap derive) and nothing else: no I/O, no settings logic.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Take a PostgreSQL server from nothing to a ready, seeded AI Dock database.
+///
+/// With no server configured, a project-local PostgreSQL cluster is started from the
+/// system's PostgreSQL binaries, so `aidock-provision init` works on a fresh machine.
+#[derive(Debug, Parser)]
+#[command(name = "aidock-provision", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or configuration error, \
+3 refused by a safety guard, 4 server unreachable."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted before or after any subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// Settings profile: dev, test, production, or any config/<NAME>.toml [env: AIDOCK_PROFILE]
+    /// [default: dev]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Directory holding default.toml and <profile>.toml [default: ./config, else built-in].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Admin connection URL (a role that can create roles and databases).
+    /// Empty means the project-local cluster. [env: AIDOCK_ADMIN_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub admin_url: Option<String>,
+
+    /// App connection URL for migrate and seed when no admin connection is needed.
+    /// [env: DATABASE_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Read migrations from this directory instead of the ones built into the binary.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub migrations_dir: Option<PathBuf>,
+
+    /// Read seed files from this directory instead of the ones built into the binary.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub seeds_dir: Option<PathBuf>,
+
+    /// Print more detail (statements, timings).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Machine-readable JSON output for status-style commands.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Answer yes to confirmation prompts.
+    #[arg(long, global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the login role and the database (or reconcile them), then migrate to head.
+    Init(InitArgs),
+    /// Manage the project-local PostgreSQL cluster.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Create the role and database only; do not apply migrations.
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Print every statement that would run (password redacted) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Create (if needed) and start the cluster; a running cluster is left as it is.
+    Start,
+    /// Stop the cluster (fast shutdown); a stopped cluster is left as it is.
+    Stop,
+    /// Say whether the cluster exists and runs, where, and on which port.
+    Status,
+    /// Print the cluster's admin connection URL on one line.
+    Url,
+    /// Stop the cluster and delete its data directory (needs --yes).
+    Destroy,
+}

@@ -1,0 +1,351 @@
+//! Connecting (URL parsing, TLS mode, timeouts, error classification), identifier and literal
+//! quoting, and SQLSTATE helpers.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error;
+use crate::settings::{Secret, Settings, TlsMode};
+
+/// Where and how to connect: a parsed URL plus the TLS policy.
+#[derive(Clone)]
+pub struct Target {
+    config: Config,
+    tls: TlsMode,
+    /// Which setting this came from, for messages ("server.admin_url", "the local cluster").
+    source: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({})", self.describe())
+    }
+}
+
+impl Target {
+    /// Parse a `postgres://` URL or `key=value` string.
+    ///
+    /// # Errors
+    /// A usage error naming `source` (the password is never shown).
+    pub fn parse(url: &str, source: &str, settings: &Settings) -> anyhow::Result<Target> {
+        let (url, sslmode) = take_sslmode(url);
+        let mut config: Config = url.parse().map_err(|e| {
+            error::usage(format!(
+                "{source} is not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            ))
+        })?;
+        if config.get_hosts().is_empty() {
+            config.host("localhost");
+        }
+        if config.get_user().is_none() {
+            config.user("postgres");
+        }
+        config.connect_timeout(settings.server.connect_timeout);
+        config.application_name("aidock-provision");
+        let tls = match sslmode {
+            Some(mode) => parse_sslmode(&mode, source)?,
+            None => settings.tls.mode,
+        };
+        Ok(Target {
+            config,
+            tls,
+            source: source.to_string(),
+        })
+    }
+
+    /// The same server as another role on another database (e.g. the app role on its database).
+    #[must_use]
+    pub fn as_role(&self, user: &str, password: &Secret, dbname: &str) -> Target {
+        let mut config = self.config.clone();
+        config.user(user).password(password.expose()).dbname(dbname);
+        Target {
+            config,
+            tls: self.tls,
+            source: format!("role `{user}` on {}", self.source),
+        }
+    }
+
+    /// The same role on another database.
+    #[must_use]
+    pub fn with_dbname(&self, dbname: &str) -> Target {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        Target {
+            config,
+            tls: self.tls,
+            source: self.source.clone(),
+        }
+    }
+
+    /// The role this target logs in as.
+    #[must_use]
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("postgres")
+    }
+
+    /// The database this target connects to (defaults to the user name, as libpq does).
+    #[must_use]
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or_else(|| self.user())
+    }
+
+    /// A URL for people: the password is masked.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let password = if self.config.get_password().is_some() {
+            ":***"
+        } else {
+            ""
+        };
+        if host.starts_with('/') {
+            format!(
+                "postgresql://{}{password}@/{}?host={host}&port={port}",
+                self.user(),
+                self.dbname()
+            )
+        } else {
+            format!(
+                "postgresql://{}{password}@{host}:{port}/{}",
+                self.user(),
+                self.dbname()
+            )
+        }
+    }
+
+    /// Open a connection; its driver task runs on the current tokio runtime.
+    ///
+    /// # Errors
+    /// Unreachable (exit 4) for network failures and timeouts; a clear message for a wrong
+    /// password, a missing database or role, and other refusals by the server.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let timeout = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(5));
+        if matches!(self.tls, TlsMode::Require | TlsMode::VerifyFull) {
+            return Err(error::usage(format!(
+                "TLS mode `{}` is not supported by this build; use tls.mode = prefer or disable for {}",
+                self.tls.as_str(),
+                self.describe()
+            )));
+        }
+        let mut config = self.config.clone();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let attempt = async {
+            let (client, conn) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        };
+        match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Err(_) => Err(error::unreachable(format!(
+                "connecting to {} ({}) timed out after {timeout:?}; check that the server is running and reachable (host, port, firewall)",
+                self.describe(),
+                self.source
+            ))),
+        }
+    }
+
+    fn classify(&self, e: &tokio_postgres::Error) -> anyhow::Error {
+        let who = format!("{} ({})", self.describe(), self.source);
+        let Some(db) = e.as_db_error() else {
+            return error::unreachable(format!(
+                "cannot connect to {who}: {}; check that the server is running, and that host and port are right and reachable",
+                error_chain(e)
+            ));
+        };
+        let code = db.code();
+        let message = if *code == SqlState::INVALID_PASSWORD {
+            format!(
+                "password authentication failed for role `{}` at {who}; check the password in the URL or settings",
+                self.user()
+            )
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            format!(
+                "the server refused role `{}` at {who}: {}; check that the role exists and that pg_hba.conf allows it",
+                self.user(),
+                db.message()
+            )
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            format!(
+                "database `{}` does not exist at {who}; run `aidock-provision init` to create it",
+                self.dbname()
+            )
+        } else {
+            format!("connecting to {who}: {} ({})", db.message(), code.code())
+        };
+        anyhow::anyhow!(message)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Split `sslmode=...` out of a URL or key=value string: tokio-postgres rejects `verify-full`.
+fn take_sslmode(url: &str) -> (String, Option<String>) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_string(), None);
+        };
+        let mut mode = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.split_once('=') {
+                Some(("sslmode", v)) => {
+                    mode = Some(v.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (url, mode)
+    } else {
+        let mut mode = None;
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|pair| match pair.split_once('=') {
+                Some(("sslmode", v)) => {
+                    mode = Some(v.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        (kept.join(" "), mode)
+    }
+}
+
+fn parse_sslmode(mode: &str, source: &str) -> anyhow::Result<TlsMode> {
+    Ok(match mode {
+        "disable" | "allow" => TlsMode::Disable,
+        "prefer" => TlsMode::Prefer,
+        "require" => TlsMode::Require,
+        "verify-ca" | "verify-full" => TlsMode::VerifyFull,
+        other => {
+            return Err(error::usage(format!(
+                "sslmode `{other}` in {source} is not one of disable, prefer, require, verify-ca, verify-full"
+            )));
+        }
+    })
+}
+
+/// Quote an identifier for SQL (`"name"`, doubling embedded quotes).
+#[must_use]
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quote a string literal for SQL text that is printed, never for values sent to the server
+/// (those are bound parameters).
+#[must_use]
+pub fn quote_literal(value: &str) -> String {
+    if value.contains('\\') {
+        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}
+
+/// The SQLSTATE of a server error, if it is one.
+#[must_use]
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&SqlState> {
+    e.as_db_error().map(tokio_postgres::error::DbError::code)
+}
+
+/// Whether an error means "someone else created it first": duplicate object or database, or the
+/// catalog's unique index noticing a concurrent insert.
+#[must_use]
+pub fn is_concurrent_create(e: &tokio_postgres::Error) -> bool {
+    sqlstate(e).is_some_and(|c| {
+        *c == SqlState::DUPLICATE_OBJECT
+            || *c == SqlState::DUPLICATE_DATABASE
+            || *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+/// Describe a server error for people: message, detail, hint, SQLSTATE.
+#[must_use]
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                let _ = write!(text, "\ndetail: {detail}");
+            }
+            if let Some(hint) = db.hint() {
+                let _ = write!(text, "\nhint: {hint}");
+            }
+            text
+        }
+        None => error_chain(e),
+    }
+}
+
+/// Run a closure's future with a runtime; the CLI is synchronous at the top.
+///
+/// # Errors
+/// When the runtime cannot be built, or the future fails.
+pub fn block_on<T>(fut: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    }
+
+    #[test]
+    fn sslmode_is_taken_out_of_urls() {
+        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=verify-full&application_name=x");
+        assert_eq!(url, "postgres://u@h/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        let (url, mode) = take_sslmode("host=h sslmode=require user=u");
+        assert_eq!(url, "host=h user=u");
+        assert_eq!(mode.as_deref(), Some("require"));
+        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=disable");
+        assert_eq!(url, "postgres://u@h/db");
+        assert_eq!(mode.as_deref(), Some("disable"));
+    }
+}

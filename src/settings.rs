@@ -1,0 +1,719 @@
+//! The only place that reads settings files, the environment and flags; returns one validated
+//! [`Settings`].
+//!
+//! Layers, lowest to highest precedence: built-in defaults, `<config-dir>/default.toml`,
+//! `<config-dir>/<profile>.toml`, environment, flags. Every value remembers where it came from so
+//! that an error can name the key and its source.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use config::{Config, Map, Source, Value, ValueKind};
+
+use crate::cli::Global;
+use crate::error;
+
+const BUILTIN_DEFAULT: &str = include_str!("../config/default.toml");
+const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    ("dev", include_str!("../config/dev.toml")),
+    ("test", include_str!("../config/test.toml")),
+    ("production", include_str!("../config/production.toml")),
+];
+
+/// The dev password from the AI Dock seed guide; production refuses it.
+pub const DEV_PASSWORD: &str = "aidock";
+
+/// Every key a settings file or `AIDOCK__*` variable may set (the keys of `config/default.toml`).
+static KNOWN_KEYS: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    let table: toml::Table = BUILTIN_DEFAULT
+        .parse()
+        .expect("the built-in default.toml is valid TOML");
+    let mut keys = BTreeSet::new();
+    collect_toml_keys("", &table, &mut keys);
+    keys
+});
+
+fn collect_toml_keys(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => collect_toml_keys(&path, inner, out),
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to print.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to secure connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl TlsMode {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disable" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-full" => TlsMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// The libpq-style name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Everything a command needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub profile: String,
+    pub production: bool,
+    pub server: Server,
+    pub database: Database,
+    pub local: Local,
+    pub tls: Tls,
+    pub migrate: Migrate,
+    pub seed: Seed,
+    pub output: Output,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `None` means the project-local cluster.
+    pub admin_url: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: Option<String>,
+    pub name: String,
+    pub owner: String,
+    pub password: Secret,
+    /// Where the password came from, for messages.
+    pub password_source: String,
+    pub connection_limit: i32,
+    pub encoding: String,
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub data_dir: PathBuf,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub mode: TlsMode,
+    pub mode_source: String,
+    pub root_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Migrate {
+    pub dir: Option<PathBuf>,
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub wait_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub dir: Option<PathBuf>,
+    pub rng_seed: u64,
+    pub dev_users: u32,
+    pub dev_usage_logs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    pub verbose: bool,
+    pub quiet: bool,
+    pub json: bool,
+    pub yes: bool,
+}
+
+impl Settings {
+    /// Load settings from the process environment and the working directory.
+    ///
+    /// # Errors
+    /// A usage error naming the key and its source for any unknown key or bad value.
+    pub fn load(global: &Global) -> anyhow::Result<Settings> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Settings::load_with(global, &env)
+    }
+
+    /// Load settings from an explicit environment map (tests pass their own).
+    ///
+    /// # Errors
+    /// A usage error naming the key and its source for any unknown key or bad value.
+    pub fn load_with(global: &Global, env: &HashMap<String, String>) -> anyhow::Result<Settings> {
+        let (profile, profile_source) = match (&global.profile, env.get("AIDOCK_PROFILE")) {
+            (Some(p), _) => (p.clone(), "--profile".to_string()),
+            (None, Some(p)) if !p.is_empty() => {
+                (p.clone(), "environment variable AIDOCK_PROFILE".to_string())
+            }
+            _ => ("dev".to_string(), "the default".to_string()),
+        };
+        if !is_valid_profile_name(&profile) {
+            return Err(error::usage(format!(
+                "profile `{profile}` (from {profile_source}) is not a valid name; use dev, test, production or the stem of a config/<NAME>.toml file"
+            )));
+        }
+
+        let mut builder =
+            Config::builder().add_source(Layer::from_toml(BUILTIN_DEFAULT, "built-in defaults")?);
+        let (config_dir, explicit_dir) = match &global.config_dir {
+            Some(dir) => (dir.clone(), true),
+            None => (PathBuf::from("config"), false),
+        };
+        if explicit_dir && !config_dir.is_dir() {
+            return Err(error::usage(format!(
+                "config directory `{}` (from --config-dir) does not exist",
+                config_dir.display()
+            )));
+        }
+        let default_file = config_dir.join("default.toml");
+        if default_file.is_file() {
+            builder = builder.add_source(file_layer(&default_file)?);
+        }
+        let profile_file = config_dir.join(format!("{profile}.toml"));
+        if profile_file.is_file() {
+            builder = builder.add_source(file_layer(&profile_file)?);
+        } else if let Some((_, text)) = BUILTIN_PROFILES.iter().find(|(name, _)| *name == profile) {
+            builder = builder.add_source(Layer::from_toml(
+                text,
+                &format!("built-in {profile} profile"),
+            )?);
+        } else {
+            return Err(error::usage(format!(
+                "profile `{profile}` (from {profile_source}) has no settings file: expected `{}`; use dev, test, production or create that file",
+                profile_file.display()
+            )));
+        }
+        builder = builder
+            .add_source(Layer::from_env(env))
+            .add_source(Layer::from_flags(global));
+        let config = builder
+            .build()
+            .map_err(|e| error::usage(format!("reading settings: {e}")))?;
+
+        let root = config
+            .collect()
+            .map_err(|e| error::usage(format!("reading settings: {e}")))?;
+        let reader = Reader { root };
+        reader.reject_unknown_keys()?;
+        reader.settings(profile, global)
+    }
+
+    /// The refusal for production when its requirements are not met; call before connecting.
+    ///
+    /// # Errors
+    /// A usage error naming the setting to change.
+    pub fn check_production(&self) -> anyhow::Result<()> {
+        if !self.production {
+            return Ok(());
+        }
+        if self.database.password.expose().is_empty()
+            || self.database.password.expose() == DEV_PASSWORD
+        {
+            return Err(error::usage(format!(
+                "the {} profile requires a non-default password for role `{}`; set database.password_file or AIDOCK__DATABASE__PASSWORD (now from {})",
+                self.profile, self.database.owner, self.database.password_source
+            )));
+        }
+        if !matches!(self.tls.mode, TlsMode::Require | TlsMode::VerifyFull) {
+            return Err(error::usage(format!(
+                "the {} profile requires tls.mode `require` or `verify-full`, but it is `{}` (from {}); set AIDOCK__TLS__MODE",
+                self.profile,
+                self.tls.mode.as_str(),
+                self.tls.mode_source
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether `name` is a valid role or database name: `^[a-z_][a-z0-9_]{0,62}$`.
+#[must_use]
+pub fn is_valid_identifier(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+fn file_layer(path: &Path) -> anyhow::Result<Layer> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading settings file `{}`", path.display()))?;
+    Layer::from_toml(&text, &format!("file `{}`", path.display()))
+}
+
+/// A settings layer whose values carry a readable origin (an environment variable or flag).
+#[derive(Debug, Clone)]
+struct Layer(Map<String, Value>);
+
+impl Layer {
+    fn from_toml(text: &str, origin: &str) -> anyhow::Result<Layer> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            error::usage(format!("{origin} is not valid TOML: {}", e.message()))
+        })?;
+        let mut map = Map::new();
+        for (key, value) in table {
+            map.insert(key, toml_to_value(value, origin));
+        }
+        Ok(Layer(map))
+    }
+
+    fn from_env(env: &HashMap<String, String>) -> Layer {
+        let mut map = Map::new();
+        let mut names: Vec<&String> = env.keys().collect();
+        // Sorted so that a short name (AIDOCK_ADMIN_URL) deterministically beats its long twin.
+        names.sort();
+        for name in names {
+            let value = &env[name];
+            if let Some(rest) = name.strip_prefix("AIDOCK__") {
+                let key = rest.to_ascii_lowercase().replace("__", ".");
+                map.insert(
+                    key,
+                    origin_value(&format!("environment variable {name}"), value),
+                );
+            }
+        }
+        for (name, key) in [
+            ("AIDOCK_ADMIN_URL", "server.admin_url"),
+            ("DATABASE_URL", "database.url"),
+        ] {
+            if let Some(value) = env.get(name) {
+                map.insert(
+                    key.to_string(),
+                    origin_value(&format!("environment variable {name}"), value),
+                );
+            }
+        }
+        Layer(map)
+    }
+
+    fn from_flags(global: &Global) -> Layer {
+        let mut map = Map::new();
+        let mut put = |key: &str, flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                map.insert(key.to_string(), origin_value(flag, &value));
+            }
+        };
+        put("server.admin_url", "--admin-url", global.admin_url.clone());
+        put(
+            "database.url",
+            "--database-url",
+            global.database_url.clone(),
+        );
+        put(
+            "migrate.dir",
+            "--migrations-dir",
+            global
+                .migrations_dir
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        put(
+            "seed.dir",
+            "--seeds-dir",
+            global.seeds_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        Layer(map)
+    }
+}
+
+fn toml_to_value(value: toml::Value, origin: &str) -> Value {
+    let kind = match value {
+        toml::Value::String(s) => ValueKind::String(s),
+        toml::Value::Integer(n) => ValueKind::I64(n),
+        toml::Value::Float(f) => ValueKind::Float(f),
+        toml::Value::Boolean(b) => ValueKind::Boolean(b),
+        toml::Value::Datetime(d) => ValueKind::String(d.to_string()),
+        toml::Value::Array(items) => ValueKind::Array(
+            items
+                .into_iter()
+                .map(|v| toml_to_value(v, origin))
+                .collect(),
+        ),
+        toml::Value::Table(table) => ValueKind::Table(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, toml_to_value(v, origin)))
+                .collect(),
+        ),
+    };
+    Value::new(Some(&origin.to_string()), kind)
+}
+
+fn origin_value(origin: &str, value: &str) -> Value {
+    Value::new(
+        Some(&origin.to_string()),
+        ValueKind::String(value.to_string()),
+    )
+}
+
+impl Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Typed, origin-aware access to the merged configuration.
+struct Reader {
+    /// The merged values; read from here (not through serde) so that every value keeps its origin.
+    root: Map<String, Value>,
+}
+
+impl Reader {
+    fn reject_unknown_keys(&self) -> anyhow::Result<()> {
+        let mut found = Vec::new();
+        walk_values("", &self.root, &mut found);
+        for (key, value) in found {
+            if !KNOWN_KEYS.contains(&key) {
+                return Err(error::usage(format!(
+                    "unknown setting `{key}` (from {}); every valid key is listed in config/default.toml",
+                    origin_of(&value)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn raw(&self, key: &str) -> Value {
+        let mut parts = key.split('.');
+        let first = parts.next().unwrap_or_default();
+        let mut value = self.root.get(first);
+        for part in parts {
+            value = match value.map(|v| &v.kind) {
+                Some(ValueKind::Table(t)) => t.get(part),
+                _ => None,
+            };
+        }
+        value
+            .cloned()
+            .expect("every known key has a built-in default")
+    }
+
+    fn bad(&self, key: &str, expected: &str) -> anyhow::Error {
+        let value = self.raw(key);
+        error::usage(format!(
+            "setting `{key}` = {:?} (from {}) is invalid: expected {expected}",
+            value.to_string(),
+            origin_of(&value)
+        ))
+    }
+
+    fn string(&self, key: &str) -> anyhow::Result<String> {
+        let value = self.raw(key);
+        match value.kind {
+            ValueKind::String(s) => Ok(s),
+            ValueKind::I64(_) | ValueKind::U64(_) | ValueKind::Boolean(_) | ValueKind::Float(_) => {
+                Ok(value.to_string())
+            }
+            _ => Err(self.bad(key, "a string")),
+        }
+    }
+
+    fn optional(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let s = self.string(key)?;
+        Ok(if s.trim().is_empty() { None } else { Some(s) })
+    }
+
+    fn int<T: TryFrom<i64>>(&self, key: &str, expected: &str) -> anyhow::Result<T> {
+        let value = self.raw(key);
+        let n = match &value.kind {
+            ValueKind::I64(n) => Some(*n),
+            ValueKind::U64(n) => i64::try_from(*n).ok(),
+            ValueKind::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        n.and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.bad(key, expected))
+    }
+
+    fn bool(&self, key: &str) -> anyhow::Result<bool> {
+        let value = self.raw(key);
+        match &value.kind {
+            ValueKind::Boolean(b) => Ok(*b),
+            ValueKind::String(s) if s == "true" => Ok(true),
+            ValueKind::String(s) if s == "false" => Ok(false),
+            _ => Err(self.bad(key, "true or false")),
+        }
+    }
+
+    fn duration(&self, key: &str) -> anyhow::Result<Duration> {
+        let s = self.string(key)?;
+        parse_duration(&s).ok_or_else(|| self.bad(key, "a duration such as 500ms, 5s, 2min or 1h"))
+    }
+
+    fn identifier(&self, key: &str) -> anyhow::Result<String> {
+        let s = self.string(key)?;
+        if is_valid_identifier(&s) {
+            Ok(s)
+        } else {
+            Err(self.bad(
+                key,
+                "a name matching ^[a-z_][a-z0-9_]{0,62}$ (lower-case letters, digits, underscores; at most 63 characters)",
+            ))
+        }
+    }
+
+    fn origin(&self, key: &str) -> String {
+        origin_of(&self.raw(key))
+    }
+
+    fn settings(&self, profile: String, global: &Global) -> anyhow::Result<Settings> {
+        let password_file = self.optional("database.password_file")?;
+        let (password, password_source) = match password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    error::usage(format!(
+                        "cannot read the password file `{path}` named by database.password_file (from {}): {e}",
+                        self.origin("database.password_file")
+                    ))
+                })?;
+                let first = text.lines().next().unwrap_or("").to_string();
+                (Secret::new(first), format!("file `{path}`"))
+            }
+            None => (
+                Secret::new(self.string("database.password")?),
+                self.origin("database.password"),
+            ),
+        };
+        let tls_mode_text = self.string("tls.mode")?;
+        let tls_mode = TlsMode::parse(&tls_mode_text)
+            .ok_or_else(|| self.bad("tls.mode", "disable, prefer, require or verify-full"))?;
+        let port: u16 = self.int("local.port", "a port number from 1 to 65535")?;
+        if port == 0 {
+            return Err(self.bad("local.port", "a port number from 1 to 65535"));
+        }
+        let connection_limit: i32 = self.int(
+            "database.connection_limit",
+            "-1 (no limit) or a positive number",
+        )?;
+        if connection_limit < -1 {
+            return Err(self.bad(
+                "database.connection_limit",
+                "-1 (no limit) or a positive number",
+            ));
+        }
+        let encoding = self.string("database.encoding")?;
+        if encoding.is_empty()
+            || !encoding
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(self.bad("database.encoding", "an encoding name such as UTF8"));
+        }
+        let locale = self.optional("database.locale")?;
+        if let Some(l) = &locale
+            && !l
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        {
+            return Err(self.bad("database.locale", "a locale name such as en_US.UTF-8"));
+        }
+        let positive = "a whole number of at least 1";
+        Ok(Settings {
+            production: self.bool("production")?,
+            server: Server {
+                admin_url: self.optional("server.admin_url")?,
+                connect_timeout: self.duration("server.connect_timeout")?,
+            },
+            database: Database {
+                url: self.optional("database.url")?,
+                name: self.identifier("database.name")?,
+                owner: self.identifier("database.owner")?,
+                password,
+                password_source,
+                connection_limit,
+                encoding,
+                locale,
+            },
+            local: Local {
+                data_dir: PathBuf::from(
+                    self.optional("local.data_dir")?
+                        .ok_or_else(|| self.bad("local.data_dir", "a directory path"))?,
+                ),
+                port,
+            },
+            tls: Tls {
+                mode: tls_mode,
+                mode_source: self.origin("tls.mode"),
+                root_cert: self.optional("tls.root_cert")?.map(PathBuf::from),
+            },
+            migrate: Migrate {
+                dir: self.optional("migrate.dir")?.map(PathBuf::from),
+                lock_timeout: self.duration("migrate.lock_timeout")?,
+                statement_timeout: self.duration("migrate.statement_timeout")?,
+                wait_timeout: self.duration("migrate.wait_timeout")?,
+            },
+            seed: Seed {
+                dir: self.optional("seed.dir")?.map(PathBuf::from),
+                rng_seed: self.int("seed.rng_seed", "a whole number of at least 0")?,
+                dev_users: self.int("seed.dev_users", "a whole number of at least 0")?,
+                dev_usage_logs: self.int("seed.dev_usage_logs", "a whole number of at least 0")?,
+                argon2_memory_kib: self.int("seed.argon2.memory_kib", "a whole number of KiB")?,
+                argon2_iterations: self.int("seed.argon2.iterations", positive)?,
+                argon2_parallelism: self.int("seed.argon2.parallelism", positive)?,
+            },
+            output: Output {
+                verbose: global.verbose,
+                quiet: global.quiet,
+                json: global.json,
+                yes: global.yes,
+            },
+            profile,
+        })
+    }
+}
+
+fn walk_values(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, Value)>) {
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match &value.kind {
+            ValueKind::Table(inner) => walk_values(&path, inner, out),
+            _ => out.push((path, value.clone())),
+        }
+    }
+}
+
+fn origin_of(value: &Value) -> String {
+    value.origin().unwrap_or("built-in defaults").to_string()
+}
+
+/// Parse `500ms`, `5s`, `2min`, `1h` (a bare number is seconds).
+#[must_use]
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "min" | "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        for ok in ["aidock", "_x", "a1_b", &"a".repeat(63)] {
+            assert!(is_valid_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "x;drop",
+            "Robert\"",
+            "1abc",
+            "Aidock",
+            "a-b",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn known_keys_come_from_default_toml() {
+        assert!(KNOWN_KEYS.contains("database.name"));
+        assert!(KNOWN_KEYS.contains("seed.argon2.memory_kib"));
+        assert!(!KNOWN_KEYS.contains("database"));
+    }
+}

@@ -1,0 +1,86 @@
+//! `local start|stop|status|url|destroy`, driving the real binary.
+
+use std::process::Command;
+
+use crate::support::{bin, expect_exit, free_port, run_ok, scratch_dir, stderr};
+
+#[test]
+fn local_cluster_lifecycle() {
+    let dir = scratch_dir("local");
+    let port = free_port().to_string();
+    let local = || {
+        let mut cmd = bin();
+        cmd.env("AIDOCK__LOCAL__DATA_DIR", &dir)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .arg("local");
+        cmd
+    };
+
+    let first = run_ok(local().arg("start"));
+    assert!(first.contains("created and started"), "{first}");
+    let second = run_ok(local().arg("start"));
+    assert!(second.contains("already running"), "{second}");
+    let status = run_ok(local().arg("status"));
+    assert!(status.contains("running"), "{status}");
+    let json = run_ok(local().args(["status", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
+    assert_eq!(json["state"], "running");
+
+    let url = run_ok(local().arg("url"));
+    assert_eq!(url.lines().count(), 1, "url is one line: {url}");
+    let psql = Command::new("psql")
+        .arg(url.trim())
+        .args(["-XAtc", "select 1"])
+        .output()
+        .expect("running psql");
+    assert!(psql.status.success(), "psql: {}", stderr(&psql));
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "1");
+
+    // The password file is private.
+    let meta = std::fs::metadata(dir.join("admin.password")).expect("password file");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+
+    let stopped = run_ok(local().arg("stop"));
+    assert!(stopped.contains("stopped"), "{stopped}");
+    let again = run_ok(local().arg("stop"));
+    assert!(again.contains("not running"), "{again}");
+    assert!(run_ok(local().arg("status")).contains("stopped"));
+
+    // A stale pid file from a crash does not stop the next start.
+    std::fs::write(dir.join("pgdata/postmaster.pid"), "999999\n").expect("stale pid file");
+    assert!(run_ok(local().arg("start")).contains("started"));
+
+    let refused = expect_exit(local().arg("destroy"), 3);
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert!(dir.exists(), "destroy without --yes must keep the data");
+    let gone = run_ok(local().args(["destroy", "--yes"]));
+    assert!(gone.contains("destroyed"), "{gone}");
+    assert!(!dir.exists());
+    assert!(run_ok(local().arg("status")).contains("absent"));
+}
+
+#[test]
+fn unreachable_data_dir_is_explained_when_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root hands the server to the postgres user
+    }
+    let parent = scratch_dir("private");
+    std::fs::create_dir_all(&parent).expect("mkdir");
+    std::fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let out = expect_exit(
+        bin()
+            .env("AIDOCK__LOCAL__DATA_DIR", parent.join("pg"))
+            .env("AIDOCK__LOCAL__PORT", free_port().to_string())
+            .args(["local", "start"]),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(err.contains("AIDOCK__LOCAL__DATA_DIR"), "{err}");
+    let _ = std::fs::remove_dir_all(&parent);
+}

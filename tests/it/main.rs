@@ -1,0 +1,5 @@
+//! The one integration-test binary: every test drives real PostgreSQL.
+
+mod local;
+mod settings;
+mod support;

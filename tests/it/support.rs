@@ -1,0 +1,243 @@
+//! Shared test fixtures: one throwaway cluster per test process, one database and role per test,
+//! and helpers that run the real binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aidock_provision::local_pg::{self, LocalPg};
+
+/// The cluster every test in this process shares.
+pub struct Cluster {
+    /// Superuser URL over TCP.
+    pub admin_url: String,
+    pub port: u16,
+    /// The server log (None for an external server).
+    pub log_file: Option<PathBuf>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The shared cluster: `AIDOCK_TEST_ADMIN_URL` if set, else a throwaway local cluster that a
+/// watchdog process stops and deletes when this test process exits (also after a panic).
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("AIDOCK_TEST_ADMIN_URL") {
+            return Cluster {
+                admin_url: url,
+                port: 0,
+                log_file: None,
+            };
+        }
+        let dir = scratch_dir("cluster");
+        let port = free_port();
+        let options = local_pg::Options {
+            tcp: true,
+            fsync: false,
+            extra_conf: vec![
+                "log_statement = 'all'".into(),
+                "log_line_prefix = '%m [%p] app=%a user=%u db=%d: '".into(),
+                "max_connections = 300".into(),
+                "shared_buffers = '64MB'".into(),
+            ],
+        };
+        let pg = LocalPg::new(&dir, port, options).expect("postgres binaries for the test cluster");
+        spawn_watchdog(&pg);
+        pg.start().expect("starting the test cluster");
+        Cluster {
+            admin_url: pg.admin_url().expect("admin url"),
+            port,
+            log_file: Some(pg.log_file()),
+        }
+    })
+}
+
+/// Stops the cluster (immediate shutdown via its pid file) and removes its directory once the
+/// test process is gone, however it ended.
+fn spawn_watchdog(pg: &LocalPg) {
+    use std::os::unix::process::CommandExt as _;
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         pid_file='{pgdata}/postmaster.pid'; \
+         if [ -f \"$pid_file\" ]; then kill -QUIT \"$(head -n 1 \"$pid_file\")\" 2>/dev/null; sleep 1; fi; \
+         rm -rf '{root}'",
+        pid = std::process::id(),
+        pgdata = pg.pgdata().display(),
+        root = pg.root().display(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning the cleanup watchdog");
+}
+
+/// A fresh directory under /tmp (reachable by the postgres user when tests run as root),
+/// removed by the watchdog of the shared cluster only if it is inside it; callers clean up.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = PathBuf::from(format!("/tmp/aidock-it-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A unique lower-case name for this test's database and role.
+pub fn unique_name(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t{}_{tag}_{n}", std::process::id())
+}
+
+/// One test's database and owner role names on the shared cluster (created by the test, usually
+/// through `init`).
+pub struct TestDb {
+    pub name: String,
+    pub password: String,
+    /// Superuser URL tagged with this test's application_name, so log lines can be told apart.
+    pub admin_url: String,
+}
+
+impl TestDb {
+    pub fn new(tag: &str) -> TestDb {
+        let name = unique_name(tag);
+        let base = &cluster().admin_url;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        TestDb {
+            admin_url: format!("{base}{sep}application_name={name}"),
+            password: format!("pw-{name}"),
+            name,
+        }
+    }
+
+    /// The binary, pointed at this test's names with the test profile.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = bin();
+        cmd.env("AIDOCK_ADMIN_URL", &self.admin_url)
+            .env("AIDOCK__DATABASE__NAME", &self.name)
+            .env("AIDOCK__DATABASE__OWNER", &self.name)
+            .env("AIDOCK__DATABASE__PASSWORD", &self.password);
+        cmd
+    }
+
+    /// A superuser connection to this test's database.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        connect(&with_db(&self.admin_url, &self.name)).await
+    }
+
+    /// A superuser connection to the `postgres` database.
+    pub async fn admin_postgres(&self) -> tokio_postgres::Client {
+        connect(&self.admin_url).await
+    }
+
+    /// The app role's URL over TCP.
+    pub fn app_url(&self) -> String {
+        format!(
+            "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
+            n = self.name,
+            p = self.password,
+            port = cluster().port
+        )
+    }
+
+    /// Server log lines written by this test's admin connections.
+    pub fn log_lines(&self) -> Vec<String> {
+        let Some(path) = &cluster().log_file else {
+            return Vec::new();
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let tag = format!("app={} ", self.name);
+        text.lines()
+            .filter(|l| l.contains(&tag))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Replace the database in a URL.
+pub fn with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (head, _) = base.rsplit_once('/').expect("url has a path");
+    match query {
+        Some(q) => format!("{head}/{db}?{q}"),
+        None => format!("{head}/{db}"),
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The binary under test with a clean environment: nothing leaks in from the developer's shell,
+/// and no command can touch the default project-local cluster.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aidock-provision"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AIDOCK_PROFILE", "test")
+        .env("AIDOCK__LOCAL__DATA_DIR", scratch_dir("never-used"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// Run and return the output, asserting the exit code.
+#[track_caller]
+pub fn expect_exit(cmd: &mut Command, code: i32) -> Output {
+    let out = cmd.output().expect("running aidock-provision");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code} from {cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run, asserting success, and return stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = expect_exit(cmd, 0);
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// stderr as a string.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Write files into a directory (creating it).
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).expect("creating dir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("writing file");
+    }
+}
+
+/// An environment map for `Settings::load_with`.
+pub fn env_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
