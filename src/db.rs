@@ -46,7 +46,9 @@ impl Target {
             config.user("postgres");
         }
         config.connect_timeout(settings.server.connect_timeout);
-        config.application_name("aidock-provision");
+        if config.get_application_name().is_none() {
+            config.application_name("aidock-provision");
+        }
         let tls = match sslmode {
             Some(mode) => parse_sslmode(&mode, source)?,
             None => settings.tls.mode,
@@ -141,15 +143,7 @@ impl Target {
                 self.describe()
             )));
         }
-        let mut config = self.config.clone();
-        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        let attempt = async {
-            let (client, conn) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok::<_, tokio_postgres::Error>(client)
-        };
+        let attempt = self.connect_raw();
         match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(self.classify(&e)),
@@ -159,6 +153,20 @@ impl Target {
                 self.source
             ))),
         }
+    }
+
+    /// Open a connection without classifying errors (callers that branch on the SQLSTATE).
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn connect_raw(&self) -> Result<Client, tokio_postgres::Error> {
+        let mut config = self.config.clone();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, conn) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
     }
 
     fn classify(&self, e: &tokio_postgres::Error) -> anyhow::Error {

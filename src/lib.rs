@@ -6,6 +6,7 @@ pub mod cli;
 pub mod db;
 pub mod error;
 pub mod local_pg;
+pub mod provision;
 pub mod settings;
 
 use cli::{Cli, Command, LocalCommand};
@@ -19,9 +20,21 @@ use settings::Settings;
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.global)?;
     match cli.command {
-        Command::Init(_) => todo!(),
+        Command::Init(args) => init(&settings, &args),
         Command::Local(cmd) => local(&settings, &cmd),
     }
+}
+
+fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
+    settings.check_production()?;
+    let admin = provision::admin_target(settings)?;
+    let report = db::block_on(provision::provision(settings, &admin, args.dry_run))?;
+    if settings.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print(settings.output.quiet);
+    }
+    Ok(())
 }
 
 fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {

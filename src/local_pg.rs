@@ -163,19 +163,6 @@ impl LocalPg {
         ))
     }
 
-    /// The admin URL over the Unix socket.
-    ///
-    /// # Errors
-    /// When the password file cannot be read.
-    pub fn socket_url(&self) -> anyhow::Result<String> {
-        Ok(format!(
-            "postgresql://{SUPERUSER}:{}@localhost/postgres?host={}&port={}",
-            self.admin_password()?,
-            self.socket_dir().display(),
-            self.port
-        ))
-    }
-
     /// Whether the cluster exists and runs.
     ///
     /// # Errors

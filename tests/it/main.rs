@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test drives real PostgreSQL.
 
+mod init;
 mod local;
 mod settings;
 mod support;

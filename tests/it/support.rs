@@ -68,6 +68,8 @@ fn spawn_watchdog(pg: &LocalPg) {
         pgdata = pg.pgdata().display(),
         root = pg.root().display(),
     );
+    // Never waited on: it must outlive this process to clean up after it.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .arg("-c")
         .arg(script)

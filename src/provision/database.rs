@@ -1,0 +1,233 @@
+//! The app's database: owned by the role, closed to PUBLIC, with schema `public` owned by the role.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+
+use super::{AdminRights, Executor, Item, Outcome};
+use crate::db::{self, Target};
+
+/// What we require of the database.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub encoding: &'a str,
+    pub locale: Option<&'a str>,
+}
+
+fn fail(e: &tokio_postgres::Error) -> anyhow::Error {
+    anyhow::anyhow!(db::describe_error(e))
+}
+
+/// Let a non-superuser admin (managed servers) act as the owner: `CREATE DATABASE ... OWNER x`
+/// and owner-only statements need membership in `x`.
+async fn ensure_membership(
+    exec: &mut Executor<'_>,
+    spec: &Spec<'_>,
+    rights: AdminRights,
+) -> anyhow::Result<()> {
+    if rights.superuser {
+        return Ok(());
+    }
+    // PostgreSQL 16 split membership into INHERIT and SET; SET is what OWNER needs.
+    let privilege = if rights.server_version >= 160_000 {
+        "SET"
+    } else {
+        "MEMBER"
+    };
+    let row = exec
+        .client()
+        .query_opt(
+            "SELECT pg_has_role(current_user, r.oid, $2) FROM pg_roles r WHERE r.rolname = $1",
+            &[&spec.owner, &privilege],
+        )
+        .await
+        .context("checking the admin's membership in the owner role")?;
+    // No row: dry-run before the role exists; the grant would be needed.
+    let member = row.is_some_and(|r| r.get::<_, bool>(0));
+    if !member {
+        let sql = format!("GRANT {} TO CURRENT_USER", db::quote_ident(spec.owner));
+        exec.run(&sql, &sql)
+            .await
+            .map_err(|e| fail(&e))
+            .with_context(|| format!("granting role `{}` to the admin", spec.owner))?;
+    }
+    Ok(())
+}
+
+/// Create the database, or reconcile its owner; then close it to PUBLIC.
+///
+/// # Errors
+/// When a statement fails for another reason than a concurrent creator.
+pub async fn ensure(
+    exec: &mut Executor<'_>,
+    spec: &Spec<'_>,
+    rights: AdminRights,
+) -> anyhow::Result<Item> {
+    ensure_membership(exec, spec, rights).await?;
+    let ident = db::quote_ident(spec.name);
+    let owner = db::quote_ident(spec.owner);
+    let object = format!("database {}", spec.name);
+
+    let exists = exec
+        .client()
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&spec.name],
+        )
+        .await
+        .with_context(|| format!("reading database `{}`", spec.name))?
+        .is_some();
+    let created = if exists {
+        false
+    } else {
+        let mut sql = format!(
+            "CREATE DATABASE {ident} OWNER {owner} TEMPLATE template0 ENCODING {}",
+            db::quote_literal(spec.encoding)
+        );
+        if let Some(locale) = spec.locale {
+            let _ = write!(sql, " LOCALE {}", db::quote_literal(locale));
+        }
+        // CREATE DATABASE cannot run inside a transaction: it is sent alone.
+        match exec.run(&sql, &sql).await {
+            Ok(()) => true,
+            // Another init created it a moment ago.
+            Err(e) if db::is_concurrent_create(&e) => false,
+            Err(e) => {
+                return Err(fail(&e)).with_context(|| format!("creating database `{}`", spec.name));
+            }
+        }
+    };
+    let mut changes = Vec::new();
+    if !created {
+        let row = exec
+            .client()
+            .query_one(
+                "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = $1",
+                &[&spec.name],
+            )
+            .await
+            .with_context(|| format!("reading database `{}`", spec.name))?;
+        let (current_owner, encoding): (String, String) = (row.get(0), row.get(1));
+        if current_owner != spec.owner {
+            let sql = format!("ALTER DATABASE {ident} OWNER TO {owner}");
+            exec.run(&sql, &sql)
+                .await
+                .map_err(|e| fail(&e))
+                .with_context(|| format!("changing the owner of database `{}`", spec.name))?;
+            changes.push(format!("owner {current_owner} -> {}", spec.owner));
+        }
+        if !encoding.eq_ignore_ascii_case(spec.encoding) {
+            changes.push(format!(
+                "note: encoding is {encoding}, not {} (left as is: changing it needs a new database)",
+                spec.encoding
+            ));
+        }
+    }
+
+    // PUBLIC gets CONNECT and TEMPORARY by default (a NULL datacl); take them away.
+    let public_rights: bool = if created && exec.dry_run() {
+        true
+    } else {
+        exec.client()
+            .query_one(
+                "SELECT datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(datacl) a WHERE a.grantee = 0) \
+                 FROM pg_database WHERE datname = $1",
+                &[&spec.name],
+            )
+            .await
+            .with_context(|| format!("reading the privileges on database `{}`", spec.name))?
+            .get(0)
+    };
+    if public_rights {
+        let sql = format!("REVOKE ALL ON DATABASE {ident} FROM PUBLIC");
+        exec.run(&sql, &sql)
+            .await
+            .map_err(|e| fail(&e))
+            .with_context(|| format!("revoking PUBLIC's rights on database `{}`", spec.name))?;
+        if !created {
+            changes.push("revoked CONNECT and TEMPORARY from PUBLIC".into());
+        }
+    }
+    Ok(Item {
+        object,
+        outcome: if created {
+            Outcome::Created
+        } else if changes.is_empty() {
+            Outcome::Exists
+        } else {
+            Outcome::Changed(changes)
+        },
+    })
+}
+
+/// Make schema `public` owned by the role and closed to PUBLIC (PostgreSQL 13/14 let PUBLIC
+/// create there). Runs on an admin connection to the app database.
+///
+/// # Errors
+/// When a statement fails.
+pub async fn ensure_schema(
+    exec: &mut Executor<'_>,
+    owner: &str,
+    fresh: bool,
+) -> anyhow::Result<Item> {
+    let object = "schema public".to_string();
+    let quoted = db::quote_ident(owner);
+    let (current_owner, public_create): (String, bool) = if fresh && exec.dry_run() {
+        ("pg_database_owner".into(), false)
+    } else {
+        let row = exec
+            .client()
+            .query_one(
+                "SELECT pg_get_userbyid(nspowner), \
+                        EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
+                 FROM pg_namespace WHERE nspname = 'public'",
+                &[],
+            )
+            .await
+            .context("reading schema `public`")?;
+        (row.get(0), row.get(1))
+    };
+    let mut changes = Vec::new();
+    if current_owner != owner {
+        let sql = format!("ALTER SCHEMA public OWNER TO {quoted}");
+        exec.run(&sql, &sql)
+            .await
+            .map_err(|e| fail(&e))
+            .context("changing the owner of schema `public`")?;
+        changes.push(format!("owner {current_owner} -> {owner}"));
+    }
+    if public_create {
+        let sql = "REVOKE CREATE ON SCHEMA public FROM PUBLIC";
+        exec.run(sql, sql)
+            .await
+            .map_err(|e| fail(&e))
+            .context("revoking CREATE on schema `public` from PUBLIC")?;
+        changes.push("revoked CREATE from PUBLIC".into());
+    }
+    Ok(Item {
+        object,
+        outcome: if changes.is_empty() {
+            Outcome::Exists
+        } else {
+            Outcome::Changed(changes)
+        },
+    })
+}
+
+/// The admin connection to the app database (for schema work), or `None` in dry-run mode when
+/// the database does not exist yet.
+///
+/// # Errors
+/// When the connection fails.
+pub async fn connect_to_app_db(
+    admin: &Target,
+    name: &str,
+) -> anyhow::Result<tokio_postgres::Client> {
+    admin
+        .with_dbname(name)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to database `{name}` as the admin"))
+}

@@ -1,0 +1,297 @@
+//! `init`'s server-level work: ensure the login role and the database exist with exactly the
+//! attributes we own, reporting `created` / `exists` / `changed: ...` per object.
+
+pub mod database;
+pub mod role;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::db::{self, Target};
+use crate::error;
+use crate::settings::Settings;
+
+/// What happened to one object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "status", content = "changes")]
+pub enum Outcome {
+    Created,
+    Exists,
+    Changed(Vec<String>),
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub object: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Runs statements, or only records them for `--dry-run`.
+pub struct Executor<'a> {
+    client: &'a Client,
+    dry_run: bool,
+    verbose: bool,
+    /// Every statement run (or that would run), as printed: secrets redacted.
+    pub statements: Vec<String>,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor on a connection.
+    #[must_use]
+    pub fn new(client: &'a Client, dry_run: bool, verbose: bool) -> Self {
+        Executor {
+            client,
+            dry_run,
+            verbose,
+            statements: Vec::new(),
+        }
+    }
+
+    /// The connection, for read-only inspection (which runs in dry-run mode too).
+    #[must_use]
+    pub fn client(&self) -> &'a Client {
+        self.client
+    }
+
+    /// Whether nothing is changed.
+    #[must_use]
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Run `sql` (printed as `shown`, which must not contain secrets).
+    ///
+    /// # Errors
+    /// The server's error, unchanged, so callers can match on its SQLSTATE.
+    pub async fn run(&mut self, sql: &str, shown: &str) -> Result<(), tokio_postgres::Error> {
+        self.statements.push(format!("{shown};"));
+        if self.verbose && !self.dry_run {
+            eprintln!("  {shown};");
+        }
+        if self.dry_run {
+            return Ok(());
+        }
+        self.client.batch_execute(sql).await
+    }
+}
+
+/// The admin connection for `init` and `reset`: the configured URL, or the local cluster
+/// (started if needed).
+///
+/// # Errors
+/// Production without an admin URL; the local cluster failing to start.
+pub fn admin_target(settings: &Settings) -> anyhow::Result<Target> {
+    if let Some(url) = &settings.server.admin_url {
+        return Target::parse(url, "server.admin_url", settings);
+    }
+    if settings.production {
+        return Err(error::usage(format!(
+            "the {} profile never uses the project-local cluster: set server.admin_url (AIDOCK_ADMIN_URL or --admin-url) to the server to provision",
+            settings.profile
+        )));
+    }
+    let pg = crate::local_pg::LocalPg::new(
+        &settings.local.data_dir,
+        settings.local.port,
+        crate::local_pg::Options::default(),
+    )?;
+    pg.start().context("starting the project-local cluster")?;
+    Target::parse(&pg.admin_url()?, "the project-local cluster", settings)
+}
+
+/// What the admin role may do.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRights {
+    pub superuser: bool,
+    pub server_version: i32,
+}
+
+/// Check that the admin can create roles and databases.
+///
+/// # Errors
+/// A message naming the admin role and the rights it lacks.
+pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<AdminRights> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, current_setting('server_version_num')::int \
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .context("reading the admin role's attributes")?;
+    let (superuser, createrole, createdb, version): (bool, bool, bool, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if version < 130_000 {
+        anyhow::bail!(
+            "the server runs PostgreSQL {}.{}; AI Dock needs 13 or newer (gen_random_uuid is built in from 13)",
+            version / 10000,
+            version % 10000 / 100
+        );
+    }
+    if !(superuser || createrole && createdb) {
+        let mut missing = Vec::new();
+        if !createrole {
+            missing.push("CREATEROLE");
+        }
+        if !createdb {
+            missing.push("CREATEDB");
+        }
+        anyhow::bail!(
+            "permission denied: admin role `{}` lacks {}; run `ALTER ROLE {} {}` as a superuser, or set server.admin_url to a role that has them",
+            target.user(),
+            missing.join(" and "),
+            db::quote_ident(target.user()),
+            missing.join(" ")
+        );
+    }
+    Ok(AdminRights {
+        superuser,
+        server_version: version,
+    })
+}
+
+/// Serialise concurrent `init`s on the same names: poll a session advisory lock on the admin
+/// connection (never a blocking wait). Released when the connection closes.
+///
+/// # Errors
+/// When the wait times out; the message says who holds the lock.
+pub async fn lock_init(client: &Client, key: i64, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let sql = format!("SELECT pg_try_advisory_lock({key})");
+    loop {
+        let rows = client
+            .simple_query(&sql)
+            .await
+            .context("taking the init lock")?;
+        let got = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
+            _ => None,
+        });
+        if got == Some(true) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "another aidock-provision init held the provisioning lock for more than {wait:?}; wait for it to finish or raise migrate.wait_timeout"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A stable 63-bit advisory lock key for a purpose and a name.
+#[must_use]
+pub fn lock_key(purpose: &str, name: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("aidock-provision:{purpose}:{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes) & i64::MAX
+}
+
+/// Everything `init` did (or would do, with `--dry-run`).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub objects: Vec<Item>,
+    /// The app's connection URL with the password masked.
+    pub url: String,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<String>,
+}
+
+/// Ensure role, database and schema. The caller runs migrations afterwards.
+///
+/// # Errors
+/// Connection failures (exit 4), missing admin rights, failing statements.
+pub async fn provision(
+    settings: &Settings,
+    admin: &Target,
+    dry_run: bool,
+) -> anyhow::Result<Report> {
+    let d = &settings.database;
+    let client = admin.connect().await?;
+    let rights = admin_rights(&client, admin).await?;
+    lock_init(
+        &client,
+        lock_key("init", &d.name),
+        settings.migrate.wait_timeout,
+    )
+    .await?;
+
+    let verbose = settings.output.verbose;
+    let mut exec = Executor::new(&client, dry_run, verbose);
+    let role_spec = role::Spec {
+        name: &d.owner,
+        password: &d.password,
+        connection_limit: d.connection_limit,
+    };
+    let role_item = role::ensure(&mut exec, &role_spec, admin).await?;
+    let db_spec = database::Spec {
+        name: &d.name,
+        owner: &d.owner,
+        encoding: &d.encoding,
+        locale: d.locale.as_deref(),
+    };
+    let db_item = database::ensure(&mut exec, &db_spec, rights).await?;
+    let mut statements = std::mem::take(&mut exec.statements);
+
+    let fresh = db_item.outcome == Outcome::Created;
+    let schema_item = if dry_run && fresh {
+        // Nothing to connect to yet: show what would run on the new database.
+        let mut exec = Executor::new(&client, true, verbose);
+        let item = database::ensure_schema(&mut exec, &d.owner, true).await?;
+        statements.extend(exec.statements);
+        item
+    } else {
+        let app_db = database::connect_to_app_db(admin, &d.name).await?;
+        let mut exec = Executor::new(&app_db, dry_run, verbose);
+        let item = database::ensure_schema(&mut exec, &d.owner, fresh).await?;
+        statements.extend(exec.statements);
+        item
+    };
+    let app = admin.as_role(&d.owner, &d.password, &d.name);
+    Ok(Report {
+        objects: vec![role_item, db_item, schema_item],
+        url: app.describe(),
+        dry_run,
+        statements,
+    })
+}
+
+impl Report {
+    /// Print the report for people: one line per object, then the URL.
+    pub fn print(&self, quiet: bool) {
+        if self.dry_run {
+            println!("-- dry run: these statements would run (nothing was changed)");
+            for s in &self.statements {
+                println!("{s}");
+            }
+            if self.statements.is_empty() {
+                println!("-- nothing to change");
+            }
+            return;
+        }
+        if quiet {
+            return;
+        }
+        for item in &self.objects {
+            match &item.outcome {
+                Outcome::Created => println!("{}: created", item.object),
+                Outcome::Exists => println!("{}: exists", item.object),
+                Outcome::Changed(changes) => {
+                    println!("{}: changed: {}", item.object, changes.join("; "));
+                }
+            }
+        }
+        if self.objects.iter().all(|i| i.outcome == Outcome::Exists) {
+            println!("nothing to change");
+        }
+        println!("app URL: {}", self.url);
+    }
+}
