@@ -73,6 +73,9 @@ pub struct Global {
 pub enum Command {
     /// Create the login role and the database (or reconcile them), then migrate to head.
     Init(InitArgs),
+    /// Apply, revert and inspect versioned schema migrations.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -100,4 +103,63 @@ pub enum LocalCommand {
     Url,
     /// Stop the cluster and delete its data directory (needs --yes).
     Destroy,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply pending migrations (to head, or up to --to).
+    Up {
+        /// Stop after this version.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+    },
+    /// Revert applied migrations, newest first (needs --to, --steps or --base).
+    Down(DownArgs),
+    /// Show the current version, applied and pending migrations, and checksum problems.
+    Status,
+    /// List every applied migration: version, name, applied at, duration, applied by.
+    History,
+    /// Print the exact SQL that `up` (or `down` with --down) would run; changes nothing.
+    Plan(PlanArgs),
+    /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
+    New {
+        /// Lower-case letters, digits and underscores, e.g. add_user_avatar.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(id = "down_target", required = true, multiple = false)]
+pub struct DownArgs {
+    /// Revert every migration above this version.
+    #[arg(long, value_name = "VERSION", group = "down_target")]
+    pub to: Option<i64>,
+    /// Revert this many of the newest migrations.
+    #[arg(long, value_name = "N", group = "down_target")]
+    pub steps: Option<u32>,
+    /// Revert everything (the ledger tables stay).
+    #[arg(long, group = "down_target")]
+    pub base: bool,
+    /// Allow this in the production profile (it still asks for confirmation unless --yes).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan a downgrade instead (with --to, --steps or --base).
+    #[arg(long)]
+    pub down: bool,
+    /// Target version (up: stop after it; down: revert everything above it).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+    /// With --down: revert this many migrations.
+    #[arg(long, value_name = "N", requires = "down")]
+    pub steps: Option<u32>,
+    /// With --down: revert everything.
+    #[arg(long, requires = "down")]
+    pub base: bool,
+    /// Do not connect: plan as if no migration were applied.
+    #[arg(long)]
+    pub offline: bool,
 }

@@ -4,13 +4,18 @@
 
 pub mod cli;
 pub mod db;
+mod embedded;
 pub mod error;
 pub mod local_pg;
+pub mod migrate;
 pub mod provision;
 pub mod settings;
 
-use cli::{Cli, Command, LocalCommand};
+use std::io::IsTerminal as _;
+
+use cli::{Cli, Command, LocalCommand, MigrateCommand};
 use local_pg::{LocalPg, Started, State};
+use migrate::plan::Target as PlanTarget;
 use settings::Settings;
 
 /// Run one parsed command line to completion.
@@ -21,20 +26,176 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.global)?;
     match cli.command {
         Command::Init(args) => init(&settings, &args),
+        Command::Migrate(cmd) => migrate_command(&settings, cmd),
         Command::Local(cmd) => local(&settings, &cmd),
     }
 }
 
 fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
     settings.check_production()?;
+    let migrations = migrate::load(settings)?;
     let admin = provision::admin_target(settings)?;
-    let report = db::block_on(provision::provision(settings, &admin, args.dry_run))?;
-    if settings.output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        report.print(settings.output.quiet);
+    db::block_on(async {
+        let mut report = provision::provision(settings, &admin, args.dry_run).await?;
+        let d = &settings.database;
+        let app = admin.as_role(&d.owner, &d.password, &d.name);
+        if args.no_migrate {
+        } else if args.dry_run {
+            // Read the ledger as the admin when the database exists; else plan from nothing.
+            let fresh = report.objects.iter().any(|i| {
+                i.object.starts_with("database") && i.outcome == provision::Outcome::Created
+            });
+            let applied = if fresh {
+                Vec::new()
+            } else {
+                migrate::applied(&admin.with_dbname(&d.name)).await?
+            };
+            let sql = migrate::plan_sql(
+                &applied,
+                &migrations,
+                PlanTarget::Up(None),
+                &migrate::options(settings),
+            )?;
+            report
+                .statements
+                .push(format!("-- then, as role {}:\n{sql}", d.owner));
+        } else {
+            report.print(settings.output.quiet || settings.output.json);
+            let done = migrate::migrate(settings, &app, &migrations, PlanTarget::Up(None)).await?;
+            if settings.output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"provision": report, "migrations": done})
+                    )?
+                );
+            }
+            return Ok(());
+        }
+        if settings.output.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            report.print(settings.output.quiet);
+        }
+        Ok(())
+    })
+}
+
+/// Ask before destroying something: `--yes`, or "yes" typed on a terminal; refuse otherwise.
+fn confirm(settings: &Settings, what: &str) -> anyhow::Result<()> {
+    if settings.output.yes {
+        return Ok(());
     }
-    Ok(())
+    if !std::io::stdin().is_terminal() {
+        return Err(error::refused(format!(
+            "{what}: refusing without confirmation; there is no terminal to ask, so pass --yes"
+        )));
+    }
+    eprint!("{what}. Type `yes` to continue: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(error::refused(format!(
+            "{what}: not confirmed, nothing done"
+        )))
+    }
+}
+
+fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
+    let migrations = migrate::load(settings)?;
+    match cmd {
+        MigrateCommand::New { name } => {
+            let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;
+            println!("created {}\ncreated {}", up.display(), down.display());
+            Ok(())
+        }
+        MigrateCommand::Plan(args) => {
+            let to = if args.down {
+                down_target(args.to, args.steps, args.base)?
+            } else {
+                PlanTarget::Up(args.to)
+            };
+            let sql = db::block_on(async {
+                let applied = if args.offline {
+                    Vec::new()
+                } else {
+                    migrate::applied(&migrate::app_target(settings)?).await?
+                };
+                migrate::plan_sql(&applied, &migrations, to, &migrate::options(settings))
+            })?;
+            print!("{sql}");
+            Ok(())
+        }
+        MigrateCommand::Up { to } => {
+            let target = migrate::app_target(settings)?;
+            let done = db::block_on(migrate::migrate(
+                settings,
+                &target,
+                &migrations,
+                PlanTarget::Up(to),
+            ))?;
+            if settings.output.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            }
+            Ok(())
+        }
+        MigrateCommand::Down(args) => {
+            let to = down_target(args.to, args.steps, args.base)?;
+            if settings.production && !args.force {
+                return Err(error::refused(format!(
+                    "`migrate down` is refused in the {} profile; pass --force if you really mean to revert production",
+                    settings.profile
+                )));
+            }
+            let target = migrate::app_target(settings)?;
+            confirm(
+                settings,
+                &format!(
+                    "`migrate down` reverts migrations in {} and may drop data",
+                    target.describe()
+                ),
+            )?;
+            let done = db::block_on(migrate::migrate(settings, &target, &migrations, to))?;
+            if settings.output.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            }
+            Ok(())
+        }
+        MigrateCommand::Status => {
+            let target = migrate::app_target(settings)?;
+            let status = db::block_on(migrate::status(&target, &migrations))?;
+            if settings.output.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                status.print();
+            }
+            if status.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} problem(s) with the applied migrations (listed above)",
+                    status.problems.len()
+                ))
+            }
+        }
+        MigrateCommand::History => {
+            let target = migrate::app_target(settings)?;
+            db::block_on(migrate::history(&target, settings.output.json))
+        }
+    }
+}
+
+fn down_target(to: Option<i64>, steps: Option<u32>, base: bool) -> anyhow::Result<PlanTarget> {
+    match (to, steps, base) {
+        (Some(v), None, false) => Ok(PlanTarget::DownTo(v)),
+        (None, Some(n), false) => Ok(PlanTarget::DownSteps(n)),
+        (None, None, true) => Ok(PlanTarget::Base),
+        _ => Err(error::usage(
+            "say how far to go down: exactly one of --to VERSION, --steps N or --base",
+        )),
+    }
 }
 
 fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {

@@ -2,5 +2,6 @@
 
 mod init;
 mod local;
+mod migrate;
 mod settings;
 mod support;

@@ -1,0 +1,144 @@
+//! All bookkeeping SQL: the `aidock_schema_history` ledger, the `alembic_version` stamp, the
+//! migration timer, and reading them back. `migrate plan` prints exactly these statements.
+//!
+//! Reads use the simple query protocol, so they work behind PgBouncer in transaction pooling mode
+//! (no named prepared statements that outlive a transaction).
+
+use anyhow::Context as _;
+use tokio_postgres::{GenericClient, SimpleQueryMessage};
+
+use super::plan::Applied;
+use super::source::Migration;
+use crate::db::quote_literal;
+
+/// The ledger table's name.
+pub const HISTORY: &str = "aidock_schema_history";
+
+/// Creates both ledgers if missing (run only under the migration lock).
+pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS aidock_schema_history (
+    version      bigint PRIMARY KEY,
+    name         text NOT NULL,
+    checksum     text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    execution_ms bigint NOT NULL,
+    applied_by   text NOT NULL DEFAULT current_user
+);
+CREATE TABLE IF NOT EXISTS alembic_version (
+    version_num varchar(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+)";
+
+/// Starts the per-migration timer that the ledger row reads back.
+pub const START_TIMER: &str =
+    "SELECT set_config('aidock.migration_started', clock_timestamp()::text, false)";
+
+/// Record an applied migration (`execution_ms` from the timer).
+#[must_use]
+pub fn insert(m: &Migration) -> String {
+    format!(
+        "INSERT INTO aidock_schema_history (version, name, checksum, execution_ms) VALUES ({}, {}, {}, \
+         (extract(epoch FROM clock_timestamp() - current_setting('aidock.migration_started')::timestamptz) * 1000)::bigint)",
+        m.version,
+        quote_literal(&m.name),
+        quote_literal(&m.up.checksum)
+    )
+}
+
+/// Forget a reverted migration.
+#[must_use]
+pub fn delete(version: i64) -> String {
+    format!("DELETE FROM aidock_schema_history WHERE version = {version}")
+}
+
+/// Stamp `alembic_version` with the head of the ledger (empty when nothing is applied).
+pub const STAMP_ALEMBIC: &str = "DELETE FROM alembic_version;
+INSERT INTO alembic_version (version_num)
+    SELECT lpad(max(version)::text, 4, '0') FROM aidock_schema_history HAVING max(version) IS NOT NULL";
+
+/// One ledger row with everything `history` shows.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: String,
+    pub execution_ms: i64,
+    pub applied_by: String,
+}
+
+impl Row {
+    /// What planning needs.
+    #[must_use]
+    pub fn applied(&self) -> Applied {
+        Applied {
+            version: self.version,
+            name: self.name.clone(),
+            checksum: self.checksum.clone(),
+        }
+    }
+}
+
+/// Whether the ledger exists (reading never creates it).
+pub async fn exists(client: &impl GenericClient) -> anyhow::Result<bool> {
+    let rows = simple_rows(
+        client,
+        "SELECT to_regclass('aidock_schema_history') IS NOT NULL",
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(|v| v == "t"))
+}
+
+/// The ledger, oldest first; empty when it does not exist.
+pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
+    if !exists(client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = simple_rows(
+        client,
+        "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), execution_ms, applied_by \
+         FROM aidock_schema_history ORDER BY version",
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let num = |i: usize| -> anyhow::Result<i64> {
+                r[i].parse()
+                    .with_context(|| format!("reading the ledger: `{}` is not a number", r[i]))
+            };
+            Ok(Row {
+                version: num(0)?,
+                name: r[1].clone(),
+                checksum: r[2].clone(),
+                applied_at: r[3].clone(),
+                execution_ms: num(4)?,
+                applied_by: r[5].clone(),
+            })
+        })
+        .collect()
+}
+
+/// Rows of a simple query as strings (NULL as empty).
+pub async fn simple_rows(
+    client: &impl GenericClient,
+    sql: &str,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+        .with_context(|| format!("reading the migration ledger ({HISTORY})"))?;
+    Ok(messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or_default().to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}

@@ -1,0 +1,370 @@
+//! Versioned migrations: files ([`source`]), the pure decision of what to run ([`plan`]), the
+//! bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), and the `migrate` commands.
+
+pub mod ledger;
+pub mod lexer;
+pub mod plan;
+pub mod runner;
+pub mod source;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::db::Target;
+use crate::error;
+use crate::settings::Settings;
+use plan::Target as PlanTarget;
+use source::Migration;
+
+/// The migrations this run uses: `--migrations-dir` or the built-in set.
+///
+/// # Errors
+/// Unreadable or badly named files.
+pub fn load(settings: &Settings) -> anyhow::Result<Vec<Migration>> {
+    source::load(settings.migrate.dir.as_deref())
+}
+
+/// Runner options from settings.
+#[must_use]
+pub fn options(settings: &Settings) -> runner::Options {
+    runner::Options {
+        lock_timeout: settings.migrate.lock_timeout,
+        statement_timeout: settings.migrate.statement_timeout,
+        wait_timeout: settings.migrate.wait_timeout,
+        verbose: settings.output.verbose,
+    }
+}
+
+/// The app connection for `migrate` and `seed`: `database.url`, else the owner role on the
+/// admin server (or the local cluster).
+///
+/// # Errors
+/// A bad URL, or production without any configured server.
+pub fn app_target(settings: &Settings) -> anyhow::Result<Target> {
+    if let Some(url) = &settings.database.url {
+        return Target::parse(url, "database.url", settings);
+    }
+    if settings.production && settings.server.admin_url.is_none() {
+        return Err(error::usage(format!(
+            "the {} profile never uses the project-local cluster: set database.url (DATABASE_URL or --database-url) or server.admin_url",
+            settings.profile
+        )));
+    }
+    let admin = crate::provision::admin_target(settings)?;
+    let d = &settings.database;
+    Ok(admin.as_role(&d.owner, &d.password, &d.name))
+}
+
+/// Apply or revert, printing one line per script.
+///
+/// # Errors
+/// Connection, planning and script errors.
+pub async fn migrate(
+    settings: &Settings,
+    target: &Target,
+    migrations: &[Migration],
+    to: PlanTarget,
+) -> anyhow::Result<Vec<runner::Done>> {
+    let mut client = target.connect().await?;
+    let done = runner::run(&mut client, migrations, to, &options(settings)).await?;
+    if !settings.output.quiet && !settings.output.json {
+        for d in &done {
+            let verb = if d.direction == "up" {
+                "applied"
+            } else {
+                "reverted"
+            };
+            println!("{verb} {} ({} ms)", d.migration, d.ms);
+        }
+        if done.is_empty() {
+            println!("migrations: nothing to do (database {})", target.dbname());
+        }
+    }
+    Ok(done)
+}
+
+/// `migrate status` as data.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub database: String,
+    /// The highest applied version, or null.
+    pub current: Option<i64>,
+    /// The highest available version, or null.
+    pub head: Option<i64>,
+    pub up_to_date: bool,
+    pub applied: Vec<AppliedStatus>,
+    pub pending: Vec<PendingStatus>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppliedStatus {
+    pub version: i64,
+    pub name: String,
+    pub applied_at: String,
+    /// `ok`, `edited` (file changed since), or `unknown` (no such file).
+    pub checksum: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingStatus {
+    pub version: i64,
+    pub name: String,
+    pub file: String,
+}
+
+/// Read the ledger (never creating anything) and compare it with the files.
+///
+/// # Errors
+/// Connection failures.
+pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result<Status> {
+    let client = target.connect().await?;
+    let rows = ledger::read(&client).await?;
+    let applied: Vec<plan::Applied> = rows.iter().map(ledger::Row::applied).collect();
+    let problems = plan::problems(&applied, migrations);
+    let applied_status = rows
+        .iter()
+        .map(|r| {
+            let file = migrations.iter().find(|m| m.version == r.version);
+            AppliedStatus {
+                version: r.version,
+                name: r.name.clone(),
+                applied_at: r.applied_at.clone(),
+                checksum: match file {
+                    None => "unknown",
+                    Some(m) if m.up.checksum != r.checksum => "edited",
+                    Some(_) => "ok",
+                },
+            }
+        })
+        .collect();
+    let pending: Vec<PendingStatus> = migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .map(|m| PendingStatus {
+            version: m.version,
+            name: m.name.clone(),
+            file: m.up.file.clone(),
+        })
+        .collect();
+    Ok(Status {
+        database: target.describe(),
+        current: applied.iter().map(|a| a.version).max(),
+        head: migrations.iter().map(|m| m.version).max(),
+        up_to_date: pending.is_empty() && problems.is_empty(),
+        applied: applied_status,
+        pending,
+        problems: problems.iter().map(ToString::to_string).collect(),
+    })
+}
+
+impl Status {
+    /// Print for people.
+    pub fn print(&self) {
+        println!("database: {}", self.database);
+        match self.current {
+            Some(v) => println!("current version: {v:04}"),
+            None => println!("current version: none (no migration applied)"),
+        }
+        for a in &self.applied {
+            println!(
+                "  applied  {:04} {:<32} {}  checksum {}",
+                a.version, a.name, a.applied_at, a.checksum
+            );
+        }
+        for p in &self.pending {
+            println!("  pending  {:04} {}", p.version, p.name);
+        }
+        for p in &self.problems {
+            println!("problem: {p}");
+        }
+        if self.up_to_date {
+            println!("up to date");
+        }
+    }
+}
+
+/// Print the ledger, oldest first.
+///
+/// # Errors
+/// Connection failures.
+pub async fn history(target: &Target, json: bool) -> anyhow::Result<()> {
+    let client = target.connect().await?;
+    let rows = ledger::read(&client).await?;
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "version": r.version,
+                    "name": r.name,
+                    "checksum": r.checksum,
+                    "applied_at": r.applied_at,
+                    "execution_ms": r.execution_ms,
+                    "applied_by": r.applied_by,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no migration applied to {}", target.describe());
+    }
+    for r in &rows {
+        println!(
+            "{:04} {:<32} applied {} in {} ms by {}",
+            r.version, r.name, r.applied_at, r.execution_ms, r.applied_by
+        );
+    }
+    Ok(())
+}
+
+/// The exact SQL a run would send, in order (`migrate plan`, `init --dry-run`).
+///
+/// # Errors
+/// Planning problems.
+pub fn plan_sql(
+    applied: &[plan::Applied],
+    migrations: &[Migration],
+    to: PlanTarget,
+    opts: &runner::Options,
+) -> anyhow::Result<String> {
+    let steps = plan::plan(applied, migrations, to)?;
+    let mut out = String::new();
+    let key = runner::lock_key();
+    if steps.is_empty() {
+        out.push_str("-- nothing to do: the database is already at the target\n");
+        return Ok(out);
+    }
+    let no_tx = steps.iter().any(|s| {
+        let m = migrations
+            .iter()
+            .find(|m| m.version == s.version)
+            .expect("planned");
+        if s.up {
+            m.up.no_transaction
+        } else {
+            m.down.as_ref().is_some_and(|d| d.no_transaction)
+        }
+    });
+    if no_tx {
+        let _ = writeln!(
+            out,
+            "-- a script runs outside a transaction: a session lock is held for the run\nSELECT pg_try_advisory_lock({key}); -- polled until true\n{};",
+            ledger::CREATE
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "BEGIN;\nSELECT pg_try_advisory_xact_lock({key}); -- polled in short transactions until true\n{};\n{};",
+            runner::session_settings(opts, true),
+            ledger::CREATE
+        );
+    }
+    for step in &steps {
+        let m = migrations
+            .iter()
+            .find(|m| m.version == step.version)
+            .expect("planned");
+        let script = if step.up {
+            &m.up
+        } else {
+            m.down.as_ref().expect("plan checks down scripts")
+        };
+        if no_tx {
+            if script.no_transaction {
+                let _ = writeln!(out, "{};", runner::session_settings(opts, false));
+            } else {
+                let _ = writeln!(out, "BEGIN;\n{};", runner::session_settings(opts, true));
+            }
+        }
+        let _ = writeln!(out, "\n-- {}\n{};", script.file, ledger::START_TIMER);
+        for statement in lexer::split(&script.sql) {
+            let _ = writeln!(out, "{};", statement.text(&script.sql).trim());
+        }
+        let bookkeeping = if step.up {
+            ledger::insert(m)
+        } else {
+            ledger::delete(m.version)
+        };
+        let _ = writeln!(out, "{bookkeeping};\n{};", ledger::STAMP_ALEMBIC);
+        if no_tx {
+            if script.no_transaction {
+                out.push_str("RESET lock_timeout;\nRESET statement_timeout;\n");
+            } else {
+                out.push_str("COMMIT;\n");
+            }
+        }
+    }
+    if no_tx {
+        let _ = writeln!(out, "SELECT pg_advisory_unlock({key});");
+    } else {
+        out.push_str("COMMIT;\n");
+    }
+    Ok(out)
+}
+
+/// The ledger as planning input, read-only.
+///
+/// # Errors
+/// Connection failures.
+pub async fn applied(target: &Target) -> anyhow::Result<Vec<plan::Applied>> {
+    let client = target.connect().await?;
+    Ok(ledger::read(&client)
+        .await?
+        .iter()
+        .map(ledger::Row::applied)
+        .collect())
+}
+
+/// Scaffold the next `NNNN_name.up.sql` / `.down.sql` pair; returns the two paths.
+///
+/// # Errors
+/// A bad name, a name or number that exists, or a missing directory.
+pub fn new_migration(dir: Option<&Path>, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if !source::is_valid_slug(name) {
+        return Err(error::usage(format!(
+            "migration name `{name}` must be lower-case letters, digits and underscores, e.g. add_user_avatar"
+        )));
+    }
+    let dir = dir.map_or_else(|| PathBuf::from("sql"), Path::to_path_buf);
+    if !dir.is_dir() {
+        return Err(error::usage(format!(
+            "no migrations directory `{}`: run from the project root (where sql/ is) or pass --migrations-dir",
+            dir.display()
+        )));
+    }
+    let existing = source::from_dir(&dir)?;
+    if let Some(m) = existing.iter().find(|m| m.name == name) {
+        return Err(error::usage(format!(
+            "a migration named `{name}` already exists: {}; choose another name",
+            m.up.file
+        )));
+    }
+    let version = existing.iter().map(|m| m.version).max().unwrap_or(0) + 1;
+    let up = dir.join(format!("{version:04}_{name}.up.sql"));
+    let down = dir.join(format!("{version:04}_{name}.down.sql"));
+    for path in [&up, &down] {
+        if path.exists() {
+            return Err(error::usage(format!("`{}` already exists", path.display())));
+        }
+    }
+    std::fs::write(
+        &up,
+        format!(
+            "-- {version:04} {name}: describe the change here.\n-- Runs in one transaction with the other pending migrations. For CREATE INDEX CONCURRENTLY,\n-- make `{}` the first line (statements then run one by one; make them idempotent).\n",
+            source::NO_TRANSACTION
+        ),
+    )
+    .with_context(|| format!("writing `{}`", up.display()))?;
+    std::fs::write(
+        &down,
+        format!("-- Reverts {version:04} {name}: undo exactly what the up script does.\n"),
+    )
+    .with_context(|| format!("writing `{}`", down.display()))?;
+    Ok((up, down))
+}

@@ -1,0 +1,332 @@
+//! The one code path that applies migrations: take the lock (polled, never a blocking wait),
+//! re-read the ledger under it, run the scripts and their ledger rows in one transaction.
+//!
+//! Transactional runs poll `pg_try_advisory_xact_lock` in short transactions, so a waiter never
+//! holds a transaction open while sleeping (PgBouncer-safe, and no deadlock with another
+//! migrator's `CREATE INDEX CONCURRENTLY`). A run that includes a `-- aidock:no-transaction`
+//! script takes the same key as a session lock on this dedicated connection instead.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
+
+use super::ledger;
+use super::lexer;
+use super::plan::{self, Step, Target};
+use super::source::{Migration, Script};
+use crate::db;
+
+/// Timeouts and output for a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub wait_timeout: Duration,
+    pub verbose: bool,
+}
+
+/// One script that ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Done {
+    pub version: i64,
+    pub migration: String,
+    pub direction: &'static str,
+    pub ms: u128,
+}
+
+/// The advisory lock key every migrator of every database uses (locks are per database).
+#[must_use]
+pub fn lock_key() -> i64 {
+    crate::provision::lock_key("migrate", "")
+}
+
+/// The statements that open a transactional run (after the lock is taken).
+#[must_use]
+pub fn session_settings(opts: &Options, local: bool) -> String {
+    let scope = if local { "SET LOCAL" } else { "SET" };
+    format!(
+        "{scope} lock_timeout = '{}ms'; {scope} statement_timeout = '{}ms'",
+        opts.lock_timeout.as_millis(),
+        opts.statement_timeout.as_millis()
+    )
+}
+
+/// Apply or revert migrations to reach `target`.
+///
+/// # Errors
+/// A planning problem (edited, unknown, gap ...), a lock wait that timed out, or a failing
+/// script (reported with file, line and column); nothing of a failed transactional run remains.
+pub async fn run(
+    client: &mut Client,
+    migrations: &[Migration],
+    target: Target,
+    opts: &Options,
+) -> anyhow::Result<Vec<Done>> {
+    let deadline = Instant::now() + opts.wait_timeout;
+    let key = lock_key();
+    watch_for_client_death(client).await?;
+    loop {
+        let tx = client
+            .transaction()
+            .await
+            .context("starting a transaction")?;
+        if !try_lock(&tx, &format!("SELECT pg_try_advisory_xact_lock({key})")).await? {
+            tx.rollback().await.context("ending the lock poll")?;
+            wait_or_fail(client, deadline, opts.wait_timeout).await?;
+            continue;
+        }
+        tx.batch_execute(&session_settings(opts, true))
+            .await
+            .context("setting lock_timeout and statement_timeout")?;
+        tx.batch_execute(ledger::CREATE)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .context("creating the migration ledger")?;
+        let applied: Vec<_> = ledger::read(&tx)
+            .await?
+            .iter()
+            .map(ledger::Row::applied)
+            .collect();
+        let steps = plan::plan(&applied, migrations, target)?;
+        if steps.is_empty() {
+            tx.commit().await.context("committing")?;
+            return Ok(Vec::new());
+        }
+        if steps.iter().any(|s| script(migrations, *s).no_transaction) {
+            tx.rollback().await.context("leaving the transaction")?;
+            return run_with_session_lock(client, migrations, target, opts, deadline).await;
+        }
+        let mut done = Vec::new();
+        for step in &steps {
+            done.push(apply(&tx, migrations, *step).await?);
+        }
+        tx.batch_execute(ledger::STAMP_ALEMBIC)
+            .await
+            .context("stamping alembic_version")?;
+        tx.commit().await.context("committing the migrations")?;
+        return Ok(done);
+    }
+}
+
+/// Make the server notice promptly when this process dies mid-script (killed, crashed), so its
+/// transaction rolls back and the lock frees within a second rather than when a long statement
+/// ends. PostgreSQL 14+ only; older servers notice at the next write to the socket.
+async fn watch_for_client_death(client: &Client) -> anyhow::Result<()> {
+    let rows = ledger::simple_rows(client, "SHOW server_version_num").await?;
+    let version: i32 = rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if version >= 140_000 {
+        client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .await
+            .context("setting client_connection_check_interval")?;
+    }
+    Ok(())
+}
+
+/// Runs that include a no-transaction script: a session lock, polled, on this connection.
+async fn run_with_session_lock(
+    client: &mut Client,
+    migrations: &[Migration],
+    target: Target,
+    opts: &Options,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Done>> {
+    let key = lock_key();
+    while !try_lock(&*client, &format!("SELECT pg_try_advisory_lock({key})")).await? {
+        wait_or_fail(client, deadline, opts.wait_timeout).await?;
+    }
+    let result = async {
+        client
+            .batch_execute(ledger::CREATE)
+            .await
+            .context("creating the migration ledger")?;
+        let applied: Vec<_> = ledger::read(&*client)
+            .await?
+            .iter()
+            .map(ledger::Row::applied)
+            .collect();
+        let steps = plan::plan(&applied, migrations, target)?;
+        let mut done = Vec::new();
+        for step in steps {
+            if script(migrations, step).no_transaction {
+                client
+                    .batch_execute(&session_settings(opts, false))
+                    .await
+                    .context("setting lock_timeout and statement_timeout")?;
+                let item = apply(&*client, migrations, step).await;
+                client
+                    .batch_execute("RESET lock_timeout; RESET statement_timeout")
+                    .await
+                    .context("resetting timeouts")?;
+                done.push(item?);
+                client
+                    .batch_execute(ledger::STAMP_ALEMBIC)
+                    .await
+                    .context("stamping alembic_version")?;
+            } else {
+                let tx = client
+                    .transaction()
+                    .await
+                    .context("starting a transaction")?;
+                tx.batch_execute(&session_settings(opts, true))
+                    .await
+                    .context("setting timeouts")?;
+                done.push(apply(&tx, migrations, step).await?);
+                tx.batch_execute(ledger::STAMP_ALEMBIC)
+                    .await
+                    .context("stamping alembic_version")?;
+                tx.commit().await.context("committing the migration")?;
+            }
+        }
+        Ok(done)
+    }
+    .await;
+    let _ = client
+        .simple_query(&format!("SELECT pg_advisory_unlock({key})"))
+        .await;
+    result
+}
+
+fn migration(migrations: &[Migration], version: i64) -> &Migration {
+    migrations
+        .iter()
+        .find(|m| m.version == version)
+        .expect("plan only returns known versions")
+}
+
+fn script(migrations: &[Migration], step: Step) -> &Script {
+    let m = migration(migrations, step.version);
+    if step.up {
+        &m.up
+    } else {
+        m.down
+            .as_ref()
+            .expect("plan checks that down scripts exist")
+    }
+}
+
+/// Run one script and write its ledger row, on `client` (a transaction or, for no-transaction
+/// scripts, the bare connection).
+async fn apply(
+    client: &impl GenericClient,
+    migrations: &[Migration],
+    step: Step,
+) -> anyhow::Result<Done> {
+    let m = migration(migrations, step.version);
+    let script = script(migrations, step);
+    let started = Instant::now();
+    client
+        .batch_execute(ledger::START_TIMER)
+        .await
+        .context("starting the migration timer")?;
+    for statement in lexer::split(&script.sql) {
+        let text = statement.text(&script.sql);
+        if let Err(e) = client.batch_execute(text).await {
+            return Err(script_error(script, &statement, &e, m));
+        }
+    }
+    let bookkeeping = if step.up {
+        ledger::insert(m)
+    } else {
+        ledger::delete(m.version)
+    };
+    client
+        .batch_execute(&bookkeeping)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("recording migration {} in the ledger", m.label()))?;
+    Ok(Done {
+        version: m.version,
+        migration: m.label(),
+        direction: if step.up { "up" } else { "down" },
+        ms: started.elapsed().as_millis(),
+    })
+}
+
+/// `0002_x.up.sql:4:8: relation "nope" does not exist (SQLSTATE 42P01)` plus detail, hint and
+/// what happened to the database.
+fn script_error(
+    script: &Script,
+    statement: &lexer::Statement,
+    e: &tokio_postgres::Error,
+    m: &Migration,
+) -> anyhow::Error {
+    let text = statement.text(&script.sql);
+    let offset = match e.as_db_error().and_then(|d| d.position()) {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+            statement.first_token + lexer::char_position_to_byte(text, *p as usize)
+        }
+        _ => statement.first_token,
+    };
+    let (line, col) = lexer::line_col(&script.sql, offset);
+    let mut message = format!(
+        "{}: line {line}, column {col}: {}",
+        script.file,
+        db::describe_error(e)
+    );
+    if db::sqlstate(e) == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+        message.push_str(
+            "\nhint: the migration waited longer than migrate.lock_timeout for a lock held by other sessions (application traffic); retry when it is quieter or raise migrate.lock_timeout",
+        );
+    } else if db::sqlstate(e) == Some(&SqlState::QUERY_CANCELED) {
+        message.push_str("\nhint: the statement ran longer than migrate.statement_timeout; raise it for this migration");
+    }
+    let state = if script.no_transaction {
+        "it ran outside a transaction, so statements before this one stay applied and the migration is not recorded; make its statements idempotent (IF NOT EXISTS) and run `migrate up` again"
+    } else {
+        "the transaction was rolled back: the database is as it was before this run"
+    };
+    anyhow::anyhow!("migration {} failed at {message}\n{state}", m.label())
+}
+
+async fn try_lock(client: &impl GenericClient, sql: &str) -> anyhow::Result<bool> {
+    let rows = ledger::simple_rows(client, sql)
+        .await
+        .context("polling the migration lock")?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(|v| v == "t"))
+}
+
+/// Sleep a little before the next poll, or fail with who holds the lock.
+async fn wait_or_fail(client: &Client, deadline: Instant, wait: Duration) -> anyhow::Result<()> {
+    if Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
+    }
+    let key = lock_key();
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let (classid, objid) = ((key >> 32) as u32, key as u32);
+    let holder = client
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.query, ''), \
+                    coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::float8, 0) \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&classid, &objid],
+        )
+        .await
+        .ok()
+        .flatten();
+    let who = match holder {
+        Some(r) => format!(
+            "pid {} ({}), running for {:.0}s, last query: {}",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, f64>(3),
+            r.get::<_, String>(2)
+        ),
+        None => "a session that has since released it".into(),
+    };
+    anyhow::bail!(
+        "waited {wait:?} for the migration lock held by {who}; let that migration finish, or raise migrate.wait_timeout"
+    )
+}
