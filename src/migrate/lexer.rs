@@ -232,6 +232,6 @@ mod tests {
         let text = "a\nbé c\nd";
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, text.find('c').expect("c")), (2, 4));
-        assert_eq!(char_position_to_byte(text, 5), text.find('c').expect("c"));
+        assert_eq!(char_position_to_byte(text, 6), text.find('c').expect("c"));
     }
 }

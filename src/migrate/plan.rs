@@ -98,7 +98,14 @@ pub fn problems(applied: &[Applied], available: &[Migration]) -> Vec<Problem> {
             Some(_) => {}
         }
     }
-    if let Some(latest) = applied.iter().map(|a| a.version).max() {
+    // Gaps are measured against the newest applied migration we know; an unknown newer one is
+    // reported as such, not as a gap under every pending file.
+    let latest = applied
+        .iter()
+        .map(|a| a.version)
+        .filter(|v| files.contains_key(v))
+        .max();
+    if let Some(latest) = latest {
         let applied_versions: Vec<i64> = applied.iter().map(|a| a.version).collect();
         for m in available {
             if m.version < latest && !applied_versions.contains(&m.version) {
