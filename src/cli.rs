@@ -73,6 +73,8 @@ pub struct Global {
 pub enum Command {
     /// Create the login role and the database (or reconcile them), then migrate to head.
     Init(InitArgs),
+    /// Load reference data (roles, departments, LLM configurations, quotas); --dev adds test data.
+    Seed(SeedArgs),
     /// Apply, revert and inspect versioned schema migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -162,4 +164,23 @@ pub struct PlanArgs {
     /// Do not connect: plan as if no migration were applied.
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Also add the test accounts, fake users and fake usage logs (refused in production).
+    #[arg(long)]
+    pub dev: bool,
+    /// Number of fake users [default: seed.dev_users].
+    #[arg(long, value_name = "N", requires = "dev")]
+    pub users: Option<u32>,
+    /// Number of fake usage logs [default: seed.dev_usage_logs].
+    #[arg(long, value_name = "N", requires = "dev")]
+    pub usage_logs: Option<u64>,
+    /// Seed for the fake data generator: the same seed gives the same users [default: seed.rng_seed].
+    #[arg(long, value_name = "S", requires = "dev")]
+    pub rng_seed: Option<u64>,
+    /// Reset existing reference rows (and test users) to the seed files' values.
+    #[arg(long)]
+    pub overwrite: bool,
 }

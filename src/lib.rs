@@ -9,6 +9,7 @@ pub mod error;
 pub mod local_pg;
 pub mod migrate;
 pub mod provision;
+pub mod seed;
 pub mod settings;
 
 use std::io::IsTerminal as _;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.global)?;
     match cli.command {
         Command::Init(args) => init(&settings, &args),
+        Command::Seed(args) => seed_command(&settings, &args),
         Command::Migrate(cmd) => migrate_command(&settings, cmd),
         Command::Local(cmd) => local(&settings, &cmd),
     }
@@ -185,6 +187,31 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
             db::block_on(migrate::history(&target, settings.output.json))
         }
     }
+}
+
+fn seed_command(settings: &Settings, args: &cli::SeedArgs) -> anyhow::Result<()> {
+    // Refused before anything connects anywhere.
+    if args.dev && settings.production {
+        return Err(error::refused(format!(
+            "`seed --dev` adds fake users with known passwords and is refused in the {} profile",
+            settings.profile
+        )));
+    }
+    settings.check_production()?;
+    let seeds = seed::load(settings)?;
+    let dev = args.dev.then(|| seed::DevOptions {
+        users: args.users.unwrap_or(settings.seed.dev_users),
+        usage_logs: args.usage_logs.unwrap_or(settings.seed.dev_usage_logs),
+        rng_seed: args.rng_seed.unwrap_or(settings.seed.rng_seed),
+    });
+    let target = migrate::app_target(settings)?;
+    let report = db::block_on(seed::seed(settings, &target, &seeds, args.overwrite, dev))?;
+    if settings.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !settings.output.quiet {
+        report.print();
+    }
+    Ok(())
 }
 
 fn down_target(to: Option<i64>, steps: Option<u32>, base: bool) -> anyhow::Result<PlanTarget> {

@@ -3,5 +3,6 @@
 mod init;
 mod local;
 mod migrate;
+mod seed;
 mod settings;
 mod support;

@@ -1,0 +1,521 @@
+//! Dev data for `seed --dev`: the fixed test accounts, N fake users (deterministic per RNG seed,
+//! argon2id-hashed on all cores) and fake usage logs streamed with binary COPY while they are
+//! generated.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
+use fake::Fake as _;
+use fake::faker::name::en::{FirstName, LastName};
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+use super::binary::{Micros, RawJson, Uuid};
+use super::files::Seeds;
+use super::reference::Counts;
+use crate::settings;
+
+/// A user to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub role: String,
+    pub department: String,
+    pub superuser: bool,
+    pub active: bool,
+}
+
+/// The fixed test accounts from `dev.toml`.
+#[must_use]
+pub fn accounts(seeds: &Seeds) -> Vec<NewUser> {
+    seeds
+        .dev
+        .account
+        .iter()
+        .map(|a| NewUser {
+            username: a.username.clone(),
+            email: a.email.clone(),
+            password: a.password.clone(),
+            role: a.role.clone(),
+            department: a.department.clone(),
+            superuser: a.superuser,
+            active: true,
+        })
+        .collect()
+}
+
+/// `n` fake users, the same for the same `rng_seed` (ChaCha8: stable across rand releases).
+#[must_use]
+pub fn fake_users(seeds: &Seeds, n: u32, rng_seed: u64) -> Vec<NewUser> {
+    let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+    let mut taken: HashSet<String> = seeds
+        .dev
+        .account
+        .iter()
+        .map(|a| a.username.clone())
+        .collect();
+    let weights: Vec<(&String, u32)> = seeds
+        .dev
+        .fake_role_weights
+        .iter()
+        .map(|(r, w)| (r, *w))
+        .collect();
+    let total_weight: u32 = weights.iter().map(|(_, w)| w).sum::<u32>().max(1);
+    let mut users = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let first: String = FirstName().fake_with_rng(&mut rng);
+        let last: String = LastName().fake_with_rng(&mut rng);
+        let base: String = format!("{first}.{last}")
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.')
+            .take(40)
+            .collect();
+        let mut username = base.clone();
+        let mut suffix = 2;
+        while !taken.insert(username.clone()) {
+            username = format!("{base}{suffix}");
+            suffix += 1;
+        }
+        let mut pick = rng.random_range(0..total_weight);
+        let role = weights
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map_or_else(|| "user".to_string(), |(r, _)| (*r).clone());
+        let department = seeds.departments[rng.random_range(0..seeds.departments.len())]
+            .name
+            .clone();
+        users.push(NewUser {
+            email: format!("{username}@example.com"),
+            username,
+            password: seeds.dev.fake_user_password.clone(),
+            role,
+            department,
+            superuser: false,
+            active: rng.random_bool(0.9),
+        });
+    }
+    users
+}
+
+/// The argon2id hasher for the configured parameters.
+///
+/// # Errors
+/// Parameters argon2 refuses.
+pub fn hasher(s: &settings::Seed) -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
+        .map_err(|e| {
+            crate::error::usage(format!(
+                "seed.argon2 parameters (memory_kib {}, iterations {}, parallelism {}) are invalid: {e}",
+                s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism
+            ))
+        })?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hash every password (PHC strings) on `threads` threads.
+///
+/// # Errors
+/// A hashing failure.
+pub fn hash_all(
+    hasher: &Argon2<'_>,
+    passwords: &[&str],
+    threads: usize,
+) -> anyhow::Result<Vec<String>> {
+    let threads = threads.max(1);
+    let chunk = passwords.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = passwords
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut rng = rand::rng();
+                    part.iter()
+                        .map(|p| {
+                            let mut salt = [0u8; 16];
+                            rng.fill_bytes(&mut salt);
+                            hasher
+                                .hash_password_with_salt(p.as_bytes(), &salt)
+                                .map(|h| h.to_string())
+                                .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+                        })
+                        .collect::<anyhow::Result<Vec<String>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(passwords.len());
+        for h in handles {
+            out.extend(h.join().expect("hashing threads do not panic")?);
+        }
+        Ok(out)
+    })
+}
+
+/// Insert users (by username; existing ones kept, or updated with `overwrite`).
+///
+/// # Errors
+/// A failing statement.
+pub async fn insert_users(
+    tx: &Transaction<'_>,
+    users: &[NewUser],
+    hashes: &[String],
+    overwrite: bool,
+) -> anyhow::Result<Counts> {
+    let usernames: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
+    let roles: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
+    let departments: Vec<&str> = users.iter().map(|u| u.department.as_str()).collect();
+    let superusers: Vec<bool> = users.iter().map(|u| u.superuser).collect();
+    let active: Vec<bool> = users.iter().map(|u| u.active).collect();
+    let conflict = if overwrite {
+        "ON CONFLICT (username) DO UPDATE SET email = EXCLUDED.email, hashed_password = EXCLUDED.hashed_password, \
+         role_id = EXCLUDED.role_id, department_id = EXCLUDED.department_id, is_superuser = EXCLUDED.is_superuser, \
+         is_active = EXCLUDED.is_active RETURNING (xmax = 0)"
+    } else {
+        // Any conflict (username or email) keeps the existing account.
+        "ON CONFLICT DO NOTHING RETURNING true"
+    };
+    let sql = format!(
+        "INSERT INTO users (username, email, hashed_password, role_id, department_id, is_superuser, is_active) \
+         SELECT u.username, u.email, u.hash, r.id, d.id, u.su, u.active \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::bool[]) \
+              u(username, email, hash, role, dept, su, active) \
+         JOIN roles r ON r.name = u.role JOIN departments d ON d.name = u.dept \
+         ORDER BY u.username {conflict}"
+    );
+    let rows = tx
+        .query(
+            &sql,
+            &[
+                &usernames,
+                &emails,
+                &hashes,
+                &roles,
+                &departments,
+                &superusers,
+                &active,
+            ],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+        .context("inserting users")?;
+    let inserted = rows.iter().filter(|r| r.get::<_, bool>(0)).count() as u64;
+    let updated = rows.len() as u64 - inserted;
+    Ok(Counts {
+        inserted,
+        updated,
+        kept: users.len() as u64 - inserted - updated,
+    })
+}
+
+/// The columns COPY fills (`tokens_total` is generated).
+const COPY_SQL: &str = "COPY usage_logs (id, user_id, department_id, llm_config_id, \"timestamp\", \
+    tokens_prompt, tokens_completion, cost_estimated, request_details, response_details) FROM STDIN (FORMAT binary)";
+
+const COPY_TYPES: [Type; 10] = [
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::INT4,
+    Type::INT4,
+    Type::NUMERIC,
+    Type::JSONB,
+    Type::JSONB,
+];
+
+struct Model {
+    id: Uuid,
+    max_tokens: u32,
+    price_prompt: f64,
+    price_completion: f64,
+}
+
+/// One generated row.
+struct Log {
+    id: Uuid,
+    user: Uuid,
+    department: Uuid,
+    model: usize,
+    at: SystemTime,
+    prompt: i32,
+    completion: i32,
+    cost: Micros,
+    request: RawJson,
+    response: RawJson,
+}
+
+/// What loading usage logs did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageReport {
+    pub rows: u64,
+    pub quotas_updated: u64,
+}
+
+/// Generate `n` usage logs over the last `days` days and COPY them in (binary), generation on
+/// its own thread so that it overlaps with the server's work.
+///
+/// # Errors
+/// No users or no enabled configurations to log against; COPY failures.
+pub async fn load_usage_logs(
+    tx: &Transaction<'_>,
+    n: u64,
+    days: u32,
+    rng_seed: u64,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<UsageReport> {
+    if n == 0 {
+        return Ok(UsageReport {
+            rows: 0,
+            quotas_updated: 0,
+        });
+    }
+    let users: Vec<(Uuid, Uuid)> = tx
+        .query(
+            "SELECT id::text, department_id::text FROM users WHERE department_id IS NOT NULL ORDER BY username",
+            &[],
+        )
+        .await
+        .context("reading users for usage logs")?
+        .iter()
+        .filter_map(|r| Some((Uuid::parse(r.get(0))?, Uuid::parse(r.get(1))?)))
+        .collect();
+    let models: Vec<Model> = tx
+        .query(
+            "SELECT id::text, config_json::text FROM llm_configurations WHERE enabled ORDER BY provider, model_name",
+            &[],
+        )
+        .await
+        .context("reading LLM configurations for usage logs")?
+        .iter()
+        .filter_map(|r| {
+            let config: serde_json::Value = serde_json::from_str(r.get(1)).ok()?;
+            Some(Model {
+                id: Uuid::parse(r.get(0))?,
+                max_tokens: config["max_tokens"].as_u64().and_then(|m| u32::try_from(m).ok()).unwrap_or(4096),
+                price_prompt: config["price_per_1k_prompt"].as_f64().unwrap_or(0.0),
+                price_completion: config["price_per_1k_completion"].as_f64().unwrap_or(0.0),
+            })
+        })
+        .collect();
+    if users.is_empty() || models.is_empty() {
+        anyhow::bail!(
+            "usage logs need at least one user with a department and one enabled LLM configuration; run `seed --dev` with the reference data in place"
+        );
+    }
+    let month_start: f64 = tx
+        .query_one(
+            "SELECT extract(epoch FROM date_trunc('month', now()))::float8",
+            &[],
+        )
+        .await
+        .context("reading the start of the month")?
+        .get(0);
+    let month_start = UNIX_EPOCH + Duration::from_secs_f64(month_start);
+    let model_meta: Vec<(u32, f64, f64)> = models
+        .iter()
+        .map(|m| (m.max_tokens, m.price_prompt, m.price_completion))
+        .collect();
+
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Log>>(4);
+    let generator = std::thread::spawn(move || {
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed.wrapping_add(1));
+        // Row ids come from the OS-seeded generator: a second run with the same seed adds rows.
+        let mut ids = rand::rng();
+        let now = SystemTime::now();
+        let span_micros = u64::from(days.max(1)) * 86_400 * 1_000_000;
+        let mut left = n;
+        while left > 0 {
+            let size = left.min(8192);
+            let mut chunk = Vec::with_capacity(usize::try_from(size).unwrap_or(8192));
+            for _ in 0..size {
+                let mut id = [0u8; 16];
+                ids.fill_bytes(&mut id);
+                chunk.push(fake_log(
+                    &mut rng,
+                    Uuid::v4(id),
+                    &users,
+                    &model_meta,
+                    now,
+                    span_micros,
+                ));
+            }
+            left -= size;
+            if sender.blocking_send(chunk).is_err() {
+                return; // the writer failed; its error is reported
+            }
+        }
+    });
+
+    let sink = tx
+        .copy_in(COPY_SQL)
+        .await
+        .context("starting COPY into usage_logs")?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    tokio::pin!(writer);
+    let mut deltas: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    let mut written = 0u64;
+    while let Some(chunk) = receiver.recv().await {
+        for log in &chunk {
+            let model = &models[log.model];
+            writer
+                .as_mut()
+                .write(&[
+                    &log.id,
+                    &log.user,
+                    &log.department,
+                    &model.id,
+                    &log.at,
+                    &log.prompt,
+                    &log.completion,
+                    &log.cost,
+                    &log.request,
+                    &log.response,
+                ])
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+                .context("writing usage logs")?;
+            if log.at >= month_start {
+                *deltas.entry((log.department, model.id)).or_default() +=
+                    i64::from(log.prompt) + i64::from(log.completion);
+            }
+        }
+        written += chunk.len() as u64;
+        progress.set_position(written);
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+        .context("finishing COPY into usage_logs")?;
+    generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the usage log generator panicked"))?;
+
+    // This month's fake usage counts against the quotas.
+    let (departments, (configs, tokens)): (Vec<String>, (Vec<String>, Vec<i64>)) = deltas
+        .iter()
+        .map(|((d, l), t)| (d.to_string(), (l.to_string(), *t)))
+        .unzip();
+    let quotas_updated = tx
+        .execute(
+            "UPDATE department_quotas q SET current_usage_tokens = q.current_usage_tokens + v.tokens \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
+             WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
+            &[&as_strs(&departments), &as_strs(&configs), &tokens],
+        )
+        .await
+        .context("updating quota usage")?;
+    Ok(UsageReport {
+        rows: written,
+        quotas_updated,
+    })
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+fn fake_log(
+    rng: &mut ChaCha8Rng,
+    id: Uuid,
+    users: &[(Uuid, Uuid)],
+    models: &[(u32, f64, f64)],
+    now: SystemTime,
+    span_micros: u64,
+) -> Log {
+    let (user, department) = users[rng.random_range(0..users.len())];
+    let model = rng.random_range(0..models.len());
+    let (max_tokens, price_prompt, price_completion) = models[model];
+    // Most requests are short, a few are long: square a uniform draw.
+    let r: f64 = rng.random();
+    let prompt = 20 + (r * r * 3000.0) as i32;
+    let r: f64 = rng.random();
+    let completion = 10 + (r * r * f64::from(max_tokens.min(2000))) as i32;
+    let cost =
+        (f64::from(prompt) * price_prompt + f64::from(completion) * price_completion) / 1000.0;
+    let at = now - Duration::from_micros(rng.random_range(0..span_micros));
+    let messages = rng.random_range(1..12);
+    let temperature = f64::from(rng.random_range(0..=10u8)) / 10.0;
+    let latency = rng.random_range(200..8000);
+    Log {
+        id,
+        user,
+        department,
+        model,
+        at,
+        prompt,
+        completion,
+        cost: Micros((cost * 1_000_000.0).round() as u64),
+        request: RawJson(format!(
+            r#"{{"endpoint": "/api/v1/chat", "messages": {messages}, "temperature": {temperature}, "stream": {}}}"#,
+            rng.random_bool(0.5)
+        )),
+        response: RawJson(format!(
+            r#"{{"finish_reason": "{}", "latency_ms": {latency}}}"#,
+            if rng.random_bool(0.95) {
+                "stop"
+            } else {
+                "length"
+            }
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_users_are_deterministic_and_unique() {
+        let seeds = Seeds::embedded().expect("seeds");
+        let a = fake_users(&seeds, 300, 7);
+        let b = fake_users(&seeds, 300, 7);
+        assert_eq!(a, b);
+        assert_ne!(a, fake_users(&seeds, 300, 8));
+        let names: HashSet<&str> = a.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names.len(), 300);
+        assert!(!names.contains("admin"));
+        assert!(a.iter().all(|u| u.email.ends_with("@example.com")));
+    }
+
+    #[test]
+    fn hashes_are_argon2id_phc_strings_that_verify() {
+        use argon2::PasswordVerifier as _;
+        let s = settings::Seed {
+            dir: None,
+            rng_seed: 1,
+            dev_users: 0,
+            dev_usage_logs: 0,
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+        };
+        let h = hasher(&s).expect("params");
+        let hashes = hash_all(&h, &["one", "two", "three"], 2).expect("hash");
+        assert_eq!(hashes.len(), 3);
+        assert!(hashes[0].starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert!(h.verify_password(b"two", hashes[1].as_str()).is_ok());
+        assert!(h.verify_password(b"one", hashes[1].as_str()).is_err());
+    }
+}

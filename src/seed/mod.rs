@@ -1,0 +1,181 @@
+//! `seed` and `seed --dev`: reference data from `seeds/`, then (dev) accounts, fake users and
+//! usage logs, all in one transaction: a failed seed leaves nothing behind.
+
+pub mod binary;
+pub mod dev;
+pub mod files;
+pub mod reference;
+
+use std::io::IsTerminal as _;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::db::Target;
+use crate::settings::Settings;
+use files::Seeds;
+use reference::{Counts, TableReport};
+
+/// What `seed --dev` adds.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub users: u32,
+    pub usage_logs: u64,
+    pub rng_seed: u64,
+}
+
+/// Everything a seed run did.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tables: Vec<TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Counts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fake_users: Option<Counts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_logs: Option<dev::UsageReport>,
+    /// The fixed test accounts' credentials (dev only), printed once.
+    #[serde(skip)]
+    pub credentials: Vec<(String, String, String)>,
+}
+
+/// Load the seed files: `--seeds-dir` or the built-in set.
+///
+/// # Errors
+/// Invalid files.
+pub fn load(settings: &Settings) -> anyhow::Result<Seeds> {
+    match &settings.seed.dir {
+        Some(dir) => Seeds::from_dir(dir),
+        None => Seeds::embedded(),
+    }
+}
+
+/// Seed the database at `target`.
+///
+/// # Errors
+/// Connection failures, a schema that is not migrated, failing statements.
+pub async fn seed(
+    settings: &Settings,
+    target: &Target,
+    seeds: &Seeds,
+    overwrite: bool,
+    dev_options: Option<DevOptions>,
+) -> anyhow::Result<Report> {
+    // Hash first: CPU-heavy, and no transaction should stay open meanwhile.
+    let prepared = match &dev_options {
+        Some(opts) => {
+            let accounts = dev::accounts(seeds);
+            let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
+            let argon = dev::hasher(&settings.seed)?;
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let passwords: Vec<String> = accounts
+                .iter()
+                .chain(&fakes)
+                .map(|u| u.password.clone())
+                .collect();
+            let hashes = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = passwords.iter().map(String::as_str).collect();
+                dev::hash_all(&argon, &refs, threads)
+            })
+            .await
+            .context("the hashing task failed")??;
+            Some((accounts, fakes, hashes))
+        }
+        None => None,
+    };
+
+    let mut client = target.connect().await?;
+    let migrated: bool = client
+        .query_one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
+        .await
+        .context("checking the schema")?
+        .get(0);
+    if !migrated {
+        anyhow::bail!(
+            "database `{}` has no AI Dock tables yet; run `aidock-provision init` (or `migrate up`) first",
+            target.dbname()
+        );
+    }
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the seed transaction")?;
+    let tables = reference::seed(&tx, seeds, overwrite, settings.production).await?;
+    let mut report = Report {
+        tables,
+        accounts: None,
+        fake_users: None,
+        usage_logs: None,
+        credentials: Vec::new(),
+    };
+    if let (Some(opts), Some((accounts, fakes, hashes))) = (dev_options, prepared) {
+        let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
+        report.accounts = Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
+        report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
+        report.credentials = accounts
+            .iter()
+            .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
+            .collect();
+        let bar = progress_bar(opts.usage_logs, settings.output.quiet);
+        report.usage_logs = Some(
+            dev::load_usage_logs(
+                &tx,
+                opts.usage_logs,
+                seeds.dev.usage_days,
+                opts.rng_seed,
+                &bar,
+            )
+            .await?,
+        );
+        bar.finish_and_clear();
+    }
+    tx.commit().await.context("committing the seed data")?;
+    Ok(report)
+}
+
+fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || len == 0 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "usage logs {bar:40} {pos}/{len} ({per_sec}, {eta})",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
+impl Report {
+    /// Print for people: per table inserted / updated / kept, then the test credentials.
+    pub fn print(&self) {
+        let line = |name: &str, c: &Counts| {
+            println!(
+                "{name:<20} {} inserted, {} updated, {} kept",
+                c.inserted, c.updated, c.kept
+            );
+        };
+        for t in &self.tables {
+            line(t.table, &t.counts);
+        }
+        if let Some(c) = &self.accounts {
+            line("test accounts", c);
+        }
+        if let Some(c) = &self.fake_users {
+            line("fake users", c);
+        }
+        if let Some(u) = &self.usage_logs {
+            println!(
+                "{:<20} {} inserted; {} quotas' current usage updated",
+                "usage_logs", u.rows, u.quotas_updated
+            );
+        }
+        if !self.credentials.is_empty() {
+            println!("\ntest accounts (dev only):");
+            for (user, email, password) in &self.credentials {
+                println!("  {user:<10} {email:<22} {password}");
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `seed` and `seed --dev` against a real schema.
+
+use argon2::PasswordVerifier as _;
+
+use crate::support::{
+    TestDb, bin, expect_exit, free_port, run_ok, scratch_dir, stderr, write_files,
+};
+
+async fn count(db: &tokio_postgres::Client, table: &str) -> i64 {
+    db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn seed_is_idempotent_keeps_edits_and_overwrite_restores_them() {
+    let t = TestDb::new("seed");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let first = run_ok(t.cmd().arg("seed"));
+    assert!(first.contains("roles                4 inserted"), "{first}");
+    let db = t.admin().await;
+    let counts = [
+        count(&db, "roles").await,
+        count(&db, "departments").await,
+        count(&db, "llm_configurations").await,
+        count(&db, "department_quotas").await,
+    ];
+    assert_eq!(counts, [4, 6, 8, 48]);
+
+    let second = run_ok(t.cmd().arg("seed"));
+    assert_eq!(
+        second.matches(" 0 inserted, 0 updated").count(),
+        4,
+        "{second}"
+    );
+    assert_eq!(
+        [
+            count(&db, "roles").await,
+            count(&db, "departments").await,
+            count(&db, "llm_configurations").await,
+            count(&db, "department_quotas").await,
+        ],
+        counts
+    );
+
+    // No raw keys: only $ENV references.
+    let raw: i64 = db
+        .query_one(
+            "SELECT count(*) FROM llm_configurations WHERE api_key_encrypted IS NOT NULL AND api_key_encrypted !~ '^\\$[A-Z][A-Z0-9_]*$'",
+            &[],
+        )
+        .await
+        .expect("keys")
+        .get(0);
+    assert_eq!(raw, 0);
+
+    db.batch_execute("UPDATE roles SET permissions = '[\"chat\"]' WHERE name = 'analyst'")
+        .await
+        .expect("edit");
+    let kept = run_ok(t.cmd().arg("seed"));
+    assert!(
+        kept.contains("roles                0 inserted, 0 updated, 4 kept"),
+        "{kept}"
+    );
+    let restored = run_ok(t.cmd().args(["seed", "--overwrite"]));
+    assert!(
+        restored.contains("roles                0 inserted, 1 updated, 3 kept"),
+        "{restored}"
+    );
+    let permissions: serde_json::Value = db
+        .query_one("SELECT permissions FROM roles WHERE name = 'analyst'", &[])
+        .await
+        .expect("role")
+        .get(0);
+    assert_eq!(
+        permissions,
+        serde_json::json!(["chat", "view_profile", "view_usage", "view_reports"])
+    );
+}
+
+async fn seeded_dev(tag: &str) -> (TestDb, tokio_postgres::Client) {
+    let t = TestDb::new(tag);
+    run_ok(t.cmd().args(["init", "-q"]));
+    let out = run_ok(t.cmd().args([
+        "seed",
+        "--dev",
+        "--users",
+        "40",
+        "--usage-logs",
+        "2000",
+        "--rng-seed",
+        "7",
+    ]));
+    assert!(out.contains("fake users           40 inserted"), "{out}");
+    assert!(
+        out.contains("AdminPassword123"),
+        "credentials are printed once: {out}"
+    );
+    let db = t.admin().await;
+    (t, db)
+}
+
+async fn usernames(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query("SELECT username::text FROM users ORDER BY username", &[])
+        .await
+        .expect("users")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn seed_dev_is_deterministic_hashed_and_consistent() {
+    let ((t, a), (_u, b)) = tokio::join!(seeded_dev("deva"), seeded_dev("devb"));
+    let names = usernames(&a).await;
+    assert_eq!(names.len(), 43);
+    assert_eq!(names, usernames(&b).await, "same --rng-seed, same users");
+
+    let hasher = argon2::Argon2::default();
+    let fixed = [
+        ("admin", "AdminPassword123"),
+        ("user1", "UserPassword123"),
+        ("analyst", "AnalystPassword789"),
+    ];
+    for row in a
+        .query(
+            "SELECT username::text, hashed_password::text FROM users",
+            &[],
+        )
+        .await
+        .expect("users")
+    {
+        let (user, hash): (String, String) = (row.get(0), row.get(1));
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{user}: {hash}"
+        );
+        let password = fixed
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map_or("DevUser2024", |(_, p)| p);
+        assert!(
+            hasher
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok(),
+            "{user}'s hash does not verify"
+        );
+    }
+    let admin: (bool, String, String) = a
+        .query_one(
+            "SELECT u.is_superuser, r.name::text, d.name::text FROM users u JOIN roles r ON r.id = u.role_id \
+             JOIN departments d ON d.id = u.department_id WHERE u.username = 'admin'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("admin");
+    assert_eq!(admin, (true, "admin".into(), "IT".into()));
+
+    assert_eq!(count(&a, "usage_logs").await, 2000);
+    let bad: i64 = a
+        .query_one(
+            "SELECT count(*) FROM usage_logs l \
+             LEFT JOIN users u ON u.id = l.user_id LEFT JOIN departments d ON d.id = l.department_id \
+             LEFT JOIN llm_configurations c ON c.id = l.llm_config_id \
+             WHERE u.id IS NULL OR d.id IS NULL OR c.id IS NULL OR u.department_id <> l.department_id \
+                OR l.\"timestamp\" < now() - interval '90 days' OR l.\"timestamp\" > now() \
+                OR abs(l.cost_estimated - round((l.tokens_prompt * (c.config_json->>'price_per_1k_prompt')::numeric \
+                       + l.tokens_completion * (c.config_json->>'price_per_1k_completion')::numeric) / 1000, 6)) > 0.000001 \
+                OR l.tokens_total <> l.tokens_prompt + l.tokens_completion OR l.tokens_prompt <= 0",
+            &[],
+        )
+        .await
+        .expect("consistency")
+        .get(0);
+    assert_eq!(
+        bad, 0,
+        "every usage log is consistent with its user, department and prices"
+    );
+
+    // Quotas count this month's fake usage.
+    let (usage, quota): (i64, i64) = a
+        .query_one(
+            "SELECT (SELECT coalesce(sum(l.tokens_total), 0)::bigint FROM usage_logs l \
+                      JOIN department_quotas q ON q.department_id = l.department_id AND q.llm_config_id = l.llm_config_id \
+                      WHERE l.\"timestamp\" >= date_trunc('month', now())), \
+                    (SELECT sum(current_usage_tokens)::bigint FROM department_quotas)",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("quotas");
+    assert_eq!(usage, quota);
+
+    // A second run keeps the users and says so.
+    let again = run_ok(t.cmd().args([
+        "seed",
+        "--dev",
+        "--users",
+        "40",
+        "--usage-logs",
+        "10",
+        "--rng-seed",
+        "7",
+    ]));
+    assert!(
+        again.contains("test accounts        0 inserted, 0 updated, 3 kept"),
+        "{again}"
+    );
+    assert!(
+        again.contains("fake users           0 inserted, 0 updated, 40 kept"),
+        "{again}"
+    );
+    assert_eq!(count(&a, "users").await, 43);
+}
+
+#[test]
+fn seed_dev_is_refused_in_production_before_connecting() {
+    // Nothing listens here: connecting would exit 4, not 3.
+    let url = format!("postgres://nobody@127.0.0.1:{}/postgres", free_port());
+    let out = expect_exit(
+        bin()
+            .env("AIDOCK_ADMIN_URL", &url)
+            .args(["--profile", "production", "seed", "--dev"]),
+        3,
+    );
+    assert!(stderr(&out).contains("production"), "{}", stderr(&out));
+}
+
+#[test]
+fn seed_before_migrate_and_bad_seed_files_are_explained() {
+    let t = TestDb::new("unseeded");
+    run_ok(t.cmd().args(["init", "--no-migrate", "-q"]));
+    let out = expect_exit(t.cmd().arg("seed"), 1);
+    assert!(stderr(&out).contains("init"), "{}", stderr(&out));
+
+    let dir = scratch_dir("seeds");
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(builtin).expect("seeds/") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    write_files(
+        &dir,
+        &[(
+            "quotas.toml",
+            "[templates]\nsmall = 1\n[departments]\nLegal = \"small\"\n",
+        )],
+    );
+    let out = expect_exit(t.cmd().arg("--seeds-dir").arg(&dir).arg("seed"), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("quotas.toml") && err.contains("Legal"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
