@@ -78,6 +78,8 @@ pub enum Command {
     /// Apply, revert and inspect versioned schema migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Drop the database (terminating its sessions) and the role. Asks for confirmation.
+    Reset(ResetArgs),
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -103,7 +105,7 @@ pub enum LocalCommand {
     Status,
     /// Print the cluster's admin connection URL on one line.
     Url,
-    /// Stop the cluster and delete its data directory (needs --yes).
+    /// Stop the cluster and delete its data directory (asks for confirmation, or --yes).
     Destroy,
 }
 
@@ -183,4 +185,11 @@ pub struct SeedArgs {
     /// Reset existing reference rows (and test users) to the seed files' values.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Allow this in the production profile (it still asks for confirmation unless --yes).
+    #[arg(long)]
+    pub force: bool,
 }

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init(&settings, &args),
         Command::Seed(args) => seed_command(&settings, &args),
         Command::Migrate(cmd) => migrate_command(&settings, cmd),
+        Command::Reset(args) => reset(&settings, &args),
         Command::Local(cmd) => local(&settings, &cmd),
     }
 }
@@ -189,6 +190,51 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
     }
 }
 
+fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
+    if settings.production && !args.force {
+        return Err(error::refused(format!(
+            "`reset` drops database `{}` and role `{}` and is refused in the {} profile; pass --force if you really mean it",
+            settings.database.name, settings.database.owner, settings.profile
+        )));
+    }
+    if settings.server.admin_url.is_none() && !settings.production {
+        let pg = local_cluster(settings)?;
+        if pg.state()? == State::Absent {
+            if !settings.output.quiet {
+                println!(
+                    "nothing to reset: there is no local cluster at {}",
+                    pg.root().display()
+                );
+            }
+            return Ok(());
+        }
+    }
+    settings.check_production()?;
+    let admin = provision::admin_target(settings)?;
+    confirm(
+        settings,
+        &format!(
+            "`reset` drops database `{}` (disconnecting its sessions) and role `{}` on {}",
+            settings.database.name,
+            settings.database.owner,
+            admin.describe()
+        ),
+    )?;
+    let items = db::block_on(provision::reset(settings, &admin))?;
+    if settings.output.json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else if !settings.output.quiet {
+        for item in &items {
+            let what = match &item.outcome {
+                provision::Outcome::Changed(c) => c.join("; "),
+                _ => "already gone".to_string(),
+            };
+            println!("{}: {what}", item.object);
+        }
+    }
+    Ok(())
+}
+
 fn seed_command(settings: &Settings, args: &cli::SeedArgs) -> anyhow::Result<()> {
     // Refused before anything connects anywhere.
     if args.dev && settings.production {
@@ -291,12 +337,14 @@ fn local(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
             println!("{}", pg.admin_url()?);
         }
         LocalCommand::Destroy => {
-            if !out.yes {
-                return Err(error::refused(
-                    "`local destroy` deletes the local cluster and all its data; run it again with --yes",
-                ));
-            }
             let pg = local_cluster(settings)?;
+            confirm(
+                settings,
+                &format!(
+                    "`local destroy` deletes the local cluster in {} and all its data",
+                    pg.root().display()
+                ),
+            )?;
             let what = if pg.destroy()? { "destroyed" } else { "absent" };
             say(format!("local cluster {what}: {}", pg.root().display()));
         }

@@ -295,3 +295,71 @@ impl Report {
         println!("app URL: {}", self.url);
     }
 }
+
+/// Drop the database (terminating its sessions) and then the role; already gone is success.
+///
+/// # Errors
+/// Connection failures; a role that still owns objects elsewhere (the message says where to look).
+pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<Item>> {
+    let d = &settings.database;
+    let client = admin.connect().await?;
+    admin_rights(&client, admin).await?;
+    lock_init(
+        &client,
+        lock_key("init", &d.name),
+        settings.migrate.wait_timeout,
+    )
+    .await?;
+    let mut exec = Executor::new(&client, false, settings.output.verbose);
+    let mut items = Vec::new();
+    let db_exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&d.name])
+        .await
+        .context("reading pg_database")?
+        .is_some();
+    if db_exists {
+        // WITH (FORCE) terminates connected sessions instead of waiting for them (PostgreSQL 13+).
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            db::quote_ident(&d.name)
+        );
+        exec.run(&sql, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| format!("dropping database `{}`", d.name))?;
+    }
+    items.push(Item {
+        object: format!("database {}", d.name),
+        outcome: if db_exists {
+            Outcome::Changed(vec!["dropped".into()])
+        } else {
+            Outcome::Exists
+        },
+    });
+    let role_exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
+        .await
+        .context("reading pg_roles")?
+        .is_some();
+    if role_exists {
+        let sql = format!("DROP ROLE IF EXISTS {}", db::quote_ident(&d.owner));
+        exec.run(&sql, &sql).await.map_err(|e| {
+            anyhow::anyhow!(
+                "dropping role `{}`: {}\nhint: the role still owns objects or holds privileges in another database; run `REASSIGN OWNED BY {} TO postgres; DROP OWNED BY {}` there first",
+                d.owner,
+                db::describe_error(&e),
+                db::quote_ident(&d.owner),
+                db::quote_ident(&d.owner)
+            )
+        })?;
+    }
+    items.push(Item {
+        object: format!("role {}", d.owner),
+        outcome: if role_exists {
+            Outcome::Changed(vec!["dropped".into()])
+        } else {
+            Outcome::Exists
+        },
+    });
+    Ok(items)
+}

@@ -3,6 +3,7 @@
 mod init;
 mod local;
 mod migrate;
+mod reset;
 mod seed;
 mod settings;
 mod support;
