@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -17,6 +17,8 @@ use crate::settings::{Secret, Settings, TlsMode};
 pub struct Target {
     config: Config,
     tls: TlsMode,
+    /// The rustls connector for every mode but `disable` (built once per target).
+    connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Which setting this came from, for messages ("server.admin_url", "the local cluster").
     source: String,
 }
@@ -39,11 +41,37 @@ impl Target {
                 "{source} is not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
             ))
         })?;
+        // What the URL leaves out comes from libpq's environment, then libpq's defaults.
+        let env = |name: &str| {
+            settings
+                .libpq_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         if config.get_hosts().is_empty() {
-            config.host("localhost");
+            config.host(env("PGHOST").unwrap_or("localhost"));
+        }
+        if config.get_ports().is_empty()
+            && let Some(port) = env("PGPORT")
+        {
+            let port = port
+                .parse()
+                .map_err(|_| error::usage(format!("PGPORT `{port}` is not a port number")))?;
+            config.port(port);
         }
         if config.get_user().is_none() {
-            config.user("postgres");
+            config.user(env("PGUSER").unwrap_or("postgres"));
+        }
+        if config.get_password().is_none()
+            && let Some(password) = env("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        if config.get_dbname().is_none()
+            && let Some(dbname) = env("PGDATABASE")
+        {
+            config.dbname(dbname);
         }
         config.connect_timeout(settings.server.connect_timeout);
         if config.get_application_name().is_none() {
@@ -53,9 +81,17 @@ impl Target {
             Some(mode) => parse_sslmode(&mode, source)?,
             None => settings.tls.mode,
         };
+        let connector = match tls {
+            TlsMode::Disable => None,
+            mode => Some(crate::tls::connector(
+                mode,
+                settings.tls.root_cert.as_deref(),
+            )?),
+        };
         Ok(Target {
             config,
             tls,
+            connector,
             source: source.to_string(),
         })
     }
@@ -68,6 +104,7 @@ impl Target {
         Target {
             config,
             tls: self.tls,
+            connector: self.connector.clone(),
             source: format!("role `{user}` on {}", self.source),
         }
     }
@@ -80,6 +117,7 @@ impl Target {
         Target {
             config,
             tls: self.tls,
+            connector: self.connector.clone(),
             source: self.source.clone(),
         }
     }
@@ -136,13 +174,6 @@ impl Target {
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(5));
-        if matches!(self.tls, TlsMode::Require | TlsMode::VerifyFull) {
-            return Err(error::usage(format!(
-                "TLS mode `{}` is not supported by this build; use tls.mode = prefer or disable for {}",
-                self.tls.as_str(),
-                self.describe()
-            )));
-        }
         let attempt = self.connect_raw();
         match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
             Ok(Ok(client)) => Ok(client),
@@ -161,17 +192,43 @@ impl Target {
     /// The driver's error.
     pub async fn connect_raw(&self) -> Result<Client, tokio_postgres::Error> {
         let mut config = self.config.clone();
-        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        let (client, conn) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let client = if let Some(connector) = &self.connector {
+            config.ssl_mode(if self.tls == TlsMode::Prefer {
+                SslMode::Prefer
+            } else {
+                SslMode::Require
+            });
+            let (client, conn) = config.connect(connector.clone()).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        } else {
+            config.ssl_mode(SslMode::Disable);
+            let (client, conn) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        };
         Ok(client)
     }
 
     fn classify(&self, e: &tokio_postgres::Error) -> anyhow::Error {
         let who = format!("{} ({})", self.describe(), self.source);
         let Some(db) = e.as_db_error() else {
+            let chain = error_chain(e);
+            if chain.contains("certificate") || chain.contains("CertificateRequired") {
+                return anyhow::anyhow!(
+                    "TLS verification of {who} failed: {chain}; with tls.mode = verify-full the server's certificate must be signed by a CA in tls.root_cert (or the system store) and be issued for the host name you connect to"
+                );
+            }
+            if chain.contains("does not support TLS") {
+                return anyhow::anyhow!(
+                    "{who} does not offer TLS, but tls.mode is `{}`; enable ssl on the server or lower tls.mode",
+                    self.tls.as_str()
+                );
+            }
             return error::unreachable(format!(
                 "cannot connect to {who}: {}; check that the server is running, and that host and port are right and reachable",
                 error_chain(e)

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod provision;
 pub mod seed;
 pub mod settings;
+pub mod tls;
 
 use std::io::IsTerminal as _;
 

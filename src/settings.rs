@@ -127,6 +127,9 @@ pub struct Settings {
     pub migrate: Migrate,
     pub seed: Seed,
     pub output: Output,
+    /// libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), which fills what a
+    /// connection URL leaves out, as psql would.
+    pub libpq_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -259,7 +262,29 @@ impl Settings {
             .map_err(|e| error::usage(format!("reading settings: {e}")))?;
         let reader = Reader { root };
         reader.reject_unknown_keys()?;
-        reader.settings(profile, global)
+        let mut settings = reader.settings(profile, global)?;
+        settings.libpq_env = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
+            .iter()
+            .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
+            .collect();
+        // PGSSLMODE applies when no settings layer chose a TLS mode.
+        if settings.tls.mode_source == "built-in defaults"
+            && let Some(mode) = env.get("PGSSLMODE")
+        {
+            settings.tls.mode = match mode.as_str() {
+                "disable" | "allow" => TlsMode::Disable,
+                "prefer" => TlsMode::Prefer,
+                "require" => TlsMode::Require,
+                "verify-ca" | "verify-full" => TlsMode::VerifyFull,
+                other => {
+                    return Err(error::usage(format!(
+                        "PGSSLMODE `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                    )));
+                }
+            };
+            settings.tls.mode_source = "environment variable PGSSLMODE".into();
+        }
+        Ok(settings)
     }
 
     /// The refusal for production when its requirements are not met; call before connecting.
@@ -636,6 +661,7 @@ impl Reader {
                 yes: global.yes,
             },
             profile,
+            libpq_env: Vec::new(),
         })
     }
 }

@@ -354,3 +354,30 @@ fn an_unreachable_server_exits_4_quickly() {
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(listener);
 }
+
+#[test]
+fn libpq_environment_fills_what_the_url_leaves_out() {
+    let t = TestDb::new("pgenv");
+    let cluster = crate::support::cluster();
+    if cluster.port == 0 {
+        return;
+    }
+    let password = cluster
+        .admin_url
+        .split_once("postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_string())
+        .expect("password in the test cluster URL");
+    let out = run_ok(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", "postgresql:///postgres?host=127.0.0.1")
+            .env("PGPORT", cluster.port.to_string())
+            .env("PGUSER", "postgres")
+            .env("PGPASSWORD", &password)
+            .args(["init", "--no-migrate"]),
+    );
+    assert!(
+        out.contains(&format!("database {}: created", t.name)),
+        "{out}"
+    );
+}

@@ -3,7 +3,9 @@
 mod init;
 mod local;
 mod migrate;
+mod pgbouncer;
 mod reset;
 mod seed;
 mod settings;
 mod support;
+mod tls;

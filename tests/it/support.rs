@@ -55,6 +55,40 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// A second, dedicated cluster for tests that need special server settings (TLS); cleaned up
+/// like the shared one when this process exits.
+pub fn dedicated_cluster(tag: &str, extra_conf: Vec<String>) -> LocalPg {
+    let options = local_pg::Options {
+        tcp: true,
+        fsync: false,
+        extra_conf,
+    };
+    let pg = LocalPg::new(&scratch_dir(tag), free_port(), options).expect("postgres binaries");
+    spawn_watchdog(&pg);
+    pg.start().expect("starting a dedicated cluster");
+    pg
+}
+
+/// uid and gid of the `postgres` system user when running as root (files the server reads must
+/// be its own).
+pub fn server_owner() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    Some((id("-u"), id("-g")))
+}
+
 /// Stops the cluster (immediate shutdown via its pid file) and removes its directory once the
 /// test process is gone, however it ended.
 fn spawn_watchdog(pg: &LocalPg) {

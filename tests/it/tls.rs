@@ -1,0 +1,216 @@
+//! TLS modes against a cluster with a certificate from a CA made in the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aidock_provision::cli::Global;
+use aidock_provision::db::Target;
+use aidock_provision::settings::Settings;
+
+use crate::support::{
+    bin, dedicated_cluster, env_map, expect_exit, run_ok, scratch_dir, server_owner, stderr,
+};
+
+struct Pki {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A CA and a server certificate for `localhost` only (not 127.0.0.1).
+fn make_pki() -> Pki {
+    let dir = scratch_dir("pki");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=aidock test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName = DNS:localhost\n").expect("ext");
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    if let Some((uid, gid)) = server_owner() {
+        for f in ["server.key", "server.crt"] {
+            std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).expect("chown");
+        }
+    }
+    Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.crt"),
+        key,
+        dir,
+    }
+}
+
+#[tokio::test]
+async fn tls_modes_against_a_server_with_a_private_ca() {
+    let pki = make_pki();
+    let pg = dedicated_cluster(
+        "tls",
+        vec![
+            "ssl = on".into(),
+            format!("ssl_cert_file = '{}'", pki.cert.display()),
+            format!("ssl_key_file = '{}'", pki.key.display()),
+        ],
+    );
+    let password = pg.admin_password().expect("password");
+    let url = |host: &str, extra: &str| {
+        format!(
+            "postgresql://postgres:{password}@{host}:{}/postgres{extra}",
+            pg.port()
+        )
+    };
+    let status = |url: &str, env: &[(&str, &str)]| {
+        let mut cmd = bin();
+        cmd.env("DATABASE_URL", url);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(["migrate", "status"]);
+        cmd
+    };
+    let ca = pki.ca.to_str().expect("utf-8 path");
+
+    // verify-full with the CA and the certificate's host name: connects.
+    run_ok(&mut status(
+        &url("localhost", ""),
+        &[
+            ("AIDOCK__TLS__MODE", "verify-full"),
+            ("AIDOCK__TLS__ROOT_CERT", ca),
+        ],
+    ));
+    // The URL's sslmode is honoured (tokio-postgres alone would reject verify-full).
+    run_ok(&mut status(
+        &url("localhost", "?sslmode=verify-full"),
+        &[("AIDOCK__TLS__ROOT_CERT", ca)],
+    ));
+
+    // Wrong host name: refused with a message that says why.
+    let out = expect_exit(
+        &mut status(
+            &url("127.0.0.1", ""),
+            &[
+                ("AIDOCK__TLS__MODE", "verify-full"),
+                ("AIDOCK__TLS__ROOT_CERT", ca),
+            ],
+        ),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("TLS verification") && err.contains("host name"),
+        "{err}"
+    );
+    // Without the CA (system roots only): refused.
+    let out = expect_exit(
+        &mut status(
+            &url("localhost", ""),
+            &[("AIDOCK__TLS__MODE", "verify-full")],
+        ),
+        1,
+    );
+    assert!(
+        stderr(&out).contains("TLS verification"),
+        "{}",
+        stderr(&out)
+    );
+    // A missing CA file is a settings error naming the key.
+    let out = expect_exit(
+        &mut status(
+            &url("localhost", ""),
+            &[
+                ("AIDOCK__TLS__MODE", "verify-full"),
+                ("AIDOCK__TLS__ROOT_CERT", "/nonexistent/ca.pem"),
+            ],
+        ),
+        2,
+    );
+    assert!(stderr(&out).contains("tls.root_cert"), "{}", stderr(&out));
+
+    // require encrypts without a CA; disable does not encrypt.
+    let settings = |mode: &str| {
+        Settings::load_with(&Global::default(), &env_map(&[("AIDOCK__TLS__MODE", mode)]))
+            .expect("settings")
+    };
+    for (mode, host, encrypted) in [
+        ("require", "127.0.0.1", true),
+        ("prefer", "127.0.0.1", true),
+        ("disable", "127.0.0.1", false),
+    ] {
+        let target = Target::parse(&url(host, ""), "test", &settings(mode)).expect("target");
+        let client = target
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e:#}"));
+        let ssl: bool = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl")
+            .get(0);
+        assert_eq!(ssl, encrypted, "tls.mode {mode}");
+    }
+    let _ = pg.destroy();
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
