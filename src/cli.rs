@@ -125,6 +125,8 @@ pub enum MigrateCommand {
     History,
     /// Print the exact SQL that `up` (or `down` with --down) would run; changes nothing.
     Plan(PlanArgs),
+    /// Compare the live schema with what the applied migrations make; exit 1 on any drift.
+    Verify,
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
     New {
         /// Lower-case letters, digits and underscores, e.g. add_user_avatar.

@@ -184,6 +184,40 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
                 ))
             }
         }
+        MigrateCommand::Verify => {
+            let target = migrate::app_target(settings)?;
+            let drift = db::block_on(async {
+                let mut client = target.connect().await?;
+                migrate::verify::verify(&mut client, &migrations).await
+            })?;
+            if settings.output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"clean": drift.is_empty(), "drift": drift})
+                    )?
+                );
+            } else if drift.is_empty() {
+                if !settings.output.quiet {
+                    println!(
+                        "schema matches the applied migrations ({})",
+                        target.describe()
+                    );
+                }
+            } else {
+                for d in &drift {
+                    println!("{d}");
+                }
+            }
+            if drift.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} difference(s) between the live schema and the migrations",
+                    drift.len()
+                ))
+            }
+        }
         MigrateCommand::History => {
             let target = migrate::app_target(settings)?;
             db::block_on(migrate::history(&target, settings.output.json))

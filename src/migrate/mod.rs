@@ -6,6 +6,7 @@ pub mod lexer;
 pub mod plan;
 pub mod runner;
 pub mod source;
+pub mod verify;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -9,3 +9,4 @@ mod seed;
 mod settings;
 mod support;
 mod tls;
+mod verify;
