@@ -80,6 +80,9 @@ pub enum Command {
     Migrate(MigrateCommand),
     /// Drop the database (terminating its sessions) and the role. Asks for confirmation.
     Reset(ResetArgs),
+    /// Check settings, server, rights, role, database, migrations and schema; print a fix for each
+    /// problem.
+    Doctor,
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod doctor;
 mod embedded;
 pub mod error;
 pub mod local_pg;
@@ -25,6 +26,10 @@ use settings::Settings;
 /// # Errors
 /// Any failure, classified for the exit code by [`error::exit_code`].
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Doctor = cli.command {
+        // Doctor reports bad settings as a failed check instead of stopping at them.
+        return doctor_command(&cli.global);
+    }
     let settings = Settings::load(&cli.global)?;
     match cli.command {
         Command::Init(args) => init(&settings, &args),
@@ -32,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(cmd) => migrate_command(&settings, cmd),
         Command::Reset(args) => reset(&settings, &args),
         Command::Local(cmd) => local(&settings, &cmd),
+        Command::Doctor => unreachable!("handled above"),
     }
 }
 
@@ -268,6 +274,23 @@ fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn doctor_command(global: &cli::Global) -> anyhow::Result<()> {
+    let checks = doctor::run(global);
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        doctor::print(&checks);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{failed} check(s) failed; each FAIL line above says how to fix it"
+        ))
+    }
 }
 
 fn seed_command(settings: &Settings, args: &cli::SeedArgs) -> anyhow::Result<()> {

@@ -293,6 +293,17 @@ impl LocalPg {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// As root: whether the `postgres` user can reach the data directory (always true otherwise).
+    ///
+    /// # Errors
+    /// A message naming the blocking directory and the fix.
+    pub fn check_reachable(&self) -> anyhow::Result<()> {
+        match &self.run_as {
+            Some(user) => check_reachable(&self.root, user),
+            None => Ok(()),
+        }
+    }
+
     fn prepare_root(&self) -> anyhow::Result<()> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("creating data directory `{}`", self.root.display()))?;

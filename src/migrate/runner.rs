@@ -274,6 +274,10 @@ fn script_error(
         message.push_str(
             "\nhint: the migration waited longer than migrate.lock_timeout for a lock held by other sessions (application traffic); retry when it is quieter or raise migrate.lock_timeout",
         );
+    } else if db::sqlstate(e) == Some(&SqlState::DUPLICATE_TABLE) {
+        message.push_str(
+            "\nhint: the object exists but no recorded migration made it: the schema was created outside aidock-provision (e.g. by the backend's create_all or its own alembic run); on a dev database run `aidock-provision reset` then `init`",
+        );
     } else if db::sqlstate(e) == Some(&SqlState::QUERY_CANCELED) {
         message.push_str("\nhint: the statement ran longer than migrate.statement_timeout; raise it for this migration");
     }

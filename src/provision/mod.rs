@@ -130,7 +130,7 @@ pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<Ad
         anyhow::bail!(
             "the server runs PostgreSQL {}.{}; AI Dock needs 13 or newer (gen_random_uuid is built in from 13)",
             version / 10000,
-            version % 10000 / 100
+            version % 10000
         );
     }
     if !(superuser || createrole && createdb) {

@@ -1,0 +1,435 @@
+//! `doctor`: run the checks a person would run by hand, in order, and print a fix for each failure.
+//! Later checks that depend on a failed one are skipped.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::Global;
+use crate::db;
+use crate::local_pg::{self, LocalPg, State};
+use crate::migrate;
+use crate::settings::Settings;
+
+/// One check's result.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.0.push(Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        });
+    }
+
+    fn fail(&mut self, name: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check {
+            name,
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        });
+    }
+}
+
+/// Run every check; the caller prints them and exits 0 only when all pass.
+#[must_use]
+pub fn run(global: &Global) -> Vec<Check> {
+    let mut checks = Checks(Vec::new());
+    let here = if Path::new("config").is_dir() {
+        "settings from ./config".to_string()
+    } else {
+        "no ./config here: built-in settings (run from the project root to use its config/)"
+            .to_string()
+    };
+    let settings = match Settings::load(global) {
+        Ok(s) => {
+            checks.pass("settings", format!("profile {}; {here}", s.profile));
+            s
+        }
+        Err(e) => {
+            checks.fail(
+                "settings",
+                format!("{e:#}"),
+                "correct the setting named above; every key is documented in config/default.toml",
+            );
+            return checks.0;
+        }
+    };
+    let migrations = match migrate::load(&settings) {
+        Ok(m) => {
+            checks.pass("migration files", format!("{} migration(s)", m.len()));
+            Some(m)
+        }
+        Err(e) => {
+            checks.fail(
+                "migration files",
+                format!("{e:#}"),
+                "rename or remove the file named above; `aidock-provision migrate new NAME` picks the next free number",
+            );
+            None
+        }
+    };
+    if settings.server.admin_url.is_none()
+        && !settings.production
+        && !local_checks(&settings, &mut checks)
+    {
+        return checks.0;
+    }
+    let result = db::block_on(async {
+        Ok(server_checks(&settings, migrations.as_deref(), &mut checks).await)
+    });
+    if let Err(e) = result {
+        checks.fail("doctor", format!("{e:#}"), "report this as a bug");
+    }
+    checks.0
+}
+
+/// The project-local cluster: binaries, data directory, running. Returns whether it runs.
+fn local_checks(settings: &Settings, checks: &mut Checks) -> bool {
+    match local_pg::find_bindir() {
+        Ok(dir) => checks.pass("postgresql binaries", dir.display().to_string()),
+        Err(e) => {
+            checks.fail(
+                "postgresql binaries",
+                format!("{e:#}"),
+                "install the PostgreSQL server package (apt-get install postgresql), or set server.admin_url (AIDOCK_ADMIN_URL) to an existing server",
+            );
+            return false;
+        }
+    }
+    let pg = match LocalPg::new(
+        &settings.local.data_dir,
+        settings.local.port,
+        local_pg::Options::default(),
+    ) {
+        Ok(pg) => pg,
+        Err(e) => {
+            checks.fail("local cluster", format!("{e:#}"), "see the message above");
+            return false;
+        }
+    };
+    if let Err(e) = pg.check_reachable() {
+        checks.fail(
+            "local data directory",
+            format!("{e:#}"),
+            "set local.data_dir (AIDOCK__LOCAL__DATA_DIR) to a directory the postgres user can reach",
+        );
+        return false;
+    }
+    match pg.state() {
+        Ok(State::Running) => {
+            checks.pass(
+                "local cluster",
+                format!("running in {} on port {}", pg.root().display(), pg.port()),
+            );
+            true
+        }
+        Ok(state) => {
+            checks.fail(
+                "local cluster",
+                format!(
+                    "{} in {}",
+                    if state == State::Absent { "not created" } else { "stopped" },
+                    pg.root().display()
+                ),
+                "run `aidock-provision local start` (init starts it too), or set server.admin_url (AIDOCK_ADMIN_URL) to use another server",
+            );
+            false
+        }
+        Err(e) => {
+            checks.fail(
+                "local cluster",
+                format!("{e:#}"),
+                "run `aidock-provision local start` and read its error",
+            );
+            false
+        }
+    }
+}
+
+async fn server_checks(
+    settings: &Settings,
+    migrations: Option<&[migrate::source::Migration]>,
+    checks: &mut Checks,
+) {
+    let admin = match crate::provision::admin_target(settings) {
+        Ok(t) => t,
+        Err(e) => {
+            checks.fail(
+                "server",
+                format!("{e:#}"),
+                "set server.admin_url (AIDOCK_ADMIN_URL or --admin-url)",
+            );
+            return;
+        }
+    };
+    let client = match admin.connect().await {
+        Ok(c) => {
+            checks.pass(
+                "server reachable",
+                format!("{} (tls {})", admin.describe(), settings.tls.mode.as_str()),
+            );
+            c
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            let fix = if text.contains("password authentication failed") {
+                "put the admin role's password in server.admin_url (AIDOCK_ADMIN_URL), or in PGPASSWORD"
+            } else if text.contains("TLS") {
+                "check tls.mode (AIDOCK__TLS__MODE) and tls.root_cert against the server's TLS setup"
+            } else {
+                "check that the server is running and that server.admin_url (AIDOCK_ADMIN_URL) has the right host and port; a firewall or pg_hba.conf may refuse this client"
+            };
+            checks.fail("server reachable", text, fix);
+            return;
+        }
+    };
+    match crate::provision::admin_rights(&client, &admin).await {
+        Ok(r) => {
+            checks.pass(
+                "server version and admin rights",
+                format!(
+                    "PostgreSQL {}.{}; `{}` is {}",
+                    r.server_version / 10000,
+                    r.server_version % 10000,
+                    admin.user(),
+                    if r.superuser {
+                        "a superuser"
+                    } else {
+                        "allowed CREATEDB and CREATEROLE"
+                    }
+                ),
+            );
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            let fix = if text.contains("13 or newer") {
+                "upgrade the server to PostgreSQL 13 or newer".to_string()
+            } else {
+                format!(
+                    "as a superuser run `ALTER ROLE {} CREATEDB CREATEROLE`, or set server.admin_url to a role that has them",
+                    db::quote_ident(admin.user())
+                )
+            };
+            checks.fail("server version and admin rights", text, fix);
+            return;
+        }
+    }
+    let d = &settings.database;
+    let role = client
+        .query_opt(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&d.owner],
+        )
+        .await;
+    match role {
+        Ok(Some(row)) if row.get::<_, bool>(0) => {
+            checks.pass("app role", format!("`{}` exists and may log in", d.owner));
+        }
+        Ok(Some(_)) => {
+            checks.fail(
+                "app role",
+                format!("`{}` exists but has no LOGIN", d.owner),
+                "run `aidock-provision init` (it grants LOGIN)",
+            );
+            return;
+        }
+        Ok(None) => {
+            checks.fail(
+                "app role",
+                format!("role `{}` does not exist", d.owner),
+                "run `aidock-provision init`",
+            );
+            return;
+        }
+        Err(e) => {
+            checks.fail(
+                "app role",
+                db::describe_error(&e),
+                "check the admin's rights",
+            );
+            return;
+        }
+    }
+    let owners = client
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1",
+            &[&d.name],
+        )
+        .await;
+    match owners {
+        Ok(Some(row)) if row.get::<_, String>(0) == d.owner => {}
+        Ok(Some(row)) => {
+            checks.fail(
+                "database",
+                format!(
+                    "`{}` is owned by `{}`, not `{}`",
+                    d.name,
+                    row.get::<_, String>(0),
+                    d.owner
+                ),
+                "run `aidock-provision init` (it reconciles the owner)",
+            );
+            return;
+        }
+        Ok(None) => {
+            checks.fail(
+                "database",
+                format!("database `{}` does not exist", d.name),
+                "run `aidock-provision init`",
+            );
+            return;
+        }
+        Err(e) => {
+            checks.fail(
+                "database",
+                db::describe_error(&e),
+                "check the admin's rights",
+            );
+            return;
+        }
+    }
+    let app = admin.as_role(&d.owner, &d.password, &d.name);
+    let mut app_client = match app.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            checks.fail(
+                "app login",
+                format!("{e:#}"),
+                format!(
+                    "the password in database.password ({}) does not match role `{}`: run `aidock-provision init` to set it, or correct database.password / AIDOCK__DATABASE__PASSWORD",
+                    d.password_source, d.owner
+                ),
+            );
+            return;
+        }
+    };
+    match app_client
+        .query_one(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+    {
+        Ok(row) if row.get::<_, String>(0) == d.owner => {
+            checks.pass(
+                "app login",
+                format!(
+                    "`{}` logs in to `{}` and owns it and schema public",
+                    d.owner, d.name
+                ),
+            );
+        }
+        Ok(row) => {
+            checks.fail(
+                "app login",
+                format!("schema public is owned by `{}`, not `{}` (permission denied for schema public)", row.get::<_, String>(0), d.owner),
+                "run `aidock-provision init` (it gives schema public to the role)",
+            );
+            return;
+        }
+        Err(e) => {
+            checks.fail(
+                "app login",
+                db::describe_error(&e),
+                "run `aidock-provision init`",
+            );
+            return;
+        }
+    }
+    let Some(migrations) = migrations else { return };
+    match migrate::status(&app, migrations).await {
+        Ok(status) if !status.problems.is_empty() => {
+            checks.fail(
+                "migrations",
+                status.problems.join("\n"),
+                "follow the advice above; `aidock-provision migrate status` shows the details",
+            );
+            return;
+        }
+        Ok(status) if status.applied.is_empty() && untracked_tables(&app_client).await > 0 => {
+            checks.fail(
+                "migrations",
+                "tables exist in schema public but no migration is recorded: the schema was made outside aidock-provision (e.g. by the backend's create_all), so `migrate up` would fail with `relation already exists`",
+                "on a dev database run `aidock-provision reset` then `aidock-provision init`; elsewhere move those tables away before `migrate up`",
+            );
+            return;
+        }
+        Ok(status) if !status.pending.is_empty() => {
+            checks.fail(
+                "migrations",
+                format!(
+                    "{} pending: {}",
+                    status.pending.len(),
+                    status
+                        .pending
+                        .iter()
+                        .map(|p| p.file.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "run `aidock-provision migrate up`",
+            );
+            return;
+        }
+        Ok(status) => checks.pass(
+            "migrations",
+            format!("at {:04}, up to date", status.current.unwrap_or(0)),
+        ),
+        Err(e) => {
+            checks.fail(
+                "migrations",
+                format!("{e:#}"),
+                "run `aidock-provision migrate status` and read its error",
+            );
+            return;
+        }
+    }
+    match migrate::verify::verify(&mut app_client, migrations).await {
+        Ok(drift) if drift.is_empty() => checks.pass("schema", "matches the applied migrations"),
+        Ok(drift) => checks.fail(
+            "schema",
+            drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            "each line names an object changed by hand; undo the change or capture it in a new migration (`aidock-provision migrate verify` lists them)",
+        ),
+        Err(e) => checks.fail("schema", format!("{e:#}"), "run `aidock-provision migrate verify` and read its error"),
+    }
+}
+
+async fn untracked_tables(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' \
+             AND tablename NOT IN ('aidock_schema_history', 'alembic_version')",
+            &[],
+        )
+        .await
+        .map_or(0, |r| r.get(0))
+}
+
+/// Print the checks for people.
+pub fn print(checks: &[Check]) {
+    for c in checks {
+        let mark = if c.ok { "ok  " } else { "FAIL" };
+        let mut lines = c.detail.lines();
+        println!("{mark} {}: {}", c.name, lines.next().unwrap_or_default());
+        for line in lines {
+            println!("       {line}");
+        }
+        if let Some(fix) = &c.fix {
+            println!("     fix: {fix}");
+        }
+    }
+}
