@@ -88,7 +88,8 @@ pub fn run(global: &Global) -> Vec<Check> {
         return checks.0;
     }
     let result = db::block_on(async {
-        Ok(server_checks(&settings, migrations.as_deref(), &mut checks).await)
+        server_checks(&settings, migrations.as_deref(), &mut checks).await;
+        Ok(())
     });
     if let Err(e) = result {
         checks.fail("doctor", format!("{e:#}"), "report this as a bug");
