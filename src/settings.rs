@@ -179,6 +179,10 @@ pub struct Seed {
     pub rng_seed: u64,
     pub dev_users: u32,
     pub dev_usage_logs: u64,
+    /// Threads hashing passwords (0: one per core).
+    pub hash_threads: u32,
+    /// Connections loading usage logs side by side (0: one per core).
+    pub copy_connections: u32,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -650,6 +654,14 @@ impl Reader {
                 rng_seed: self.int("seed.rng_seed", "a whole number of at least 0")?,
                 dev_users: self.int("seed.dev_users", "a whole number of at least 0")?,
                 dev_usage_logs: self.int("seed.dev_usage_logs", "a whole number of at least 0")?,
+                hash_threads: self.int(
+                    "seed.hash_threads",
+                    "0 (one per core) or a number of threads",
+                )?,
+                copy_connections: self.int(
+                    "seed.copy_connections",
+                    "0 (one per core) or a number of connections",
+                )?,
                 argon2_memory_kib: self.int("seed.argon2.memory_kib", "a whole number of KiB")?,
                 argon2_iterations: self.int("seed.argon2.iterations", positive)?,
                 argon2_parallelism: self.int("seed.argon2.parallelism", positive)?,

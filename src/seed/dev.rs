@@ -3,6 +3,7 @@
 //! generated.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -11,13 +12,14 @@ use fake::Fake as _;
 use fake::faker::name::en::{FirstName, LastName};
 use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Transaction};
 
 use super::binary::{Micros, RawJson, Uuid};
 use super::files::Seeds;
 use super::reference::Counts;
+use crate::db::Target;
 use crate::settings;
 
 /// A user to insert.
@@ -265,27 +267,41 @@ struct Log {
 pub struct UsageReport {
     pub rows: u64,
     pub quotas_updated: u64,
+    /// How many connections ran COPY side by side.
+    pub connections: usize,
 }
 
-/// Generate `n` usage logs over the last `days` days and COPY them in (binary), generation on
-/// its own thread so that it overlaps with the server's work.
+/// Tokens per (department, configuration) that fall in the current month.
+type Deltas = HashMap<(Uuid, Uuid), i64>;
+
+/// Generate `n` usage logs over the last `days` days and load them with binary COPY over
+/// `connections` connections side by side while a thread generates them.
+///
+/// All or nothing: every connection keeps its transaction open until all of them have finished
+/// COPY and the quota update, then they commit together; any failure rolls every one back.
 ///
 /// # Errors
-/// No users or no enabled configurations to log against; COPY failures.
+/// No users or no enabled configurations to log against; connection and COPY failures.
 pub async fn load_usage_logs(
-    tx: &Transaction<'_>,
+    target: &Target,
     n: u64,
     days: u32,
     rng_seed: u64,
+    connections: usize,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<UsageReport> {
-    if n == 0 {
-        return Ok(UsageReport {
-            rows: 0,
-            quotas_updated: 0,
-        });
+    let connections = connections.max(1);
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let client = target.connect().await?;
+        client
+            .batch_execute("BEGIN")
+            .await
+            .context("starting a usage log transaction")?;
+        clients.push(client);
     }
-    let users: Vec<(Uuid, Uuid)> = tx
+    let first = &clients[0];
+    let users: Vec<(Uuid, Uuid)> = first
         .query(
             "SELECT id::text, department_id::text FROM users WHERE department_id IS NOT NULL ORDER BY username",
             &[],
@@ -295,7 +311,7 @@ pub async fn load_usage_logs(
         .iter()
         .filter_map(|r| Some((Uuid::parse(r.get(0))?, Uuid::parse(r.get(1))?)))
         .collect();
-    let models: Vec<Model> = tx
+    let models: Vec<Model> = first
         .query(
             "SELECT id::text, config_json::text FROM llm_configurations WHERE enabled ORDER BY provider, model_name",
             &[],
@@ -307,7 +323,10 @@ pub async fn load_usage_logs(
             let config: serde_json::Value = serde_json::from_str(r.get(1)).ok()?;
             Some(Model {
                 id: Uuid::parse(r.get(0))?,
-                max_tokens: config["max_tokens"].as_u64().and_then(|m| u32::try_from(m).ok()).unwrap_or(4096),
+                max_tokens: config["max_tokens"]
+                    .as_u64()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(4096),
                 price_prompt: config["price_per_1k_prompt"].as_f64().unwrap_or(0.0),
                 price_completion: config["price_per_1k_completion"].as_f64().unwrap_or(0.0),
             })
@@ -318,7 +337,7 @@ pub async fn load_usage_logs(
             "usage logs need at least one user with a department and one enabled LLM configuration; run `seed --dev` with the reference data in place"
         );
     }
-    let month_start: f64 = tx
+    let month_start: f64 = first
         .query_one(
             "SELECT extract(epoch FROM date_trunc('month', now()))::float8",
             &[],
@@ -327,12 +346,16 @@ pub async fn load_usage_logs(
         .context("reading the start of the month")?
         .get(0);
     let month_start = UNIX_EPOCH + Duration::from_secs_f64(month_start);
+    let model_ids: Arc<Vec<Uuid>> = Arc::new(models.iter().map(|m| m.id).collect());
     let model_meta: Vec<(u32, f64, f64)> = models
         .iter()
         .map(|m| (m.max_tokens, m.price_prompt, m.price_completion))
         .collect();
 
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Log>>(4);
+    // One bounded channel per connection; the generator deals chunks round-robin.
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..connections)
+        .map(|_| tokio::sync::mpsc::channel::<Vec<Log>>(2))
+        .unzip();
     let generator = std::thread::spawn(move || {
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed.wrapping_add(1));
         // Row ids come from the OS-seeded generator: a second run with the same seed adds rows.
@@ -340,6 +363,7 @@ pub async fn load_usage_logs(
         let now = SystemTime::now();
         let span_micros = u64::from(days.max(1)) * 86_400 * 1_000_000;
         let mut left = n;
+        let mut turn = 0;
         while left > 0 {
             let size = left.min(8192);
             let mut chunk = Vec::with_capacity(usize::try_from(size).unwrap_or(8192));
@@ -356,30 +380,106 @@ pub async fn load_usage_logs(
                 ));
             }
             left -= size;
-            if sender.blocking_send(chunk).is_err() {
-                return; // the writer failed; its error is reported
+            if senders[turn % senders.len()].blocking_send(chunk).is_err() {
+                return; // a writer failed; its error is reported
             }
+            turn += 1;
         }
     });
 
-    let sink = tx
+    let workers: Vec<_> = clients
+        .into_iter()
+        .zip(receivers)
+        .map(|(client, receiver)| {
+            tokio::spawn(copy_worker(
+                client,
+                receiver,
+                model_ids.clone(),
+                month_start,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    let mut finished = Vec::with_capacity(connections);
+    let mut failure = None;
+    for worker in workers {
+        match worker.await {
+            Ok(Ok(done)) => finished.push(done),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(e) => failure = failure.or(Some(anyhow::anyhow!("a COPY worker panicked: {e}"))),
+        }
+    }
+    generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the usage log generator panicked"))?;
+    if let Some(e) = failure {
+        // Dropping the clients closes their connections: every open transaction rolls back.
+        return Err(e);
+    }
+
+    let mut deltas = Deltas::new();
+    let mut rows = 0;
+    for (_, written, part) in &finished {
+        rows += written;
+        for (key, tokens) in part {
+            *deltas.entry(*key).or_default() += tokens;
+        }
+    }
+    // This month's fake usage counts against the quotas.
+    let (departments, (configs, tokens)): (Vec<String>, (Vec<String>, Vec<i64>)) = deltas
+        .iter()
+        .map(|((d, l), t)| (d.to_string(), (l.to_string(), *t)))
+        .unzip();
+    let quotas_updated = finished[0]
+        .0
+        .execute(
+            "UPDATE department_quotas q SET current_usage_tokens = q.current_usage_tokens + v.tokens \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
+             WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
+            &[&as_strs(&departments), &as_strs(&configs), &tokens],
+        )
+        .await
+        .context("updating quota usage")?;
+    for (client, _, _) in &finished {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .context("committing usage logs")?;
+    }
+    Ok(UsageReport {
+        rows,
+        quotas_updated,
+        connections,
+    })
+}
+
+/// One connection's COPY: write every chunk it is dealt; leave the transaction open.
+async fn copy_worker(
+    client: Client,
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<Log>>,
+    model_ids: Arc<Vec<Uuid>>,
+    month_start: SystemTime,
+    progress: indicatif::ProgressBar,
+) -> anyhow::Result<(Client, u64, Deltas)> {
+    let sink = client
         .copy_in(COPY_SQL)
         .await
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
         .context("starting COPY into usage_logs")?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     tokio::pin!(writer);
-    let mut deltas: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    let mut deltas = Deltas::new();
     let mut written = 0u64;
-    while let Some(chunk) = receiver.recv().await {
+    while let Some(chunk) = chunks.recv().await {
         for log in &chunk {
-            let model = &models[log.model];
+            let model = &model_ids[log.model];
             writer
                 .as_mut()
                 .write(&[
                     &log.id,
                     &log.user,
                     &log.department,
-                    &model.id,
+                    model,
                     &log.at,
                     &log.prompt,
                     &log.completion,
@@ -391,40 +491,19 @@ pub async fn load_usage_logs(
                 .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
                 .context("writing usage logs")?;
             if log.at >= month_start {
-                *deltas.entry((log.department, model.id)).or_default() +=
+                *deltas.entry((log.department, *model)).or_default() +=
                     i64::from(log.prompt) + i64::from(log.completion);
             }
         }
         written += chunk.len() as u64;
-        progress.set_position(written);
+        progress.inc(chunk.len() as u64);
     }
     writer
         .finish()
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
         .context("finishing COPY into usage_logs")?;
-    generator
-        .join()
-        .map_err(|_| anyhow::anyhow!("the usage log generator panicked"))?;
-
-    // This month's fake usage counts against the quotas.
-    let (departments, (configs, tokens)): (Vec<String>, (Vec<String>, Vec<i64>)) = deltas
-        .iter()
-        .map(|((d, l), t)| (d.to_string(), (l.to_string(), *t)))
-        .unzip();
-    let quotas_updated = tx
-        .execute(
-            "UPDATE department_quotas q SET current_usage_tokens = q.current_usage_tokens + v.tokens \
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
-             WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
-            &[&as_strs(&departments), &as_strs(&configs), &tokens],
-        )
-        .await
-        .context("updating quota usage")?;
-    Ok(UsageReport {
-        rows: written,
-        quotas_updated,
-    })
+    Ok((client, written, deltas))
 }
 
 fn as_strs(v: &[String]) -> Vec<&str> {
@@ -507,6 +586,8 @@ mod tests {
             rng_seed: 1,
             dev_users: 0,
             dev_usage_logs: 0,
+            hash_threads: 0,
+            copy_connections: 0,
             argon2_memory_kib: 1024,
             argon2_iterations: 1,
             argon2_parallelism: 1,

@@ -1,5 +1,5 @@
-//! `seed` and `seed --dev`: reference data from `seeds/`, then (dev) accounts, fake users and
-//! usage logs, all in one transaction: a failed seed leaves nothing behind.
+//! `seed` and `seed --dev`: reference data from `seeds/` and (dev) the accounts and fake users in
+//! one transaction; then (dev) the usage logs in a second all-or-nothing phase.
 
 pub mod binary;
 pub mod dev;
@@ -67,7 +67,10 @@ pub async fn seed(
             let accounts = dev::accounts(seeds);
             let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
             let argon = dev::hasher(&settings.seed)?;
-            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let threads = match settings.seed.hash_threads {
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                n => n as usize,
+            };
             let passwords: Vec<String> = accounts
                 .iter()
                 .chain(&fakes)
@@ -116,18 +119,29 @@ pub async fn seed(
             .iter()
             .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
             .collect();
-        let bar = progress_bar(opts.usage_logs, settings.output.quiet);
-        report.usage_logs = Some(
-            dev::load_usage_logs(
-                &tx,
-                opts.usage_logs,
-                seeds.dev.usage_days,
-                opts.rng_seed,
-                &bar,
-            )
-            .await?,
-        );
-        bar.finish_and_clear();
+        tx.commit().await.context("committing the seed data")?;
+        // Usage logs reference the users just committed; they load in a second all-or-nothing
+        // phase, over several connections side by side.
+        if opts.usage_logs > 0 {
+            let bar = progress_bar(opts.usage_logs, settings.output.quiet);
+            let connections = match settings.seed.copy_connections {
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                n => n as usize,
+            };
+            report.usage_logs = Some(
+                dev::load_usage_logs(
+                    target,
+                    opts.usage_logs,
+                    seeds.dev.usage_days,
+                    opts.rng_seed,
+                    connections,
+                    &bar,
+                )
+                .await?,
+            );
+            bar.finish_and_clear();
+        }
+        return Ok(report);
     }
     tx.commit().await.context("committing the seed data")?;
     Ok(report)

@@ -257,3 +257,53 @@ fn seed_before_migrate_and_bad_seed_files_are_explained() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_failed_usage_log_load_leaves_no_logs_on_any_connection() {
+    let t = TestDb::new("copyfail");
+    run_ok(t.cmd().args(["init", "-q"]));
+    run_ok(
+        t.cmd()
+            .args(["seed", "--dev", "--users", "5", "--usage-logs", "0", "-q"]),
+    );
+    let db = t.admin().await;
+    // The 2500th row, on whichever connection writes it, fails.
+    db.batch_execute(&format!(
+        "CREATE SEQUENCE copy_rows; GRANT USAGE ON SEQUENCE copy_rows TO \"{}\";
+         CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('copy_rows') = 2500 THEN RAISE EXCEPTION 'injected failure'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_late BEFORE INSERT ON usage_logs FOR EACH ROW EXECUTE FUNCTION fail_late();",
+        t.name
+    ))
+    .await
+    .expect("trigger");
+    let out = expect_exit(
+        t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
+            "seed",
+            "--dev",
+            "--users",
+            "5",
+            "--usage-logs",
+            "20000",
+        ]),
+        1,
+    );
+    assert!(
+        stderr(&out).contains("injected failure"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(count(&db, "usage_logs").await, 0, "no connection committed");
+    let used: i64 = db
+        .query_one(
+            "SELECT coalesce(sum(current_usage_tokens), 0)::bigint FROM department_quotas",
+            &[],
+        )
+        .await
+        .expect("quotas")
+        .get(0);
+    assert_eq!(used, 0);
+}
