@@ -115,6 +115,11 @@ fn confirm(settings: &Settings, what: &str) -> anyhow::Result<()> {
 
 fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
     let migrations = migrate::load(settings)?;
+    let offline = matches!(&cmd, MigrateCommand::New { .. })
+        || matches!(&cmd, MigrateCommand::Plan(args) if args.offline);
+    if !offline && !matches!(&cmd, MigrateCommand::Down(args) if !args.force) {
+        settings.check_production()?;
+    }
     match cmd {
         MigrateCommand::New { name } => {
             let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;

@@ -299,8 +299,11 @@ impl Settings {
         if !self.production {
             return Ok(());
         }
-        if self.database.password.expose().is_empty()
-            || self.database.password.expose() == DEV_PASSWORD
+        // With database.url the app's password travels in that URL, not in database.password.
+        let uses_password = self.database.url.is_none() || self.server.admin_url.is_some();
+        if uses_password
+            && (self.database.password.expose().is_empty()
+                || self.database.password.expose() == DEV_PASSWORD)
         {
             return Err(error::usage(format!(
                 "the {} profile requires a non-default password for role `{}`; set database.password_file or AIDOCK__DATABASE__PASSWORD (now from {})",

@@ -164,3 +164,47 @@ fn bad_values_name_the_key_and_source() {
     assert!(err.contains("AIDOCK__MIGRATE__LOCK_TIMEOUT"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn production_requires_a_real_password_tls_and_an_explicit_server() {
+    let closed = format!(
+        "postgres://admin@127.0.0.1:{}/postgres",
+        crate::support::free_port()
+    );
+    let out = expect_exit(
+        bin()
+            .env("AIDOCK_ADMIN_URL", &closed)
+            .args(["--profile", "production", "init"]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("AIDOCK__DATABASE__PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    let out = expect_exit(
+        bin()
+            .env("AIDOCK_ADMIN_URL", &closed)
+            .env("AIDOCK__DATABASE__PASSWORD", "a-real-secret")
+            .env("AIDOCK__TLS__MODE", "prefer")
+            .args(["--profile", "production", "init"]),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("tls.mode") && err.contains("AIDOCK__TLS__MODE"),
+        "{err}"
+    );
+    assert!(!err.contains("a-real-secret"), "{err}");
+    let out = expect_exit(
+        bin()
+            .env("AIDOCK__DATABASE__PASSWORD", "a-real-secret")
+            .args(["--profile", "production", "init"]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("server.admin_url"),
+        "{}",
+        stderr(&out)
+    );
+}
