@@ -78,7 +78,7 @@ impl Target {
             config.application_name("aidock-provision");
         }
         let tls = match sslmode {
-            Some(mode) => parse_sslmode(&mode, source)?,
+            Some(mode) => TlsMode::from_sslmode(&mode, source)?,
             None => settings.tls.mode,
         };
         let connector = match tls {
@@ -192,26 +192,17 @@ impl Target {
     /// The driver's error.
     pub async fn connect_raw(&self) -> Result<Client, tokio_postgres::Error> {
         let mut config = self.config.clone();
-        let client = if let Some(connector) = &self.connector {
+        if let Some(connector) = &self.connector {
             config.ssl_mode(if self.tls == TlsMode::Prefer {
                 SslMode::Prefer
             } else {
                 SslMode::Require
             });
-            let (client, conn) = config.connect(connector.clone()).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
+            spawn_connection(&config, connector.clone()).await
         } else {
             config.ssl_mode(SslMode::Disable);
-            let (client, conn) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-        };
-        Ok(client)
+            spawn_connection(&config, NoTls).await
+        }
     }
 
     fn classify(&self, e: &tokio_postgres::Error) -> anyhow::Error {
@@ -258,6 +249,21 @@ impl Target {
     }
 }
 
+/// Connect and drive the connection on its own task.
+async fn spawn_connection<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    let (client, conn) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -274,55 +280,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Split `sslmode=...` out of a URL or key=value string: tokio-postgres rejects `verify-full`.
 fn take_sslmode(url: &str) -> (String, Option<String>) {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let Some((base, query)) = url.split_once('?') else {
-            return (url.to_string(), None);
-        };
-        let mut mode = None;
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| match pair.split_once('=') {
-                Some(("sslmode", v)) => {
-                    mode = Some(v.to_string());
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        let url = if kept.is_empty() {
-            base.to_string()
+    let (head, params, separator) =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match url.split_once('?') {
+                Some((base, query)) => (Some(base), query, "&"),
+                None => return (url.to_string(), None),
+            }
         } else {
-            format!("{base}?{}", kept.join("&"))
+            (None, url, " ")
         };
-        (url, mode)
-    } else {
-        let mut mode = None;
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|pair| match pair.split_once('=') {
-                Some(("sslmode", v)) => {
-                    mode = Some(v.to_string());
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        (kept.join(" "), mode)
-    }
-}
-
-fn parse_sslmode(mode: &str, source: &str) -> anyhow::Result<TlsMode> {
-    Ok(match mode {
-        "disable" | "allow" => TlsMode::Disable,
-        "prefer" => TlsMode::Prefer,
-        "require" => TlsMode::Require,
-        "verify-ca" | "verify-full" => TlsMode::VerifyFull,
-        other => {
-            return Err(error::usage(format!(
-                "sslmode `{other}` in {source} is not one of disable, prefer, require, verify-ca, verify-full"
-            )));
-        }
-    })
+    let mut mode = None;
+    let kept: Vec<&str> = params
+        .split(separator)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslmode", v)) => {
+                mode = Some(v.to_string());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let rest = kept.join(separator);
+    let url = match head {
+        Some(base) if rest.is_empty() => base.to_string(),
+        Some(base) => format!("{base}?{rest}"),
+        None => rest,
+    };
+    (url, mode)
 }
 
 /// Quote an identifier for SQL (`"name"`, doubling embedded quotes).

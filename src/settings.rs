@@ -103,6 +103,24 @@ impl TlsMode {
         })
     }
 
+    /// A libpq `sslmode` (`allow` acts as `disable`; `verify-ca` as the stricter `verify-full`).
+    ///
+    /// # Errors
+    /// A usage error naming `source` for any other value.
+    pub fn from_sslmode(mode: &str, source: &str) -> anyhow::Result<Self> {
+        Ok(match mode {
+            "disable" | "allow" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" | "verify-full" => TlsMode::VerifyFull,
+            other => {
+                return Err(error::usage(format!(
+                    "sslmode `{other}` from {source} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        })
+    }
+
     /// The libpq-style name.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -275,17 +293,7 @@ impl Settings {
         if settings.tls.mode_source == "built-in defaults"
             && let Some(mode) = env.get("PGSSLMODE")
         {
-            settings.tls.mode = match mode.as_str() {
-                "disable" | "allow" => TlsMode::Disable,
-                "prefer" => TlsMode::Prefer,
-                "require" => TlsMode::Require,
-                "verify-ca" | "verify-full" => TlsMode::VerifyFull,
-                other => {
-                    return Err(error::usage(format!(
-                        "PGSSLMODE `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                    )));
-                }
-            };
+            settings.tls.mode = TlsMode::from_sslmode(mode, "environment variable PGSSLMODE")?;
             settings.tls.mode_source = "environment variable PGSSLMODE".into();
         }
         Ok(settings)

@@ -185,22 +185,11 @@ async fn init_reconciles_drift_it_owns() {
 #[test]
 fn concurrent_inits_all_succeed_and_create_each_object_once() {
     let t = TestDb::new("race");
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            t.cmd()
-                .args(["init", "--no-migrate"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    let mut outputs = String::new();
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "an init failed: {}", stderr(&out));
-        outputs.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
+    let outputs = crate::support::run_concurrently((0..8).map(|_| {
+        let mut cmd = t.cmd();
+        cmd.args(["init", "--no-migrate"]);
+        cmd
+    }));
     assert_eq!(
         outputs
             .matches(&format!("role {}: created", t.name))

@@ -1,11 +1,12 @@
 //! `migrate`: the 0001 schema against SCHEMA.md, transactions, checksums, locking, no-transaction
 //! scripts, and the commands around them.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::support::{TestDb, expect_exit, run_ok, scratch_dir, stderr, write_files};
+use crate::support::{
+    TestDb, expect_exit, migrations_dir, run_concurrently, run_ok, scratch_dir, stderr,
+    wait_for_query, write_files,
+};
 
 /// A canonical text of everything in schema `public`: columns, constraints, indexes, triggers,
 /// functions, owners. Two equal snapshots mean two equal schemas.
@@ -60,19 +61,6 @@ async fn ledger_versions(client: &tokio_postgres::Client) -> Vec<i64> {
         .await
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default()
-}
-
-/// A migrations directory holding the built-in migrations plus `extra` files.
-fn migrations_dir(extra: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch_dir("sql");
-    let sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    for entry in std::fs::read_dir(sql).expect("sql/") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
-    }
-    write_files(&dir, extra);
-    dir
 }
 
 const SEVEN: [&str; 7] = [
@@ -365,24 +353,13 @@ async fn concurrent_ups_apply_each_migration_once() {
         "0002_slowish.up.sql",
         "SELECT pg_sleep(0.3);\nCREATE TABLE slowish (id int);\n",
     )]);
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            t.cmd()
-                .arg("--migrations-dir")
-                .arg(&dir)
-                .args(["migrate", "up"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    let mut all = String::new();
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "{}", stderr(&out));
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
+    let all = run_concurrently((0..8).map(|_| {
+        let mut cmd = t.cmd();
+        cmd.arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "up"]);
+        cmd
+    }));
     assert_eq!(
         all.matches("applied 0001_initial_tables").count(),
         1,
@@ -433,26 +410,7 @@ async fn a_migrator_killed_mid_script_leaves_the_previous_version() {
         .spawn()
         .expect("spawn");
     let db = t.admin().await;
-    let started = Instant::now();
-    loop {
-        let sleeping: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query = 'SELECT pg_sleep(60)' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if sleeping > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the slow migration never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_query(&db, "SELECT pg_sleep(60)").await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 
@@ -501,25 +459,14 @@ async fn no_transaction_scripts_run_statement_by_statement_without_deadlock() {
             .args(["migrate", "up", "--to", "1"]),
     );
     // Three migrators at once: one runs the concurrent index builds while the others poll.
-    let children: Vec<_> = (0..3)
-        .map(|_| {
-            t.cmd()
-                .arg("--migrations-dir")
-                .arg(&dir)
-                .env("AIDOCK__MIGRATE__WAIT_TIMEOUT", "30s")
-                .args(["migrate", "up"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    let mut all = String::new();
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "{}", stderr(&out));
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
+    let all = run_concurrently((0..3).map(|_| {
+        let mut cmd = t.cmd();
+        cmd.arg("--migrations-dir")
+            .arg(&dir)
+            .env("AIDOCK__MIGRATE__WAIT_TIMEOUT", "30s")
+            .args(["migrate", "up"]);
+        cmd
+    }));
     assert_eq!(all.matches("applied 0002_indexes").count(), 1, "{all}");
     let db = t.admin().await;
     let valid: i64 = db

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{TestDb, free_port, run_ok, scratch_dir, server_owner, stderr};
+use crate::support::{TestDb, free_port, run_ok, scratch_dir, server_owner};
 
 fn pgbouncer_binary() -> Option<&'static str> {
     [
@@ -111,21 +111,7 @@ async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
     let out = run_ok(&mut through(&["migrate", "down", "--base", "--yes"]));
     assert!(out.contains("reverted 0001_initial_tables"), "{out}");
 
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            through(&["migrate", "up"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    let mut all = String::new();
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "{}", stderr(&out));
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
+    let all = crate::support::run_concurrently((0..4).map(|_| through(&["migrate", "up"])));
     assert_eq!(
         all.matches("applied 0001_initial_tables").count(),
         1,

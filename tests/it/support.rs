@@ -277,3 +277,65 @@ pub fn env_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
         .collect()
 }
+
+/// A migrations directory holding the built-in migrations plus `extra` files.
+pub fn migrations_dir(extra: &[(&str, &str)]) -> PathBuf {
+    let dir = scratch_dir("sql");
+    let sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(sql).expect("sql/") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    write_files(&dir, extra);
+    dir
+}
+
+/// Run the commands at the same time; assert that every one succeeds; return their stdout.
+#[track_caller]
+pub fn run_concurrently(commands: impl IntoIterator<Item = Command>) -> String {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|mut cmd| {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut all = String::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "a concurrent run failed: {}",
+            stderr(&out)
+        );
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    all
+}
+
+/// Wait (up to 30 s) until another session of this database runs exactly `query`.
+pub async fn wait_for_query(db: &tokio_postgres::Client, query: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let running: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query = $1 AND pid <> pg_backend_pid()",
+                &[&query],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if running > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "`{query}` never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,9 +1,8 @@
 //! `migrate verify`: clean after init, and every kind of manual change reported by name.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::support::{TestDb, expect_exit, run_ok, scratch_dir, write_files};
+use crate::support::{TestDb, expect_exit, migrations_dir, run_ok, wait_for_query, write_files};
 
 async fn scratch_schemas(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
@@ -78,17 +77,7 @@ async fn verify_reports_each_manual_change_by_name() {
 #[tokio::test]
 async fn a_killed_verify_leaves_no_scratch_schema() {
     let t = TestDb::new("verifykill");
-    let dir = scratch_dir("verifysql");
-    let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    for entry in std::fs::read_dir(sql).expect("sql/") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
-    }
-    write_files(
-        &dir,
-        &[("0002_slow.up.sql", "CREATE TABLE slow (id int);\n")],
-    );
+    let dir = migrations_dir(&[("0002_slow.up.sql", "CREATE TABLE slow (id int);\n")]);
     run_ok(
         t.cmd()
             .arg("--migrations-dir")
@@ -113,26 +102,7 @@ async fn a_killed_verify_leaves_no_scratch_schema() {
         .spawn()
         .expect("spawn");
     let db = t.admin().await;
-    let started = Instant::now();
-    loop {
-        let sleeping: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query = 'SELECT pg_sleep(30)' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if sleeping > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "verify never replayed the slow script"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_query(&db, "SELECT pg_sleep(30)").await;
     child.kill().expect("kill");
     child.wait().expect("reaped");
     assert_eq!(scratch_schemas(&db).await, 0);
