@@ -48,10 +48,12 @@ async fn ensure_membership(
     let member = row.is_some_and(|r| r.get::<_, bool>(0));
     if !member {
         let sql = format!("GRANT {} TO CURRENT_USER", db::quote_ident(spec.owner));
-        exec.run(&sql, &sql)
-            .await
-            .map_err(|e| fail(&e))
-            .with_context(|| format!("granting role `{}` to the admin", spec.owner))?;
+        exec.apply(
+            &sql,
+            &sql,
+            &format!("granting role `{}` to the admin", spec.owner),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -112,10 +114,12 @@ pub async fn ensure(
         let (current_owner, encoding): (String, String) = (row.get(0), row.get(1));
         if current_owner != spec.owner {
             let sql = format!("ALTER DATABASE {ident} OWNER TO {owner}");
-            exec.run(&sql, &sql)
-                .await
-                .map_err(|e| fail(&e))
-                .with_context(|| format!("changing the owner of database `{}`", spec.name))?;
+            exec.apply(
+                &sql,
+                &sql,
+                &format!("changing the owner of database `{}`", spec.name),
+            )
+            .await?;
             changes.push(format!("owner {current_owner} -> {}", spec.owner));
         }
         if !encoding.eq_ignore_ascii_case(spec.encoding) {
@@ -142,10 +146,12 @@ pub async fn ensure(
     };
     if public_rights {
         let sql = format!("REVOKE ALL ON DATABASE {ident} FROM PUBLIC");
-        exec.run(&sql, &sql)
-            .await
-            .map_err(|e| fail(&e))
-            .with_context(|| format!("revoking PUBLIC's rights on database `{}`", spec.name))?;
+        exec.apply(
+            &sql,
+            &sql,
+            &format!("revoking PUBLIC's rights on database `{}`", spec.name),
+        )
+        .await?;
         if !created {
             changes.push("revoked CONNECT and TEMPORARY from PUBLIC".into());
         }
@@ -192,18 +198,14 @@ pub async fn ensure_schema(
     let mut changes = Vec::new();
     if current_owner != owner {
         let sql = format!("ALTER SCHEMA public OWNER TO {quoted}");
-        exec.run(&sql, &sql)
-            .await
-            .map_err(|e| fail(&e))
-            .context("changing the owner of schema `public`")?;
+        exec.apply(&sql, &sql, "changing the owner of schema `public`")
+            .await?;
         changes.push(format!("owner {current_owner} -> {owner}"));
     }
     if public_create {
         let sql = "REVOKE CREATE ON SCHEMA public FROM PUBLIC";
-        exec.run(sql, sql)
-            .await
-            .map_err(|e| fail(&e))
-            .context("revoking CREATE on schema `public` from PUBLIC")?;
+        exec.apply(sql, sql, "revoking CREATE on schema `public` from PUBLIC")
+            .await?;
         changes.push("revoked CREATE from PUBLIC".into());
     }
     Ok(Item {

@@ -64,6 +64,17 @@ impl<'a> Executor<'a> {
         self.dry_run
     }
 
+    /// Run `sql` (printed as `shown`), turning a failure into a message about `what`.
+    ///
+    /// # Errors
+    /// The server's error, described, in the context of `what`.
+    pub async fn apply(&mut self, sql: &str, shown: &str, what: &str) -> anyhow::Result<()> {
+        self.run(sql, shown)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| what.to_string())
+    }
+
     /// Run `sql` (printed as `shown`, which must not contain secrets).
     ///
     /// # Errors
@@ -323,10 +334,8 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             db::quote_ident(&d.name)
         );
-        exec.run(&sql, &sql)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .with_context(|| format!("dropping database `{}`", d.name))?;
+        exec.apply(&sql, &sql, &format!("dropping database `{}`", d.name))
+            .await?;
     }
     items.push(Item {
         object: format!("database {}", d.name),

@@ -108,10 +108,8 @@ pub async fn ensure(
     }
     if !fixes.is_empty() {
         let sql = format!("ALTER ROLE {ident} {}", fixes.join(" "));
-        exec.run(&sql, &sql)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .with_context(|| format!("reconciling role `{}`", spec.name))?;
+        exec.apply(&sql, &sql, &format!("reconciling role `{}`", spec.name))
+            .await?;
     }
 
     // Change the password only when it no longer authenticates, so a repeated init writes nothing.
@@ -126,10 +124,12 @@ pub async fn ensure(
                     db::quote_literal(&verifier)
                 );
                 let shown = format!("ALTER ROLE {ident} PASSWORD '***'");
-                exec.run(&sql, &shown)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-                    .with_context(|| format!("setting the password of role `{}`", spec.name))?;
+                exec.apply(
+                    &sql,
+                    &shown,
+                    &format!("setting the password of role `{}`", spec.name),
+                )
+                .await?;
                 changes.push("password updated".to_string());
             }
             None => changes.push(
