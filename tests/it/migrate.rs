@@ -584,3 +584,39 @@ fn new_scaffolds_the_next_pair_and_refuses_duplicates() {
     assert!(err.contains("notes.txt"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
+    let t = TestDb::new("locked");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let dir = migrations_dir(&[(
+        "0002_add_nickname.up.sql",
+        "ALTER TABLE users ADD COLUMN nickname text;\n",
+    )]);
+    // An application transaction holds a lock on users.
+    let app = crate::support::connect(&t.app_url()).await;
+    app.batch_execute("BEGIN; LOCK TABLE users IN ACCESS SHARE MODE")
+        .await
+        .expect("lock");
+    let out = expect_exit(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "300ms")
+            .args(["migrate", "up"]),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("0002_add_nickname.up.sql: line 1"), "{err}");
+    assert!(err.contains("55P03"), "lock_not_available: {err}");
+    assert!(err.contains("migrate.lock_timeout"), "{err}");
+    app.batch_execute("ROLLBACK").await.expect("release");
+    let out = run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "up"]),
+    );
+    assert!(out.contains("applied 0002_add_nickname"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
