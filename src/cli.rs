@@ -27,45 +27,81 @@ pub struct Cli {
 pub struct Global {
     /// Settings profile: dev, test, production, or any config/<NAME>.toml [env: AIDOCK_PROFILE]
     /// [default: dev]
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
     pub profile: Option<String>,
 
     /// Directory holding default.toml and <profile>.toml [default: ./config, else built-in].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub config_dir: Option<PathBuf>,
 
     /// Admin connection URL (a role that can create roles and databases).
     /// Empty means the project-local cluster. [env: AIDOCK_ADMIN_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub admin_url: Option<String>,
 
     /// App connection URL for migrate and seed when no admin connection is needed.
     /// [env: DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub database_url: Option<String>,
 
     /// Read migrations from this directory instead of the ones built into the binary.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub migrations_dir: Option<PathBuf>,
 
     /// Read seed files from this directory instead of the ones built into the binary.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub seeds_dir: Option<PathBuf>,
 
     /// Print more detail (statements, timings).
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "quiet",
+        help_heading = "Global options"
+    )]
     pub verbose: bool,
 
     /// Print only errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// Machine-readable JSON output for status-style commands.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// Answer yes to confirmation prompts.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub yes: bool,
 }
 
@@ -138,7 +174,8 @@ pub enum MigrateCommand {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "down_target", required = true, multiple = false)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("down_target").required(true).multiple(false))]
 pub struct DownArgs {
     /// Revert every migration above this version.
     #[arg(long, value_name = "VERSION", group = "down_target")]
