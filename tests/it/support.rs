@@ -45,7 +45,6 @@ pub fn cluster() -> &'static Cluster {
             ],
         };
         let pg = LocalPg::new(&dir, port, options).expect("postgres binaries for the test cluster");
-        spawn_watchdog(&pg);
         pg.start().expect("starting the test cluster");
         Cluster {
             admin_url: pg.admin_url().expect("admin url"),
@@ -64,7 +63,6 @@ pub fn dedicated_cluster(tag: &str, extra_conf: Vec<String>) -> LocalPg {
         extra_conf,
     };
     let pg = LocalPg::new(&scratch_dir(tag), free_port(), options).expect("postgres binaries");
-    spawn_watchdog(&pg);
     pg.start().expect("starting a dedicated cluster");
     pg
 }
@@ -89,37 +87,44 @@ pub fn server_owner() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
-/// Stops the cluster (immediate shutdown via its pid file) and removes its directory once the
-/// test process is gone, however it ended.
-fn spawn_watchdog(pg: &LocalPg) {
-    use std::os::unix::process::CommandExt as _;
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         pid_file='{pgdata}/postmaster.pid'; \
-         if [ -f \"$pid_file\" ]; then kill -QUIT \"$(head -n 1 \"$pid_file\")\" 2>/dev/null; sleep 1; fi; \
-         rm -rf '{root}'",
-        pid = std::process::id(),
-        pgdata = pg.pgdata().display(),
-        root = pg.root().display(),
-    );
-    // Never waited on: it must outlive this process to clean up after it.
-    #[allow(clippy::zombie_processes)]
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .process_group(0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawning the cleanup watchdog");
+/// This process's scratch area, `/tmp/aidock-it-<pid>`. A watchdog process waits for this test
+/// process to exit (however it ends: success, panic, SIGKILL), then stops every cluster started
+/// inside (immediate shutdown via its pid file) and deletes the whole directory.
+fn process_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::process::CommandExt as _;
+        let dir = PathBuf::from(format!("/tmp/aidock-it-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             for f in $(find '{dir}' -name postmaster.pid 2>/dev/null); do \
+               kill -QUIT \"$(head -n 1 \"$f\")\" 2>/dev/null; done; \
+             sleep 1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = dir.display(),
+        );
+        // Never waited on: it must outlive this process to clean up after it.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning the cleanup watchdog");
+        dir
+    })
 }
 
-/// A fresh directory under /tmp (reachable by the postgres user when tests run as root),
-/// removed by the watchdog of the shared cluster only if it is inside it; callers clean up.
+/// A fresh directory in this process's scratch area (reachable by the postgres user when tests
+/// run as root); the watchdog removes it at the latest when the process exits.
 pub fn scratch_dir(tag: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = PathBuf::from(format!("/tmp/aidock-it-{}-{tag}-{n}", std::process::id()));
+    let dir = process_dir().join(format!("{tag}-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
