@@ -84,3 +84,59 @@ fn unreachable_data_dir_is_explained_when_root() {
     assert!(err.contains("AIDOCK__LOCAL__DATA_DIR"), "{err}");
     let _ = std::fs::remove_dir_all(&parent);
 }
+
+/// The same lifecycle as an ordinary user. When the suite runs as root (CI), the binary is copied
+/// somewhere `nobody` can execute it and driven as `nobody`; as an ordinary user the test above
+/// already is this test.
+#[test]
+fn local_cluster_lifecycle_as_an_ordinary_user() {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "nobody"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let (Some(uid), Some(gid)) = (id("-u"), id("-g")) else {
+        return; // no `nobody` user on this machine
+    };
+    let home = scratch_dir("nobody");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown");
+    let binary = home.join("aidock-provision");
+    std::fs::copy(env!("CARGO_BIN_EXE_aidock-provision"), &binary).expect("copy the binary");
+    let port = free_port().to_string();
+    let data = home.join("pg");
+    let local = |args: &[&str]| {
+        let mut cmd = Command::new(&binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AIDOCK__LOCAL__DATA_DIR", &data)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .current_dir(&home)
+            .uid(uid)
+            .gid(gid)
+            .arg("local")
+            .args(args);
+        cmd
+    };
+    assert!(run_ok(&mut local(&["start"])).contains("created and started"));
+    assert!(run_ok(&mut local(&["start"])).contains("already running"));
+    assert!(run_ok(&mut local(&["status"])).contains("running"));
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(data.join("pgdata")).expect("pgdata"),
+    );
+    assert_eq!(owner, uid, "the cluster belongs to the user who started it");
+    let url = run_ok(&mut local(&["url"]));
+    let psql = Command::new("psql")
+        .arg(url.trim())
+        .args(["-XAtc", "select 1"])
+        .output()
+        .expect("psql");
+    assert!(psql.status.success(), "psql: {}", stderr(&psql));
+    assert!(run_ok(&mut local(&["stop"])).contains("stopped"));
+    assert!(run_ok(&mut local(&["destroy", "--yes"])).contains("destroyed"));
+    assert!(!data.exists());
+}
