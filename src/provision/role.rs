@@ -47,6 +47,13 @@ async fn read(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Opt
     }))
 }
 
+/// `PASSWORD 'SCRAM-SHA-256$...'`: the verifier is computed here, so the clear text never reaches
+/// the server (nor its logs or pg_stat_statements). Printed statements say `PASSWORD '***'`.
+fn password_clause(password: &Secret) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    format!("PASSWORD {}", db::quote_literal(&verifier))
+}
+
 /// Create the role, or reconcile its attributes and password.
 ///
 /// # Errors
@@ -60,16 +67,13 @@ pub async fn ensure(
     let object = format!("role {}", spec.name);
     let client = exec.client();
     let Some(current) = read(client, spec.name).await? else {
-        // The verifier is computed here, so the clear text never reaches the server.
-        let verifier =
-            postgres_protocol::password::scram_sha_256(spec.password.expose().as_bytes());
         let attrs = format!(
             "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {}",
             spec.connection_limit
         );
         let sql = format!(
-            "CREATE ROLE {ident} {attrs} PASSWORD {}",
-            db::quote_literal(&verifier)
+            "CREATE ROLE {ident} {attrs} {}",
+            password_clause(spec.password)
         );
         let shown = format!("CREATE ROLE {ident} {attrs} PASSWORD '***'");
         return match exec.run(&sql, &shown).await {
@@ -117,12 +121,7 @@ pub async fn ensure(
         match password_works(admin, spec).await? {
             Some(true) => {}
             Some(false) => {
-                let verifier =
-                    postgres_protocol::password::scram_sha_256(spec.password.expose().as_bytes());
-                let sql = format!(
-                    "ALTER ROLE {ident} PASSWORD {}",
-                    db::quote_literal(&verifier)
-                );
+                let sql = format!("ALTER ROLE {ident} {}", password_clause(spec.password));
                 let shown = format!("ALTER ROLE {ident} PASSWORD '***'");
                 exec.apply(
                     &sql,

@@ -368,15 +368,7 @@ async fn concurrent_ups_apply_each_migration_once() {
     assert_eq!(all.matches("applied 0002_slowish").count(), 1, "{all}");
     let db = t.admin().await;
     assert_eq!(ledger_versions(&db).await, [1, 2]);
-    let locks: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[],
-        )
-        .await
-        .expect("locks")
-        .get(0);
+    let locks = crate::support::advisory_locks(&db).await;
     assert_eq!(locks, 0, "no advisory lock is left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -129,15 +129,7 @@ async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [1]);
-    let locks: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[],
-        )
-        .await
-        .expect("locks")
-        .get(0);
+    let locks = crate::support::advisory_locks(&db).await;
     assert_eq!(locks, 0, "no advisory lock is left behind");
     drop(bouncer);
 }

@@ -344,3 +344,15 @@ pub async fn wait_for_query(db: &tokio_postgres::Client, query: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Advisory locks held in the connected database (by anyone).
+pub async fn advisory_locks(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[],
+    )
+    .await
+    .expect("pg_locks")
+    .get(0)
+}
