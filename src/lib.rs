@@ -45,50 +45,60 @@ fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
     settings.check_production()?;
     let migrations = migrate::load(settings)?;
     let admin = provision::admin_target(settings)?;
+    let out = settings.output;
     db::block_on(async {
         let mut report = provision::provision(settings, &admin, args.dry_run).await?;
-        let d = &settings.database;
-        let app = admin.as_role(&d.owner, &d.password, &d.name);
-        if args.no_migrate {
-        } else if args.dry_run {
-            // Read the ledger as the admin when the database exists; else plan from nothing.
-            let fresh = report.objects.iter().any(|i| {
-                i.object.starts_with("database") && i.outcome == provision::Outcome::Created
-            });
-            let applied = if fresh {
-                Vec::new()
-            } else {
-                migrate::applied(&admin.with_dbname(&d.name)).await?
-            };
-            let sql = migrate::plan_sql(
-                &applied,
-                &migrations,
-                PlanTarget::Up(None),
-                &migrate::options(settings),
-            )?;
-            report
-                .statements
-                .push(format!("-- then, as role {}:\n{sql}", d.owner));
-        } else {
-            report.print(settings.output.quiet || settings.output.json);
-            let done = migrate::migrate(settings, &app, &migrations, PlanTarget::Up(None)).await?;
-            if settings.output.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"provision": report, "migrations": done})
-                    )?
-                );
+        let mut done = Vec::new();
+        if args.dry_run {
+            if !args.no_migrate {
+                let sql = init_plan(settings, &admin, &report, &migrations).await?;
+                report.statements.push(sql);
             }
-            return Ok(());
-        }
-        if settings.output.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !out.json {
+                report.print(false);
+            }
         } else {
-            report.print(settings.output.quiet);
+            // Provisioning lines first, then migrate's own lines as it applies each script.
+            report.print(out.quiet || out.json);
+            if !args.no_migrate {
+                let d = &settings.database;
+                let app = admin.as_role(&d.owner, &d.password, &d.name);
+                done = migrate::migrate(settings, &app, &migrations, PlanTarget::Up(None)).await?;
+            }
+        }
+        if out.json {
+            let json = serde_json::json!({ "provision": report, "migrations": done });
+            println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Ok(())
     })
+}
+
+/// For `init --dry-run`: the SQL `migrate up` would run next, reading the ledger (as the admin)
+/// when the database already exists.
+async fn init_plan(
+    settings: &Settings,
+    admin: &db::Target,
+    report: &provision::Report,
+    migrations: &[migrate::source::Migration],
+) -> anyhow::Result<String> {
+    let d = &settings.database;
+    let fresh = report
+        .objects
+        .iter()
+        .any(|i| i.object.starts_with("database") && i.outcome == provision::Outcome::Created);
+    let applied = if fresh {
+        Vec::new()
+    } else {
+        migrate::applied(&admin.with_dbname(&d.name)).await?
+    };
+    let sql = migrate::plan_sql(
+        &applied,
+        migrations,
+        PlanTarget::Up(None),
+        &migrate::options(settings),
+    )?;
+    Ok(format!("-- then, as role {}:\n{sql}", d.owner))
 }
 
 /// Ask before destroying something: `--yes`, or "yes" typed on a terminal; refuse otherwise.
