@@ -370,3 +370,25 @@ fn libpq_environment_fills_what_the_url_leaves_out() {
         "{out}"
     );
 }
+
+#[test]
+fn init_json_reports_objects_and_migrations() {
+    let t = TestDb::new("json");
+    let dry = run_ok(t.cmd().args(["init", "--dry-run", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&dry).expect("dry-run JSON");
+    assert_eq!(v["provision"]["dry_run"], true);
+    assert!(!dry.contains(&t.password), "{dry}");
+    let out = run_ok(t.cmd().args(["init", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["provision"]["objects"][0]["status"], "created");
+    assert_eq!(v["migrations"][0]["migration"], "0001_initial_tables");
+    assert!(
+        v["provision"]["url"]
+            .as_str()
+            .is_some_and(|u| u.contains(":***@"))
+    );
+    let again = run_ok(t.cmd().args(["init", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&again).expect("JSON");
+    assert_eq!(v["provision"]["objects"][1]["status"], "exists");
+    assert_eq!(v["migrations"], serde_json::json!([]));
+}
