@@ -140,3 +140,29 @@ fn local_cluster_lifecycle_as_an_ordinary_user() {
     assert!(run_ok(&mut local(&["destroy", "--yes"])).contains("destroyed"));
     assert!(!data.exists());
 }
+
+#[test]
+fn concurrent_inits_share_one_local_cluster() {
+    // No server configured: every init starts (or finds) the same project-local cluster.
+    let dir = scratch_dir("localrace");
+    let port = free_port().to_string();
+    let all = crate::support::run_concurrently((0..4).map(|_| {
+        let mut cmd = bin();
+        cmd.env("AIDOCK__LOCAL__DATA_DIR", &dir)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .arg("init");
+        cmd
+    }));
+    assert_eq!(all.matches("role aidock: created").count(), 1, "{all}");
+    assert_eq!(
+        all.matches("applied 0001_initial_tables").count(),
+        1,
+        "{all}"
+    );
+    let mut destroy = bin();
+    destroy
+        .env("AIDOCK__LOCAL__DATA_DIR", &dir)
+        .env("AIDOCK__LOCAL__PORT", &port)
+        .args(["local", "destroy", "--yes"]);
+    run_ok(&mut destroy);
+}

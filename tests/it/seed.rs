@@ -307,3 +307,24 @@ async fn a_failed_usage_log_load_leaves_no_logs_on_any_connection() {
         .get(0);
     assert_eq!(used, 0);
 }
+
+#[tokio::test]
+async fn concurrent_seeds_all_succeed_and_insert_each_row_once() {
+    let t = TestDb::new("seedrace");
+    run_ok(t.cmd().args(["init", "-q"]));
+    crate::support::run_concurrently((0..4).map(|_| {
+        let mut cmd = t.cmd();
+        cmd.arg("seed");
+        cmd
+    }));
+    let db = t.admin().await;
+    assert_eq!(
+        [
+            count(&db, "roles").await,
+            count(&db, "departments").await,
+            count(&db, "llm_configurations").await,
+            count(&db, "department_quotas").await,
+        ],
+        [4, 6, 8, 48]
+    );
+}
