@@ -100,7 +100,7 @@ pub async fn run(
         }
         let mut done = Vec::new();
         for step in &steps {
-            done.push(apply(&tx, migrations, *step).await?);
+            done.push(apply(&tx, migrations, *step, opts.verbose).await?);
         }
         tx.batch_execute(ledger::STAMP_ALEMBIC)
             .await
@@ -159,7 +159,7 @@ async fn run_with_session_lock(
                     .batch_execute(&session_settings(opts, false))
                     .await
                     .context("setting lock_timeout and statement_timeout")?;
-                let item = apply(&*client, migrations, step).await;
+                let item = apply(&*client, migrations, step, opts.verbose).await;
                 client
                     .batch_execute("RESET lock_timeout; RESET statement_timeout")
                     .await
@@ -177,7 +177,7 @@ async fn run_with_session_lock(
                 tx.batch_execute(&session_settings(opts, true))
                     .await
                     .context("setting timeouts")?;
-                done.push(apply(&tx, migrations, step).await?);
+                done.push(apply(&tx, migrations, step, opts.verbose).await?);
                 tx.batch_execute(ledger::STAMP_ALEMBIC)
                     .await
                     .context("stamping alembic_version")?;
@@ -217,6 +217,7 @@ async fn apply(
     client: &impl GenericClient,
     migrations: &[Migration],
     step: Step,
+    verbose: bool,
 ) -> anyhow::Result<Done> {
     let m = migration(migrations, step.version);
     let script = script(migrations, step);
@@ -227,8 +228,18 @@ async fn apply(
         .context("starting the migration timer")?;
     for statement in lexer::split(&script.sql) {
         let text = statement.text(&script.sql);
+        let began = Instant::now();
         if let Err(e) = client.batch_execute(text).await {
             return Err(script_error(script, &statement, &e, m));
+        }
+        if verbose {
+            let (line, _) = lexer::line_col(&script.sql, statement.first_token);
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "  {}:{line} {first} ({} ms)",
+                script.file,
+                began.elapsed().as_millis()
+            );
         }
     }
     let bookkeeping = if step.up {
