@@ -54,6 +54,21 @@ pub fn app_target(settings: &Settings) -> anyhow::Result<Target> {
             settings.profile
         )));
     }
+    if settings.server.admin_url.is_none() {
+        // A cluster that does not exist yet has no role or database to work on: creating one
+        // here would be a side effect with nothing to show for it.
+        let pg = crate::local_pg::LocalPg::new(
+            &settings.local.data_dir,
+            settings.local.port,
+            crate::local_pg::Options::default(),
+        )?;
+        if pg.state()? == crate::local_pg::State::Absent {
+            anyhow::bail!(
+                "there is no project-local cluster in `{}` yet; run `aidock-provision init` first, or set database.url (DATABASE_URL) or server.admin_url (AIDOCK_ADMIN_URL) to use another server",
+                pg.root().display()
+            );
+        }
+    }
     let admin = crate::provision::admin_target(settings)?;
     let d = &settings.database;
     Ok(admin.as_role(&d.owner, &d.password, &d.name))

@@ -166,3 +166,21 @@ fn concurrent_inits_share_one_local_cluster() {
         .args(["local", "destroy", "--yes"]);
     run_ok(&mut destroy);
 }
+
+#[test]
+fn read_only_commands_do_not_create_a_local_cluster() {
+    let dir = scratch_dir("nocluster");
+    for args in [
+        &["migrate", "status"][..],
+        &["seed"],
+        &["migrate", "verify"],
+    ] {
+        let out = expect_exit(bin().env("AIDOCK__LOCAL__DATA_DIR", &dir).args(args), 1);
+        assert!(
+            stderr(&out).contains("aidock-provision init"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+}
