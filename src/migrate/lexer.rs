@@ -29,6 +29,10 @@ pub fn split(sql: &str) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut start = 0;
     let mut first_token: Option<usize> = None;
+    // Inside a SQL-standard body (`BEGIN ATOMIC ... END`, PostgreSQL 14+) semicolons do not end
+    // the statement; BEGIN and CASE nest until their END, as psql counts them.
+    let mut atomic_depth = 0usize;
+    let mut previous_word = String::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -48,7 +52,8 @@ pub fn split(sql: &str) -> Vec<Statement> {
             i += 1;
             continue;
         }
-        if b == b';' {
+        if b == b';' && atomic_depth == 0 {
+            previous_word.clear();
             if let Some(token) = first_token.take() {
                 statements.push(Statement {
                     start,
@@ -75,6 +80,14 @@ pub fn split(sql: &str) -> Vec<Statement> {
                 while j < bytes.len() && (is_ident_byte(bytes[j]) || bytes[j] == b'$') {
                     j += 1;
                 }
+                let word = sql[i..j].to_ascii_uppercase();
+                match word.as_str() {
+                    "ATOMIC" if atomic_depth == 0 && previous_word == "BEGIN" => atomic_depth = 1,
+                    "BEGIN" | "CASE" if atomic_depth > 0 => atomic_depth += 1,
+                    "END" if atomic_depth > 0 => atomic_depth -= 1,
+                    _ => {}
+                }
+                previous_word = word;
                 j
             }
             _ => i + 1,
@@ -205,6 +218,19 @@ mod tests {
         assert!(parts[0].ends_with("END; $$"));
         assert!(parts[1].starts_with("DO $body$"));
         assert_eq!(parts[2], "SELECT $1, a$b FROM t");
+    }
+
+    #[test]
+    fn sql_standard_bodies_keep_their_semicolons() {
+        let sql = "CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql\n\
+                   BEGIN ATOMIC\n  SELECT CASE WHEN a > 0 THEN a ELSE 0 END + b;\n  SELECT 1;\nEND;\n\
+                   CREATE TABLE after_it (id int);\nBEGIN; COMMIT;";
+        let parts = texts(sql);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert!(parts[0].ends_with("SELECT 1;\nEND"), "{parts:?}");
+        assert_eq!(parts[1], "CREATE TABLE after_it (id int)");
+        assert_eq!(parts[2], "BEGIN");
+        assert_eq!(parts[3], "COMMIT");
     }
 
     #[test]

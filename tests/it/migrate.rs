@@ -629,3 +629,32 @@ async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
     assert!(out.contains("applied 0002_add_nickname"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sql_standard_function_bodies_apply() {
+    let t = TestDb::new("atomic");
+    let dir = migrations_dir(&[(
+        "0002_total.up.sql",
+        "CREATE FUNCTION total_tokens(p int, c int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN p < 0 THEN 0 ELSE p END + c;\nEND;\nCREATE TABLE after_body (id int);\n",
+    )]);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["init", "-q"]),
+    );
+    let db = t.admin().await;
+    let n: i32 = db
+        .query_one("SELECT total_tokens(2, 3)", &[])
+        .await
+        .expect("function")
+        .get(0);
+    assert_eq!(n, 5);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "verify"]),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
