@@ -67,10 +67,7 @@ pub async fn seed(
             let accounts = dev::accounts(seeds);
             let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
             let argon = dev::hasher(&settings.seed)?;
-            let threads = match settings.seed.hash_threads {
-                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                n => n as usize,
-            };
+            let threads = per_core(settings.seed.hash_threads);
             let passwords: Vec<String> = accounts
                 .iter()
                 .chain(&fakes)
@@ -111,7 +108,7 @@ pub async fn seed(
         usage_logs: None,
         credentials: Vec::new(),
     };
-    if let (Some(opts), Some((accounts, fakes, hashes))) = (dev_options, prepared) {
+    if let Some((accounts, fakes, hashes)) = prepared {
         let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
         report.accounts = Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
         report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
@@ -119,32 +116,34 @@ pub async fn seed(
             .iter()
             .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
             .collect();
-        tx.commit().await.context("committing the seed data")?;
-        // Usage logs reference the users just committed; they load in a second all-or-nothing
-        // phase, over several connections side by side.
-        if opts.usage_logs > 0 {
-            let bar = progress_bar(opts.usage_logs, settings.output.quiet);
-            let connections = match settings.seed.copy_connections {
-                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                n => n as usize,
-            };
-            report.usage_logs = Some(
-                dev::load_usage_logs(
-                    target,
-                    opts.usage_logs,
-                    seeds.dev.usage_days,
-                    opts.rng_seed,
-                    connections,
-                    &bar,
-                )
-                .await?,
-            );
-            bar.finish_and_clear();
-        }
-        return Ok(report);
     }
     tx.commit().await.context("committing the seed data")?;
+    // Usage logs reference the users just committed; they load in a second all-or-nothing phase,
+    // over several connections side by side.
+    if let Some(opts) = dev_options.filter(|o| o.usage_logs > 0) {
+        let bar = progress_bar(opts.usage_logs, settings.output.quiet);
+        report.usage_logs = Some(
+            dev::load_usage_logs(
+                target,
+                opts.usage_logs,
+                seeds.dev.usage_days,
+                opts.rng_seed,
+                per_core(settings.seed.copy_connections),
+                &bar,
+            )
+            .await?,
+        );
+        bar.finish_and_clear();
+    }
     Ok(report)
+}
+
+/// A configured count where 0 means one per core.
+fn per_core(configured: u32) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n as usize,
+    }
 }
 
 fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
