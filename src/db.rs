@@ -363,7 +363,7 @@ pub fn describe_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Run a closure's future with a runtime; the CLI is synchronous at the top.
+/// Run a future to completion on a new runtime; the CLI is synchronous at the top.
 ///
 /// # Errors
 /// When the runtime cannot be built, or the future fails.

@@ -176,7 +176,7 @@ impl LocalPg {
             .arg("status")
             .arg("-D")
             .arg(self.pgdata())
-            .output_checked_status()?;
+            .output_named()?;
         Ok(if out.status.success() {
             State::Running
         } else {
@@ -224,7 +224,7 @@ impl LocalPg {
             .arg(self.pgdata())
             .arg("-l")
             .arg(self.log_file())
-            .output_checked_status()?;
+            .output_named()?;
         if !out.status.success() {
             bail!(
                 "starting PostgreSQL in `{}` failed: {}\nlast lines of {}:\n{}",
@@ -255,7 +255,7 @@ impl LocalPg {
             .args(["-m", "fast", "-w", "-t", "60"])
             .arg("-D")
             .arg(self.pgdata())
-            .output_checked_status()?;
+            .output_named()?;
         if !out.status.success() && self.state()? == State::Running {
             bail!(
                 "stopping PostgreSQL in `{}` failed: {}",
@@ -354,7 +354,7 @@ impl LocalPg {
         if !self.options.fsync {
             cmd.arg("--no-sync");
         }
-        let out = cmd.output_checked_status();
+        let out = cmd.output_named();
         let _ = fs::remove_file(&pwfile);
         let out = out?;
         if !out.status.success() {
@@ -420,11 +420,11 @@ pub enum Started {
 }
 
 trait OutputExt {
-    fn output_checked_status(&mut self) -> anyhow::Result<Output>;
+    fn output_named(&mut self) -> anyhow::Result<Output>;
 }
 
 impl OutputExt for Command {
-    fn output_checked_status(&mut self) -> anyhow::Result<Output> {
+    fn output_named(&mut self) -> anyhow::Result<Output> {
         let program = self.get_program().to_string_lossy().into_owned();
         self.output()
             .with_context(|| format!("running `{program}`"))
