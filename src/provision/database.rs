@@ -16,10 +16,6 @@ pub struct Spec<'a> {
     pub locale: Option<&'a str>,
 }
 
-fn fail(e: &tokio_postgres::Error) -> anyhow::Error {
-    anyhow::anyhow!(db::describe_error(e))
-}
-
 /// Let a non-superuser admin (managed servers) act as the owner: `CREATE DATABASE ... OWNER x`
 /// and owner-only statements need membership in `x`.
 async fn ensure_membership(
@@ -97,7 +93,8 @@ pub async fn ensure(
             // Another init created it a moment ago.
             Err(e) if db::is_concurrent_create(&e) => false,
             Err(e) => {
-                return Err(fail(&e)).with_context(|| format!("creating database `{}`", spec.name));
+                return Err(anyhow::anyhow!(db::describe_error(&e)))
+                    .with_context(|| format!("creating database `{}`", spec.name));
             }
         }
     };
@@ -218,8 +215,7 @@ pub async fn ensure_schema(
     })
 }
 
-/// The admin connection to the app database (for schema work), or `None` in dry-run mode when
-/// the database does not exist yet.
+/// The admin connection to the app database (for schema work).
 ///
 /// # Errors
 /// When the connection fails.
