@@ -242,6 +242,17 @@ impl Target {
                 "database `{}` does not exist at {who}; run `aidock-provision init` to create it",
                 self.dbname()
             )
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            // The server is up but has no slot for us: as good as unreachable for now (exit 4).
+            return error::unreachable(format!(
+                "{who} has no free connection slot: {} (SQLSTATE 53300); retry when fewer clients are connected, or raise max_connections or the role's connection limit",
+                db.message()
+            ));
+        } else if *code == SqlState::CANNOT_CONNECT_NOW {
+            return error::unreachable(format!(
+                "{who} is starting up or shutting down: {} (SQLSTATE 57P03); retry in a moment",
+                db.message()
+            ));
         } else {
             format!("connecting to {who}: {} ({})", db.message(), code.code())
         };
@@ -308,6 +319,12 @@ fn take_sslmode(url: &str) -> (String, Option<String>) {
         None => rest,
     };
     (url, mode)
+}
+
+/// The `sslmode` a URL or key=value string asks for, if any.
+#[must_use]
+pub fn url_sslmode(url: &str) -> Option<String> {
+    take_sslmode(url).1
 }
 
 /// Quote an identifier for SQL (`"name"`, doubling embedded quotes).

@@ -16,6 +16,8 @@ pub mod tls;
 
 use std::io::IsTerminal as _;
 
+use anyhow::Context as _;
+
 use cli::{Cli, Command, LocalCommand, MigrateCommand};
 use local_pg::{LocalPg, Started, State};
 use migrate::plan::Target as PlanTarget;
@@ -43,6 +45,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
     settings.check_production()?;
+    settings.check_password()?;
+    // The names alone can be refused before connecting anywhere (system databases).
+    let d = &settings.database;
+    provision::preflight::check(
+        &d.name,
+        &d.owner,
+        &provision::preflight::Observed::default(),
+        provision::preflight::Purpose::Init,
+    )?;
     let migrations = migrate::load(settings)?;
     let admin = provision::admin_target(settings)?;
     let out = settings.output;
@@ -63,7 +74,16 @@ fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
             if !args.no_migrate {
                 let d = &settings.database;
                 let app = admin.as_role(&d.owner, &d.password, &d.name);
-                done = migrate::migrate(settings, &app, &migrations, PlanTarget::Up(None)).await?;
+                // Provisioning is done and stays done; say so, since the migration error alone
+                // (no free slot, server gone, a failing script) reads as if nothing happened.
+                done = migrate::migrate(settings, &app, &migrations, PlanTarget::Up(None))
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "role `{}` and database `{}` are ready, but the schema was not migrated; run `aidock-provision init` again to finish",
+                            d.owner, d.name
+                        )
+                    })?;
             }
         }
         if out.json {
@@ -247,6 +267,12 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
 }
 
 fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
+    provision::preflight::check(
+        &settings.database.name,
+        &settings.database.owner,
+        &provision::preflight::Observed::default(),
+        provision::preflight::Purpose::Reset,
+    )?;
     if settings.production && !args.force {
         return Err(error::refused(format!(
             "`reset` drops database `{}` and role `{}` and is refused in the {} profile; pass --force if you really mean it",

@@ -6,7 +6,6 @@
 //! (`sock/`, or a short directory under /tmp when that path would be too long for a Unix socket).
 
 use std::ffi::{CStr, CString};
-use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -119,22 +118,82 @@ impl LocalPg {
         self.root.join("admin.password")
     }
 
-    /// The directory holding the server's Unix socket.
+    /// The directory holding the server's Unix socket: `sock/` inside the data directory, or,
+    /// when that path is too long for a Unix socket, the private directory under /tmp that the
+    /// last start recorded in `socket_dir`.
     #[must_use]
     pub fn socket_dir(&self) -> PathBuf {
         let inside = self.root.join("sock");
         if inside.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
-            inside
-        } else {
-            // A deep checkout would overflow sun_path: use a short directory named by a hash.
-            let digest =
-                <sha2::Sha256 as sha2::Digest>::digest(self.root.as_os_str().as_encoded_bytes());
-            let mut name = String::from("/tmp/aidock-");
-            for b in &digest[..6] {
-                let _ = write!(name, "{b:02x}");
-            }
-            PathBuf::from(name)
+            return inside;
         }
+        fs::read_to_string(self.socket_record())
+            .ok()
+            .map(|s| PathBuf::from(s.trim()))
+            .unwrap_or(inside)
+    }
+
+    fn socket_record(&self) -> PathBuf {
+        self.root.join("socket_dir")
+    }
+
+    /// Make the socket directory ready for a start: private (0700) and owned by the server's
+    /// user. Under /tmp (world-writable) its name is random, never predictable, and one that is
+    /// found with another owner, a wider mode or as a symlink is refused, never adopted: another
+    /// local user could otherwise move the live socket or have us chown a directory of theirs.
+    fn prepare_socket_dir(&self) -> anyhow::Result<PathBuf> {
+        let owner = self.run_as.as_ref().map_or_else(current_uid, |u| u.uid);
+        let inside = self.root.join("sock");
+        if inside.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
+            if !inside.exists() {
+                create_private_dir(&inside)?;
+                self.give_to_server_user(&inside)?;
+            }
+            // Inside our own data directory an older, wider mode is ours to tighten.
+            let meta = fs::symlink_metadata(&inside)
+                .with_context(|| format!("reading `{}`", inside.display()))?;
+            if meta.is_dir() && meta.uid() == owner && meta.mode() & 0o077 != 0 {
+                fs::set_permissions(&inside, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("making `{}` private", inside.display()))?;
+            }
+            check_private_dir(&inside, owner)?;
+            return Ok(inside);
+        }
+        let recorded = self.socket_dir();
+        if recorded != inside && fs::symlink_metadata(&recorded).is_ok() {
+            check_private_dir(&recorded, owner)?;
+            return Ok(recorded);
+        }
+        // None yet, or /tmp was cleaned: a new random name, created exclusively.
+        for _ in 0..16 {
+            let suffix: String = rand::rng()
+                .sample_iter(rand::distr::Alphanumeric)
+                .take(12)
+                .map(|c| char::from(c).to_ascii_lowercase())
+                .collect();
+            let dir = PathBuf::from(format!("/tmp/aidock-{suffix}"));
+            match create_private_dir(&dir) {
+                Ok(()) => {
+                    if let Some(user) = &self.run_as {
+                        std::os::unix::fs::lchown(&dir, Some(user.uid), Some(user.gid))
+                            .with_context(|| {
+                                format!("giving `{}` to the {} user", dir.display(), user.name)
+                            })?;
+                    }
+                    check_private_dir(&dir, owner)?;
+                    write_private(
+                        &self.socket_record(),
+                        dir.to_str().context("socket directory path is not UTF-8")?,
+                    )?;
+                    return Ok(dir);
+                }
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bail!("could not create a private socket directory under /tmp (16 names were taken)")
     }
 
     /// The generated superuser password.
@@ -210,11 +269,8 @@ impl LocalPg {
             fs::remove_file(&stale)
                 .with_context(|| format!("removing stale `{}`", stale.display()))?;
         }
-        self.write_runtime_conf()?;
-        let socket_dir = self.socket_dir();
-        fs::create_dir_all(&socket_dir)
-            .with_context(|| format!("creating socket directory `{}`", socket_dir.display()))?;
-        self.give_to_server_user(&socket_dir)?;
+        let socket_dir = self.prepare_socket_dir()?;
+        self.write_runtime_conf(&socket_dir)?;
         let out = self
             .pg_command("pg_ctl")
             .arg("start")
@@ -276,7 +332,16 @@ impl LocalPg {
         }
         self.stop()?;
         let socket_dir = self.socket_dir();
-        if !socket_dir.starts_with(&self.root) && socket_dir.exists() {
+        // Only what we made: a private directory of ours under /tmp, never what a tampered
+        // record names.
+        let owner = self.run_as.as_ref().map_or_else(current_uid, |u| u.uid);
+        if !socket_dir.starts_with(&self.root)
+            && socket_dir.parent() == Some(Path::new("/tmp"))
+            && socket_dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("aidock-"))
+            && check_private_dir(&socket_dir, owner).is_ok()
+        {
             fs::remove_dir_all(&socket_dir)
                 .with_context(|| format!("removing `{}`", socket_dir.display()))?;
         }
@@ -374,8 +439,7 @@ impl LocalPg {
     }
 
     /// Rewrite `aidock.conf` from the current settings (the port may have changed since initdb).
-    fn write_runtime_conf(&self) -> anyhow::Result<()> {
-        let socket_dir = self.socket_dir();
+    fn write_runtime_conf(&self, socket_dir: &Path) -> anyhow::Result<()> {
         let socket = socket_dir
             .to_str()
             .context("socket directory path is not UTF-8")?;
@@ -441,6 +505,46 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating `{}`", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing `{}`", path.display()))
+}
+
+/// `mkdir` with mode 0700 (never following or reusing what is there).
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("creating socket directory `{}`", dir.display()))
+}
+
+/// Refuse a socket directory that is a symlink, not a directory, not owned by `uid`, or open to
+/// anyone else.
+fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("reading `{}`", dir.display()))?;
+    let problem = if meta.file_type().is_symlink() {
+        Some("is a symbolic link".to_string())
+    } else if !meta.is_dir() {
+        Some("is not a directory".to_string())
+    } else if meta.uid() != uid {
+        Some(format!("is owned by uid {}, not {uid}", meta.uid()))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!("has mode {:o}, not 700", meta.mode() & 0o7777))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => bail!(
+            "refusing socket directory `{}`: it {problem}, so another local user could reach or replace the server's socket; remove it (`rm -rf {}`) and start again",
+            dir.display(),
+            dir.display()
+        ),
+        None => Ok(()),
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn is_root() -> bool {

@@ -242,8 +242,7 @@ impl Settings {
             )));
         }
 
-        let mut builder =
-            Config::builder().add_source(Layer::from_toml(BUILTIN_DEFAULT, "built-in defaults")?);
+        let mut layers = vec![Layer::from_toml(BUILTIN_DEFAULT, "built-in defaults")?];
         let (config_dir, explicit_dir) = match &global.config_dir {
             Some(dir) => (dir.clone(), true),
             None => (PathBuf::from("config"), false),
@@ -256,13 +255,13 @@ impl Settings {
         }
         let default_file = config_dir.join("default.toml");
         if default_file.is_file() {
-            builder = builder.add_source(file_layer(&default_file)?);
+            layers.push(file_layer(&default_file)?);
         }
         let profile_file = config_dir.join(format!("{profile}.toml"));
         if profile_file.is_file() {
-            builder = builder.add_source(file_layer(&profile_file)?);
+            layers.push(file_layer(&profile_file)?);
         } else if let Some((_, text)) = BUILTIN_PROFILES.iter().find(|(name, _)| *name == profile) {
-            builder = builder.add_source(Layer::from_toml(
+            layers.push(Layer::from_toml(
                 text,
                 &format!("built-in {profile} profile"),
             )?);
@@ -272,9 +271,17 @@ impl Settings {
                 profile_file.display()
             )));
         }
-        builder = builder
-            .add_source(Layer::from_env(env))
-            .add_source(Layer::from_flags(global));
+        layers.push(Layer::from_env(env));
+        layers.push(Layer::from_flags(global));
+        // Production is a fact, not a setting: the profile's name decides, and any layer may turn
+        // it on, but none can turn it off (an `AIDOCK__PRODUCTION=false`, or a config directory
+        // whose production.toml forgot the key, must not disarm the guards). Issue #10.
+        let production =
+            profile == "production" || layers.iter().any(|l| l.sets_true("production"));
+        let mut builder = Config::builder();
+        for layer in layers {
+            builder = builder.add_source(layer);
+        }
         let config = builder
             .build()
             .map_err(|e| error::usage(format!("reading settings: {e}")))?;
@@ -285,6 +292,7 @@ impl Settings {
         let reader = Reader { root };
         reader.reject_unknown_keys()?;
         let mut settings = reader.settings(profile, global)?;
+        settings.production = production;
         settings.libpq_env = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
             .iter()
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
@@ -297,6 +305,21 @@ impl Settings {
             settings.tls.mode_source = "environment variable PGSSLMODE".into();
         }
         Ok(settings)
+    }
+
+    /// The app role's password must be set wherever this tool logs in with it or sets it; an
+    /// empty one is a configuration error found before connecting.
+    ///
+    /// # Errors
+    /// A usage error naming where the (empty) password came from.
+    pub fn check_password(&self) -> anyhow::Result<()> {
+        if self.database.password.expose().is_empty() {
+            return Err(error::usage(format!(
+                "the password of role `{}` is empty (from {}); set database.password_file or AIDOCK__DATABASE__PASSWORD",
+                self.database.owner, self.database.password_source
+            )));
+        }
+        Ok(())
     }
 
     /// The refusal for production when its requirements are not met; call before connecting.
@@ -317,6 +340,23 @@ impl Settings {
                 "the {} profile requires a non-default password for role `{}`; set database.password_file or AIDOCK__DATABASE__PASSWORD (now from {})",
                 self.profile, self.database.owner, self.database.password_source
             )));
+        }
+        // An `sslmode=` in a URL wins over tls.mode when connecting, so it is checked too.
+        for (url, key) in [
+            (&self.server.admin_url, "server.admin_url"),
+            (&self.database.url, "database.url"),
+        ] {
+            let Some(mode) = url.as_deref().and_then(crate::db::url_sslmode) else {
+                continue;
+            };
+            let parsed = TlsMode::from_sslmode(&mode, key)?;
+            if !matches!(parsed, TlsMode::Require | TlsMode::VerifyFull) {
+                return Err(error::usage(format!(
+                    "the {} profile requires TLS on every connection, but {key} says `sslmode={mode}`; use sslmode=require or verify-full (or remove it: tls.mode is `{}`)",
+                    self.profile,
+                    self.tls.mode.as_str()
+                )));
+            }
         }
         if !matches!(self.tls.mode, TlsMode::Require | TlsMode::VerifyFull) {
             return Err(error::usage(format!(
@@ -360,6 +400,15 @@ fn file_layer(path: &Path) -> anyhow::Result<Layer> {
 struct Layer(Map<String, Value>);
 
 impl Layer {
+    /// Whether this layer sets top-level boolean `key` to true.
+    fn sets_true(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| match &v.kind {
+            ValueKind::Boolean(b) => *b,
+            ValueKind::String(s) => s == "true",
+            _ => false,
+        })
+    }
+
     fn from_toml(text: &str, origin: &str) -> anyhow::Result<Layer> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             error::usage(format!("{origin} is not valid TOML: {}", e.message()))

@@ -69,6 +69,7 @@ pub fn app_target(settings: &Settings) -> anyhow::Result<Target> {
             );
         }
     }
+    settings.check_password()?;
     let admin = crate::provision::admin_target(settings)?;
     let d = &settings.database;
     Ok(admin.as_role(&d.owner, &d.password, &d.name))

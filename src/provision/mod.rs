@@ -2,6 +2,7 @@
 //! attributes we own, reporting `created` / `exists` / `changed: ...` per object.
 
 pub mod database;
+pub mod preflight;
 pub mod role;
 
 use std::time::{Duration, Instant};
@@ -235,12 +236,25 @@ pub async fn provision(
     )
     .await?;
 
+    // Everything is read and decided before the first change (a refusal has changed nothing).
+    let observed = preflight::observe(
+        &client,
+        admin,
+        &d.name,
+        &d.owner,
+        rights,
+        preflight::Purpose::Init,
+    )
+    .await?;
+    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Init)?;
+
     let verbose = settings.output.verbose;
     let mut exec = Executor::new(&client, dry_run, verbose);
     let role_spec = role::Spec {
         name: &d.owner,
         password: &d.password,
         connection_limit: d.connection_limit,
+        database: &d.name,
     };
     let role_item = role::ensure(&mut exec, &role_spec, admin).await?;
     let db_spec = database::Spec {
@@ -314,13 +328,23 @@ impl Report {
 pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<Item>> {
     let d = &settings.database;
     let client = admin.connect().await?;
-    admin_rights(&client, admin).await?;
+    let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,
         lock_key("init", &d.name),
         settings.migrate.wait_timeout,
     )
     .await?;
+    let observed = preflight::observe(
+        &client,
+        admin,
+        &d.name,
+        &d.owner,
+        rights,
+        preflight::Purpose::Reset,
+    )
+    .await?;
+    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Reset)?;
     let mut exec = Executor::new(&client, false, settings.output.verbose);
     let mut items = Vec::new();
     let db_exists = client

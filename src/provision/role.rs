@@ -13,37 +13,34 @@ pub struct Spec<'a> {
     pub name: &'a str,
     pub password: &'a Secret,
     pub connection_limit: i32,
+    /// The app database: where the password is probed first (pg_hba must let the app in there).
+    pub database: &'a str,
 }
 
-/// The attributes we own; everything must be false except LOGIN.
+/// What we reconcile on an existing role. Privileged attributes are not here: the pre-flight
+/// refuses such a role before anything changes ([`super::preflight`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Attributes {
-    superuser: bool,
-    createdb: bool,
-    createrole: bool,
     login: bool,
-    replication: bool,
-    bypassrls: bool,
     connection_limit: i32,
+    /// `VALID UNTIL` when it lies in the past: every login fails as if the password were wrong.
+    expired_at: Option<String>,
 }
 
 async fn read(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Option<Attributes>> {
     let row = client
         .query_opt(
-            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit \
+            "SELECT rolcanlogin, rolconnlimit, \
+                    CASE WHEN rolvaliduntil < now() THEN rolvaliduntil::text END \
              FROM pg_roles WHERE rolname = $1",
             &[&name],
         )
         .await
         .with_context(|| format!("reading role `{name}`"))?;
     Ok(row.map(|r| Attributes {
-        superuser: r.get(0),
-        createdb: r.get(1),
-        createrole: r.get(2),
-        login: r.get(3),
-        replication: r.get(4),
-        bypassrls: r.get(5),
-        connection_limit: r.get(6),
+        login: r.get(0),
+        connection_limit: r.get(1),
+        expired_at: r.get(2),
     }))
 }
 
@@ -90,18 +87,9 @@ pub async fn ensure(
 
     let mut changes = Vec::new();
     let mut fixes = Vec::new();
-    for (wrong, fix, what) in [
-        (!current.login, "LOGIN", "granted LOGIN"),
-        (current.superuser, "NOSUPERUSER", "removed SUPERUSER"),
-        (current.createdb, "NOCREATEDB", "removed CREATEDB"),
-        (current.createrole, "NOCREATEROLE", "removed CREATEROLE"),
-        (current.replication, "NOREPLICATION", "removed REPLICATION"),
-        (current.bypassrls, "NOBYPASSRLS", "removed BYPASSRLS"),
-    ] {
-        if wrong {
-            fixes.push(fix.to_string());
-            changes.push(what.to_string());
-        }
+    if !current.login {
+        fixes.push("LOGIN".to_string());
+        changes.push("granted LOGIN".to_string());
     }
     if current.connection_limit != spec.connection_limit {
         fixes.push(format!("CONNECTION LIMIT {}", spec.connection_limit));
@@ -110,17 +98,25 @@ pub async fn ensure(
             current.connection_limit, spec.connection_limit
         ));
     }
+    if let Some(at) = &current.expired_at {
+        // Fixed here rather than by a new password: an expired role rejects every password, so
+        // "the password does not work, set it" would repeat on every run.
+        fixes.push("VALID UNTIL 'infinity'".to_string());
+        changes.push(format!("password had expired ({at}); VALID UNTIL cleared"));
+    }
     if !fixes.is_empty() {
         let sql = format!("ALTER ROLE {ident} {}", fixes.join(" "));
         exec.apply(&sql, &sql, &format!("reconciling role `{}`", spec.name))
             .await?;
     }
 
-    // Change the password only when it no longer authenticates, so a repeated init writes nothing.
-    if !exec.dry_run() || current.login {
+    // Change the password only when it no longer authenticates, so a repeated init writes
+    // nothing. In a dry run a role that cannot log in yet (NOLOGIN, expired) cannot be probed.
+    let probe = !exec.dry_run() || (current.login && current.expired_at.is_none());
+    if probe {
         match password_works(admin, spec).await? {
-            Some(true) => {}
-            Some(false) => {
+            Probe::Works => {}
+            Probe::Rejected => {
                 let sql = format!("ALTER ROLE {ident} {}", password_clause(spec.password));
                 let shown = format!("ALTER ROLE {ident} PASSWORD '***'");
                 exec.apply(
@@ -131,11 +127,10 @@ pub async fn ensure(
                 .await?;
                 changes.push("password updated".to_string());
             }
-            None => changes.push(
-                "password not checked (the server refused a test login for another reason)"
-                    .to_string(),
-            ),
+            Probe::Unknown(why) => changes.push(format!("password not checked: {why}")),
         }
+    } else {
+        changes.push("password: checked once LOGIN and VALID UNTIL are fixed".to_string());
     }
     Ok(Item {
         object,
@@ -147,23 +142,47 @@ pub async fn ensure(
     })
 }
 
-/// Try to log in as the role: `Some(false)` when the password is rejected, `None` when the login
-/// failed for an unrelated reason (pg_hba, connection limit).
-async fn password_works(admin: &Target, spec: &Spec<'_>) -> anyhow::Result<Option<bool>> {
-    // The `postgres` database is where every role may connect by default; its absence or a
-    // revoked CONNECT still proves the password (authentication comes first).
-    let target = admin.as_role(spec.name, spec.password, "postgres");
-    match target.connect_raw().await {
-        Ok(_) => Ok(Some(true)),
-        Err(e) => match db::sqlstate(&e) {
-            Some(c) if *c == SqlState::INVALID_PASSWORD => Ok(Some(false)),
+/// What a test login as the role said about its password.
+enum Probe {
+    Works,
+    Rejected,
+    /// The server refused the login before checking the password (pg_hba, connection limit).
+    Unknown(String),
+}
+
+/// Try to log in as the role: first on the app database (pg_hba must let the app in there), then
+/// on `postgres` and `template1`, which is where pg_hba usually lets every role in.
+async fn password_works(admin: &Target, spec: &Spec<'_>) -> anyhow::Result<Probe> {
+    let mut refused = Vec::new();
+    for dbname in [spec.database, "postgres", "template1"] {
+        let target = admin.as_role(spec.name, spec.password, dbname);
+        let code = match target.connect_raw().await {
+            Ok(_) => return Ok(Probe::Works),
+            Err(e) => db::sqlstate(&e).cloned(),
+        };
+        match code {
+            Some(c) if c == SqlState::INVALID_PASSWORD => return Ok(Probe::Rejected),
+            // Authentication comes first: a missing database or a revoked CONNECT proves the
+            // password.
             Some(c)
-                if *c == SqlState::INVALID_CATALOG_NAME
-                    || *c == SqlState::INSUFFICIENT_PRIVILEGE =>
+                if c == SqlState::INVALID_CATALOG_NAME || c == SqlState::INSUFFICIENT_PRIVILEGE =>
             {
-                Ok(Some(true))
+                return Ok(Probe::Works);
             }
-            _ => Ok(None),
-        },
+            // pg_hba.conf has no entry for this database: try the next one.
+            Some(c) if c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                refused.push(dbname);
+            }
+            other => {
+                return Ok(Probe::Unknown(format!(
+                    "a test login was refused for another reason ({})",
+                    other.map_or_else(|| "no server error".to_string(), |c| c.code().to_string())
+                )));
+            }
+        }
     }
+    Ok(Probe::Unknown(format!(
+        "pg_hba.conf refused test logins on databases {}",
+        refused.join(", ")
+    )))
 }

@@ -162,14 +162,14 @@ async fn init_reconciles_drift_it_owns() {
     let q = |s: &str| s.replace("NAME", &format!("\"{}\"", t.name));
     admin
         .batch_execute(&q(
-            "ALTER ROLE NAME CREATEDB NOLOGIN PASSWORD 'changed-elsewhere'; \
+            "ALTER ROLE NAME NOLOGIN CONNECTION LIMIT 3 PASSWORD 'changed-elsewhere'; \
              ALTER DATABASE NAME OWNER TO CURRENT_USER; GRANT CONNECT ON DATABASE NAME TO PUBLIC",
         ))
         .await
         .expect("drift");
     let out = run_ok(t.cmd().args(["init", "--no-migrate"]));
     assert!(out.contains("granted LOGIN"), "{out}");
-    assert!(out.contains("removed CREATEDB"), "{out}");
+    assert!(out.contains("connection limit 3 -> -1"), "{out}");
     assert!(out.contains("password updated"), "{out}");
     assert!(
         out.contains(&format!("-> {}", t.name)),

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives real PostgreSQL.
 
 mod doctor;
+mod guards;
 mod init;
 mod local;
 mod migrate;
