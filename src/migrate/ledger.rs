@@ -11,11 +11,13 @@ use super::plan::Applied;
 use super::source::Migration;
 use crate::db::quote_literal;
 
-/// The ledger table's name.
-pub const HISTORY: &str = "aidock_schema_history";
+/// The ledger table's name, schema-qualified: a script may empty `search_path` (pg_dump does),
+/// and the bookkeeping must still find it.
+pub const HISTORY: &str = "public.aidock_schema_history";
 
-/// Creates both ledgers if missing (run only under the migration lock).
-pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS aidock_schema_history (
+/// Creates both ledgers if missing (run only under the migration lock, and only when there is
+/// something to apply: a no-op run only reads).
+pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS public.aidock_schema_history (
     version      bigint PRIMARY KEY,
     name         text NOT NULL,
     checksum     text NOT NULL,
@@ -23,21 +25,25 @@ pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS aidock_schema_history (
     execution_ms bigint NOT NULL,
     applied_by   text NOT NULL DEFAULT current_user
 );
-CREATE TABLE IF NOT EXISTS alembic_version (
+CREATE TABLE IF NOT EXISTS public.alembic_version (
     version_num varchar(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 )";
 
-/// Starts the per-migration timer that the ledger row reads back.
-pub const START_TIMER: &str =
-    "SELECT set_config('aidock.migration_started', clock_timestamp()::text, false)";
+/// Undoes whatever session state a script changed (`search_path`, `SET ROLE`, timeouts ...), so
+/// the bookkeeping after it runs as the run started; the runner then sets its timeouts again.
+pub const RESET_SESSION: &str = "RESET ALL; RESET ROLE";
 
-/// Record an applied migration (`execution_ms` from the timer).
+/// Record an applied migration; `execution_ms` is measured by the runner (`None` prints a
+/// placeholder for `migrate plan`).
 #[must_use]
-pub fn insert(m: &Migration) -> String {
+pub fn insert(m: &Migration, execution_ms: Option<u128>) -> String {
+    let ms = execution_ms.map_or_else(
+        || "0 /* execution_ms: measured by the runner */".to_string(),
+        |ms| ms.to_string(),
+    );
     format!(
-        "INSERT INTO aidock_schema_history (version, name, checksum, execution_ms) VALUES ({}, {}, {}, \
-         (extract(epoch FROM clock_timestamp() - current_setting('aidock.migration_started')::timestamptz) * 1000)::bigint)",
+        "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms) VALUES ({}, {}, {}, {ms})",
         m.version,
         quote_literal(&m.name),
         quote_literal(&m.up.checksum)
@@ -47,13 +53,13 @@ pub fn insert(m: &Migration) -> String {
 /// Forget a reverted migration.
 #[must_use]
 pub fn delete(version: i64) -> String {
-    format!("DELETE FROM aidock_schema_history WHERE version = {version}")
+    format!("DELETE FROM public.aidock_schema_history WHERE version = {version}")
 }
 
 /// Stamp `alembic_version` with the head of the ledger (empty when nothing is applied).
-pub const STAMP_ALEMBIC: &str = "DELETE FROM alembic_version;
-INSERT INTO alembic_version (version_num)
-    SELECT lpad(max(version)::text, 4, '0') FROM aidock_schema_history HAVING max(version) IS NOT NULL";
+pub const STAMP_ALEMBIC: &str = "DELETE FROM public.alembic_version;
+INSERT INTO public.alembic_version (version_num)
+    SELECT lpad(max(version)::text, 4, '0') FROM public.aidock_schema_history HAVING max(version) IS NOT NULL";
 
 /// One ledger row with everything `history` shows.
 #[derive(Debug, Clone)]
@@ -82,7 +88,7 @@ impl Row {
 pub async fn exists(client: &impl GenericClient) -> anyhow::Result<bool> {
     let rows = simple_rows(
         client,
-        "SELECT to_regclass('aidock_schema_history') IS NOT NULL",
+        "SELECT to_regclass('public.aidock_schema_history') IS NOT NULL",
     )
     .await?;
     Ok(rows
@@ -99,7 +105,7 @@ pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
     let rows = simple_rows(
         client,
         "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), execution_ms, applied_by \
-         FROM aidock_schema_history ORDER BY version",
+         FROM public.aidock_schema_history ORDER BY version",
     )
     .await?;
     rows.into_iter()

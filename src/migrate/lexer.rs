@@ -21,17 +21,61 @@ impl Statement {
     }
 }
 
-/// Split `sql` at top-level semicolons. Statements holding only whitespace and comments are
-/// dropped.
-#[must_use]
-pub fn split(sql: &str) -> Vec<Statement> {
+/// Why a script cannot be split the way psql would run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LexError {
+    /// A quote, identifier, dollar quote or comment that never ends (psql rejects these too).
+    Unterminated { offset: usize, what: &'static str },
+    /// A psql meta-command other than the two pg_dump writes (`\restrict`, `\unrestrict`).
+    MetaCommand { offset: usize, command: String },
+}
+
+impl LexError {
+    /// Byte offset in the script.
+    #[must_use]
+    pub fn offset(&self) -> usize {
+        match self {
+            LexError::Unterminated { offset, .. } | LexError::MetaCommand { offset, .. } => *offset,
+        }
+    }
+
+    /// The problem in words (without the position).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            LexError::Unterminated { what, .. } => format!(
+                "unterminated {what}: it runs to the end of the file, so the rest of the script would be lost; close it"
+            ),
+            LexError::MetaCommand { command, .. } => format!(
+                "psql meta-command `\\{command}` is not SQL and cannot be sent to the server; remove it (only pg_dump's `\\restrict` and `\\unrestrict` lines are skipped)"
+            ),
+        }
+    }
+}
+
+/// A script split into statements, and the psql meta-commands that were skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    pub statements: Vec<Statement>,
+    /// Byte offsets of skipped `\restrict` / `\unrestrict` lines, with the command.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Split `sql` at top-level semicolons, as psql does: not inside quotes, comments, dollar-quoted
+/// bodies, parentheses (`CREATE RULE ... DO ALSO (a; b)`) or SQL-standard `BEGIN ATOMIC` bodies.
+/// Statements holding only whitespace and comments are dropped.
+///
+/// # Errors
+/// An unterminated quote, identifier, dollar quote or comment, or a psql meta-command.
+pub fn split(sql: &str) -> Result<Split, LexError> {
     let bytes = sql.as_bytes();
-    let mut statements = Vec::new();
+    let mut out = Split::default();
     let mut start = 0;
     let mut first_token: Option<usize> = None;
     // Inside a SQL-standard body (`BEGIN ATOMIC ... END`, PostgreSQL 14+) semicolons do not end
     // the statement; BEGIN and CASE nest until their END, as psql counts them.
     let mut atomic_depth = 0usize;
+    let mut paren_depth = 0usize;
     let mut previous_word = String::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -43,8 +87,23 @@ pub fn split(sql: &str) -> Vec<Statement> {
                 continue;
             }
             b'/' if next == Some(b'*') => {
-                i = skip_block_comment(bytes, i);
+                i = skip_block_comment(bytes, i)?;
                 continue;
+            }
+            b'\\' => {
+                // psql reads a backslash outside quotes as a meta-command up to the line's end.
+                let end = sql[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                let command: String = sql[i + 1..end]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if command == "restrict" || command == "unrestrict" {
+                    out.skipped.push((i, command));
+                    i = end;
+                    continue;
+                }
+                return Err(LexError::MetaCommand { offset: i, command });
             }
             _ => {}
         }
@@ -52,10 +111,10 @@ pub fn split(sql: &str) -> Vec<Statement> {
             i += 1;
             continue;
         }
-        if b == b';' && atomic_depth == 0 {
+        if b == b';' && atomic_depth == 0 && paren_depth == 0 {
             previous_word.clear();
             if let Some(token) = first_token.take() {
-                statements.push(Statement {
+                out.statements.push(Statement {
                     start,
                     end: i,
                     first_token: token,
@@ -71,10 +130,18 @@ pub fn split(sql: &str) -> Vec<Statement> {
                 let escapes = i > 0
                     && matches!(bytes[i - 1], b'e' | b'E')
                     && (i < 2 || !is_ident_byte(bytes[i - 2]));
-                skip_quoted(bytes, i, b'\'', escapes)
+                skip_quoted(bytes, i, b'\'', escapes)?
             }
-            b'"' => skip_quoted(bytes, i, b'"', false),
-            b'$' => skip_dollar(sql, i),
+            b'"' => skip_quoted(bytes, i, b'"', false)?,
+            b'$' => skip_dollar(sql, i)?,
+            b'(' => {
+                paren_depth += 1;
+                i + 1
+            }
+            b')' => {
+                paren_depth = paren_depth.saturating_sub(1);
+                i + 1
+            }
             _ if is_ident_byte(b) => {
                 let mut j = i;
                 while j < bytes.len() && (is_ident_byte(bytes[j]) || bytes[j] == b'$') {
@@ -94,13 +161,59 @@ pub fn split(sql: &str) -> Vec<Statement> {
         };
     }
     if let Some(token) = first_token {
-        statements.push(Statement {
+        out.statements.push(Statement {
             start,
             end: bytes.len(),
             first_token: token,
         });
     }
-    statements
+    Ok(out)
+}
+
+/// The transaction-control command a statement is, if any (`BEGIN`, `COMMIT`, ...): a script
+/// that ends or opens transactions itself would escape the run's one transaction.
+#[must_use]
+pub fn transaction_control(statement: &Statement, sql: &str) -> Option<String> {
+    let words = leading_words(statement.text(sql), 3);
+    let first = words.first()?.as_str();
+    let second = words.get(1).map_or("", String::as_str);
+    let control = match first {
+        "BEGIN" | "COMMIT" | "END" | "ABORT" => true,
+        // ROLLBACK TO [SAVEPOINT] x stays inside the transaction.
+        "ROLLBACK" => second != "TO",
+        "START" => second == "TRANSACTION",
+        "PREPARE" => second == "TRANSACTION",
+        _ => false,
+    };
+    control.then(|| words.join(" ").trim().to_string())
+}
+
+/// The first `n` words of a statement, upper-cased, skipping comments.
+fn leading_words(text: &str, n: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && words.len() < n {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = text[i..].find('\n').map_or(bytes.len(), |k| i + k + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(bytes, i).unwrap_or(bytes.len());
+            }
+            b if is_ident_byte(b) => {
+                let mut j = i;
+                while j < bytes.len() && is_ident_byte(bytes[j]) {
+                    j += 1;
+                }
+                words.push(text[i..j].to_ascii_uppercase());
+                i = j;
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            _ => break,
+        }
+    }
+    words
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -108,8 +221,9 @@ fn is_ident_byte(b: u8) -> bool {
 }
 
 /// Past a `/* ... */` comment, which nests in PostgreSQL.
-fn skip_block_comment(bytes: &[u8], mut i: usize) -> usize {
+fn skip_block_comment(bytes: &[u8], start: usize) -> Result<usize, LexError> {
     let mut depth = 0usize;
+    let mut i = start;
     while i < bytes.len() {
         if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
             depth += 1;
@@ -118,18 +232,26 @@ fn skip_block_comment(bytes: &[u8], mut i: usize) -> usize {
             depth -= 1;
             i += 2;
             if depth == 0 {
-                return i;
+                return Ok(i);
             }
         } else {
             i += 1;
         }
     }
-    bytes.len()
+    Err(LexError::Unterminated {
+        offset: start,
+        what: "/* comment",
+    })
 }
 
 /// Past a quoted string or identifier; a doubled quote is an escaped quote.
-fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8, backslash_escapes: bool) -> usize {
-    i += 1;
+fn skip_quoted(
+    bytes: &[u8],
+    start: usize,
+    quote: u8,
+    backslash_escapes: bool,
+) -> Result<usize, LexError> {
+    let mut i = start + 1;
     while i < bytes.len() {
         let b = bytes[i];
         if backslash_escapes && b == b'\\' {
@@ -141,30 +263,40 @@ fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8, backslash_escapes: bool) -
                 i += 2;
                 continue;
             }
-            return i + 1;
+            return Ok(i + 1);
         }
         i += 1;
     }
-    bytes.len()
+    Err(LexError::Unterminated {
+        offset: start,
+        what: if quote == b'"' {
+            "quoted identifier"
+        } else {
+            "string literal"
+        },
+    })
 }
 
 /// Past a `$tag$ ... $tag$` body; a `$` that does not open one (e.g. `$1`) is one byte.
-fn skip_dollar(sql: &str, i: usize) -> usize {
+fn skip_dollar(sql: &str, i: usize) -> Result<usize, LexError> {
     let bytes = sql.as_bytes();
     let mut j = i + 1;
     if j < bytes.len() && bytes[j].is_ascii_digit() {
-        return i + 1;
+        return Ok(i + 1);
     }
     while j < bytes.len() && is_ident_byte(bytes[j]) {
         j += 1;
     }
     if bytes.get(j) != Some(&b'$') {
-        return i + 1;
+        return Ok(i + 1);
     }
     let tag = &sql[i..=j];
     match sql[j + 1..].find(tag) {
-        Some(n) => j + 1 + n + tag.len(),
-        None => bytes.len(),
+        Some(n) => Ok(j + 1 + n + tag.len()),
+        None => Err(LexError::Unterminated {
+            offset: i,
+            what: "dollar-quoted string",
+        }),
     }
 }
 
@@ -192,7 +324,12 @@ mod tests {
     use super::*;
 
     fn texts(sql: &str) -> Vec<&str> {
-        split(sql).iter().map(|s| s.text(sql).trim()).collect()
+        split(sql)
+            .expect("splits")
+            .statements
+            .iter()
+            .map(|s| s.text(sql).trim())
+            .collect()
     }
 
     #[test]
@@ -244,8 +381,13 @@ mod tests {
 
     #[test]
     fn comment_only_statements_are_dropped() {
-        assert!(split("-- nothing\n/* here */ ;\n  ").is_empty());
-        let s = split("-- lead\n  CREATE TABLE t ()");
+        assert!(
+            split("-- nothing\n/* here */ ;\n  ")
+                .expect("splits")
+                .statements
+                .is_empty()
+        );
+        let s = split("-- lead\n  CREATE TABLE t ()").expect("splits").statements;
         assert_eq!(s.len(), 1);
         assert_eq!(
             line_col("-- lead\n  CREATE TABLE t ()", s[0].first_token),
@@ -259,5 +401,81 @@ mod tests {
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, text.find('c').expect("c")), (2, 4));
         assert_eq!(char_position_to_byte(text, 6), text.find('c').expect("c"));
+    }
+
+    #[test]
+    fn rule_actions_in_parentheses_stay_one_statement() {
+        let sql = "CREATE RULE r AS ON INSERT TO a DO ALSO (INSERT INTO b VALUES (1); INSERT INTO c VALUES (2));\nSELECT 1";
+        let parts = texts(sql);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(parts[0].ends_with("VALUES (2))"), "{parts:?}");
+    }
+
+    #[test]
+    fn unterminated_tokens_are_errors_with_their_position() {
+        for (sql, what) in [
+            ("SELECT 1;\n/* open\nCREATE TABLE t ();", "/* comment"),
+            ("SELECT 'open;\nSELECT 2;", "string literal"),
+            ("SELECT \"open;", "quoted identifier"),
+            ("DO $x$ BEGIN END $y$;", "dollar-quoted string"),
+            ("SELECT E'it\\';", "string literal"),
+        ] {
+            match split(sql) {
+                Err(LexError::Unterminated { what: w, offset }) => {
+                    assert_eq!(w, what, "{sql}");
+                    assert!(offset < sql.len());
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        let err = split("SELECT 1;\n/* open").expect_err("open comment");
+        assert_eq!(line_col("SELECT 1;\n/* open", err.offset()), (2, 1));
+    }
+
+    #[test]
+    fn pg_dump_restrict_lines_are_skipped_other_meta_commands_refused() {
+        let sql = "\\restrict abc123\nSET x = 1;\nSELECT '\\not_meta';\n\\unrestrict abc123\n";
+        let split_ = split(sql).expect("splits");
+        assert_eq!(split_.statements.len(), 2);
+        assert_eq!(split_.skipped.len(), 2);
+        assert_eq!(split_.skipped[0].1, "restrict");
+        let err = split("SELECT 1;\n\\connect other\n").expect_err("meta");
+        assert_eq!(
+            err,
+            LexError::MetaCommand {
+                offset: 10,
+                command: "connect".into()
+            }
+        );
+    }
+
+    #[test]
+    fn transaction_control_is_recognised() {
+        let sql = "BEGIN; START TRANSACTION; COMMIT; END; ROLLBACK; ABORT; PREPARE TRANSACTION 'x'; \
+                   commit and chain; /* c */ Begin Work; ROLLBACK TO SAVEPOINT s; SAVEPOINT s; \
+                   START x; END_X(); CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; \
+                   PREPARE p AS SELECT 1";
+        let split_ = split(sql).expect("splits");
+        let found: Vec<Option<String>> = split_
+            .statements
+            .iter()
+            .map(|s| transaction_control(s, sql))
+            .collect();
+        let control: Vec<&str> = found.iter().flatten().map(String::as_str).collect();
+        assert_eq!(
+            control,
+            [
+                "BEGIN",
+                "START TRANSACTION",
+                "COMMIT",
+                "END",
+                "ROLLBACK",
+                "ABORT",
+                "PREPARE TRANSACTION",
+                "COMMIT AND CHAIN",
+                "BEGIN WORK"
+            ]
+        );
+        assert_eq!(found.iter().filter(|f| f.is_none()).count(), 6, "{found:?}");
     }
 }

@@ -299,20 +299,31 @@ pub fn plan_sql(
                 let _ = writeln!(out, "BEGIN;\n{};", runner::session_settings(opts, true));
             }
         }
-        let _ = writeln!(out, "\n-- {}\n{};", script.file, ledger::START_TIMER);
-        for statement in lexer::split(&script.sql) {
+        let split = script
+            .statements()
+            .with_context(|| format!("migration {} cannot run as written", m.label()))?;
+        let _ = writeln!(out, "\n-- {}", script.file);
+        for statement in &split.statements {
             let _ = writeln!(out, "{};", statement.text(&script.sql).trim());
         }
+        let restore = if no_tx && script.no_transaction {
+            ledger::RESET_SESSION.to_string()
+        } else {
+            format!(
+                "{}; {}",
+                ledger::RESET_SESSION,
+                runner::session_settings(opts, true)
+            )
+        };
         let bookkeeping = if step.up {
-            ledger::insert(m)
+            ledger::insert(m, None)
         } else {
             ledger::delete(m.version)
         };
-        let _ = writeln!(out, "{bookkeeping};\n{};", ledger::STAMP_ALEMBIC);
+        let _ = writeln!(out, "-- bookkeeping\n{restore};\n{bookkeeping};");
         if no_tx {
-            if script.no_transaction {
-                out.push_str("RESET lock_timeout;\nRESET statement_timeout;\n");
-            } else {
+            let _ = writeln!(out, "{};", ledger::STAMP_ALEMBIC);
+            if !script.no_transaction {
                 out.push_str("COMMIT;\n");
             }
         }
@@ -320,7 +331,7 @@ pub fn plan_sql(
     if no_tx {
         let _ = writeln!(out, "SELECT pg_advisory_unlock({key});");
     } else {
-        out.push_str("COMMIT;\n");
+        let _ = writeln!(out, "{};\nCOMMIT;", ledger::STAMP_ALEMBIC);
     }
     Ok(out)
 }

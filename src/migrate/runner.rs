@@ -56,17 +56,30 @@ pub fn session_settings(opts: &Options, local: bool) -> String {
 /// Apply or revert migrations to reach `target`.
 ///
 /// # Errors
-/// A planning problem (edited, unknown, gap ...), a lock wait that timed out, or a failing
-/// script (reported with file, line and column); nothing of a failed transactional run remains.
+/// A planning problem (edited, unknown, gap ...), a script that fails its checks (transaction
+/// control, unterminated quote ...: found before anything runs), a lock wait that timed out, or
+/// a failing script (reported with file, line and column); nothing of a failed transactional run
+/// remains.
 pub async fn run(
     client: &mut Client,
     migrations: &[Migration],
     target: Target,
     opts: &Options,
 ) -> anyhow::Result<Vec<Done>> {
+    // A run with nothing to do only reads: no lock, no SET, no DDL (every replica of an app runs
+    // this at start-up). Reading without the lock is safe: what it sees applied is committed, and
+    // anything it sees pending is re-read under the lock below.
+    let steps = plan::plan(&read_applied(&*client).await?, migrations, target)?;
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_scripts(migrations, &steps)?;
     let deadline = Instant::now() + opts.wait_timeout;
     let key = lock_key();
-    watch_for_client_death(client).await?;
+    let session = Session {
+        check_interval: watch_for_client_death(client).await?,
+        opts: *opts,
+    };
     loop {
         let tx = client
             .transaction()
@@ -77,6 +90,16 @@ pub async fn run(
             wait_or_fail(client, deadline, opts.wait_timeout).await?;
             continue;
         }
+        let steps = plan::plan(&read_applied(&tx).await?, migrations, target)?;
+        if steps.is_empty() {
+            tx.commit().await.context("committing")?;
+            return Ok(Vec::new());
+        }
+        check_scripts(migrations, &steps)?;
+        if steps.iter().any(|s| script(migrations, *s).no_transaction) {
+            tx.rollback().await.context("leaving the transaction")?;
+            return run_with_session_lock(client, migrations, target, &session, deadline).await;
+        }
         tx.batch_execute(&session_settings(opts, true))
             .await
             .context("setting lock_timeout and statement_timeout")?;
@@ -84,23 +107,9 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
             .context("creating the migration ledger")?;
-        let applied: Vec<_> = ledger::read(&tx)
-            .await?
-            .iter()
-            .map(ledger::Row::applied)
-            .collect();
-        let steps = plan::plan(&applied, migrations, target)?;
-        if steps.is_empty() {
-            tx.commit().await.context("committing")?;
-            return Ok(Vec::new());
-        }
-        if steps.iter().any(|s| script(migrations, *s).no_transaction) {
-            tx.rollback().await.context("leaving the transaction")?;
-            return run_with_session_lock(client, migrations, target, opts, deadline).await;
-        }
         let mut done = Vec::new();
         for step in &steps {
-            done.push(apply(&tx, migrations, *step, opts.verbose).await?);
+            done.push(apply(&tx, migrations, *step, &session, true).await?);
         }
         tx.batch_execute(ledger::STAMP_ALEMBIC)
             .await
@@ -110,23 +119,71 @@ pub async fn run(
     }
 }
 
+/// What the runner restores after each script.
+struct Session {
+    /// Whether the server has `client_connection_check_interval` (PostgreSQL 14+).
+    check_interval: bool,
+    opts: Options,
+}
+
+impl Session {
+    /// Undo what a script changed in the session, then put back the runner's own settings
+    /// (`in_tx`: also its transaction-local timeouts, for the scripts still to come).
+    fn restore(&self, in_tx: bool) -> String {
+        let mut sql = ledger::RESET_SESSION.to_string();
+        if self.check_interval {
+            sql.push_str("; ");
+            sql.push_str(CHECK_INTERVAL);
+        }
+        if in_tx {
+            sql.push_str("; ");
+            sql.push_str(&session_settings(&self.opts, true));
+        }
+        sql
+    }
+}
+
+const CHECK_INTERVAL: &str = "SET client_connection_check_interval = '1s'";
+
+/// The ledger as planning input (it is not created when missing).
+async fn read_applied(client: &impl GenericClient) -> anyhow::Result<Vec<plan::Applied>> {
+    Ok(ledger::read(client)
+        .await?
+        .iter()
+        .map(ledger::Row::applied)
+        .collect())
+}
+
+/// Lex and check every script of the plan before the first one runs.
+fn check_scripts(migrations: &[Migration], steps: &[Step]) -> anyhow::Result<()> {
+    for step in steps {
+        let m = migration(migrations, step.version);
+        script(migrations, *step)
+            .statements()
+            .with_context(|| format!("migration {} cannot run as written", m.label()))?;
+    }
+    Ok(())
+}
+
 /// Make the server notice promptly when this process dies mid-script (killed, crashed), so its
 /// transaction rolls back and the lock frees within a second rather than when a long statement
-/// ends. PostgreSQL 14+ only; older servers notice at the next write to the socket.
-async fn watch_for_client_death(client: &Client) -> anyhow::Result<()> {
+/// ends. PostgreSQL 14+ only (returns whether it was set); older servers notice at the next
+/// write to the socket.
+async fn watch_for_client_death(client: &Client) -> anyhow::Result<bool> {
     let rows = ledger::simple_rows(client, "SHOW server_version_num").await?;
     let version: i32 = rows
         .first()
         .and_then(|r| r.first())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    if version >= 140_000 {
-        client
-            .batch_execute("SET client_connection_check_interval = '1s'")
-            .await
-            .context("setting client_connection_check_interval")?;
+    if version < 140_000 {
+        return Ok(false);
     }
-    Ok(())
+    client
+        .batch_execute(CHECK_INTERVAL)
+        .await
+        .context("setting client_connection_check_interval")?;
+    Ok(true)
 }
 
 /// Runs that include a no-transaction script: a session lock, polled, on this connection.
@@ -134,24 +191,24 @@ async fn run_with_session_lock(
     client: &mut Client,
     migrations: &[Migration],
     target: Target,
-    opts: &Options,
+    session: &Session,
     deadline: Instant,
 ) -> anyhow::Result<Vec<Done>> {
     let key = lock_key();
+    let opts = &session.opts;
     while !try_lock(&*client, &format!("SELECT pg_try_advisory_lock({key})")).await? {
         wait_or_fail(client, deadline, opts.wait_timeout).await?;
     }
     let result = async {
+        let steps = plan::plan(&read_applied(&*client).await?, migrations, target)?;
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_scripts(migrations, &steps)?;
         client
             .batch_execute(ledger::CREATE)
             .await
             .context("creating the migration ledger")?;
-        let applied: Vec<_> = ledger::read(&*client)
-            .await?
-            .iter()
-            .map(ledger::Row::applied)
-            .collect();
-        let steps = plan::plan(&applied, migrations, target)?;
         let mut done = Vec::new();
         for step in steps {
             if script(migrations, step).no_transaction {
@@ -159,12 +216,7 @@ async fn run_with_session_lock(
                     .batch_execute(&session_settings(opts, false))
                     .await
                     .context("setting lock_timeout and statement_timeout")?;
-                let item = apply(&*client, migrations, step, opts.verbose).await;
-                client
-                    .batch_execute("RESET lock_timeout; RESET statement_timeout")
-                    .await
-                    .context("resetting timeouts")?;
-                done.push(item?);
+                done.push(apply(&*client, migrations, step, session, false).await?);
                 client
                     .batch_execute(ledger::STAMP_ALEMBIC)
                     .await
@@ -177,7 +229,7 @@ async fn run_with_session_lock(
                 tx.batch_execute(&session_settings(opts, true))
                     .await
                     .context("setting timeouts")?;
-                done.push(apply(&tx, migrations, step, opts.verbose).await?);
+                done.push(apply(&tx, migrations, step, session, true).await?);
                 tx.batch_execute(ledger::STAMP_ALEMBIC)
                     .await
                     .context("stamping alembic_version")?;
@@ -211,28 +263,33 @@ fn script(migrations: &[Migration], step: Step) -> &Script {
     }
 }
 
-/// Run one script and write its ledger row, on `client` (a transaction or, for no-transaction
-/// scripts, the bare connection).
+/// Run one script and write its ledger row, on `client` (a transaction, `in_tx`, or for
+/// no-transaction scripts the bare connection).
 async fn apply(
     client: &impl GenericClient,
     migrations: &[Migration],
     step: Step,
-    verbose: bool,
+    session: &Session,
+    in_tx: bool,
 ) -> anyhow::Result<Done> {
     let m = migration(migrations, step.version);
     let script = script(migrations, step);
+    let split = script.statements()?;
+    for (offset, command) in &split.skipped {
+        let (line, _) = lexer::line_col(&script.sql, *offset);
+        eprintln!(
+            "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
+            script.file
+        );
+    }
     let started = Instant::now();
-    client
-        .batch_execute(ledger::START_TIMER)
-        .await
-        .context("starting the migration timer")?;
-    for statement in lexer::split(&script.sql) {
+    for statement in &split.statements {
         let text = statement.text(&script.sql);
         let began = Instant::now();
         if let Err(e) = client.batch_execute(text).await {
-            return Err(script_error(script, &statement, &e, m));
+            return Err(script_error(script, statement, &e, m));
         }
-        if verbose {
+        if session.opts.verbose {
             let (line, _) = lexer::line_col(&script.sql, statement.first_token);
             let first = text.lines().next().unwrap_or_default();
             eprintln!(
@@ -242,8 +299,19 @@ async fn apply(
             );
         }
     }
+    let ms = started.elapsed().as_millis();
+    // The bookkeeping runs with the session as the run set it up, whatever the script did to
+    // search_path, the role or the timeouts (a pg_dump file empties search_path).
+    client
+        .batch_execute(&session.restore(in_tx))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("resetting the session after the script")?;
+    if !in_tx {
+        refuse_invalid_indexes(client, script, m).await?;
+    }
     let bookkeeping = if step.up {
-        ledger::insert(m)
+        ledger::insert(m, Some(ms))
     } else {
         ledger::delete(m.version)
     };
@@ -251,13 +319,59 @@ async fn apply(
         .batch_execute(&bookkeeping)
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("recording migration {} in the ledger", m.label()))?;
+        .with_context(|| {
+            let state = if in_tx {
+                "the transaction was rolled back"
+            } else {
+                "its statements ran outside a transaction and stay applied"
+            };
+            format!(
+                "recording migration {} in the ledger ({state})",
+                m.label()
+            )
+        })?;
     Ok(Done {
         version: m.version,
         migration: m.label(),
         direction: if step.up { "up" } else { "down" },
-        ms: started.elapsed().as_millis(),
+        ms,
     })
+}
+
+/// After a no-transaction script: a failed `CREATE INDEX CONCURRENTLY` (or `REINDEX
+/// CONCURRENTLY`) leaves an INVALID index behind, which `IF NOT EXISTS` then skips on a re-run;
+/// recording the migration would claim a unique index that enforces nothing. Indexes another
+/// session is building right now are invalid too, and are not counted.
+async fn refuse_invalid_indexes(
+    client: &impl GenericClient,
+    script: &Script,
+    m: &Migration,
+) -> anyhow::Result<()> {
+    let rows = ledger::simple_rows(
+        client,
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT i.indisvalid AND i.indexrelid NOT IN \
+               (SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid IS NOT NULL) \
+         ORDER BY 1",
+    )
+    .await
+    .context("checking for INVALID indexes")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    anyhow::bail!(
+        "after {} the database has INVALID index(es) {}: a CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) failed, e.g. on duplicate keys for a unique index, and left it behind; an invalid index is not used and enforces nothing, so migration {} is not recorded.\nfix: {}; fix the data it failed on; then run `aidock-provision migrate up` again",
+        script.file,
+        names.join(", "),
+        m.label(),
+        names
+            .iter()
+            .map(|n| format!("DROP INDEX CONCURRENTLY {n}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
 }
 
 /// `0002_x.up.sql:4:8: relation "nope" does not exist (SQLSTATE 42P01)` plus detail, hint and

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
+use super::lexer;
 use crate::error;
 
 /// The first-line directive that runs a script outside a transaction.
@@ -39,6 +40,31 @@ impl Script {
             sql,
             no_transaction,
         }
+    }
+}
+
+impl Script {
+    /// The statements to send, split as psql would, after the checks that must pass before
+    /// anything runs: no unterminated token, no psql meta-command but pg_dump's `\restrict` /
+    /// `\unrestrict` (skipped), and no transaction control (the runner owns the transaction).
+    ///
+    /// # Errors
+    /// The first problem, as `file:line:column: what; what to do`.
+    pub fn statements(&self) -> anyhow::Result<lexer::Split> {
+        let split = lexer::split(&self.sql).map_err(|e| {
+            let (line, col) = lexer::line_col(&self.sql, e.offset());
+            anyhow::anyhow!("{}:{line}:{col}: {}", self.file, e.describe())
+        })?;
+        for statement in &split.statements {
+            if let Some(command) = lexer::transaction_control(statement, &self.sql) {
+                let (line, col) = lexer::line_col(&self.sql, statement.first_token);
+                bail!(
+                    "{}:{line}:{col}: `{command}` controls the transaction, which belongs to the runner: each run applies its migrations and their ledger rows in one transaction so that a failure leaves nothing behind, and a script that begins, commits or rolls back would break that; remove the transaction statements (for CREATE INDEX CONCURRENTLY and the like, make `{NO_TRANSACTION}` the first line instead)",
+                    self.file
+                );
+            }
+        }
+        Ok(split)
     }
 }
 

@@ -9,11 +9,11 @@ use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
 use super::source::Migration;
-use super::{ledger, lexer};
+use super::ledger;
 use crate::db;
 
 /// Tables the migration engine itself owns; no migration creates them.
-const ENGINE_TABLES: [&str; 2] = [ledger::HISTORY, "alembic_version"];
+const ENGINE_TABLES: [&str; 2] = ["aidock_schema_history", "alembic_version"];
 
 /// One difference between the live schema and what the migrations make.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub async fn verify(client: &mut Client, migrations: &[Migration]) -> anyhow::Re
         "creating the scratch schema (the role needs CREATE on the database, which the owner has)",
     )?;
     for script in scripts {
-        for statement in lexer::split(&script.sql) {
+        for statement in script.statements()?.statements {
             let text = statement.text(&script.sql);
             // No-transaction scripts build indexes CONCURRENTLY; inside this transaction the
             // plain form makes the same index.

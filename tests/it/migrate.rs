@@ -494,8 +494,8 @@ async fn status_json_plan_and_history_are_read_only() {
 
     let plan = run_ok(t.cmd().args(["migrate", "plan"]));
     assert!(plan.contains("CREATE TABLE roles"), "{plan}");
-    assert!(plan.contains("INSERT INTO aidock_schema_history"), "{plan}");
-    assert!(plan.contains("INSERT INTO alembic_version"), "{plan}");
+    assert!(plan.contains("INSERT INTO public.aidock_schema_history"), "{plan}");
+    assert!(plan.contains("INSERT INTO public.alembic_version"), "{plan}");
     assert!(plan.trim_end().ends_with("COMMIT;"), "{plan}");
     assert!(tables(&db).await.is_empty(), "plan created nothing");
 
@@ -514,7 +514,7 @@ async fn status_json_plan_and_history_are_read_only() {
     let down = run_ok(t.cmd().args(["migrate", "plan", "--down", "--base"]));
     assert!(down.contains("DROP TABLE usage_logs"), "{down}");
     assert!(
-        down.contains("DELETE FROM aidock_schema_history WHERE version = 1"),
+        down.contains("DELETE FROM public.aidock_schema_history WHERE version = 1"),
         "{down}"
     );
     let history = run_ok(t.cmd().args(["migrate", "history", "--json"]));
