@@ -425,12 +425,12 @@ pub fn print(checks: &[Check]) {
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };
         let mut lines = c.detail.lines();
-        println!("{mark} {}: {}", c.name, lines.next().unwrap_or_default());
+        crate::outln!("{mark} {}: {}", c.name, lines.next().unwrap_or_default());
         for line in lines {
-            println!("       {line}");
+            crate::outln!("       {line}");
         }
         if let Some(fix) = &c.fix {
-            println!("     fix: {fix}");
+            crate::outln!("     fix: {fix}");
         }
     }
 }

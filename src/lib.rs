@@ -9,6 +9,7 @@ mod embedded;
 pub mod error;
 pub mod local_pg;
 pub mod migrate;
+pub mod output;
 pub mod provision;
 pub mod seed;
 pub mod settings;
@@ -88,7 +89,7 @@ fn init(settings: &Settings, args: &cli::InitArgs) -> anyhow::Result<()> {
         }
         if out.json {
             let json = serde_json::json!({ "provision": report, "migrations": done });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&json)?);
         }
         Ok(())
     })
@@ -131,7 +132,7 @@ fn confirm(settings: &Settings, what: &str) -> anyhow::Result<()> {
             "{what}: refusing without confirmation; there is no terminal to ask, so pass --yes"
         )));
     }
-    eprint!("{what}. Type `yes` to continue: ");
+    output::stderr(format_args!("{what}. Type `yes` to continue: "));
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if answer.trim() == "yes" {
@@ -153,7 +154,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
     match cmd {
         MigrateCommand::New { name } => {
             let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;
-            println!("created {}\ncreated {}", up.display(), down.display());
+            crate::outln!("created {}\ncreated {}", up.display(), down.display());
             Ok(())
         }
         MigrateCommand::Plan(args) => {
@@ -170,7 +171,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
                 };
                 migrate::plan_sql(&applied, &migrations, to, &migrate::options(settings))
             })?;
-            print!("{sql}");
+            crate::out!("{sql}");
             Ok(())
         }
         MigrateCommand::Up { to } => {
@@ -182,7 +183,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
                 PlanTarget::Up(to),
             ))?;
             if settings.output.json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&done)?);
             }
             Ok(())
         }
@@ -204,7 +205,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
             )?;
             let done = db::block_on(migrate::migrate(settings, &target, &migrations, to))?;
             if settings.output.json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&done)?);
             }
             Ok(())
         }
@@ -212,7 +213,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
             let target = migrate::app_target(settings)?;
             let status = db::block_on(migrate::status(&target, &migrations))?;
             if settings.output.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 status.print();
             }
@@ -232,7 +233,7 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
                 migrate::verify::verify(&mut client, &migrations).await
             })?;
             if settings.output.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"clean": drift.is_empty(), "drift": drift})
@@ -240,14 +241,14 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
                 );
             } else if drift.is_empty() {
                 if !settings.output.quiet {
-                    println!(
+                    crate::outln!(
                         "schema matches the applied migrations ({})",
                         target.describe()
                     );
                 }
             } else {
                 for d in &drift {
-                    println!("{d}");
+                    crate::outln!("{d}");
                 }
             }
             if drift.is_empty() {
@@ -283,7 +284,7 @@ fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
         let pg = local_cluster(settings)?;
         if pg.state()? == State::Absent {
             if !settings.output.quiet {
-                println!(
+                crate::outln!(
                     "nothing to reset: there is no local cluster at {}",
                     pg.root().display()
                 );
@@ -304,14 +305,14 @@ fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
     )?;
     let items = db::block_on(provision::reset(settings, &admin))?;
     if settings.output.json {
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&items)?);
     } else if !settings.output.quiet {
         for item in &items {
             let what = match &item.outcome {
                 provision::Outcome::Changed(c) => c.join("; "),
                 _ => "already gone".to_string(),
             };
-            println!("{}: {what}", item.object);
+            crate::outln!("{}: {what}", item.object);
         }
     }
     Ok(())
@@ -320,7 +321,7 @@ fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {
 fn doctor_command(global: &cli::Global) -> anyhow::Result<()> {
     let checks = doctor::run(global);
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         doctor::print(&checks);
     }
@@ -352,7 +353,7 @@ fn seed_command(settings: &Settings, args: &cli::SeedArgs) -> anyhow::Result<()>
     let target = migrate::app_target(settings)?;
     let report = db::block_on(seed::seed(settings, &target, &seeds, args.overwrite, dev))?;
     if settings.output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if !settings.output.quiet {
         report.print();
     }
@@ -382,7 +383,7 @@ fn local(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
     let out = settings.output;
     let say = |msg: String| {
         if !out.quiet {
-            println!("{msg}");
+            crate::outln!("{msg}");
         }
     };
     match cmd {
@@ -413,7 +414,7 @@ fn local(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 State::Running => "running",
             };
             if out.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({
                         "state": word,
@@ -423,7 +424,7 @@ fn local(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                     })
                 );
             } else {
-                println!(
+                crate::outln!(
                     "local cluster {word}: {} (127.0.0.1:{}, socket in {})",
                     pg.root().display(),
                     pg.port(),
@@ -433,7 +434,7 @@ fn local(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
         }
         LocalCommand::Url => {
             let pg = local_cluster(settings)?;
-            println!("{}", pg.admin_url()?);
+            crate::outln!("{}", pg.admin_url()?);
         }
         LocalCommand::Destroy => {
             let pg = local_cluster(settings)?;

@@ -7,9 +7,11 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = aidock_provision::cli::Cli::parse();
     match aidock_provision::run(cli) {
+        // The work is done (or rolled back); a closed or full stdout only lost the report.
+        Ok(()) if aidock_provision::output::stdout_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            aidock_provision::errln!("error: {err:#}");
             ExitCode::from(aidock_provision::error::exit_code(&err))
         }
     }

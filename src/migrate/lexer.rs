@@ -181,8 +181,7 @@ pub fn transaction_control(statement: &Statement, sql: &str) -> Option<String> {
         "BEGIN" | "COMMIT" | "END" | "ABORT" => true,
         // ROLLBACK TO [SAVEPOINT] x stays inside the transaction.
         "ROLLBACK" => second != "TO",
-        "START" => second == "TRANSACTION",
-        "PREPARE" => second == "TRANSACTION",
+        "START" | "PREPARE" => second == "TRANSACTION",
         _ => false,
     };
     control.then(|| words.join(" ").trim().to_string())
@@ -387,7 +386,9 @@ mod tests {
                 .statements
                 .is_empty()
         );
-        let s = split("-- lead\n  CREATE TABLE t ()").expect("splits").statements;
+        let s = split("-- lead\n  CREATE TABLE t ()")
+            .expect("splits")
+            .statements;
         assert_eq!(s.len(), 1);
         assert_eq!(
             line_col("-- lead\n  CREATE TABLE t ()", s[0].first_token),

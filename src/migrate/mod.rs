@@ -94,10 +94,10 @@ pub async fn migrate(
             } else {
                 "reverted"
             };
-            println!("{verb} {} ({} ms)", d.migration, d.ms);
+            crate::outln!("{verb} {} ({} ms)", d.migration, d.ms);
         }
         if done.is_empty() {
-            println!("migrations: nothing to do (database {})", target.dbname());
+            crate::outln!("migrations: nothing to do (database {})", target.dbname());
         }
     }
     Ok(done)
@@ -181,25 +181,28 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
 impl Status {
     /// Print for people.
     pub fn print(&self) {
-        println!("database: {}", self.database);
+        crate::outln!("database: {}", self.database);
         match self.current {
-            Some(v) => println!("current version: {v:04}"),
-            None => println!("current version: none (no migration applied)"),
+            Some(v) => crate::outln!("current version: {v:04}"),
+            None => crate::outln!("current version: none (no migration applied)"),
         }
         for a in &self.applied {
-            println!(
+            crate::outln!(
                 "  applied  {:04} {:<32} {}  checksum {}",
-                a.version, a.name, a.applied_at, a.checksum
+                a.version,
+                a.name,
+                a.applied_at,
+                a.checksum
             );
         }
         for p in &self.pending {
-            println!("  pending  {:04} {}", p.version, p.name);
+            crate::outln!("  pending  {:04} {}", p.version, p.name);
         }
         for p in &self.problems {
-            println!("problem: {p}");
+            crate::outln!("problem: {p}");
         }
         if self.up_to_date {
-            println!("up to date");
+            crate::outln!("up to date");
         }
     }
 }
@@ -225,16 +228,20 @@ pub async fn history(target: &Target, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no migration applied to {}", target.describe());
+        crate::outln!("no migration applied to {}", target.describe());
     }
     for r in &rows {
-        println!(
+        crate::outln!(
             "{:04} {:<32} applied {} in {} ms by {}",
-            r.version, r.name, r.applied_at, r.execution_ms, r.applied_by
+            r.version,
+            r.name,
+            r.applied_at,
+            r.execution_ms,
+            r.applied_by
         );
     }
     Ok(())

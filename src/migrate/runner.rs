@@ -277,7 +277,7 @@ async fn apply(
     let split = script.statements()?;
     for (offset, command) in &split.skipped {
         let (line, _) = lexer::line_col(&script.sql, *offset);
-        eprintln!(
+        crate::errln!(
             "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
             script.file
         );
@@ -292,7 +292,7 @@ async fn apply(
         if session.opts.verbose {
             let (line, _) = lexer::line_col(&script.sql, statement.first_token);
             let first = text.lines().next().unwrap_or_default();
-            eprintln!(
+            crate::errln!(
                 "  {}:{line} {first} ({} ms)",
                 script.file,
                 began.elapsed().as_millis()
@@ -325,10 +325,7 @@ async fn apply(
             } else {
                 "its statements ran outside a transaction and stay applied"
             };
-            format!(
-                "recording migration {} in the ledger ({state})",
-                m.label()
-            )
+            format!("recording migration {} in the ledger ({state})", m.label())
         })?;
     Ok(Done {
         version: m.version,

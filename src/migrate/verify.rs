@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::source::Migration;
 use super::ledger;
+use super::source::Migration;
 use crate::db;
 
 /// Tables the migration engine itself owns; no migration creates them.

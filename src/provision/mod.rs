@@ -83,7 +83,7 @@ impl<'a> Executor<'a> {
     pub async fn run(&mut self, sql: &str, shown: &str) -> Result<(), tokio_postgres::Error> {
         self.statements.push(format!("{shown};"));
         if self.verbose && !self.dry_run {
-            eprintln!("  {shown};");
+            crate::errln!("  {shown};");
         }
         if self.dry_run {
             return Ok(());
@@ -293,12 +293,12 @@ impl Report {
     /// Print the report for people: one line per object, then the URL.
     pub fn print(&self, quiet: bool) {
         if self.dry_run {
-            println!("-- dry run: these statements would run (nothing was changed)");
+            crate::outln!("-- dry run: these statements would run (nothing was changed)");
             for s in &self.statements {
-                println!("{s}");
+                crate::outln!("{s}");
             }
             if self.statements.is_empty() {
-                println!("-- nothing to change");
+                crate::outln!("-- nothing to change");
             }
             return;
         }
@@ -307,17 +307,17 @@ impl Report {
         }
         for item in &self.objects {
             match &item.outcome {
-                Outcome::Created => println!("{}: created", item.object),
-                Outcome::Exists => println!("{}: exists", item.object),
+                Outcome::Created => crate::outln!("{}: created", item.object),
+                Outcome::Exists => crate::outln!("{}: exists", item.object),
                 Outcome::Changed(changes) => {
-                    println!("{}: changed: {}", item.object, changes.join("; "));
+                    crate::outln!("{}: changed: {}", item.object, changes.join("; "));
                 }
             }
         }
         if self.objects.iter().all(|i| i.outcome == Outcome::Exists) {
-            println!("nothing to change");
+            crate::outln!("nothing to change");
         }
-        println!("app URL: {}", self.url);
+        crate::outln!("app URL: {}", self.url);
     }
 }
 

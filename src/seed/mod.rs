@@ -164,9 +164,11 @@ impl Report {
     /// Print for people: per table inserted / updated / kept, then the test credentials.
     pub fn print(&self) {
         let line = |name: &str, c: &Counts| {
-            println!(
+            crate::outln!(
                 "{name:<20} {} inserted, {} updated, {} kept",
-                c.inserted, c.updated, c.kept
+                c.inserted,
+                c.updated,
+                c.kept
             );
         };
         for t in &self.tables {
@@ -179,15 +181,17 @@ impl Report {
             line("fake users", c);
         }
         if let Some(u) = &self.usage_logs {
-            println!(
+            crate::outln!(
                 "{:<20} {} inserted; {} quotas' current usage updated",
-                "usage_logs", u.rows, u.quotas_updated
+                "usage_logs",
+                u.rows,
+                u.quotas_updated
             );
         }
         if !self.credentials.is_empty() {
-            println!("\ntest accounts (dev only):");
+            crate::outln!("\ntest accounts (dev only):");
             for (user, email, password) in &self.credentials {
-                println!("  {user:<10} {email:<22} {password}");
+                crate::outln!("  {user:<10} {email:<22} {password}");
             }
         }
     }

@@ -3,6 +3,7 @@
 mod doctor;
 mod guards;
 mod init;
+mod integrity;
 mod local;
 mod migrate;
 mod pgbouncer;

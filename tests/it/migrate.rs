@@ -494,8 +494,14 @@ async fn status_json_plan_and_history_are_read_only() {
 
     let plan = run_ok(t.cmd().args(["migrate", "plan"]));
     assert!(plan.contains("CREATE TABLE roles"), "{plan}");
-    assert!(plan.contains("INSERT INTO public.aidock_schema_history"), "{plan}");
-    assert!(plan.contains("INSERT INTO public.alembic_version"), "{plan}");
+    assert!(
+        plan.contains("INSERT INTO public.aidock_schema_history"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("INSERT INTO public.alembic_version"),
+        "{plan}"
+    );
     assert!(plan.trim_end().ends_with("COMMIT;"), "{plan}");
     assert!(tables(&db).await.is_empty(), "plan created nothing");
 
