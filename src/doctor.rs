@@ -202,7 +202,7 @@ async fn server_checks(
             checks.pass(
                 "server version and admin rights",
                 format!(
-                    "PostgreSQL {}.{}; `{}` is {}",
+                    "PostgreSQL {}.{}; `{}` is {}; {}",
                     r.server_version / 10000,
                     r.server_version % 10000,
                     admin.user(),
@@ -210,7 +210,8 @@ async fn server_checks(
                         "a superuser"
                     } else {
                         "allowed CREATEDB and CREATEROLE"
-                    }
+                    },
+                    crate::provision::version_notes(r).join("; ")
                 ),
             );
         }

@@ -30,6 +30,8 @@ pub struct Options {
     pub fsync: bool,
     /// Extra `postgresql.conf` lines, e.g. `log_statement = 'all'`.
     pub extra_conf: Vec<String>,
+    /// The server binaries to use instead of the system's newest (the test suite's version matrix).
+    pub bindir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             tcp: true,
             fsync: true,
             extra_conf: Vec::new(),
+            bindir: None,
         }
     }
 }
@@ -82,7 +85,10 @@ impl LocalPg {
             None
         };
         Ok(LocalPg {
-            bindir: find_bindir()?,
+            bindir: match &options.bindir {
+                Some(dir) => dir.clone(),
+                None => find_bindir()?,
+            },
             root,
             port,
             run_as,

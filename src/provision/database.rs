@@ -154,6 +154,7 @@ pub async fn ensure(
         }
     }
     Ok(Item {
+        notes: Vec::new(),
         object,
         outcome: if created {
             Outcome::Created
@@ -165,8 +166,14 @@ pub async fn ensure(
     })
 }
 
-/// Make schema `public` owned by the role and closed to PUBLIC (PostgreSQL 13/14 let PUBLIC
-/// create there). Runs on an admin connection to the app database.
+/// Make schema `public` owned by the role and closed to PUBLIC. Runs on an admin connection to
+/// the app database.
+///
+/// Before PostgreSQL 15 a new database's `public` belongs to the bootstrap superuser and PUBLIC
+/// may create in it; only a superuser (or a member of that owner) can change either. A managed
+/// admin (CREATEDB + CREATEROLE, as on RDS or Cloud SQL) then leaves it as the server allows:
+/// the app role creates its tables through PUBLIC's CREATE, which only roles that may connect
+/// can use (PUBLIC's CONNECT on the database is revoked), and a note says how to tighten it.
 ///
 /// # Errors
 /// When a statement fails.
@@ -174,38 +181,63 @@ pub async fn ensure_schema(
     exec: &mut Executor<'_>,
     owner: &str,
     fresh: bool,
+    rights: AdminRights,
 ) -> anyhow::Result<Item> {
     let object = "schema public".to_string();
     let quoted = db::quote_ident(owner);
-    let (current_owner, public_create): (String, bool) = if fresh && exec.dry_run() {
-        ("pg_database_owner".into(), false)
+    let (current_owner, public_create, member_of_owner): (String, bool, bool) = if fresh
+        && exec.dry_run()
+    {
+        // What CREATE DATABASE ... TEMPLATE template0 will make.
+        if rights.server_version >= 150_000 {
+            ("pg_database_owner".into(), false, true)
+        } else {
+            let row = exec
+                .client()
+                .query_one("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
+                .await
+                .context("reading the bootstrap superuser's name")?;
+            (row.get(0), true, rights.superuser)
+        }
     } else {
         let row = exec
-            .client()
-            .query_one(
-                "SELECT pg_get_userbyid(nspowner), \
-                        EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
-                 FROM pg_namespace WHERE nspname = 'public'",
-                &[],
-            )
-            .await
-            .context("reading schema `public`")?;
-        (row.get(0), row.get(1))
+                .client()
+                .query_one(
+                    "SELECT pg_get_userbyid(nspowner), \
+                            EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'), \
+                            pg_has_role(current_user, nspowner, 'MEMBER') \
+                     FROM pg_namespace WHERE nspname = 'public'",
+                    &[],
+                )
+                .await
+                .context("reading schema `public`")?;
+        (row.get(0), row.get(1), row.get(2))
     };
+    let may_change = rights.superuser || member_of_owner;
     let mut changes = Vec::new();
+    let mut notes = Vec::new();
     if current_owner != owner {
-        let sql = format!("ALTER SCHEMA public OWNER TO {quoted}");
-        exec.apply(&sql, &sql, "changing the owner of schema `public`")
-            .await?;
-        changes.push(format!("owner {current_owner} -> {owner}"));
+        if may_change {
+            let sql = format!("ALTER SCHEMA public OWNER TO {quoted}");
+            exec.apply(&sql, &sql, "changing the owner of schema `public`")
+                .await?;
+            changes.push(format!("owner {current_owner} -> {owner}"));
+        } else {
+            notes.push(format!(
+                "schema public stays owned by `{current_owner}`{}: PostgreSQL {} gives it to the bootstrap superuser, and an admin that is not a superuser cannot take it over. Tables are still created by `{owner}`, and only roles with CONNECT on the database (PUBLIC has none) can reach the schema. To tighten it, as a superuser: ALTER SCHEMA public OWNER TO {quoted}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                if public_create { " and open to CREATE by PUBLIC" } else { "" },
+                rights.server_version / 10_000
+            ));
+        }
     }
-    if public_create {
+    if public_create && (may_change || current_owner == owner) {
         let sql = "REVOKE CREATE ON SCHEMA public FROM PUBLIC";
         exec.apply(sql, sql, "revoking CREATE on schema `public` from PUBLIC")
             .await?;
         changes.push("revoked CREATE from PUBLIC".into());
     }
     Ok(Item {
+        notes,
         object,
         outcome: if changes.is_empty() {
             Outcome::Exists

@@ -30,6 +30,21 @@ pub struct Item {
     pub object: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// What could not be made as tight as we want, and how to do it by hand (not a change).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Item {
+    /// An item without notes.
+    #[must_use]
+    pub fn new(object: String, outcome: Outcome) -> Item {
+        Item {
+            object,
+            outcome,
+            notes: Vec::new(),
+        }
+    }
 }
 
 /// Runs statements, or only records them for `--dry-run`.
@@ -121,6 +136,40 @@ pub fn admin_target(settings: &Settings) -> anyhow::Result<Target> {
 pub struct AdminRights {
     pub superuser: bool,
     pub server_version: i32,
+}
+
+/// What this tool does differently on this server, for `doctor` (PostgreSQL 13 is the oldest
+/// we accept; see docs/VERSIONS.md).
+#[must_use]
+pub fn version_notes(rights: AdminRights) -> Vec<String> {
+    let v = rights.server_version;
+    let mut notes = vec![if v >= 150_000 {
+        "schema public belongs to the database owner (15+): init gives it to the app role"
+            .to_string()
+    } else if rights.superuser {
+        "schema public belongs to the bootstrap superuser and PUBLIC may create there (before 15): init, as a superuser, gives it to the app role and revokes PUBLIC's CREATE".to_string()
+    } else {
+        "schema public belongs to the bootstrap superuser and PUBLIC may create there (before 15): a non-superuser admin cannot change that, so init leaves it and says how to tighten it".to_string()
+    }];
+    notes.push("reset uses DROP DATABASE ... WITH (FORCE) (13+)".into());
+    notes.push(if v >= 140_000 {
+        "client_connection_check_interval (14+) rolls back a killed migrator's transaction within a second".into()
+    } else {
+        "no client_connection_check_interval (14+): a killed migrator's transaction ends when the server next writes to it".into()
+    });
+    notes.push(if v >= 150_000 {
+        "CREATE DATABASE ... STRATEGY available (15+)".into()
+    } else {
+        "no CREATE DATABASE ... STRATEGY (15+)".into()
+    });
+    if !rights.superuser {
+        notes.push(if v >= 160_000 {
+            "CREATEROLE admins manage only roles they were granted ADMIN on (16+): init grants the app role to the admin with SET".into()
+        } else {
+            "CREATEROLE admins may manage any non-superuser role (before 16)".into()
+        });
+    }
+    notes
 }
 
 /// Check that the admin can create roles and databases.
@@ -270,13 +319,13 @@ pub async fn provision(
     let schema_item = if dry_run && fresh {
         // Nothing to connect to yet: show what would run on the new database.
         let mut exec = Executor::new(&client, true, verbose);
-        let item = database::ensure_schema(&mut exec, &d.owner, true).await?;
+        let item = database::ensure_schema(&mut exec, &d.owner, true, rights).await?;
         statements.extend(exec.statements);
         item
     } else {
         let app_db = database::connect_to_app_db(admin, &d.name).await?;
         let mut exec = Executor::new(&app_db, dry_run, verbose);
-        let item = database::ensure_schema(&mut exec, &d.owner, fresh).await?;
+        let item = database::ensure_schema(&mut exec, &d.owner, fresh, rights).await?;
         statements.extend(exec.statements);
         item
     };
@@ -292,15 +341,23 @@ pub async fn provision(
 impl Report {
     /// Print the report for people: one line per object, then the URL.
     pub fn print(&self, quiet: bool) {
+        let notes = self.objects.iter().flat_map(|i| &i.notes);
         if self.dry_run {
             crate::outln!("-- dry run: these statements would run (nothing was changed)");
             for s in &self.statements {
                 crate::outln!("{s}");
             }
+            for note in notes {
+                crate::outln!("-- note: {note}");
+            }
             if self.statements.is_empty() {
                 crate::outln!("-- nothing to change");
             }
             return;
+        }
+        // What could not be tightened is a warning: shown even with --quiet or --json.
+        for note in notes {
+            crate::errln!("warning: {note}");
         }
         if quiet {
             return;
@@ -362,6 +419,7 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
             .await?;
     }
     items.push(Item {
+        notes: Vec::new(),
         object: format!("database {}", d.name),
         outcome: if db_exists {
             Outcome::Changed(vec!["dropped".into()])
@@ -387,6 +445,7 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
         })?;
     }
     items.push(Item {
+        notes: Vec::new(),
         object: format!("role {}", d.owner),
         outcome: if role_exists {
             Outcome::Changed(vec!["dropped".into()])

@@ -74,10 +74,7 @@ pub async fn ensure(
         );
         let shown = format!("CREATE ROLE {ident} {attrs} PASSWORD '***'");
         return match exec.run(&sql, &shown).await {
-            Ok(()) => Ok(Item {
-                object,
-                outcome: Outcome::Created,
-            }),
+            Ok(()) => Ok(Item::new(object, Outcome::Created)),
             // Another init created it a moment ago: reconcile what it made.
             Err(e) if db::is_concurrent_create(&e) => Box::pin(ensure(exec, spec, admin)).await,
             Err(e) => Err(anyhow::anyhow!(db::describe_error(&e)))
@@ -133,6 +130,7 @@ pub async fn ensure(
         changes.push("password: checked once LOGIN and VALID UNTIL are fixed".to_string());
     }
     Ok(Item {
+        notes: Vec::new(),
         object,
         outcome: if changes.is_empty() {
             Outcome::Exists

@@ -639,6 +639,9 @@ async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
 #[tokio::test]
 async fn sql_standard_function_bodies_apply() {
     let t = TestDb::new("atomic");
+    if crate::support::server_version(&t.admin_postgres().await).await < 140_000 {
+        return; // BEGIN ATOMIC bodies are PostgreSQL 14+
+    }
     let dir = migrations_dir(&[(
         "0002_total.up.sql",
         "CREATE FUNCTION total_tokens(p int, c int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN p < 0 THEN 0 ELSE p END + c;\nEND;\nCREATE TABLE after_body (id int);\n",

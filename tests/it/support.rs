@@ -43,6 +43,8 @@ pub fn cluster() -> &'static Cluster {
                 "max_connections = 300".into(),
                 "shared_buffers = '64MB'".into(),
             ],
+            // The version matrix (.ci/run): the same suite against another major version.
+            bindir: std::env::var_os("AIDOCK_TEST_PG_BINDIR").map(PathBuf::from),
         };
         let pg = LocalPg::new(&dir, port, options).expect("postgres binaries for the test cluster");
         pg.start().expect("starting the test cluster");
@@ -61,6 +63,7 @@ pub fn dedicated_cluster(tag: &str, extra_conf: Vec<String>) -> LocalPg {
         tcp: true,
         fsync: false,
         extra_conf,
+        bindir: None,
     };
     let pg = LocalPg::new(&scratch_dir(tag), free_port(), options).expect("postgres binaries");
     pg.start().expect("starting a dedicated cluster");
@@ -355,4 +358,12 @@ pub async fn advisory_locks(db: &tokio_postgres::Client) -> i64 {
     .await
     .expect("pg_locks")
     .get(0)
+}
+
+/// The server's `server_version_num` (the version matrix runs some checks only where they apply).
+pub async fn server_version(db: &tokio_postgres::Client) -> i32 {
+    db.query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("server_version_num")
+        .get(0)
 }
