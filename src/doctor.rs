@@ -304,7 +304,7 @@ async fn server_checks(
         }
     }
     let app = admin.as_role(&d.owner, &d.password, &d.name);
-    let mut app_client = match app.connect().await {
+    let app_client = match app.connect().await {
         Ok(c) => c,
         Err(e) => {
             checks.fail(
@@ -399,7 +399,7 @@ async fn server_checks(
             return;
         }
     }
-    match migrate::verify::verify(&mut app_client, migrations).await {
+    match migrate::verify::verify(&admin, &app, migrations, &migrate::options(settings)).await {
         Ok(drift) if drift.is_empty() => checks.pass("schema", "matches the applied migrations"),
         Ok(drift) => checks.fail(
             "schema",

@@ -11,6 +11,7 @@ pub mod local_pg;
 pub mod migrate;
 pub mod output;
 pub mod provision;
+pub mod schema;
 pub mod seed;
 pub mod settings;
 pub mod tls;
@@ -228,10 +229,13 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
         }
         MigrateCommand::Verify => {
             let target = migrate::app_target(settings)?;
-            let drift = db::block_on(async {
-                let mut client = target.connect().await?;
-                migrate::verify::verify(&mut client, &migrations).await
-            })?;
+            let admin = verify_admin(settings)?;
+            let drift = db::block_on(migrate::verify::verify(
+                &admin,
+                &target,
+                &migrations,
+                &migrate::options(settings),
+            ))?;
             if settings.output.json {
                 crate::outln!(
                     "{}",
@@ -265,6 +269,17 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
             db::block_on(migrate::history(&target, settings.output.json))
         }
     }
+}
+
+/// `migrate verify` creates a scratch database: it needs the admin connection even when the app
+/// connection is given on its own.
+fn verify_admin(settings: &Settings) -> anyhow::Result<db::Target> {
+    if settings.server.admin_url.is_none() && settings.database.url.is_some() {
+        return Err(error::usage(
+            "migrate verify replays the migrations into a scratch database, which needs an admin connection that may create databases; pass --admin-url (or AIDOCK_ADMIN_URL) as well as the database URL",
+        ));
+    }
+    provision::admin_target(settings)
 }
 
 fn reset(settings: &Settings, args: &cli::ResetArgs) -> anyhow::Result<()> {

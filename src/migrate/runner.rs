@@ -274,31 +274,8 @@ async fn apply(
 ) -> anyhow::Result<Done> {
     let m = migration(migrations, step.version);
     let script = script(migrations, step);
-    let split = script.statements()?;
-    for (offset, command) in &split.skipped {
-        let (line, _) = lexer::line_col(&script.sql, *offset);
-        crate::errln!(
-            "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
-            script.file
-        );
-    }
     let started = Instant::now();
-    for statement in &split.statements {
-        let text = statement.text(&script.sql);
-        let began = Instant::now();
-        if let Err(e) = client.batch_execute(text).await {
-            return Err(script_error(script, statement, &e, m));
-        }
-        if session.opts.verbose {
-            let (line, _) = lexer::line_col(&script.sql, statement.first_token);
-            let first = text.lines().next().unwrap_or_default();
-            crate::errln!(
-                "  {}:{line} {first} ({} ms)",
-                script.file,
-                began.elapsed().as_millis()
-            );
-        }
-    }
+    run_statements(client, script, m, session.opts.verbose).await?;
     let ms = started.elapsed().as_millis();
     // The bookkeeping runs with the session as the run set it up, whatever the script did to
     // search_path, the role or the timeouts (a pg_dump file empties search_path).
@@ -333,6 +310,82 @@ async fn apply(
         direction: if step.up { "up" } else { "down" },
         ms,
     })
+}
+
+/// Send a script's statements one by one (the split psql would make), mapping a failure to the
+/// file, line and column.
+async fn run_statements(
+    client: &impl GenericClient,
+    script: &Script,
+    m: &Migration,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let split = script.statements()?;
+    for (offset, command) in &split.skipped {
+        let (line, _) = lexer::line_col(&script.sql, *offset);
+        crate::errln!(
+            "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
+            script.file
+        );
+    }
+    for statement in &split.statements {
+        let text = statement.text(&script.sql);
+        let began = Instant::now();
+        if let Err(e) = client.batch_execute(text).await {
+            return Err(script_error(script, statement, &e, m));
+        }
+        if verbose {
+            let (line, _) = lexer::line_col(&script.sql, statement.first_token);
+            let first = text.lines().next().unwrap_or_default();
+            crate::errln!(
+                "  {}:{line} {first} ({} ms)",
+                script.file,
+                began.elapsed().as_millis()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Replay the up scripts of `versions` into another database (verify's scratch database) the
+/// way `up` ran them: each in its own transaction with the run's timeouts, a no-transaction
+/// script statement by statement, the session reset after each; no bookkeeping.
+///
+/// # Errors
+/// A script failing (file, line and column), or the connection.
+pub async fn replay(
+    client: &mut Client,
+    migrations: &[Migration],
+    versions: &[i64],
+    opts: &Options,
+) -> anyhow::Result<()> {
+    for version in versions {
+        let m = migration(migrations, *version);
+        let script = &m.up;
+        script.statements()?;
+        if script.no_transaction {
+            client
+                .batch_execute(&session_settings(opts, false))
+                .await
+                .context("setting lock_timeout and statement_timeout")?;
+            run_statements(&*client, script, m, opts.verbose).await?;
+        } else {
+            let tx = client
+                .transaction()
+                .await
+                .context("starting a transaction")?;
+            tx.batch_execute(&session_settings(opts, true))
+                .await
+                .context("setting lock_timeout and statement_timeout")?;
+            run_statements(&tx, script, m, opts.verbose).await?;
+            tx.commit().await.context("committing")?;
+        }
+        client
+            .batch_execute(ledger::RESET_SESSION)
+            .await
+            .context("resetting the session after the script")?;
+    }
+    Ok(())
 }
 
 /// After a no-transaction script: a failed `CREATE INDEX CONCURRENTLY` (or `REINDEX

@@ -1,269 +1,236 @@
-//! `migrate verify`: build the expected schema by running the applied migrations' up scripts in a
-//! scratch schema inside a transaction that is always rolled back, read both catalogs from
-//! `pg_catalog`, and report every difference. Needs no second database and no CREATEDB.
-
-use std::collections::BTreeMap;
+//! `migrate verify`: replay the applied migrations into a scratch database and compare its
+//! catalog with the live one.
+//!
+//! The scratch database is created by the admin connection from `template0` (with the live
+//! database's encoding and locale), owned by the role that runs the migrations, and dropped
+//! afterwards, also on error and Ctrl-C; a verify killed outright leaves it behind, and the next
+//! verify drops it (each verify holds an advisory lock named after its scratch database for as
+//! long as it lives). Nothing live is locked, written or left behind: the live database is only
+//! read. Each migration replays in its own transaction exactly as `up` ran it
+//! ([`runner::replay`]), so `CREATE SCHEMA`, schema-qualified SQL, extensions, catalog lookups by
+//! name and enum values added by one migration and used by the next behave as they did.
 
 use anyhow::Context as _;
-use serde::Serialize;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
 
 use super::ledger;
+use super::runner;
 use super::source::Migration;
-use crate::db;
+use crate::db::{self, Target};
+use crate::error;
+use crate::schema::catalog::{self, ReadOptions};
+use crate::schema::diff::{Drift, DriftKind};
 
-/// Tables the migration engine itself owns; no migration creates them.
+/// The migration engine's own tables; no migration creates them.
 const ENGINE_TABLES: [&str; 2] = ["aidock_schema_history", "alembic_version"];
 
-/// One difference between the live schema and what the migrations make.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Drift {
-    /// table, column, constraint, index, trigger, function, owner.
-    pub kind: &'static str,
-    pub object: String,
-    pub problem: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub found: Option<String>,
-}
+/// Scratch databases are named `aidock_verify_<12 hex>`.
+const SCRATCH_PREFIX: &str = "aidock_verify_";
 
-impl std::fmt::Display for Drift {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.object, self.problem)?;
-        match (&self.expected, &self.found) {
-            (Some(e), Some(x)) => write!(f, " (expected {e}; found {x})"),
-            (Some(e), None) => write!(f, " (expected {e})"),
-            (None, Some(x)) => write!(f, " (found {x})"),
-            (None, None) => Ok(()),
-        }
-    }
-}
-
-/// A schema's objects, each a key and a normalised description.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Catalog {
-    /// (kind, object) -> definition
-    objects: BTreeMap<(&'static str, String), String>,
-    /// index name -> valid
-    invalid_indexes: Vec<String>,
-    /// relation -> owner
-    owners: BTreeMap<String, String>,
-}
-
-/// Compare the live schema `public` with what the applied migrations produce.
+/// Compare the live database (reached through `app`, the role that applied the migrations) with
+/// what its applied migrations make, replayed through `admin`'s scratch database.
 ///
 /// # Errors
-/// Connection failures, or an applied script that fails in the scratch schema.
-pub async fn verify(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<Vec<Drift>> {
-    let applied = ledger::read(&*client).await?;
+/// Without admin rights to create a database (exit 2, saying what to pass); connection
+/// failures; an applied migration the binary does not know; a script failing on replay.
+pub async fn verify(
+    admin: &Target,
+    app: &Target,
+    migrations: &[Migration],
+    opts: &runner::Options,
+) -> anyhow::Result<Vec<Drift>> {
+    let live = app.connect().await?;
+    let applied = ledger::read(&live).await?;
     let mut drift = Vec::new();
-    let mut scripts = Vec::new();
+    let mut versions = Vec::new();
     for row in &applied {
-        match migrations.iter().find(|m| m.version == row.version) {
-            Some(m) => {
-                if m.up.checksum != row.checksum {
-                    drift.push(Drift {
-                        kind: "migration",
-                        object: m.up.file.clone(),
-                        problem:
-                            "edited after it was applied; the expected schema uses today's file"
-                                .into(),
-                        expected: None,
-                        found: None,
-                    });
-                }
-                scripts.push(&m.up);
-            }
-            None => anyhow::bail!(
+        let Some(m) = migrations.iter().find(|m| m.version == row.version) else {
+            anyhow::bail!(
                 "the database has migration {:04} `{}` applied, which this binary does not know; verify needs its script (use the right --migrations-dir)",
                 row.version,
                 row.name
-            ),
+            );
+        };
+        if m.up.checksum != row.checksum {
+            drift.push(Drift {
+                kind: "migration".into(),
+                object: m.up.file.clone(),
+                drift: DriftKind::Edited,
+                problem: "edited after it was applied; the expected schema uses today's file"
+                    .into(),
+                expected: None,
+                found: None,
+            });
         }
+        versions.push(m.version);
     }
 
-    let live = read_catalog(&*client, "public").await?;
-    let scratch = format!("aidock_verify_{}", std::process::id());
-    let tx = client
-        .transaction()
+    let admin_client = admin.connect().await?;
+    require_createdb(&admin_client, admin).await?;
+    drop_stale_scratch_databases(&admin_client).await;
+    let scratch = scratch_name();
+    // Held for the scratch database's whole life, so no other verify takes it for stale.
+    let key = crate::provision::lock_key("verify", &scratch);
+    admin_client
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await
-        .context("starting the verify transaction")?;
-    // Everything below is rolled back: the scratch schema never becomes visible to anyone, and a
-    // killed verify leaves nothing behind.
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA {s}; SET LOCAL search_path = {s}",
-        s = db::quote_ident(&scratch)
-    ))
-    .await
-    .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-    .context(
-        "creating the scratch schema (the role needs CREATE on the database, which the owner has)",
-    )?;
-    for script in scripts {
-        for statement in script.statements()?.statements {
-            let text = statement.text(&script.sql);
-            // No-transaction scripts build indexes CONCURRENTLY; inside this transaction the
-            // plain form makes the same index.
-            let text = if script.no_transaction {
-                text.replace(" CONCURRENTLY ", " ")
-                    .replace(" concurrently ", " ")
-            } else {
-                text.to_string()
-            };
-            tx.batch_execute(&text)
-                .await
-                .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-                .with_context(|| format!("replaying {} in the scratch schema", script.file))?;
-        }
-    }
-    let expected = read_catalog(&tx, &scratch).await?;
-    tx.rollback()
-        .await
-        .context("rolling back the verify transaction")?;
+        .context("taking the scratch database's lock")?;
+    create_scratch(&admin_client, &live, app, &scratch).await?;
 
-    let role: String = client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .context("reading current_user")?
-        .get(0);
-    drift.extend(diff(&expected, &live, &role));
+    let work = async {
+        mirror_public_schema(admin, &live, &scratch).await?;
+        let mut replay = app.with_dbname(&scratch).connect().await?;
+        runner::replay(&mut replay, migrations, &versions, opts)
+            .await
+            .context("replaying the applied migrations in a scratch database")?;
+        let options = ReadOptions {
+            exclude: &ENGINE_TABLES,
+        };
+        let expected = catalog::read(&replay, options).await?;
+        let found = catalog::read(&live, options).await?;
+        anyhow::Ok(crate::schema::diff::diff(&expected, &found))
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch database was dropped")),
+    };
+    // Dropped whatever happened above; WITH (FORCE) ends the replay connection if still open.
+    let dropped = admin_client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            db::quote_ident(&scratch)
+        ))
+        .await;
+    let _ = admin_client
+        .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+        .await;
+    drift.extend(result?);
+    dropped
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("dropping the scratch database `{scratch}`"))?;
     Ok(drift)
 }
 
-async fn read_catalog(client: &impl GenericClient, schema: &str) -> anyhow::Result<Catalog> {
-    let rows = client
-        .query(
-            "WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
-             rels AS (SELECT c.oid, c.relname, c.relkind, c.relowner FROM pg_class c, ns
-                      WHERE c.relnamespace = ns.oid AND c.relname <> ALL($2::text[])
-                        AND NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
-                                        WHERE x.indexrelid = c.oid AND t.relname = ANY($2::text[])))
-             SELECT 'table', relname::text, CASE relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
-                    WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
-                    WHEN 'f' THEN 'foreign table' END
-               FROM rels WHERE relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-             UNION ALL
-             SELECT 'column', r.relname || '.' || a.attname,
-                    format_type(a.atttypid, a.atttypmod)
-                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE ' NULL' END
-                    || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS ' || pg_get_expr(d.adbin, d.adrelid) || ' STORED'
-                            WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) ELSE '' END
-                    || CASE WHEN a.attidentity <> '' THEN ' IDENTITY' ELSE '' END
-               FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid
-               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-              WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p', 'v', 'm', 'f')
-             UNION ALL
-             SELECT 'constraint', r.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
-               FROM rels r JOIN pg_constraint con ON con.conrelid = r.oid
-             UNION ALL
-             SELECT 'index', i.relname, pg_get_indexdef(x.indexrelid)
-               FROM pg_index x JOIN rels i ON i.oid = x.indexrelid
-             UNION ALL
-             SELECT 'trigger', r.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
-               FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal
-             UNION ALL
-             SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-                    pg_get_functiondef(p.oid)
-               FROM pg_proc p, ns WHERE p.pronamespace = ns.oid AND p.prokind IN ('f', 'p')
-             UNION ALL
-             SELECT 'invalid', i.relname, '' FROM pg_index x JOIN rels i ON i.oid = x.indexrelid WHERE NOT x.indisvalid
-             UNION ALL
-             SELECT 'owner', c.relname, pg_get_userbyid(c.relowner)
-               FROM rels c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
-            &[&schema, &ENGINE_TABLES.as_slice()],
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("reading the catalog of schema `{schema}`"))?;
-    let qualified = format!("{}.", db::quote_ident(schema));
-    let plain = format!("{schema}.");
-    let mut catalog = Catalog::default();
-    for row in rows {
-        let (kind, object, definition): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        // Definitions name their own schema (`ON public.users`); take it out so both compare.
-        let definition = definition.replace(&qualified, "").replace(&plain, "");
-        match kind.as_str() {
-            "invalid" => catalog.invalid_indexes.push(object),
-            "owner" => {
-                catalog.owners.insert(object, definition);
-            }
-            _ => {
-                let kind: &'static str = match kind.as_str() {
-                    "table" => "table",
-                    "column" => "column",
-                    "constraint" => "constraint",
-                    "index" => "index",
-                    "trigger" => "trigger",
-                    _ => "function",
-                };
-                catalog.objects.insert((kind, object), definition);
-            }
-        }
-    }
-    Ok(catalog)
+fn scratch_name() -> String {
+    use rand::RngExt as _;
+    let suffix: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(12)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect();
+    format!("{SCRATCH_PREFIX}{suffix}")
 }
 
-fn diff(expected: &Catalog, live: &Catalog, role: &str) -> Vec<Drift> {
-    let mut out = Vec::new();
-    for ((kind, object), want) in &expected.objects {
-        match live.objects.get(&(*kind, object.clone())) {
-            None => out.push(Drift {
-                kind,
-                object: object.clone(),
-                problem: "missing".into(),
-                expected: Some(want.clone()),
-                found: None,
-            }),
-            Some(have) if have != want => out.push(Drift {
-                kind,
-                object: object.clone(),
-                problem: if *kind == "function" {
-                    "body or attributes differ".into()
-                } else {
-                    "differs".into()
-                },
-                expected: (*kind != "function").then(|| want.clone()),
-                found: (*kind != "function").then(|| have.clone()),
-            }),
-            Some(_) => {}
+/// Verify creates a database: the admin needs CREATEDB (or to be a superuser).
+async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
+    let may: bool = client
+        .query_one(
+            "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .context("reading the admin role's attributes")?
+        .get(0);
+    if may {
+        Ok(())
+    } else {
+        Err(error::usage(format!(
+            "migrate verify replays the migrations into a scratch database, and `{}` may not create databases; pass an admin connection that may (--admin-url or AIDOCK_ADMIN_URL, a role with CREATEDB)",
+            admin.user()
+        )))
+    }
+}
+
+/// Drop the scratch databases of verifies that died without cleaning up: nobody holds their lock.
+async fn drop_stale_scratch_databases(client: &Client) {
+    let Ok(rows) = client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'aidock\\_verify\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let key = crate::provision::lock_key("verify", &name);
+        let free = client
+            .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
+            .await
+            .is_ok_and(|r| r.get::<_, bool>(0));
+        if free {
+            let _ = client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    db::quote_ident(&name)
+                ))
+                .await;
+            let _ = client
+                .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+                .await;
         }
     }
-    for ((kind, object), have) in &live.objects {
-        if !expected.objects.contains_key(&(*kind, object.clone())) {
-            out.push(Drift {
-                kind,
-                object: object.clone(),
-                problem: "not made by any migration".into(),
-                expected: None,
-                found: (*kind != "function").then(|| have.clone()),
-            });
-        }
-    }
-    for index in &live.invalid_indexes {
-        out.push(Drift {
-            kind: "index",
-            object: index.clone(),
-            problem: "INVALID (left by a failed CREATE INDEX CONCURRENTLY); drop it and run the migration again".into(),
-            expected: None,
-            found: None,
-        });
-    }
-    for (relation, owner) in &live.owners {
-        if expected.owners.contains_key(relation) && owner != role {
-            out.push(Drift {
-                kind: "owner",
-                object: relation.clone(),
-                problem: format!(
-                    "owned by another role; run `ALTER TABLE {} OWNER TO {}` as a superuser",
-                    db::quote_ident(relation),
-                    db::quote_ident(role)
-                ),
-                expected: Some(role.to_string()),
-                found: Some(owner.clone()),
-            });
-        }
-    }
-    out
+}
+
+/// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
+/// by the role that replays the migrations.
+async fn create_scratch(
+    admin: &Client,
+    live: &Client,
+    app: &Target,
+    scratch: &str,
+) -> anyhow::Result<()> {
+    let row = live
+        .query_one(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database \
+             WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .context("reading the live database's encoding and locale")?;
+    let (encoding, collate, ctype): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let sql = format!(
+        "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+        db::quote_ident(scratch),
+        db::quote_ident(app.user()),
+        db::quote_literal(&encoding),
+        db::quote_literal(&collate),
+        db::quote_literal(&ctype)
+    );
+    admin
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("creating the scratch database `{scratch}`"))
+}
+
+/// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one
+/// has: `init` (not a migration) set those, and the migrations ran on top of them.
+async fn mirror_public_schema(admin: &Target, live: &Client, scratch: &str) -> anyhow::Result<()> {
+    let row = live
+        .query_one(
+            "SELECT pg_get_userbyid(nspowner), \
+                    EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
+             FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await;
+    // No schema public in the live database: the migrations dropped it, and will on replay.
+    let Ok(row) = row else { return Ok(()) };
+    let (owner, public_create): (String, bool) = (row.get(0), row.get(1));
+    let client = admin.with_dbname(scratch).connect().await?;
+    let grant = if public_create {
+        "GRANT CREATE ON SCHEMA public TO PUBLIC"
+    } else {
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    };
+    client
+        .batch_execute(&format!(
+            "ALTER SCHEMA public OWNER TO {}; {grant}",
+            db::quote_ident(&owner)
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("preparing schema public in the scratch database as init prepared the live one")
 }

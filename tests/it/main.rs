@@ -13,3 +13,4 @@ mod settings;
 mod support;
 mod tls;
 mod verify;
+mod verify_kinds;

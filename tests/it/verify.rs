@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use crate::support::{TestDb, expect_exit, migrations_dir, run_ok, wait_for_query, write_files};
+use crate::support::{TestDb, expect_exit, migrations_dir, run_ok, write_files};
 
 async fn scratch_schemas(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
@@ -74,8 +74,41 @@ async fn verify_reports_each_manual_change_by_name() {
     assert_eq!(scratch_schemas(&db).await, 0, "nothing is left behind");
 }
 
+/// The database in which a session of this test (tagged by application_name) runs `query`.
+async fn database_running(db: &tokio_postgres::Client, app: &str, query: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let row = db
+            .query_opt(
+                "SELECT datname::text FROM pg_stat_activity WHERE application_name = $1 AND query = $2",
+                &[&app, &query],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "`{query}` never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn database_exists(db: &tokio_postgres::Client, name: &str) -> bool {
+    db.query_one(
+        "SELECT count(*) FROM pg_database WHERE datname = $1",
+        &[&name],
+    )
+    .await
+    .expect("pg_database")
+    .get::<_, i64>(0)
+        == 1
+}
+
 #[tokio::test]
-async fn a_killed_verify_leaves_no_scratch_schema() {
+async fn an_interrupted_or_killed_verify_leaves_no_scratch_database() {
     let t = TestDb::new("verifykill");
     let dir = migrations_dir(&[("0002_slow.up.sql", "CREATE TABLE slow (id int);\n")]);
     run_ok(
@@ -92,19 +125,57 @@ async fn a_killed_verify_leaves_no_scratch_schema() {
             "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);\n",
         )],
     );
-    let mut child = t
-        .cmd()
-        .arg("--migrations-dir")
-        .arg(&dir)
-        .args(["migrate", "verify"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let db = t.admin().await;
-    wait_for_query(&db, "SELECT pg_sleep(30)").await;
+    let spawn = || {
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "verify"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let admin = t.admin_postgres().await;
+
+    // Ctrl-C: the scratch database is dropped before the process ends.
+    let child = spawn();
+    let scratch = database_running(&admin, &t.name, "SELECT pg_sleep(30)").await;
+    assert!(scratch.starts_with("aidock_verify_"), "{scratch}");
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill has no memory-safety preconditions; pid is our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(
+        !database_exists(&admin, &scratch).await,
+        "dropped on Ctrl-C"
+    );
+
+    // SIGKILL: nothing can run in the process; the next verify drops what it left behind.
+    let mut child = spawn();
+    let scratch = database_running(&admin, &t.name, "SELECT pg_sleep(30)").await;
     child.kill().expect("kill");
     child.wait().expect("reaped");
-    assert_eq!(scratch_schemas(&db).await, 0);
+    assert!(
+        database_exists(&admin, &scratch).await,
+        "left behind by SIGKILL"
+    );
+    write_files(
+        &dir,
+        &[("0002_slow.up.sql", "CREATE TABLE slow (id int);\n")],
+    );
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "verify"]),
+    );
+    assert!(
+        !database_exists(&admin, &scratch).await,
+        "cleaned up by the next verify"
+    );
+    let live = t.admin().await;
+    assert_eq!(scratch_schemas(&live).await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
