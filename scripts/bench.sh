@@ -62,13 +62,37 @@ for _ in $(seq 1 "$runs"); do
 done
 noop_ours=$(median < "$work/noop.ours"); noop_floor=$(median < "$work/noop.floor")
 
-echo "bench: migrate verify"
+echo "bench: migrate verify vs psql -1 applying the same migrations"
+# The floor is the replay itself: psql -1 applying the same up scripts to an empty database.
+cat "$root"/sql/*.up.sql > "$work/all-up.sql"
 : > "$work/verify.ours"; : > "$work/verify.floor"
-for _ in $(seq 1 "$runs"); do
+for i in $(seq 1 "$runs"); do
   t=$(timer); AIDOCK__DATABASE__NAME=o_1 AIDOCK__DATABASE__OWNER=o_1 "$bin" migrate verify -q; elapsed_ms "$t" >> "$work/verify.ours"
-  t=$(timer); pg_dump --schema-only "$base/o_1" > /dev/null; elapsed_ms "$t" >> "$work/verify.floor"
+  psql "$admin" -X -q -c "CREATE DATABASE v_$i"
+  t=$(timer); psql "$base/v_$i" -X -q -1 -v ON_ERROR_STOP=1 -f "$work/all-up.sql" >/dev/null; elapsed_ms "$t" >> "$work/verify.floor"
 done
 verify_ours=$(median < "$work/verify.ours"); verify_floor=$(median < "$work/verify.floor")
+
+# Optionally a large real-world history: BENCH_CORPUS_DIR holds NNNN_name.up.sql files (for
+# instance lemmy's, as scripts/corpus.py --keep leaves them); applied and verified as superuser.
+corpus_row=""
+if [ -n "${BENCH_CORPUS_DIR:-}" ]; then
+  echo "bench: migrate verify on $BENCH_CORPUS_DIR"
+  files=$(ls "$BENCH_CORPUS_DIR"/*.up.sql | wc -l)
+  cat "$BENCH_CORPUS_DIR"/*.up.sql > "$work/corpus-up.sql"
+  psql "$admin" -X -q -c "CREATE DATABASE corpus_live"
+  DATABASE_URL="$base/corpus_live" "$bin" --migrations-dir "$BENCH_CORPUS_DIR" migrate up -q
+  : > "$work/cverify.ours"; : > "$work/cverify.floor"
+  for i in $(seq 1 "$runs"); do
+    t=$(timer)
+    DATABASE_URL="$base/corpus_live" "$bin" --admin-url "$admin" --migrations-dir "$BENCH_CORPUS_DIR" migrate verify -q
+    elapsed_ms "$t" >> "$work/cverify.ours"
+    psql "$admin" -X -q -c "CREATE DATABASE cv_$i"
+    t=$(timer); psql "$base/cv_$i" -X -q -1 -v ON_ERROR_STOP=1 -f "$work/corpus-up.sql" >/dev/null 2>&1; elapsed_ms "$t" >> "$work/cverify.floor"
+  done
+  cverify_ours=$(median < "$work/cverify.ours"); cverify_floor=$(median < "$work/cverify.floor")
+  corpus_row="| \`migrate verify\` on $(basename "$BENCH_CORPUS_DIR") ($files real migrations) | $cverify_ours ms | $cverify_floor ms: \`psql -1\` applying the same $files scripts to an empty database | $(ratio "$cverify_ours" "$cverify_floor") | <= 2 |"
+fi
 
 echo "bench: seed reference data"
 AIDOCK__DATABASE__NAME=o_1 AIDOCK__DATABASE__OWNER=o_1 "$bin" seed -q
@@ -122,7 +146,8 @@ $(rustc --version).
 |---|---|---|---|---|
 | \`init\` from nothing: role, database, grants, schema 0001, ledgers | $init_ours ms | $init_floor ms: one \`psql\` session running the same statements (\`migrate plan --offline\`) | $(ratio "$init_ours" "$init_floor") | <= 1.3 |
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |
-| \`migrate verify\` on the 0001 schema | $verify_ours ms | $verify_floor ms: \`pg_dump --schema-only\` (the manual drift check) | $(ratio "$verify_ours" "$verify_floor") | |
+| \`migrate verify\` on the 0001 schema (scratch database, replay, two catalog reads, drop) | $verify_ours ms | $verify_floor ms: \`psql -1\` applying the same up scripts to an empty database | $(ratio "$verify_ours" "$verify_floor") | <= 2 |
+$corpus_row
 | \`seed\` reference data (4 roles, 6 departments, 8 configurations, 48 quotas) | $seed_ours ms | $seed_floor ms: \`psql -f\` of the same rows as INSERTs (\`pg_dump --inserts\`) | $(ratio "$seed_ours" "$seed_floor") | |
 | \`seed --dev --users 0 --usage-logs $logs\` (one run) | $logs_ours ms | $logs_floor ms: \`psql \\copy\` of the same rows, pre-made | $(ratio "$logs_ours" "$logs_floor") | <= 1.5 |
 | \`seed --dev --users $users --usage-logs 0\`, argon2id on all cores (one run) | $hash_0 ms | $hash_1 ms: the same with \`seed.hash_threads = 1\` | $(ratio "$hash_0" "$hash_1") (speed-up $(ratio "$hash_1" "$hash_0")x on $(nproc) cores) | speed-up close to the core count |

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Apply real public projects' migrations with psql and with `aidock-provision migrate up`, and
 check that both leave the same schema (`pg_dump -s` identical) or that aidock-provision refuses
-with a clear message before running anything.
+with a clear message before running anything; then check that `migrate verify` finds the result
+clean.
 
 The projects are not part of this repository (their code is theirs): pass the directory that holds
 their git repositories (work trees or bare/mirror git dirs, each as OWNER+NAME/repo or OWNER+NAME),
@@ -165,13 +166,19 @@ def main() -> int:
                 rows.append((name, f"{repo}@{commit}", len(files), applied, verdict, psql_note))
                 continue
             a, b = dump(db_url(psql_db)), dump(db_url(tool_db))
+            # Then verify replays the same migrations into a scratch database and compares.
+            verified = run([args.bin, "--migrations-dir", str(mig), "--database-url", db_url(tool_db),
+                            "--admin-url", admin, "migrate", "verify"], env=env)
+            verify_note = ("verify clean" if verified.returncode == 0
+                           else "VERIFY REPORTS DRIFT: " + (verified.stdout + verified.stderr).strip()[:300])
+            failed |= verified.returncode != 0
             if a == b:
-                verdict = "identical `pg_dump -s`"
+                verdict = f"identical `pg_dump -s`; {verify_note}"
             else:
                 failed = True
                 (work / f"{name}.psql.sql").write_text(a)
                 (work / f"{name}.tool.sql").write_text(b)
-                verdict = f"DIFFERENT (see {work}/{name}.*.sql)"
+                verdict = f"DIFFERENT (see {work}/{name}.*.sql); {verify_note}"
             rows.append((name, f"{repo}@{commit}", len(files), applied, verdict, psql_note))
     finally:
         if not args.keep:
