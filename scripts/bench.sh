@@ -64,7 +64,9 @@ noop_ours=$(median < "$work/noop.ours"); noop_floor=$(median < "$work/noop.floor
 
 echo "bench: migrate verify vs psql -1 applying the same migrations"
 # The floor is the replay itself: psql -1 applying the same up scripts to an empty database.
-cat "$root"/sql/*.up.sql > "$work/all-up.sql"
+# One file, each script ended by its own `;` line (a script need not end with one).
+concat() { for f in "$@"; do cat "$f"; printf '\n;\n'; done; }
+concat "$root"/sql/*.up.sql > "$work/all-up.sql"
 : > "$work/verify.ours"; : > "$work/verify.floor"
 for i in $(seq 1 "$runs"); do
   t=$(timer); AIDOCK__DATABASE__NAME=o_1 AIDOCK__DATABASE__OWNER=o_1 "$bin" migrate verify -q; elapsed_ms "$t" >> "$work/verify.ours"
@@ -79,7 +81,7 @@ corpus_row=""
 if [ -n "${BENCH_CORPUS_DIR:-}" ]; then
   echo "bench: migrate verify on $BENCH_CORPUS_DIR"
   files=$(ls "$BENCH_CORPUS_DIR"/*.up.sql | wc -l)
-  cat "$BENCH_CORPUS_DIR"/*.up.sql > "$work/corpus-up.sql"
+  concat "$BENCH_CORPUS_DIR"/*.up.sql > "$work/corpus-up.sql"
   psql "$admin" -X -q -c "CREATE DATABASE corpus_live"
   DATABASE_URL="$base/corpus_live" "$bin" --migrations-dir "$BENCH_CORPUS_DIR" migrate up -q
   : > "$work/cverify.ours"; : > "$work/cverify.floor"
@@ -88,7 +90,7 @@ if [ -n "${BENCH_CORPUS_DIR:-}" ]; then
     DATABASE_URL="$base/corpus_live" "$bin" --admin-url "$admin" --migrations-dir "$BENCH_CORPUS_DIR" migrate verify -q
     elapsed_ms "$t" >> "$work/cverify.ours"
     psql "$admin" -X -q -c "CREATE DATABASE cv_$i"
-    t=$(timer); psql "$base/cv_$i" -X -q -1 -v ON_ERROR_STOP=1 -f "$work/corpus-up.sql" >/dev/null 2>&1; elapsed_ms "$t" >> "$work/cverify.floor"
+    t=$(timer); PGOPTIONS='-c client_min_messages=warning' psql "$base/cv_$i" -X -q -1 -v ON_ERROR_STOP=1 -f "$work/corpus-up.sql" >/dev/null; elapsed_ms "$t" >> "$work/cverify.floor"
   done
   cverify_ours=$(median < "$work/cverify.ours"); cverify_floor=$(median < "$work/cverify.floor")
   corpus_row="| \`migrate verify\` on $(basename "$BENCH_CORPUS_DIR") ($files real migrations) | $cverify_ours ms | $cverify_floor ms: \`psql -1\` applying the same $files scripts to an empty database | $(ratio "$cverify_ours" "$cverify_floor") | <= 2 |"

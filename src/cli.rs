@@ -171,6 +171,17 @@ pub enum MigrateCommand {
         /// Lower-case letters, digits and underscores, e.g. add_user_avatar.
         name: String,
     },
+    /// Write one Alembic revision file per migration into DIR (the backend's alembic/versions),
+    /// so its `alembic current` and `alembic upgrade head` keep working. The files change no
+    /// schema: upgrade() checks that aidock-provision applied the migration, downgrade() refuses.
+    #[command(name = "alembic-export")]
+    AlembicExport {
+        /// The Alembic versions directory, e.g. Back/alembic/versions.
+        dir: std::path::PathBuf,
+        /// Overwrite files with one of our revision ids but other content.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -147,8 +147,10 @@ fn confirm(settings: &Settings, what: &str) -> anyhow::Result<()> {
 
 fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
     let migrations = migrate::load(settings)?;
-    let offline = matches!(&cmd, MigrateCommand::New { .. })
-        || matches!(&cmd, MigrateCommand::Plan(args) if args.offline);
+    let offline = matches!(
+        &cmd,
+        MigrateCommand::New { .. } | MigrateCommand::AlembicExport { .. }
+    ) || matches!(&cmd, MigrateCommand::Plan(args) if args.offline);
     if !offline && !matches!(&cmd, MigrateCommand::Down(args) if !args.force) {
         settings.check_production()?;
     }
@@ -156,6 +158,19 @@ fn migrate_command(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<(
         MigrateCommand::New { name } => {
             let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;
             crate::outln!("created {}\ncreated {}", up.display(), down.display());
+            Ok(())
+        }
+        MigrateCommand::AlembicExport { dir, force } => {
+            for (path, written) in migrate::alembic::export(&dir, &migrations, force)? {
+                let what = match written {
+                    migrate::alembic::Written::Created => "wrote",
+                    migrate::alembic::Written::Unchanged => "unchanged",
+                    migrate::alembic::Written::Replaced => "replaced",
+                };
+                if !settings.output.quiet {
+                    crate::outln!("{what} {}", path.display());
+                }
+            }
             Ok(())
         }
         MigrateCommand::Plan(args) => {

@@ -126,6 +126,28 @@ pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
+/// The rows of `public.alembic_version`; `None` when the table does not exist.
+pub async fn alembic_stamp(client: &impl GenericClient) -> anyhow::Result<Option<Vec<String>>> {
+    let exists = simple_rows(
+        client,
+        "SELECT to_regclass('public.alembic_version') IS NOT NULL",
+    )
+    .await?;
+    if exists
+        .first()
+        .and_then(|r| r.first())
+        .is_none_or(|v| v != "t")
+    {
+        return Ok(None);
+    }
+    let rows = simple_rows(
+        client,
+        "SELECT version_num FROM public.alembic_version ORDER BY 1",
+    )
+    .await?;
+    Ok(Some(rows.into_iter().map(|mut r| r.remove(0)).collect()))
+}
+
 /// Rows of a simple query as strings (NULL as empty).
 pub async fn simple_rows(
     client: &impl GenericClient,

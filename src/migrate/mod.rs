@@ -1,6 +1,7 @@
 //! Versioned migrations: files ([`source`]), the pure decision of what to run ([`plan`]), the
 //! bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), and the `migrate` commands.
 
+pub mod alembic;
 pub mod ledger;
 pub mod lexer;
 pub mod plan;
@@ -115,6 +116,8 @@ pub struct Status {
     pub applied: Vec<AppliedStatus>,
     pub pending: Vec<PendingStatus>,
     pub problems: Vec<String>,
+    /// What `alembic_version` holds (the backend's Alembic reads it); null when it is absent.
+    pub alembic_version: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,7 +144,13 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
     let client = target.connect().await?;
     let rows = ledger::read(&client).await?;
     let applied: Vec<plan::Applied> = rows.iter().map(ledger::Row::applied).collect();
-    let problems = plan::problems(&applied, migrations);
+    let mut problems: Vec<String> = plan::problems(&applied, migrations)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let alembic_version = ledger::alembic_stamp(&client).await?;
+    let current = applied.iter().map(|a| a.version).max();
+    problems.extend(alembic::stamp_problem(current, alembic_version.as_deref()));
     let applied_status = rows
         .iter()
         .map(|r| {
@@ -169,12 +178,13 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         .collect();
     Ok(Status {
         database: target.describe(),
-        current: applied.iter().map(|a| a.version).max(),
+        current,
         head: migrations.iter().map(|m| m.version).max(),
         up_to_date: pending.is_empty() && problems.is_empty(),
         applied: applied_status,
         pending,
-        problems: problems.iter().map(ToString::to_string).collect(),
+        problems,
+        alembic_version,
     })
 }
 

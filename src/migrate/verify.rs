@@ -75,19 +75,25 @@ pub async fn verify(
         .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await
         .context("taking the scratch database's lock")?;
-    create_scratch(&admin_client, &live, app, &scratch).await?;
+    let options = ReadOptions {
+        exclude: &ENGINE_TABLES,
+    };
+    let (locale, public) = live_settings(&live).await?;
+    // The live catalog is read while the server creates the scratch database.
+    let (found, created) = tokio::join!(
+        catalog::read(&live, options),
+        create_scratch(&admin_client, app, &scratch, &locale)
+    );
 
     let work = async {
-        mirror_public_schema(admin, &live, &scratch).await?;
+        created?;
+        let found = found?;
+        mirror_public_schema(admin, public, &scratch).await?;
         let mut replay = app.with_dbname(&scratch).connect().await?;
         runner::replay(&mut replay, migrations, &versions, opts)
             .await
             .context("replaying the applied migrations in a scratch database")?;
-        let options = ReadOptions {
-            exclude: &ENGINE_TABLES,
-        };
         let expected = catalog::read(&replay, options).await?;
-        let found = catalog::read(&live, options).await?;
         anyhow::Ok(crate::schema::diff::diff(&expected, &found))
     };
     let result = tokio::select! {
@@ -173,30 +179,46 @@ async fn drop_stale_scratch_databases(client: &Client) {
     }
 }
 
-/// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
-/// by the role that replays the migrations.
-async fn create_scratch(
-    admin: &Client,
-    live: &Client,
-    app: &Target,
-    scratch: &str,
-) -> anyhow::Result<()> {
+/// The live database's encoding and locale, and its schema `public`'s owner and whether PUBLIC
+/// may create there (`None` when it has no schema public).
+async fn live_settings(live: &Client) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
         .query_one(
-            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database \
+            "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \
              WHERE datname = current_database()",
             &[],
         )
         .await
         .context("reading the live database's encoding and locale")?;
-    let (encoding, collate, ctype): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let locale = [row.get(0), row.get(1), row.get(2)];
+    let public = live
+        .query_opt(
+            "SELECT pg_get_userbyid(nspowner), \
+                    EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
+             FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+        .context("reading the live schema public")?
+        .map(|r| (r.get(0), r.get(1)));
+    Ok((locale, public))
+}
+
+/// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
+/// by the role that replays the migrations.
+async fn create_scratch(
+    admin: &Client,
+    app: &Target,
+    scratch: &str,
+    [encoding, collate, ctype]: &[String; 3],
+) -> anyhow::Result<()> {
     let sql = format!(
         "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
         db::quote_ident(scratch),
         db::quote_ident(app.user()),
-        db::quote_literal(&encoding),
-        db::quote_literal(&collate),
-        db::quote_literal(&ctype)
+        db::quote_literal(encoding),
+        db::quote_literal(collate),
+        db::quote_literal(ctype)
     );
     admin
         .batch_execute(&sql)
@@ -207,18 +229,15 @@ async fn create_scratch(
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one
 /// has: `init` (not a migration) set those, and the migrations ran on top of them.
-async fn mirror_public_schema(admin: &Target, live: &Client, scratch: &str) -> anyhow::Result<()> {
-    let row = live
-        .query_one(
-            "SELECT pg_get_userbyid(nspowner), \
-                    EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
-             FROM pg_namespace WHERE nspname = 'public'",
-            &[],
-        )
-        .await;
+async fn mirror_public_schema(
+    admin: &Target,
+    public: Option<(String, bool)>,
+    scratch: &str,
+) -> anyhow::Result<()> {
     // No schema public in the live database: the migrations dropped it, and will on replay.
-    let Ok(row) = row else { return Ok(()) };
-    let (owner, public_create): (String, bool) = (row.get(0), row.get(1));
+    let Some((owner, public_create)) = public else {
+        return Ok(());
+    };
     let client = admin.with_dbname(scratch).connect().await?;
     let grant = if public_create {
         "GRANT CREATE ON SCHEMA public TO PUBLIC"

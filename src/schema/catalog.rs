@@ -73,9 +73,9 @@ WITH ns AS (
 /// One query per kind (each after [`SCOPE`]).
 const KINDS: &[&str] = &[
     // Schemas and their owners.
-    "SELECT 'schema', quote_ident(nspname), '' FROM ns
+    "SELECT 'schema'::text, quote_ident(nspname), ''::text FROM ns
      UNION ALL
-     SELECT 'owner', 'schema ' || quote_ident(n.nspname), pg_get_userbyid(p.nspowner) FROM ns n
+     SELECT 'owner', 'schema ' || quote_ident(n.nspname), pg_get_userbyid(p.nspowner)::text FROM ns n
        JOIN pg_namespace p ON p.oid = n.oid",
     // Tables, partitions, views, sequences ...: what they are and how they are stored.
     "SELECT CASE relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -170,7 +170,7 @@ const KINDS: &[&str] = &[
             format('%s FOR %s TO %s%s%s', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
                    CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                   (SELECT string_agg(CASE WHEN x = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x) END, ', ' ORDER BY 1)
+                   (SELECT string_agg(CASE WHEN x = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x)::text END, ', ' ORDER BY 1)
                     FROM unnest(p.polroles) x),
                    coalesce(' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')', ''),
                    coalesce(' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
@@ -187,14 +187,14 @@ const KINDS: &[&str] = &[
                        FROM pg_publication_rel pr WHERE pr.prpubid = p.oid))
      FROM pg_publication p",
     // Owners of relations, routines and types.
-    "SELECT 'owner', name, pg_get_userbyid(relowner) FROM rels WHERE relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    "SELECT 'owner', name, pg_get_userbyid(relowner)::text FROM rels WHERE relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
      UNION ALL
-     SELECT 'owner', name, pg_get_userbyid(proowner) FROM procs
+     SELECT 'owner', name, pg_get_userbyid(proowner)::text FROM procs
      UNION ALL
-     SELECT 'owner', 'type ' || name, pg_get_userbyid(typowner) FROM types WHERE typtype <> 'c'",
+     SELECT 'owner', 'type ' || name, pg_get_userbyid(typowner)::text FROM types WHERE typtype <> 'c'",
     // Privileges (ACLs), as sorted grantee=privileges lists; NULL means the defaults.
     "SELECT 'privileges', what, (SELECT string_agg(entry, ', ' ORDER BY entry) FROM (
-               SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || '='
+               SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END || '='
                       || string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type) AS entry
                FROM aclexplode(acl) a GROUP BY a.grantee) e)
      FROM (SELECT name AS what, relacl AS acl FROM rels WHERE relacl IS NOT NULL AND relkind <> 'i'
@@ -245,36 +245,34 @@ pub async fn read(
         .await
         .context("setting search_path for reading the catalog")?;
     let exclude: Vec<String> = options.exclude.iter().map(ToString::to_string).collect();
+    // One round trip: the scope is planned once and the server reads every kind in one go.
+    let query = format!(
+        "{SCOPE}{}",
+        KINDS
+            .iter()
+            .map(|k| format!("({k})"))
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL\n")
+    );
+    let rows = client
+        .query(&query, &[&exclude])
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+        .context("reading the catalog")?;
     let mut catalog = Catalog::default();
-    for query in KINDS {
-        let rows = client
-            .query(&format!("{SCOPE}{query}"), &[&exclude])
-            .await
-            .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-            .with_context(|| {
-                format!(
-                    "reading the catalog ({})",
-                    query
-                        .split_whitespace()
-                        .take(3)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
-            })?;
-        for row in rows {
-            let kind: Option<String> = row.get(0);
-            let name: Option<String> = row.get(1);
-            let definition: Option<String> = row.get(2);
-            let (Some(kind), Some(name)) = (kind, name) else {
-                continue;
-            };
-            if kind == "invalid" {
-                catalog.invalid_indexes.push(name);
-            } else {
-                catalog
-                    .objects
-                    .insert((kind, name), definition.unwrap_or_default());
-            }
+    for row in rows {
+        let kind: Option<String> = row.get(0);
+        let name: Option<String> = row.get(1);
+        let definition: Option<String> = row.get(2);
+        let (Some(kind), Some(name)) = (kind, name) else {
+            continue;
+        };
+        if kind == "invalid" {
+            catalog.invalid_indexes.push(name);
+        } else {
+            catalog
+                .objects
+                .insert((kind, name), definition.unwrap_or_default());
         }
     }
     client

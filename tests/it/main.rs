@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test drives real PostgreSQL.
 
+mod alembic;
 mod doctor;
 mod guards;
 mod init;

@@ -317,6 +317,30 @@ async fn one_change_to_any_kind_of_object_is_found_and_named() {
             "CREATE INDEX person_mood ON app.person (mood)",
             "index app.person_mood: not made by any migration",
         ),
+        (
+            "ALTER TABLE app.person ALTER COLUMN mood SET NOT NULL",
+            "column app.person.mood: differs",
+        ),
+        (
+            "ALTER TABLE app.person ALTER COLUMN mood SET DEFAULT 'sad'",
+            "column app.person.mood: differs",
+        ),
+        (
+            "ALTER TABLE app.person ALTER COLUMN score DROP EXPRESSION",
+            "column app.person.score: differs",
+        ),
+        (
+            "CREATE OR REPLACE PROCEDURE app.noop() LANGUAGE sql AS 'SELECT 2'",
+            "procedure app.noop(): body or attributes differ",
+        ),
+        (
+            "DROP TRIGGER person_touch ON app.person; CREATE TRIGGER person_touch BEFORE UPDATE ON app.person FOR EACH ROW EXECUTE FUNCTION app.touch()",
+            "trigger app.person.person_touch: differs",
+        ),
+        (
+            "ALTER TABLE app.event_2025 ADD CONSTRAINT event_id_positive CHECK (id > 0)",
+            "constraint app.event_2025.event_id_positive: not made by any migration",
+        ),
     ];
     // Each change on its own clone of the verified database; the verifies then run side by side.
     let mut clones = Vec::new();

@@ -1,0 +1,264 @@
+//! Coexistence with the backend's own Alembic: one Alembic revision file per migration, with the
+//! revision ids we stamp into `alembic_version`, so `alembic current`, `history` and
+//! `upgrade head` keep working on a database this tool migrates. The files never change the
+//! schema: `upgrade()` only checks that our ledger has the migration (else it says to run
+//! `aidock-provision migrate up`), and `downgrade()` always refuses (our ledger and
+//! `alembic_version` must never disagree). They import only `alembic` and `sqlalchemy`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::source::Migration;
+use crate::error;
+
+/// The Alembic revision id of a migration: what `alembic_version` holds when it is the head.
+#[must_use]
+pub fn revision_id(version: i64) -> String {
+    format!("{version:04}")
+}
+
+/// The revision file for `m`, chained to `previous`.
+#[must_use]
+pub fn render(m: &Migration, previous: Option<&Migration>) -> String {
+    let rev = revision_id(m.version);
+    let down = previous.map_or_else(
+        || "None".to_string(),
+        |p| format!("\"{}\"", revision_id(p.version)),
+    );
+    let label = m.label();
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        r#""""{label}: applied by aidock-provision, not by Alembic.
+
+Written by `aidock-provision migrate alembic-export`; do not edit. The schema change is
+{file} (sha256 {checksum}); this revision only lets Alembic see the database as stamped.
+
+Revision ID: {rev}
+Revises: {revises}
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "{rev}"
+down_revision = {down}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    if op.get_context().as_sql:
+        return
+    bind = op.get_bind()
+    has_ledger = bind.execute(
+        sa.text("SELECT to_regclass('public.aidock_schema_history') IS NOT NULL")
+    ).scalar()
+    applied = has_ledger and bind.execute(
+        sa.text("SELECT count(*) FROM public.aidock_schema_history WHERE version = :v"),
+        {{"v": {version}}},
+    ).scalar()
+    if not applied:
+        raise RuntimeError(
+            "migration {label} is applied by aidock-provision, not by Alembic: "
+            "run `aidock-provision migrate up`"
+        )
+
+
+def downgrade():
+    raise RuntimeError(
+        "migration {label} is reverted by aidock-provision, not by Alembic (its ledger and "
+        "alembic_version must agree): run `aidock-provision migrate down`"
+    )
+"#,
+        file = m.up.file,
+        checksum = m.up.checksum,
+        revises = previous.map_or_else(|| "(none)".to_string(), |p| revision_id(p.version)),
+        version = m.version,
+    );
+    text
+}
+
+/// What happened to one revision file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Unchanged,
+    /// It existed with other content and `--force` replaced it.
+    Replaced,
+}
+
+/// Write (or check) one revision file per migration into `dir`.
+///
+/// # Errors
+/// A missing directory; a file with one of our revision ids but other content (listed, nothing
+/// written) unless `force`; I/O failures.
+pub fn export(
+    dir: &Path,
+    migrations: &[Migration],
+    force: bool,
+) -> anyhow::Result<Vec<(PathBuf, Written)>> {
+    if !dir.is_dir() {
+        return Err(error::usage(format!(
+            "`{}` is not a directory; pass the backend's Alembic versions directory (e.g. Back/alembic/versions)",
+            dir.display()
+        )));
+    }
+    let mut planned = Vec::new();
+    // Files of ours with other content (--force overwrites them), and other files claiming our
+    // revision ids (never touched: two files with one id would break Alembic either way).
+    let mut conflicts = Vec::new();
+    let mut foreign = Vec::new();
+    for (i, m) in migrations.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &migrations[p]);
+        let path = dir.join(format!("{}_{}.py", revision_id(m.version), m.name));
+        let text = render(m, previous);
+        // Another file that claims the same revision id (a hand-made or renamed one).
+        for other in files_declaring(dir, &revision_id(m.version))? {
+            if other != path {
+                foreign.push(format!(
+                    "`{}` also declares revision \"{}\"",
+                    other.display(),
+                    revision_id(m.version)
+                ));
+            }
+        }
+        let outcome = match std::fs::read_to_string(&path) {
+            Ok(existing) if existing == text => Written::Unchanged,
+            Ok(_) => {
+                if !force {
+                    conflicts.push(format!(
+                        "`{}` has other content than aidock-provision writes",
+                        path.display()
+                    ));
+                }
+                Written::Replaced
+            }
+            Err(_) => Written::Created,
+        };
+        planned.push((path, text, outcome));
+    }
+    if !foreign.is_empty() {
+        return Err(anyhow::anyhow!(
+            "nothing written: {}; Alembic needs each revision id once, so move or renumber that file first",
+            foreign.join("; ")
+        ));
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(anyhow::anyhow!(
+            "nothing written: {}; pass --force to overwrite it with the generated file",
+            conflicts.join("; ")
+        ));
+    }
+    let mut done = Vec::new();
+    for (path, text, outcome) in planned {
+        if outcome != Written::Unchanged {
+            std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
+        }
+        done.push((path, outcome));
+    }
+    Ok(done)
+}
+
+/// `.py` files in `dir` whose `revision = "..."` line names `rev`.
+fn files_declaring(dir: &Path, rev: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing `{}`", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "py") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let declares = text.lines().any(|line| {
+            line.strip_prefix("revision")
+                .map(str::trim_start)
+                .and_then(|l| l.strip_prefix('='))
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
+                .is_some_and(|v| v == rev)
+        });
+        if declares {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// The problem, if `alembic_version` does not hold what our ledger implies (`head`: the highest
+/// applied version; `stamped`: the rows of `alembic_version`, `None` when the table is absent).
+#[must_use]
+pub fn stamp_problem(head: Option<i64>, stamped: Option<&[String]>) -> Option<String> {
+    let expected: Vec<String> = head.map(revision_id).into_iter().collect();
+    let found = stamped.unwrap_or_default();
+    if found == expected.as_slice() || (stamped.is_none() && head.is_none()) {
+        return None;
+    }
+    let want = head.map_or_else(
+        || "nothing".to_string(),
+        |h| format!("`{}`", revision_id(h)),
+    );
+    let have = if found.is_empty() {
+        "nothing".to_string()
+    } else {
+        found
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "alembic_version holds {have}, but the ledger's head is {want}: someone ran `alembic stamp` or an Alembic revision that is not ours; see `alembic history`, check the schema with `aidock-provision migrate verify`, then put the stamp back ({})",
+        match head {
+            Some(h) => format!(
+                "DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('{}')",
+                revision_id(h)
+            ),
+            None => "DELETE FROM alembic_version".to_string(),
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_agree_or_say_what_to_do() {
+        assert_eq!(stamp_problem(None, None), None);
+        assert_eq!(stamp_problem(Some(1), Some(&["0001".to_string()])), None);
+        assert_eq!(stamp_problem(None, Some(&[])), None);
+        let p = stamp_problem(Some(2), Some(&["1a2b3c4d5e6f".to_string()])).expect("problem");
+        assert!(p.contains("`1a2b3c4d5e6f`") && p.contains("`0002`"), "{p}");
+        assert!(
+            p.contains("INSERT INTO alembic_version VALUES ('0002')"),
+            "{p}"
+        );
+        assert!(stamp_problem(Some(1), Some(&[])).is_some());
+    }
+
+    #[test]
+    fn revisions_chain_and_import_only_alembic_and_sqlalchemy() {
+        let ms = super::super::source::from_files(
+            [
+                ("0001_a.up.sql", "SELECT 1;".to_string()),
+                ("0002_b.up.sql", "SELECT 2;".to_string()),
+            ],
+            "test",
+        )
+        .expect("migrations");
+        let first = render(&ms[0], None);
+        let second = render(&ms[1], Some(&ms[0]));
+        assert!(first.contains("revision = \"0001\"\ndown_revision = None"));
+        assert!(second.contains("revision = \"0002\"\ndown_revision = \"0001\""));
+        let imports: Vec<&str> = second
+            .lines()
+            .filter(|l| l.starts_with("import ") || l.starts_with("from "))
+            .collect();
+        assert_eq!(
+            imports,
+            ["from alembic import op", "import sqlalchemy as sa"]
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Coexistence with the backend's own Alembic (issue #19): real Alembic, with an `env.py` like the
+//! backend's (it reads DATABASE_URL; no models), on a database aidock-provision migrated.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{
+    TestDb, expect_exit, migrations_dir, run_ok, scratch_dir, stderr, write_files,
+};
+
+/// The `alembic` executable: `AIDOCK_TEST_ALEMBIC`, else the venv `.ci/run` makes.
+fn alembic_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("AIDOCK_TEST_ALEMBIC").map_or_else(
+        || PathBuf::from("/opt/aidock-alembic/bin/alembic"),
+        PathBuf::from,
+    );
+    path.is_file().then_some(path)
+}
+
+const ENV_PY: &str = r#""""Like the AI Dock backend's alembic/env.py, without its models."""
+import os
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+config = context.config
+
+
+def url():
+    return os.getenv("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+
+
+if context.is_offline_mode():
+    context.configure(url=url(), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    config.set_main_option("sqlalchemy.url", url())
+    engine = engine_from_config(config.get_section(config.config_ini_section, {}),
+                                prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+"#;
+
+/// An Alembic project like the backend's `Back/`: alembic.ini and alembic/env.py, empty versions/.
+fn alembic_project() -> PathBuf {
+    let dir = scratch_dir("alembic");
+    write_files(
+        &dir,
+        &[(
+            "alembic.ini",
+            "[alembic]\nscript_location = alembic\nsqlalchemy.url = postgresql://aidock:aidock@localhost/aidock\n",
+        )],
+    );
+    write_files(&dir.join("alembic"), &[("env.py", ENV_PY)]);
+    std::fs::create_dir_all(dir.join("alembic/versions")).expect("versions/");
+    dir
+}
+
+fn alembic(bin: &Path, project: &Path, t: &TestDb, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(project)
+        .env("DATABASE_URL", t.app_url())
+        .output()
+        .expect("running alembic")
+}
+
+fn schema(t: &TestDb) -> Option<String> {
+    let out = Command::new("pg_dump")
+        .arg("-s")
+        .arg(crate::support::with_db(&t.admin_url, &t.name))
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+async fn stamp(t: &TestDb) -> Vec<String> {
+    t.admin()
+        .await
+        .query("SELECT version_num::text FROM alembic_version", &[])
+        .await
+        .expect("alembic_version")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_backends_alembic_sees_our_migrations_and_changes_nothing() {
+    let Some(bin) = alembic_bin() else {
+        println!(
+            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        );
+        return;
+    };
+    let t = TestDb::new("alembic");
+    let sql = migrations_dir(&[
+        ("0002_notes.up.sql", "CREATE TABLE notes (id int);\n"),
+        ("0002_notes.down.sql", "DROP TABLE notes;\n"),
+    ]);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["init", "-q"]),
+    );
+    let project = alembic_project();
+    let versions = project.join("alembic/versions");
+    let export = || {
+        let mut cmd = t.cmd();
+        cmd.arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "alembic-export"])
+            .arg(&versions);
+        cmd
+    };
+    let out = run_ok(&mut export());
+    assert_eq!(out.matches("wrote ").count(), 2, "{out}");
+    let first = std::fs::read(versions.join("0002_notes.py")).expect("0002 file");
+    let again = run_ok(&mut export());
+    assert_eq!(
+        again.matches("unchanged ").count(),
+        2,
+        "idempotent: {again}"
+    );
+    assert_eq!(
+        std::fs::read(versions.join("0002_notes.py")).expect("0002"),
+        first
+    );
+
+    let current = alembic(&bin, &project, &t, &["current"]);
+    assert!(current.status.success(), "{}", stderr(&current));
+    assert!(
+        String::from_utf8_lossy(&current.stdout).contains("0002 (head)"),
+        "{current:?}"
+    );
+    let history = alembic(&bin, &project, &t, &["history"]);
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        text.contains("<base> -> 0001") && text.contains("0001 -> 0002 (head)"),
+        "{text}"
+    );
+
+    let before = schema(&t);
+    let upgrade = alembic(&bin, &project, &t, &["upgrade", "head"]);
+    assert!(upgrade.status.success(), "{}", stderr(&upgrade));
+    assert_eq!(schema(&t), before, "upgrade head changed the schema");
+    assert_eq!(stamp(&t).await, ["0002"]);
+
+    let downgrade = alembic(&bin, &project, &t, &["downgrade", "base"]);
+    assert!(!downgrade.status.success());
+    assert!(
+        stderr(&downgrade).contains("aidock-provision migrate down"),
+        "{}",
+        stderr(&downgrade)
+    );
+    assert_eq!(schema(&t), before, "downgrade changed the schema");
+    assert_eq!(stamp(&t).await, ["0002"], "alembic_version unchanged");
+
+    // Alembic asked to apply one of ours that our ledger lacks: it refuses, naming migrate up.
+    let db = t.admin().await;
+    db.batch_execute(
+        "DELETE FROM alembic_version; DELETE FROM aidock_schema_history WHERE version = 2",
+    )
+    .await
+    .expect("rewind");
+    db.batch_execute("INSERT INTO alembic_version VALUES ('0001')")
+        .await
+        .expect("stamp");
+    let upgrade = alembic(&bin, &project, &t, &["upgrade", "head"]);
+    assert!(!upgrade.status.success());
+    assert!(
+        stderr(&upgrade).contains("aidock-provision migrate up"),
+        "{}",
+        stderr(&upgrade)
+    );
+    assert_eq!(stamp(&t).await, ["0001"]);
+
+    // A hand-made file claiming one of our ids is reported, not overwritten.
+    write_files(
+        &versions,
+        &[(
+            "0001_mine.py",
+            "revision = \"0001\"\ndown_revision = None\n",
+        )],
+    );
+    let out = expect_exit(&mut export(), 1);
+    assert!(
+        stderr(&out).contains("0001_mine.py") && stderr(&out).contains("nothing written"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn status_reports_an_alembic_version_changed_behind_our_back() {
+    let t = TestDb::new("alembicstamp");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let ok = run_ok(t.cmd().args(["migrate", "status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&ok).expect("json");
+    assert_eq!(v["alembic_version"], serde_json::json!(["0001"]));
+    t.admin()
+        .await
+        .batch_execute("UPDATE alembic_version SET version_num = '1a2b3c4d5e6f'")
+        .await
+        .expect("alembic stamp behind our back");
+    let out = expect_exit(t.cmd().args(["migrate", "status"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("alembic_version holds `1a2b3c4d5e6f`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("INSERT INTO alembic_version VALUES ('0001')"),
+        "{text}"
+    );
+}
