@@ -14,7 +14,6 @@ pub mod provision;
 pub mod schema;
 pub mod seed;
 pub mod settings;
-pub mod tls;
 
 use std::io::IsTerminal as _;
 

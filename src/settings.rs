@@ -6,7 +6,6 @@
 //! that an error can name the key and its source.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -53,85 +52,7 @@ fn collect_toml_keys(prefix: &str, table: &toml::Table, out: &mut BTreeSet<Strin
     }
 }
 
-/// A secret string whose `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself; call only where it is used, never to print.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// How to secure connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyFull,
-}
-
-impl TlsMode {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "disable" => TlsMode::Disable,
-            "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-full" => TlsMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    /// A libpq `sslmode` (`allow` acts as `disable`; `verify-ca` as the stricter `verify-full`).
-    ///
-    /// # Errors
-    /// A usage error naming `source` for any other value.
-    pub fn from_sslmode(mode: &str, source: &str) -> anyhow::Result<Self> {
-        Ok(match mode {
-            "disable" | "allow" => TlsMode::Disable,
-            "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-ca" | "verify-full" => TlsMode::VerifyFull,
-            other => {
-                return Err(error::usage(format!(
-                    "sslmode `{other}` from {source} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                )));
-            }
-        })
-    }
-
-    /// The libpq-style name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::Disable => "disable",
-            TlsMode::Prefer => "prefer",
-            TlsMode::Require => "require",
-            TlsMode::VerifyFull => "verify-full",
-        }
-    }
-}
+pub use crate::db::{Secret, TlsMode};
 
 /// Everything a command needs, resolved and validated.
 #[derive(Debug, Clone)]
@@ -305,6 +226,17 @@ impl Settings {
             settings.tls.mode_source = "environment variable PGSSLMODE".into();
         }
         Ok(settings)
+    }
+
+    /// What every connection needs besides its URL.
+    #[must_use]
+    pub fn connect_options(&self) -> crate::db::ConnectOptions {
+        crate::db::ConnectOptions {
+            libpq_env: self.libpq_env.clone(),
+            tls: self.tls.mode,
+            root_cert: self.tls.root_cert.clone(),
+            connect_timeout: self.server.connect_timeout,
+        }
     }
 
     /// The app role's password must be set wherever this tool logs in with it or sets it; an

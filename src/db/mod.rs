@@ -1,5 +1,12 @@
-//! Connecting (URL parsing, TLS mode, timeouts, error classification), identifier and literal
-//! quoting, and SQLSTATE helpers.
+//! Connecting (a resolved [`endpoint`] plus [`tls`], timeouts, error classification),
+//! identifier and literal quoting, SQLSTATE helpers, and [`advisory`] lock keys. Knows nothing of
+//! settings: callers pass [`ConnectOptions`].
+
+pub mod advisory;
+pub mod endpoint;
+pub mod tls;
+
+pub use endpoint::{ConnectOptions, Secret, TlsMode, url_sslmode};
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,7 +17,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error;
-use crate::settings::{Secret, Settings, TlsMode};
 
 /// Where and how to connect: a parsed URL plus the TLS policy.
 #[derive(Clone)]
@@ -30,63 +36,16 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parse a `postgres://` URL or `key=value` string.
+    /// Parse a `postgres://` URL or `key=value` string, completed from libpq's environment
+    /// ([`endpoint::resolve`]), with a TLS connector for every mode but `disable`.
     ///
     /// # Errors
-    /// A usage error naming `source` (the password is never shown).
-    pub fn parse(url: &str, source: &str, settings: &Settings) -> anyhow::Result<Target> {
-        let (url, sslmode) = take_sslmode(url);
-        let mut config: Config = url.parse().map_err(|e| {
-            error::usage(format!(
-                "{source} is not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-            ))
-        })?;
-        // What the URL leaves out comes from libpq's environment, then libpq's defaults.
-        let env = |name: &str| {
-            settings
-                .libpq_env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        if config.get_hosts().is_empty() {
-            config.host(env("PGHOST").unwrap_or("localhost"));
-        }
-        if config.get_ports().is_empty()
-            && let Some(port) = env("PGPORT")
-        {
-            let port = port
-                .parse()
-                .map_err(|_| error::usage(format!("PGPORT `{port}` is not a port number")))?;
-            config.port(port);
-        }
-        if config.get_user().is_none() {
-            config.user(env("PGUSER").unwrap_or("postgres"));
-        }
-        if config.get_password().is_none()
-            && let Some(password) = env("PGPASSWORD")
-        {
-            config.password(password);
-        }
-        if config.get_dbname().is_none()
-            && let Some(dbname) = env("PGDATABASE")
-        {
-            config.dbname(dbname);
-        }
-        config.connect_timeout(settings.server.connect_timeout);
-        if config.get_application_name().is_none() {
-            config.application_name("aidock-provision");
-        }
-        let tls = match sslmode {
-            Some(mode) => TlsMode::from_sslmode(&mode, source)?,
-            None => settings.tls.mode,
-        };
+    /// A usage error naming `source` (the password is never shown); an unreadable root cert.
+    pub fn parse(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Result<Target> {
+        let endpoint::Endpoint { config, tls } = endpoint::resolve(url, source, options)?;
         let connector = match tls {
             TlsMode::Disable => None,
-            mode => Some(crate::tls::connector(
-                mode,
-                settings.tls.root_cert.as_deref(),
-            )?),
+            mode => Some(tls::connector(mode, options.root_cert.as_deref())?),
         };
         Ok(Target {
             config,
@@ -289,44 +248,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Split `sslmode=...` out of a URL or key=value string: tokio-postgres rejects `verify-full`.
-fn take_sslmode(url: &str) -> (String, Option<String>) {
-    let (head, params, separator) =
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            match url.split_once('?') {
-                Some((base, query)) => (Some(base), query, "&"),
-                None => return (url.to_string(), None),
-            }
-        } else {
-            (None, url, " ")
-        };
-    let mut mode = None;
-    let kept: Vec<&str> = params
-        .split(separator)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| match pair.split_once('=') {
-            Some(("sslmode", v)) => {
-                mode = Some(v.to_string());
-                false
-            }
-            _ => true,
-        })
-        .collect();
-    let rest = kept.join(separator);
-    let url = match head {
-        Some(base) if rest.is_empty() => base.to_string(),
-        Some(base) => format!("{base}?{rest}"),
-        None => rest,
-    };
-    (url, mode)
-}
-
-/// The `sslmode` a URL or key=value string asks for, if any.
-#[must_use]
-pub fn url_sslmode(url: &str) -> Option<String> {
-    take_sslmode(url).1
-}
-
 /// Quote an identifier for SQL (`"name"`, doubling embedded quotes).
 #[must_use]
 pub fn quote_ident(name: &str) -> String {
@@ -401,18 +322,5 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
-    }
-
-    #[test]
-    fn sslmode_is_taken_out_of_urls() {
-        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=verify-full&application_name=x");
-        assert_eq!(url, "postgres://u@h/db?application_name=x");
-        assert_eq!(mode.as_deref(), Some("verify-full"));
-        let (url, mode) = take_sslmode("host=h sslmode=require user=u");
-        assert_eq!(url, "host=h user=u");
-        assert_eq!(mode.as_deref(), Some("require"));
-        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=disable");
-        assert_eq!(url, "postgres://u@h/db");
-        assert_eq!(mode.as_deref(), Some("disable"));
     }
 }

@@ -12,8 +12,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::TlsMode;
 use crate::error;
-use crate::settings::TlsMode;
 
 /// The connector for a mode other than `disable`.
 ///

@@ -47,7 +47,7 @@ pub fn options(settings: &Settings) -> runner::Options {
 /// A bad URL, or production without any configured server.
 pub fn app_target(settings: &Settings) -> anyhow::Result<Target> {
     if let Some(url) = &settings.database.url {
-        return Target::parse(url, "database.url", settings);
+        return Target::parse(url, "database.url", &settings.connect_options());
     }
     if settings.production && settings.server.admin_url.is_none() {
         return Err(error::usage(format!(

@@ -39,7 +39,7 @@ pub struct Done {
 /// The advisory lock key every migrator of every database uses (locks are per database).
 #[must_use]
 pub fn lock_key() -> i64 {
-    crate::provision::lock_key("migrate", "")
+    crate::db::advisory::key("migrate", "")
 }
 
 /// The statements that open a transactional run (after the lock is taken).

@@ -70,7 +70,7 @@ pub async fn verify(
     drop_stale_scratch_databases(&admin_client).await;
     let scratch = scratch_name();
     // Held for the scratch database's whole life, so no other verify takes it for stale.
-    let key = crate::provision::lock_key("verify", &scratch);
+    let key = crate::db::advisory::key("verify", &scratch);
     admin_client
         .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await
@@ -160,7 +160,7 @@ async fn drop_stale_scratch_databases(client: &Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let key = crate::provision::lock_key("verify", &name);
+        let key = crate::db::advisory::key("verify", &name);
         let free = client
             .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
             .await

@@ -114,7 +114,7 @@ impl<'a> Executor<'a> {
 /// Production without an admin URL; the local cluster failing to start.
 pub fn admin_target(settings: &Settings) -> anyhow::Result<Target> {
     if let Some(url) = &settings.server.admin_url {
-        return Target::parse(url, "server.admin_url", settings);
+        return Target::parse(url, "server.admin_url", &settings.connect_options());
     }
     if settings.production {
         return Err(error::usage(format!(
@@ -128,7 +128,11 @@ pub fn admin_target(settings: &Settings) -> anyhow::Result<Target> {
         crate::local_pg::Options::default(),
     )?;
     pg.start().context("starting the project-local cluster")?;
-    Target::parse(&pg.admin_url()?, "the project-local cluster", settings)
+    Target::parse(
+        &pg.admin_url()?,
+        "the project-local cluster",
+        &settings.connect_options(),
+    )
 }
 
 /// What the admin role may do.
@@ -245,16 +249,6 @@ pub async fn lock_init(client: &Client, key: i64, wait: Duration) -> anyhow::Res
     }
 }
 
-/// A stable 63-bit advisory lock key for a purpose and a name.
-#[must_use]
-pub fn lock_key(purpose: &str, name: &str) -> i64 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("aidock-provision:{purpose}:{name}").as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes) & i64::MAX
-}
-
 /// Everything `init` did (or would do, with `--dry-run`).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -280,7 +274,7 @@ pub async fn provision(
     let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,
-        lock_key("init", &d.name),
+        crate::db::advisory::key("init", &d.name),
         settings.migrate.wait_timeout,
     )
     .await?;
@@ -388,7 +382,7 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
     let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,
-        lock_key("init", &d.name),
+        crate::db::advisory::key("init", &d.name),
         settings.migrate.wait_timeout,
     )
     .await?;

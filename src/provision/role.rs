@@ -4,8 +4,8 @@ use anyhow::Context as _;
 use tokio_postgres::error::SqlState;
 
 use super::{Executor, Item, Outcome};
+use crate::db::Secret;
 use crate::db::{self, Target};
-use crate::settings::Secret;
 
 /// What we require of the role.
 #[derive(Debug, Clone)]

@@ -196,7 +196,8 @@ async fn tls_modes_against_a_server_with_a_private_ca() {
         ("prefer", "127.0.0.1", true),
         ("disable", "127.0.0.1", false),
     ] {
-        let target = Target::parse(&url(host, ""), "test", &settings(mode)).expect("target");
+        let target = Target::parse(&url(host, ""), "test", &settings(mode).connect_options())
+            .expect("target");
         let client = target
             .connect()
             .await

@@ -1,0 +1,323 @@
+//! Where and how to connect, without any settings: a URL (or key=value string) completed from
+//! libpq's environment the way psql completes it, and the TLS policy. [`resolve`] is pure, so the
+//! libpq fallback is unit-tested without a server.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_postgres::Config;
+
+use crate::error;
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to print.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to secure connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// One of our own names (`tls.mode`): disable, prefer, require, verify-full.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disable" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-full" => TlsMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// A libpq `sslmode` (`allow` acts as `disable`; `verify-ca` as the stricter `verify-full`).
+    ///
+    /// # Errors
+    /// A usage error naming `source` for any other value.
+    pub fn from_sslmode(mode: &str, source: &str) -> anyhow::Result<Self> {
+        Ok(match mode {
+            "disable" | "allow" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" | "verify-full" => TlsMode::VerifyFull,
+            other => {
+                return Err(error::usage(format!(
+                    "sslmode `{other}` from {source} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        })
+    }
+
+    /// The libpq-style name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the connection is encrypted whatever the server offers.
+    #[must_use]
+    pub fn requires_tls(self) -> bool {
+        matches!(self, TlsMode::Require | TlsMode::VerifyFull)
+    }
+}
+
+/// Everything a connection needs besides its URL (produced by the application's settings).
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// libpq's environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`): fills what
+    /// a URL leaves out, as psql does.
+    pub libpq_env: Vec<(String, String)>,
+    /// Used unless the URL says `sslmode=`.
+    pub tls: TlsMode,
+    /// CA certificates for `verify-full` (else the system store).
+    pub root_cert: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            libpq_env: Vec::new(),
+            tls: TlsMode::Prefer,
+            root_cert: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectOptions {
+    fn env(&self, name: &str) -> Option<&str> {
+        self.libpq_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A URL completed from libpq's environment, and the TLS mode it asks for.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub config: Config,
+    pub tls: TlsMode,
+}
+
+/// Parse `url` (`postgres://` or key=value) and fill what it leaves out from libpq's environment,
+/// then libpq's defaults (host `localhost`, user `postgres`). An `sslmode=` in the URL wins over
+/// `options.tls`. `source` names the setting, for messages (the password is never shown).
+///
+/// # Errors
+/// A usage error for a URL that does not parse, a bad `PGPORT` or a bad `sslmode`.
+pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Result<Endpoint> {
+    let (url, sslmode) = take_sslmode(url);
+    let mut config: Config = url.parse().map_err(|e| {
+        error::usage(format!(
+            "{source} is not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+        ))
+    })?;
+    if config.get_hosts().is_empty() {
+        config.host(options.env("PGHOST").unwrap_or("localhost"));
+    }
+    if config.get_ports().is_empty()
+        && let Some(port) = options.env("PGPORT")
+    {
+        let port = port
+            .parse()
+            .map_err(|_| error::usage(format!("PGPORT `{port}` is not a port number")))?;
+        config.port(port);
+    }
+    if config.get_user().is_none() {
+        config.user(options.env("PGUSER").unwrap_or("postgres"));
+    }
+    if config.get_password().is_none()
+        && let Some(password) = options.env("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_dbname().is_none()
+        && let Some(dbname) = options.env("PGDATABASE")
+    {
+        config.dbname(dbname);
+    }
+    config.connect_timeout(options.connect_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("aidock-provision");
+    }
+    let tls = match sslmode {
+        Some(mode) => TlsMode::from_sslmode(&mode, source)?,
+        None => options.tls,
+    };
+    Ok(Endpoint { config, tls })
+}
+
+/// The `sslmode` a URL or key=value string asks for, if any.
+#[must_use]
+pub fn url_sslmode(url: &str) -> Option<String> {
+    take_sslmode(url).1
+}
+
+/// Split `sslmode=...` out of a URL or key=value string: tokio-postgres rejects `verify-full`.
+fn take_sslmode(url: &str) -> (String, Option<String>) {
+    let (head, params, separator) =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match url.split_once('?') {
+                Some((base, query)) => (Some(base), query, "&"),
+                None => return (url.to_string(), None),
+            }
+        } else {
+            (None, url, " ")
+        };
+    let mut mode = None;
+    let kept: Vec<&str> = params
+        .split(separator)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslmode", v)) => {
+                mode = Some(v.to_string());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let rest = kept.join(separator);
+    let url = match head {
+        Some(base) if rest.is_empty() => base.to_string(),
+        Some(base) => format!("{base}?{rest}"),
+        None => rest,
+    };
+    (url, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::config::Host;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> ConnectOptions {
+        ConnectOptions {
+            libpq_env: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            ..ConnectOptions::default()
+        }
+    }
+
+    fn host(e: &Endpoint) -> String {
+        match e.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn libpq_environment_fills_only_what_the_url_leaves_out() {
+        let all = env(&[
+            ("PGHOST", "db.internal"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "admin"),
+            ("PGPASSWORD", "from-env"),
+            ("PGDATABASE", "ops"),
+        ]);
+        let e = resolve("postgresql:///", "test", &all).expect("resolves");
+        assert_eq!(host(&e), "db.internal");
+        assert_eq!(e.config.get_ports(), [6543]);
+        assert_eq!(e.config.get_user(), Some("admin"));
+        assert_eq!(e.config.get_password(), Some(&b"from-env"[..]));
+        assert_eq!(e.config.get_dbname(), Some("ops"));
+
+        let e = resolve("postgresql://u:p@h:5433/d", "test", &all).expect("resolves");
+        assert_eq!(host(&e), "h");
+        assert_eq!(e.config.get_ports(), [5433]);
+        assert_eq!(e.config.get_user(), Some("u"));
+        assert_eq!(e.config.get_password(), Some(&b"p"[..]));
+        assert_eq!(e.config.get_dbname(), Some("d"));
+    }
+
+    #[test]
+    fn libpq_defaults_without_environment() {
+        let e = resolve("postgresql:///x", "test", &env(&[])).expect("resolves");
+        assert_eq!(host(&e), "localhost");
+        assert_eq!(e.config.get_user(), Some("postgres"));
+        assert_eq!(e.config.get_password(), None);
+        assert_eq!(e.config.get_application_name(), Some("aidock-provision"));
+    }
+
+    #[test]
+    fn bad_ports_urls_and_sslmodes_are_usage_errors() {
+        let err =
+            resolve("postgresql:///x", "test", &env(&[("PGPORT", "high")])).expect_err("port");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("PGPORT `high`"));
+        let err =
+            resolve("postgresql://h:notaport/x", "server.admin_url", &env(&[])).expect_err("url");
+        assert!(err.to_string().contains("server.admin_url"), "{err}");
+        let err =
+            resolve("postgresql://h/x?sslmode=bogus", "database.url", &env(&[])).expect_err("mode");
+        assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn sslmode_in_the_url_wins_over_the_option() {
+        let options = ConnectOptions {
+            tls: TlsMode::Require,
+            ..ConnectOptions::default()
+        };
+        let e = resolve("postgresql://h/x?sslmode=disable", "t", &options).expect("resolves");
+        assert_eq!(e.tls, TlsMode::Disable);
+        let e = resolve("host=h sslmode=verify-ca user=u", "t", &options).expect("resolves");
+        assert_eq!(e.tls, TlsMode::VerifyFull);
+        let e = resolve("postgresql://h/x", "t", &options).expect("resolves");
+        assert_eq!(e.tls, TlsMode::Require);
+    }
+
+    #[test]
+    fn sslmode_is_taken_out_of_urls() {
+        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=verify-full&application_name=x");
+        assert_eq!(url, "postgres://u@h/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        let (url, mode) = take_sslmode("host=h sslmode=require user=u");
+        assert_eq!(url, "host=h user=u");
+        assert_eq!(mode.as_deref(), Some("require"));
+        let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=disable");
+        assert_eq!(url, "postgres://u@h/db");
+        assert_eq!(mode.as_deref(), Some("disable"));
+    }
+}
