@@ -62,10 +62,19 @@ fn classified(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
-/// The exit code for an error: the first classified error in its chain, else 1.
+/// The exit code for an error: the first classified error in its chain (a connection that
+/// could not be made counts as unreachable when the server is down, full or starting), else 1.
 #[must_use]
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Classified>())
-        .map_or(1, |c| c.kind.exit_code())
+    if let Some(c) = err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
+        return c.kind.exit_code();
+    }
+    match crate::db::connect_reason(err) {
+        Some(
+            crate::db::Reason::Unreachable
+            | crate::db::Reason::NoSlot
+            | crate::db::Reason::StartingUp,
+        ) => Kind::Unreachable.exit_code(),
+        _ => 1,
+    }
 }

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cli = aidock_provision::cli::Cli::parse();
     match aidock_provision::run(cli) {
         // The work is done (or rolled back); a closed or full stdout only lost the report.
-        Ok(()) if aidock_provision::output::stdout_failed() => ExitCode::FAILURE,
+        Ok(()) if aidock_provision::app::output::stdout_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             aidock_provision::errln!("error: {err:#}");

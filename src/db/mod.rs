@@ -16,8 +16,6 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error;
-
 /// Where and how to connect: a parsed URL plus the TLS policy.
 #[derive(Clone)]
 pub struct Target {
@@ -137,11 +135,14 @@ impl Target {
         match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(self.classify(&e)),
-            Err(_) => Err(error::unreachable(format!(
-                "connecting to {} ({}) timed out after {timeout:?}; check that the server is running and reachable (host, port, firewall)",
-                self.describe(),
-                self.source
-            ))),
+            Err(_) => Err(connect_error(
+                Reason::Unreachable,
+                format!(
+                    "connecting to {} ({}) timed out after {timeout:?}; check that the server is running and reachable (host, port, firewall)",
+                    self.describe(),
+                    self.source
+                ),
+            )),
         }
     }
 
@@ -169,54 +170,125 @@ impl Target {
         let Some(db) = e.as_db_error() else {
             let chain = error_chain(e);
             if chain.contains("certificate") || chain.contains("CertificateRequired") {
-                return anyhow::anyhow!(
-                    "TLS verification of {who} failed: {chain}; with tls.mode = verify-full the server's certificate must be signed by a CA in tls.root_cert (or the system store) and be issued for the host name you connect to"
+                return connect_error(
+                    Reason::Tls,
+                    format!(
+                        "TLS verification of {who} failed: {chain}; with tls.mode = verify-full the server's certificate must be signed by a CA in tls.root_cert (or the system store) and be issued for the host name you connect to"
+                    ),
                 );
             }
             if chain.contains("does not support TLS") {
-                return anyhow::anyhow!(
-                    "{who} does not offer TLS, but tls.mode is `{}`; enable ssl on the server or lower tls.mode",
-                    self.tls.as_str()
+                return connect_error(
+                    Reason::Tls,
+                    format!(
+                        "{who} does not offer TLS, but tls.mode is `{}`; enable ssl on the server or lower tls.mode",
+                        self.tls.as_str()
+                    ),
                 );
             }
-            return error::unreachable(format!(
-                "cannot connect to {who}: {}; check that the server is running, and that host and port are right and reachable",
-                error_chain(e)
-            ));
+            return connect_error(
+                Reason::Unreachable,
+                format!(
+                    "cannot connect to {who}: {}; check that the server is running, and that host and port are right and reachable",
+                    error_chain(e)
+                ),
+            );
         };
         let code = db.code();
-        let message = if *code == SqlState::INVALID_PASSWORD {
-            format!(
-                "password authentication failed for role `{}` at {who}; check the password in the URL or settings",
-                self.user()
+        let (reason, message) = if *code == SqlState::INVALID_PASSWORD {
+            (
+                Reason::WrongPassword,
+                format!(
+                    "password authentication failed for role `{}` at {who}; check the password in the URL or settings",
+                    self.user()
+                ),
             )
         } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-            format!(
-                "the server refused role `{}` at {who}: {}; check that the role exists and that pg_hba.conf allows it",
-                self.user(),
-                db.message()
+            (
+                Reason::Refused,
+                format!(
+                    "the server refused role `{}` at {who}: {}; check that the role exists and that pg_hba.conf allows it",
+                    self.user(),
+                    db.message()
+                ),
             )
         } else if *code == SqlState::INVALID_CATALOG_NAME {
-            format!(
-                "database `{}` does not exist at {who}; run `aidock-provision init` to create it",
-                self.dbname()
+            (
+                Reason::NoDatabase,
+                format!(
+                    "database `{}` does not exist at {who}; run `aidock-provision init` to create it",
+                    self.dbname()
+                ),
             )
         } else if *code == SqlState::TOO_MANY_CONNECTIONS {
             // The server is up but has no slot for us: as good as unreachable for now (exit 4).
-            return error::unreachable(format!(
-                "{who} has no free connection slot: {} (SQLSTATE 53300); retry when fewer clients are connected, or raise max_connections or the role's connection limit",
-                db.message()
-            ));
+            (
+                Reason::NoSlot,
+                format!(
+                    "{who} has no free connection slot: {} (SQLSTATE 53300); retry when fewer clients are connected, or raise max_connections or the role's connection limit",
+                    db.message()
+                ),
+            )
         } else if *code == SqlState::CANNOT_CONNECT_NOW {
-            return error::unreachable(format!(
-                "{who} is starting up or shutting down: {} (SQLSTATE 57P03); retry in a moment",
-                db.message()
-            ));
+            (
+                Reason::StartingUp,
+                format!(
+                    "{who} is starting up or shutting down: {} (SQLSTATE 57P03); retry in a moment",
+                    db.message()
+                ),
+            )
         } else {
-            format!("connecting to {who}: {} ({})", db.message(), code.code())
+            (
+                Reason::Other,
+                format!("connecting to {who}: {} ({})", db.message(), code.code()),
+            )
         };
-        anyhow::anyhow!(message)
+        connect_error(reason, message)
     }
+}
+
+/// Why a connection failed, for callers that give advice (doctor) and for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Down, unreachable, timed out (exit 4).
+    Unreachable,
+    /// No free connection slot, SQLSTATE 53300 (exit 4).
+    NoSlot,
+    /// Starting up or shutting down, SQLSTATE 57P03 (exit 4).
+    StartingUp,
+    WrongPassword,
+    /// pg_hba.conf or a missing role.
+    Refused,
+    NoDatabase,
+    Tls,
+    Other,
+}
+
+/// A failed connection: what happened, in words, and the [`Reason`].
+#[derive(Debug)]
+pub struct ConnectError {
+    pub reason: Reason,
+    message: String,
+}
+
+fn connect_error(reason: Reason, message: String) -> anyhow::Error {
+    anyhow::Error::new(ConnectError { reason, message })
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// The connection failure's reason anywhere in an error chain.
+#[must_use]
+pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ConnectError>())
+        .map(|c| c.reason)
 }
 
 /// Connect and drive the connection on its own task.

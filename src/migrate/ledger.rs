@@ -62,7 +62,7 @@ INSERT INTO public.alembic_version (version_num)
     SELECT lpad(max(version)::text, 4, '0') FROM public.aidock_schema_history HAVING max(version) IS NOT NULL";
 
 /// One ledger row with everything `history` shows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
     pub version: i64,
     pub name: String,

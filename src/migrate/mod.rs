@@ -1,5 +1,6 @@
 //! Versioned migrations: files ([`source`]), the pure decision of what to run ([`plan`]), the
-//! bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), and the `migrate` commands.
+//! bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), [`verify`], and the data behind the
+//! `migrate` commands (their printing is the application's).
 
 pub mod alembic;
 pub mod ledger;
@@ -17,91 +18,21 @@ use serde::Serialize;
 
 use crate::db::Target;
 use crate::error;
-use crate::settings::Settings;
 use plan::Target as PlanTarget;
 use source::Migration;
 
-/// The migrations this run uses: `--migrations-dir` or the built-in set.
-///
-/// # Errors
-/// Unreadable or badly named files.
-pub fn load(settings: &Settings) -> anyhow::Result<Vec<Migration>> {
-    source::load(settings.migrate.dir.as_deref())
-}
-
-/// Runner options from settings.
-#[must_use]
-pub fn options(settings: &Settings) -> runner::Options {
-    runner::Options {
-        lock_timeout: settings.migrate.lock_timeout,
-        statement_timeout: settings.migrate.statement_timeout,
-        wait_timeout: settings.migrate.wait_timeout,
-        verbose: settings.output.verbose,
-    }
-}
-
-/// The app connection for `migrate` and `seed`: `database.url`, else the owner role on the
-/// admin server (or the local cluster).
-///
-/// # Errors
-/// A bad URL, or production without any configured server.
-pub fn app_target(settings: &Settings) -> anyhow::Result<Target> {
-    if let Some(url) = &settings.database.url {
-        return Target::parse(url, "database.url", &settings.connect_options());
-    }
-    if settings.production && settings.server.admin_url.is_none() {
-        return Err(error::usage(format!(
-            "the {} profile never uses the project-local cluster: set database.url (DATABASE_URL or --database-url) or server.admin_url",
-            settings.profile
-        )));
-    }
-    if settings.server.admin_url.is_none() {
-        // A cluster that does not exist yet has no role or database to work on: creating one
-        // here would be a side effect with nothing to show for it.
-        let pg = crate::local_pg::LocalPg::new(
-            &settings.local.data_dir,
-            settings.local.port,
-            crate::local_pg::Options::default(),
-        )?;
-        if pg.state()? == crate::local_pg::State::Absent {
-            anyhow::bail!(
-                "there is no project-local cluster in `{}` yet; run `aidock-provision init` first, or set database.url (DATABASE_URL) or server.admin_url (AIDOCK_ADMIN_URL) to use another server",
-                pg.root().display()
-            );
-        }
-    }
-    settings.check_password()?;
-    let admin = crate::provision::admin_target(settings)?;
-    let d = &settings.database;
-    Ok(admin.as_role(&d.owner, &d.password, &d.name))
-}
-
-/// Apply or revert, printing one line per script.
+/// Apply or revert migrations on `target` to reach `to`.
 ///
 /// # Errors
 /// Connection, planning and script errors.
 pub async fn migrate(
-    settings: &Settings,
     target: &Target,
     migrations: &[Migration],
     to: PlanTarget,
+    opts: &runner::Options,
 ) -> anyhow::Result<Vec<runner::Done>> {
     let mut client = target.connect().await?;
-    let done = runner::run(&mut client, migrations, to, &options(settings)).await?;
-    if !settings.output.quiet && !settings.output.json {
-        for d in &done {
-            let verb = if d.direction == "up" {
-                "applied"
-            } else {
-                "reverted"
-            };
-            crate::outln!("{verb} {} ({} ms)", d.migration, d.ms);
-        }
-        if done.is_empty() {
-            crate::outln!("migrations: nothing to do (database {})", target.dbname());
-        }
-    }
-    Ok(done)
+    runner::run(&mut client, migrations, to, opts).await
 }
 
 /// `migrate status` as data.
@@ -188,73 +119,41 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
     })
 }
 
-impl Status {
-    /// Print for people.
-    pub fn print(&self) {
-        crate::outln!("database: {}", self.database);
+impl std::fmt::Display for Status {
+    /// For people: the database, current version, each applied and pending migration, problems.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "database: {}", self.database)?;
         match self.current {
-            Some(v) => crate::outln!("current version: {v:04}"),
-            None => crate::outln!("current version: none (no migration applied)"),
+            Some(v) => writeln!(f, "current version: {v:04}")?,
+            None => writeln!(f, "current version: none (no migration applied)")?,
         }
         for a in &self.applied {
-            crate::outln!(
+            writeln!(
+                f,
                 "  applied  {:04} {:<32} {}  checksum {}",
-                a.version,
-                a.name,
-                a.applied_at,
-                a.checksum
-            );
+                a.version, a.name, a.applied_at, a.checksum
+            )?;
         }
         for p in &self.pending {
-            crate::outln!("  pending  {:04} {}", p.version, p.name);
+            writeln!(f, "  pending  {:04} {}", p.version, p.name)?;
         }
         for p in &self.problems {
-            crate::outln!("problem: {p}");
+            writeln!(f, "problem: {p}")?;
         }
         if self.up_to_date {
-            crate::outln!("up to date");
+            writeln!(f, "up to date")?;
         }
+        Ok(())
     }
 }
 
-/// Print the ledger, oldest first.
+/// The ledger, oldest first.
 ///
 /// # Errors
 /// Connection failures.
-pub async fn history(target: &Target, json: bool) -> anyhow::Result<()> {
+pub async fn history(target: &Target) -> anyhow::Result<Vec<ledger::Row>> {
     let client = target.connect().await?;
-    let rows = ledger::read(&client).await?;
-    if json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "version": r.version,
-                    "name": r.name,
-                    "checksum": r.checksum,
-                    "applied_at": r.applied_at,
-                    "execution_ms": r.execution_ms,
-                    "applied_by": r.applied_by,
-                })
-            })
-            .collect();
-        crate::outln!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        crate::outln!("no migration applied to {}", target.describe());
-    }
-    for r in &rows {
-        crate::outln!(
-            "{:04} {:<32} applied {} in {} ms by {}",
-            r.version,
-            r.name,
-            r.applied_at,
-            r.execution_ms,
-            r.applied_by
-        );
-    }
-    Ok(())
+    ledger::read(&client).await
 }
 
 /// The exact SQL a run would send, in order (`migrate plan`, `init --dry-run`).
@@ -279,7 +178,7 @@ pub fn plan_sql(
             .iter()
             .find(|m| m.version == s.version)
             .expect("planned");
-        if s.up {
+        if s.direction == plan::Direction::Up {
             m.up.no_transaction
         } else {
             m.down.as_ref().is_some_and(|d| d.no_transaction)
@@ -304,7 +203,7 @@ pub fn plan_sql(
             .iter()
             .find(|m| m.version == step.version)
             .expect("planned");
-        let script = if step.up {
+        let script = if step.direction == plan::Direction::Up {
             &m.up
         } else {
             m.down.as_ref().expect("plan checks down scripts")
@@ -332,7 +231,7 @@ pub fn plan_sql(
                 runner::session_settings(opts, true)
             )
         };
-        let bookkeeping = if step.up {
+        let bookkeeping = if step.direction == plan::Direction::Up {
             ledger::insert(m, None)
         } else {
             ledger::delete(m.version)

@@ -25,11 +25,19 @@ pub enum Target {
     Base,
 }
 
+/// Which way a script goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
 /// One script to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub version: i64,
-    pub up: bool,
+    pub direction: Direction,
 }
 
 /// Something wrong with the ledger against the files.
@@ -158,7 +166,7 @@ pub fn plan(
                 .filter(|m| to.is_none_or(|t| m.version <= t))
                 .map(|m| Step {
                     version: m.version,
-                    up: true,
+                    direction: Direction::Up,
                 })
                 .collect())
         }
@@ -197,7 +205,10 @@ pub fn plan(
                         name: m.name.clone(),
                     });
                 }
-                steps.push(Step { version, up: false });
+                steps.push(Step {
+                    version,
+                    direction: Direction::Down,
+                });
             }
             Ok(steps)
         }
@@ -237,12 +248,12 @@ mod tests {
     }
 
     fn ups(steps: &[Step]) -> Vec<i64> {
-        assert!(steps.iter().all(|s| s.up));
+        assert!(steps.iter().all(|s| s.direction == Direction::Up));
         steps.iter().map(|s| s.version).collect()
     }
 
     fn downs(steps: &[Step]) -> Vec<i64> {
-        assert!(steps.iter().all(|s| !s.up));
+        assert!(steps.iter().all(|s| s.direction == Direction::Down));
         steps.iter().map(|s| s.version).collect()
     }
 

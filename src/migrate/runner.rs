@@ -19,12 +19,15 @@ use super::source::{Migration, Script};
 use crate::db;
 
 /// Timeouts and output for a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Options {
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
     pub wait_timeout: Duration,
+    /// Print each statement with its file line and duration (through `log`).
     pub verbose: bool,
+    /// Where notes and verbose lines go; the engine itself never prints.
+    pub log: fn(&str),
 }
 
 /// One script that ran.
@@ -32,7 +35,7 @@ pub struct Options {
 pub struct Done {
     pub version: i64,
     pub migration: String,
-    pub direction: &'static str,
+    pub direction: plan::Direction,
     pub ms: u128,
 }
 
@@ -254,7 +257,7 @@ fn migration(migrations: &[Migration], version: i64) -> &Migration {
 
 fn script(migrations: &[Migration], step: Step) -> &Script {
     let m = migration(migrations, step.version);
-    if step.up {
+    if step.direction == plan::Direction::Up {
         &m.up
     } else {
         m.down
@@ -275,7 +278,7 @@ async fn apply(
     let m = migration(migrations, step.version);
     let script = script(migrations, step);
     let started = Instant::now();
-    run_statements(client, script, m, session.opts.verbose).await?;
+    run_statements(client, script, m, &session.opts).await?;
     let ms = started.elapsed().as_millis();
     // The bookkeeping runs with the session as the run set it up, whatever the script did to
     // search_path, the role or the timeouts (a pg_dump file empties search_path).
@@ -287,7 +290,7 @@ async fn apply(
     if !in_tx {
         refuse_invalid_indexes(client, script, m).await?;
     }
-    let bookkeeping = if step.up {
+    let bookkeeping = if step.direction == plan::Direction::Up {
         ledger::insert(m, Some(ms))
     } else {
         ledger::delete(m.version)
@@ -307,7 +310,7 @@ async fn apply(
     Ok(Done {
         version: m.version,
         migration: m.label(),
-        direction: if step.up { "up" } else { "down" },
+        direction: step.direction,
         ms,
     })
 }
@@ -318,15 +321,15 @@ async fn run_statements(
     client: &impl GenericClient,
     script: &Script,
     m: &Migration,
-    verbose: bool,
+    opts: &Options,
 ) -> anyhow::Result<()> {
     let split = script.statements()?;
     for (offset, command) in &split.skipped {
         let (line, _) = lexer::line_col(&script.sql, *offset);
-        crate::errln!(
+        (opts.log)(&format!(
             "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
             script.file
-        );
+        ));
     }
     for statement in &split.statements {
         let text = statement.text(&script.sql);
@@ -334,14 +337,14 @@ async fn run_statements(
         if let Err(e) = client.batch_execute(text).await {
             return Err(script_error(script, statement, &e, m));
         }
-        if verbose {
+        if opts.verbose {
             let (line, _) = lexer::line_col(&script.sql, statement.first_token);
             let first = text.lines().next().unwrap_or_default();
-            crate::errln!(
+            (opts.log)(&format!(
                 "  {}:{line} {first} ({} ms)",
                 script.file,
                 began.elapsed().as_millis()
-            );
+            ));
         }
     }
     Ok(())
@@ -368,7 +371,7 @@ pub async fn replay(
                 .batch_execute(&session_settings(opts, false))
                 .await
                 .context("setting lock_timeout and statement_timeout")?;
-            run_statements(&*client, script, m, opts.verbose).await?;
+            run_statements(&*client, script, m, opts).await?;
         } else {
             let tx = client
                 .transaction()
@@ -377,7 +380,7 @@ pub async fn replay(
             tx.batch_execute(&session_settings(opts, true))
                 .await
                 .context("setting lock_timeout and statement_timeout")?;
-            run_statements(&tx, script, m, opts.verbose).await?;
+            run_statements(&tx, script, m, opts).await?;
             tx.commit().await.context("committing")?;
         }
         client

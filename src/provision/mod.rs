@@ -12,8 +12,6 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::db::{self, Target};
-use crate::error;
-use crate::settings::Settings;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -47,11 +45,30 @@ impl Item {
     }
 }
 
+/// The database `init` makes (or reconciles) and the login role that owns it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub owner: String,
+    pub password: crate::db::Secret,
+    pub connection_limit: i32,
+    pub encoding: String,
+    pub locale: Option<String>,
+}
+
+/// How to run: how long to wait for another `init`, and where verbose lines go.
+#[derive(Clone, Copy)]
+pub struct Options {
+    pub wait_timeout: Duration,
+    /// Each statement as it runs (secrets redacted), or `None`.
+    pub log: Option<fn(&str)>,
+}
+
 /// Runs statements, or only records them for `--dry-run`.
 pub struct Executor<'a> {
     client: &'a Client,
     dry_run: bool,
-    verbose: bool,
+    log: Option<fn(&str)>,
     /// Every statement run (or that would run), as printed: secrets redacted.
     pub statements: Vec<String>,
 }
@@ -59,11 +76,11 @@ pub struct Executor<'a> {
 impl<'a> Executor<'a> {
     /// An executor on a connection.
     #[must_use]
-    pub fn new(client: &'a Client, dry_run: bool, verbose: bool) -> Self {
+    pub fn new(client: &'a Client, dry_run: bool, log: Option<fn(&str)>) -> Self {
         Executor {
             client,
             dry_run,
-            verbose,
+            log,
             statements: Vec::new(),
         }
     }
@@ -97,42 +114,14 @@ impl<'a> Executor<'a> {
     /// The server's error, unchanged, so callers can match on its SQLSTATE.
     pub async fn run(&mut self, sql: &str, shown: &str) -> Result<(), tokio_postgres::Error> {
         self.statements.push(format!("{shown};"));
-        if self.verbose && !self.dry_run {
-            crate::errln!("  {shown};");
+        if let (Some(log), false) = (self.log, self.dry_run) {
+            log(&format!("  {shown};"));
         }
         if self.dry_run {
             return Ok(());
         }
         self.client.batch_execute(sql).await
     }
-}
-
-/// The admin connection for `init` and `reset`: the configured URL, or the local cluster
-/// (started if needed).
-///
-/// # Errors
-/// Production without an admin URL; the local cluster failing to start.
-pub fn admin_target(settings: &Settings) -> anyhow::Result<Target> {
-    if let Some(url) = &settings.server.admin_url {
-        return Target::parse(url, "server.admin_url", &settings.connect_options());
-    }
-    if settings.production {
-        return Err(error::usage(format!(
-            "the {} profile never uses the project-local cluster: set server.admin_url (AIDOCK_ADMIN_URL or --admin-url) to the server to provision",
-            settings.profile
-        )));
-    }
-    let pg = crate::local_pg::LocalPg::new(
-        &settings.local.data_dir,
-        settings.local.port,
-        crate::local_pg::Options::default(),
-    )?;
-    pg.start().context("starting the project-local cluster")?;
-    Target::parse(
-        &pg.admin_url()?,
-        "the project-local cluster",
-        &settings.connect_options(),
-    )
 }
 
 /// What the admin role may do.
@@ -176,10 +165,28 @@ pub fn version_notes(rights: AdminRights) -> Vec<String> {
     notes
 }
 
+/// Why the admin role cannot provision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RightsError {
+    #[error(
+        "the server runs PostgreSQL {major}.{minor}; AI Dock needs 13 or newer (gen_random_uuid is built in from 13)"
+    )]
+    TooOld { major: i32, minor: i32 },
+    #[error(
+        "permission denied: admin role `{role}` lacks {missing}; run `ALTER ROLE {quoted} {attributes}` as a superuser, or set server.admin_url to a role that has them"
+    )]
+    Missing {
+        role: String,
+        missing: String,
+        quoted: String,
+        attributes: String,
+    },
+}
+
 /// Check that the admin can create roles and databases.
 ///
 /// # Errors
-/// A message naming the admin role and the rights it lacks.
+/// [`RightsError`] naming the admin role and the rights it lacks, or a too old server.
 pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<AdminRights> {
     let row = client
         .query_one(
@@ -192,11 +199,11 @@ pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<Ad
     let (superuser, createrole, createdb, version): (bool, bool, bool, i32) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     if version < 130_000 {
-        anyhow::bail!(
-            "the server runs PostgreSQL {}.{}; AI Dock needs 13 or newer (gen_random_uuid is built in from 13)",
-            version / 10000,
-            version % 10000
-        );
+        return Err(RightsError::TooOld {
+            major: version / 10000,
+            minor: version % 10000,
+        }
+        .into());
     }
     if !(superuser || createrole && createdb) {
         let mut missing = Vec::new();
@@ -206,13 +213,13 @@ pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<Ad
         if !createdb {
             missing.push("CREATEDB");
         }
-        anyhow::bail!(
-            "permission denied: admin role `{}` lacks {}; run `ALTER ROLE {} {}` as a superuser, or set server.admin_url to a role that has them",
-            target.user(),
-            missing.join(" and "),
-            db::quote_ident(target.user()),
-            missing.join(" ")
-        );
+        return Err(RightsError::Missing {
+            role: target.user().to_string(),
+            missing: missing.join(" and "),
+            quoted: db::quote_ident(target.user()),
+            attributes: missing.join(" "),
+        }
+        .into());
     }
     Ok(AdminRights {
         superuser,
@@ -256,6 +263,9 @@ pub struct Report {
     /// The app's connection URL with the password masked.
     pub url: String,
     pub dry_run: bool,
+    /// Whether the database was created by this run (or would be, in a dry run).
+    #[serde(skip)]
+    pub fresh_database: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<String>,
 }
@@ -265,17 +275,17 @@ pub struct Report {
 /// # Errors
 /// Connection failures (exit 4), missing admin rights, failing statements.
 pub async fn provision(
-    settings: &Settings,
+    d: &Database,
     admin: &Target,
     dry_run: bool,
+    opts: &Options,
 ) -> anyhow::Result<Report> {
-    let d = &settings.database;
     let client = admin.connect().await?;
     let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,
         crate::db::advisory::key("init", &d.name),
-        settings.migrate.wait_timeout,
+        opts.wait_timeout,
     )
     .await?;
 
@@ -291,8 +301,7 @@ pub async fn provision(
     .await?;
     preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Init)?;
 
-    let verbose = settings.output.verbose;
-    let mut exec = Executor::new(&client, dry_run, verbose);
+    let mut exec = Executor::new(&client, dry_run, opts.log);
     let role_spec = role::Spec {
         name: &d.owner,
         password: &d.password,
@@ -312,13 +321,13 @@ pub async fn provision(
     let fresh = db_item.outcome == Outcome::Created;
     let schema_item = if dry_run && fresh {
         // Nothing to connect to yet: show what would run on the new database.
-        let mut exec = Executor::new(&client, true, verbose);
+        let mut exec = Executor::new(&client, true, opts.log);
         let item = database::ensure_schema(&mut exec, &d.owner, true, rights).await?;
         statements.extend(exec.statements);
         item
     } else {
         let app_db = database::connect_to_app_db(admin, &d.name).await?;
-        let mut exec = Executor::new(&app_db, dry_run, verbose);
+        let mut exec = Executor::new(&app_db, dry_run, opts.log);
         let item = database::ensure_schema(&mut exec, &d.owner, fresh, rights).await?;
         statements.extend(exec.statements);
         item
@@ -328,62 +337,38 @@ pub async fn provision(
         objects: vec![role_item, db_item, schema_item],
         url: app.describe(),
         dry_run,
+        fresh_database: fresh,
         statements,
     })
 }
 
-impl Report {
-    /// Print the report for people: one line per object, then the URL.
-    pub fn print(&self, quiet: bool) {
-        let notes = self.objects.iter().flat_map(|i| &i.notes);
-        if self.dry_run {
-            crate::outln!("-- dry run: these statements would run (nothing was changed)");
-            for s in &self.statements {
-                crate::outln!("{s}");
-            }
-            for note in notes {
-                crate::outln!("-- note: {note}");
-            }
-            if self.statements.is_empty() {
-                crate::outln!("-- nothing to change");
-            }
-            return;
-        }
-        // What could not be tightened is a warning: shown even with --quiet or --json.
-        for note in notes {
-            crate::errln!("warning: {note}");
-        }
-        if quiet {
-            return;
-        }
-        for item in &self.objects {
-            match &item.outcome {
-                Outcome::Created => crate::outln!("{}: created", item.object),
-                Outcome::Exists => crate::outln!("{}: exists", item.object),
-                Outcome::Changed(changes) => {
-                    crate::outln!("{}: changed: {}", item.object, changes.join("; "));
-                }
-            }
-        }
-        if self.objects.iter().all(|i| i.outcome == Outcome::Exists) {
-            crate::outln!("nothing to change");
-        }
-        crate::outln!("app URL: {}", self.url);
-    }
+/// What `reset` did to one object.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Gone {
+    Dropped,
+    /// It was not there (already gone is success).
+    Absent,
+}
+
+/// One line of `reset`'s report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dropped {
+    pub object: String,
+    pub status: Gone,
 }
 
 /// Drop the database (terminating its sessions) and then the role; already gone is success.
 ///
 /// # Errors
 /// Connection failures; a role that still owns objects elsewhere (the message says where to look).
-pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<Item>> {
-    let d = &settings.database;
+pub async fn reset(d: &Database, admin: &Target, opts: &Options) -> anyhow::Result<Vec<Dropped>> {
     let client = admin.connect().await?;
     let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,
         crate::db::advisory::key("init", &d.name),
-        settings.migrate.wait_timeout,
+        opts.wait_timeout,
     )
     .await?;
     let observed = preflight::observe(
@@ -396,7 +381,7 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
     )
     .await?;
     preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Reset)?;
-    let mut exec = Executor::new(&client, false, settings.output.verbose);
+    let mut exec = Executor::new(&client, false, opts.log);
     let mut items = Vec::new();
     let db_exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&d.name])
@@ -412,13 +397,12 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
         exec.apply(&sql, &sql, &format!("dropping database `{}`", d.name))
             .await?;
     }
-    items.push(Item {
-        notes: Vec::new(),
+    items.push(Dropped {
         object: format!("database {}", d.name),
-        outcome: if db_exists {
-            Outcome::Changed(vec!["dropped".into()])
+        status: if db_exists {
+            Gone::Dropped
         } else {
-            Outcome::Exists
+            Gone::Absent
         },
     });
     let role_exists = client
@@ -438,13 +422,12 @@ pub async fn reset(settings: &Settings, admin: &Target) -> anyhow::Result<Vec<It
             )
         })?;
     }
-    items.push(Item {
-        notes: Vec::new(),
+    items.push(Dropped {
         object: format!("role {}", d.owner),
-        outcome: if role_exists {
-            Outcome::Changed(vec!["dropped".into()])
+        status: if role_exists {
+            Gone::Dropped
         } else {
-            Outcome::Exists
+            Gone::Absent
         },
     });
     Ok(items)

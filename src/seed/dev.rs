@@ -20,7 +20,6 @@ use super::binary::{Micros, RawJson, Uuid};
 use super::files::Seeds;
 use super::reference::Counts;
 use crate::db::Target;
-use crate::settings;
 
 /// A user to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,18 +113,25 @@ pub fn fake_users(seeds: &Seeds, n: u32, rng_seed: u64) -> Vec<NewUser> {
     users
 }
 
-/// The argon2id hasher for the configured parameters.
+/// argon2id cost parameters (`seed.argon2.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgonParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// The argon2id hasher for these parameters.
 ///
 /// # Errors
 /// Parameters argon2 refuses.
-pub fn hasher(s: &settings::Seed) -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
-        .map_err(|e| {
-            crate::error::usage(format!(
-                "seed.argon2 parameters (memory_kib {}, iterations {}, parallelism {}) are invalid: {e}",
-                s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism
-            ))
-        })?;
+pub fn hasher(p: &ArgonParams) -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None).map_err(|e| {
+        crate::error::usage(format!(
+            "seed.argon2 parameters (memory_kib {}, iterations {}, parallelism {}) are invalid: {e}",
+            p.memory_kib, p.iterations, p.parallelism
+        ))
+    })?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -581,22 +587,28 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_phc_strings_that_verify() {
         use argon2::PasswordVerifier as _;
-        let s = settings::Seed {
-            dir: None,
-            rng_seed: 1,
-            dev_users: 0,
-            dev_usage_logs: 0,
-            hash_threads: 0,
-            copy_connections: 0,
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-        };
-        let h = hasher(&s).expect("params");
+        let h = hasher(&ArgonParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .expect("params");
         let hashes = hash_all(&h, &["one", "two", "three"], 2).expect("hash");
         assert_eq!(hashes.len(), 3);
         assert!(hashes[0].starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(h.verify_password(b"two", hashes[1].as_str()).is_ok());
         assert!(h.verify_password(b"one", hashes[1].as_str()).is_err());
+    }
+
+    #[test]
+    fn bad_argon2_parameters_are_usage_errors() {
+        let err = hasher(&ArgonParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 1,
+        })
+        .expect_err("refused");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("seed.argon2"), "{err}");
     }
 }

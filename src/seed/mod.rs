@@ -6,15 +6,24 @@ pub mod dev;
 pub mod files;
 pub mod reference;
 
-use std::io::IsTerminal as _;
-
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::db::Target;
-use crate::settings::Settings;
 use files::Seeds;
 use reference::{Counts, TableReport};
+
+/// How to seed (from `seed.*` and the profile).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub argon: dev::ArgonParams,
+    /// Threads hashing passwords (0: one per core).
+    pub hash_threads: u32,
+    /// Connections loading usage logs side by side (0: one per core).
+    pub copy_connections: u32,
+    /// Dev-only reference rows (e.g. the local ollama configuration) are left out.
+    pub production: bool,
+}
 
 /// What `seed --dev` adds.
 #[derive(Debug, Clone)]
@@ -39,12 +48,12 @@ pub struct Report {
     pub credentials: Vec<(String, String, String)>,
 }
 
-/// Load the seed files: `--seeds-dir` or the built-in set.
+/// Load the seed files: a directory (`--seeds-dir`) or the built-in set.
 ///
 /// # Errors
 /// Invalid files.
-pub fn load(settings: &Settings) -> anyhow::Result<Seeds> {
-    match &settings.seed.dir {
+pub fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Seeds> {
+    match dir {
         Some(dir) => Seeds::from_dir(dir),
         None => Seeds::embedded(),
     }
@@ -55,19 +64,20 @@ pub fn load(settings: &Settings) -> anyhow::Result<Seeds> {
 /// # Errors
 /// Connection failures, a schema that is not migrated, failing statements.
 pub async fn seed(
-    settings: &Settings,
+    options: &Options,
     target: &Target,
     seeds: &Seeds,
     overwrite: bool,
     dev_options: Option<DevOptions>,
+    progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Report> {
     // Hash first: CPU-heavy, and no transaction should stay open meanwhile.
     let prepared = match &dev_options {
         Some(opts) => {
             let accounts = dev::accounts(seeds);
             let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
-            let argon = dev::hasher(&settings.seed)?;
-            let threads = per_core(settings.seed.hash_threads);
+            let argon = dev::hasher(&options.argon)?;
+            let threads = per_core(options.hash_threads);
             let passwords: Vec<String> = accounts
                 .iter()
                 .chain(&fakes)
@@ -100,7 +110,7 @@ pub async fn seed(
         .transaction()
         .await
         .context("starting the seed transaction")?;
-    let tables = reference::seed(&tx, seeds, overwrite, settings.production).await?;
+    let tables = reference::seed(&tx, seeds, overwrite, options.production).await?;
     let mut report = Report {
         tables,
         accounts: None,
@@ -121,19 +131,19 @@ pub async fn seed(
     // Usage logs reference the users just committed; they load in a second all-or-nothing phase,
     // over several connections side by side.
     if let Some(opts) = dev_options.filter(|o| o.usage_logs > 0) {
-        let bar = progress_bar(opts.usage_logs, settings.output.quiet);
+        progress.set_length(opts.usage_logs);
         report.usage_logs = Some(
             dev::load_usage_logs(
                 target,
                 opts.usage_logs,
                 seeds.dev.usage_days,
                 opts.rng_seed,
-                per_core(settings.seed.copy_connections),
-                &bar,
+                per_core(options.copy_connections),
+                progress,
             )
             .await?,
         );
-        bar.finish_and_clear();
+        progress.finish_and_clear();
     }
     Ok(report)
 }
@@ -146,53 +156,38 @@ fn per_core(configured: u32) -> usize {
     }
 }
 
-fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || len == 0 || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "usage logs {bar:40} {pos}/{len} ({per_sec}, {eta})",
-        )
-        .expect("a valid template"),
-    );
-    bar
-}
-
-impl Report {
-    /// Print for people: per table inserted / updated / kept, then the test credentials.
-    pub fn print(&self) {
-        let line = |name: &str, c: &Counts| {
-            crate::outln!(
+impl std::fmt::Display for Report {
+    /// For people: per table inserted / updated / kept, then the test credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = |f: &mut std::fmt::Formatter<'_>, name: &str, c: &Counts| {
+            writeln!(
+                f,
                 "{name:<20} {} inserted, {} updated, {} kept",
-                c.inserted,
-                c.updated,
-                c.kept
-            );
+                c.inserted, c.updated, c.kept
+            )
         };
         for t in &self.tables {
-            line(t.table, &t.counts);
+            line(f, t.table, &t.counts)?;
         }
         if let Some(c) = &self.accounts {
-            line("test accounts", c);
+            line(f, "test accounts", c)?;
         }
         if let Some(c) = &self.fake_users {
-            line("fake users", c);
+            line(f, "fake users", c)?;
         }
         if let Some(u) = &self.usage_logs {
-            crate::outln!(
+            writeln!(
+                f,
                 "{:<20} {} inserted; {} quotas' current usage updated",
-                "usage_logs",
-                u.rows,
-                u.quotas_updated
-            );
+                "usage_logs", u.rows, u.quotas_updated
+            )?;
         }
         if !self.credentials.is_empty() {
-            crate::outln!("\ntest accounts (dev only):");
+            writeln!(f, "\ntest accounts (dev only):")?;
             for (user, email, password) in &self.credentials {
-                crate::outln!("  {user:<10} {email:<22} {password}");
+                writeln!(f, "  {user:<10} {email:<22} {password}")?;
             }
         }
+        Ok(())
     }
 }

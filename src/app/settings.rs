@@ -16,11 +16,11 @@ use config::{Config, Map, Source, Value, ValueKind};
 use crate::cli::Global;
 use crate::error;
 
-const BUILTIN_DEFAULT: &str = include_str!("../config/default.toml");
+const BUILTIN_DEFAULT: &str = include_str!("../../config/default.toml");
 const BUILTIN_PROFILES: &[(&str, &str)] = &[
-    ("dev", include_str!("../config/dev.toml")),
-    ("test", include_str!("../config/test.toml")),
-    ("production", include_str!("../config/production.toml")),
+    ("dev", include_str!("../../config/dev.toml")),
+    ("test", include_str!("../../config/test.toml")),
+    ("production", include_str!("../../config/production.toml")),
 ];
 
 /// The dev password from the AI Dock seed guide; production refuses it.

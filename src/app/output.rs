@@ -34,18 +34,39 @@ pub fn stdout_failed() -> bool {
 /// `println!` that never panics.
 #[macro_export]
 macro_rules! outln {
-    () => { $crate::output::stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::app::output::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::app::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `print!` that never panics.
 #[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::output::stdout(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::app::output::stdout(format_args!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => { $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::app::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// The one way commands report: pretty JSON with `--json`, else `text()` unless `--quiet`.
+///
+/// # Errors
+/// A value that does not serialise.
+pub fn emit<T: serde::Serialize>(
+    output: super::settings::Output,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if output.json {
+        crate::outln!("{}", serde_json::to_string_pretty(value)?);
+    } else if !output.quiet {
+        let text = text();
+        let text = text.trim_end_matches('\n');
+        if !text.is_empty() {
+            crate::outln!("{text}");
+        }
+    }
+    Ok(())
 }

@@ -5,11 +5,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::app::settings::Settings;
+use crate::app::targets;
 use crate::cli::Global;
 use crate::db;
 use crate::local_pg::{self, LocalPg, State};
 use crate::migrate;
-use crate::settings::Settings;
 
 /// One check's result.
 #[derive(Debug, Serialize)]
@@ -43,11 +44,34 @@ impl Checks {
     }
 }
 
-/// Run every check; the caller prints them and exits 0 only when all pass.
+/// Run `doctor`: every check, printed (or as JSON); exit 0 only when all pass.
+///
+/// # Errors
+/// When any check failed (each FAIL line says how to fix it).
+pub fn run(global: &Global) -> anyhow::Result<()> {
+    let checks = checks(global);
+    if global.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print(&checks);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{failed} check(s) failed; each FAIL line above says how to fix it"
+        ))
+    }
+}
+
+/// Run every check, in order; later checks that depend on a failed one are skipped.
 #[must_use]
-pub fn run(global: &Global) -> Vec<Check> {
+pub fn checks(global: &Global) -> Vec<Check> {
     let mut checks = Checks(Vec::new());
-    let here = if Path::new("config").is_dir() {
+    let here = if let Some(dir) = &global.config_dir {
+        format!("settings from {}", dir.display())
+    } else if Path::new("config").is_dir() {
         "settings from ./config".to_string()
     } else {
         "no ./config here: built-in settings (run from the project root to use its config/)"
@@ -67,7 +91,7 @@ pub fn run(global: &Global) -> Vec<Check> {
             return checks.0;
         }
     };
-    let migrations = match migrate::load(&settings) {
+    let migrations = match targets::migrations(&settings) {
         Ok(m) => {
             checks.pass("migration files", format!("{} migration(s)", m.len()));
             Some(m)
@@ -165,7 +189,7 @@ async fn server_checks(
     migrations: Option<&[migrate::source::Migration]>,
     checks: &mut Checks,
 ) {
-    let admin = match crate::provision::admin_target(settings) {
+    let admin = match targets::admin(settings, targets::Local::Existing) {
         Ok(t) => t,
         Err(e) => {
             checks.fail(
@@ -186,9 +210,10 @@ async fn server_checks(
         }
         Err(e) => {
             let text = format!("{e:#}");
-            let fix = if text.contains("password authentication failed") {
+            let reason = db::connect_reason(&e);
+            let fix = if reason == Some(db::Reason::WrongPassword) {
                 "put the admin role's password in server.admin_url (AIDOCK_ADMIN_URL), or in PGPASSWORD"
-            } else if text.contains("TLS") {
+            } else if reason == Some(db::Reason::Tls) {
                 "check tls.mode (AIDOCK__TLS__MODE) and tls.root_cert against the server's TLS setup"
             } else {
                 "check that the server is running and that server.admin_url (AIDOCK_ADMIN_URL) has the right host and port; a firewall or pg_hba.conf may refuse this client"
@@ -217,7 +242,11 @@ async fn server_checks(
         }
         Err(e) => {
             let text = format!("{e:#}");
-            let fix = if text.contains("13 or newer") {
+            let too_old = matches!(
+                e.downcast_ref::<crate::provision::RightsError>(),
+                Some(crate::provision::RightsError::TooOld { .. })
+            );
+            let fix = if too_old {
                 "upgrade the server to PostgreSQL 13 or newer".to_string()
             } else {
                 format!(
@@ -399,7 +428,7 @@ async fn server_checks(
             return;
         }
     }
-    match migrate::verify::verify(&admin, &app, migrations, &migrate::options(settings)).await {
+    match migrate::verify::verify(&admin, &app, migrations, &targets::runner_options(settings)).await {
         Ok(drift) if drift.is_empty() => checks.pass("schema", "matches the applied migrations"),
         Ok(drift) => checks.fail(
             "schema",
@@ -422,7 +451,7 @@ async fn untracked_tables(client: &tokio_postgres::Client) -> i64 {
 }
 
 /// Print the checks for people.
-pub fn print(checks: &[Check]) {
+fn print(checks: &[Check]) {
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };
         let mut lines = c.detail.lines();

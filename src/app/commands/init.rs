@@ -1,0 +1,150 @@
+//! `init`: guards, then provision (role, database, schema public), then `migrate up`; or, with
+//! `--dry-run`, every statement that would run.
+
+use anyhow::Context as _;
+
+use crate::app::settings::Settings;
+use crate::app::{policy, targets};
+use crate::cli::InitArgs;
+use crate::migrate::plan::Target as PlanTarget;
+use crate::{db, migrate, provision};
+
+/// Run `init`.
+///
+/// # Errors
+/// A guard, a refusal of the pre-flight, a connection or statement failure.
+pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
+    policy::check(settings, policy::Action::Init)?;
+    let migrations = targets::migrations(settings)?;
+    if args.dry_run && settings.server.admin_url.is_none() {
+        // A dry run changes nothing, and starting (or creating) the local cluster is a change.
+        let pg = targets::local_cluster(settings)?;
+        if pg.state()? != crate::local_pg::State::Running {
+            crate::outln!(
+                "-- dry run: the project-local cluster in {} is not running; `init` would start it (creating it if absent), then create role `{}` and database `{}` and apply {} migration(s). Start it (`aidock-provision local start`) to see every statement.",
+                pg.root().display(),
+                settings.database.owner,
+                settings.database.name,
+                migrations.len()
+            );
+            return Ok(());
+        }
+    }
+    let admin = targets::admin(settings, targets::Local::Start)?;
+    let database = targets::database(settings);
+    let out = settings.output;
+    db::block_on(async {
+        let mut report = provision::provision(
+            &database,
+            &admin,
+            args.dry_run,
+            &targets::provision_options(settings),
+        )
+        .await?;
+        let mut done = Vec::new();
+        if args.dry_run {
+            if !args.no_migrate {
+                let sql = plan(settings, &admin, &report, &migrations).await?;
+                report.statements.push(sql);
+            }
+            if !out.json {
+                print(&report, false);
+            }
+        } else {
+            // Provisioning lines first, then migrate's own lines as it applies each script.
+            print(&report, out.quiet || out.json);
+            if !args.no_migrate {
+                let d = &settings.database;
+                let app = admin.as_role(&d.owner, &d.password, &d.name);
+                // Provisioning is done and stays done; say so, since the migration error alone
+                // (no free slot, server gone, a failing script) reads as if nothing happened.
+                done = migrate::migrate(
+                    &app,
+                    &migrations,
+                    PlanTarget::Up(None),
+                    &targets::runner_options(settings),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "role `{}` and database `{}` are ready, but the schema was not migrated; run `aidock-provision init` again to finish",
+                        d.owner, d.name
+                    )
+                })?;
+                if !out.json {
+                    super::migrate::print_done(settings, &app, &done);
+                }
+            }
+        }
+        if out.json {
+            let json = serde_json::json!({ "provision": report, "migrations": done });
+            crate::outln!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Ok(())
+    })
+}
+
+/// For `init --dry-run`: the SQL `migrate up` would run next, reading the ledger (as the admin)
+/// when the database already exists.
+async fn plan(
+    settings: &Settings,
+    admin: &db::Target,
+    report: &provision::Report,
+    migrations: &[migrate::source::Migration],
+) -> anyhow::Result<String> {
+    let d = &settings.database;
+    let applied = if report.fresh_database {
+        Vec::new()
+    } else {
+        migrate::applied(&admin.with_dbname(&d.name)).await?
+    };
+    let sql = migrate::plan_sql(
+        &applied,
+        migrations,
+        PlanTarget::Up(None),
+        &targets::runner_options(settings),
+    )?;
+    Ok(format!("-- then, as role {}:\n{sql}", d.owner))
+}
+
+/// The report for people: one line per object, then the URL; a dry run prints its statements.
+/// What could not be tightened is a warning, shown even with --quiet or --json.
+fn print(report: &provision::Report, quiet: bool) {
+    let notes = report.objects.iter().flat_map(|i| &i.notes);
+    if report.dry_run {
+        crate::outln!("-- dry run: these statements would run (nothing was changed)");
+        for s in &report.statements {
+            crate::outln!("{s}");
+        }
+        for note in notes {
+            crate::outln!("-- note: {note}");
+        }
+        if report.statements.is_empty() {
+            crate::outln!("-- nothing to change");
+        }
+        return;
+    }
+    for note in notes {
+        crate::errln!("warning: {note}");
+    }
+    if quiet {
+        return;
+    }
+    for item in &report.objects {
+        match &item.outcome {
+            provision::Outcome::Created => crate::outln!("{}: created", item.object),
+            provision::Outcome::Exists => crate::outln!("{}: exists", item.object),
+            provision::Outcome::Changed(changes) => {
+                crate::outln!("{}: changed: {}", item.object, changes.join("; "));
+            }
+        }
+    }
+    if report
+        .objects
+        .iter()
+        .all(|i| i.outcome == provision::Outcome::Exists)
+    {
+        crate::outln!("nothing to change");
+    }
+    crate::outln!("app URL: {}", report.url);
+}

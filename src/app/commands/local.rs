@@ -1,0 +1,78 @@
+//! `local start | stop | status | url | destroy`: the project-local cluster.
+
+use crate::app::settings::Settings;
+use crate::app::{policy, targets};
+use crate::cli::LocalCommand;
+use crate::local_pg::{Started, State};
+
+/// Run one `local` subcommand.
+///
+/// # Errors
+/// The server binaries missing (start), initdb or pg_ctl failing, a missing confirmation.
+pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
+    let out = settings.output;
+    let say = |msg: String| {
+        if !out.quiet {
+            crate::outln!("{msg}");
+        }
+    };
+    let pg = targets::local_cluster(settings)?;
+    match cmd {
+        LocalCommand::Start => {
+            let what = match pg.start()? {
+                Started::Created => "created and started",
+                Started::Started => "started",
+                Started::AlreadyRunning => "already running",
+            };
+            say(format!(
+                "local cluster {what}: {} (127.0.0.1:{})",
+                pg.root().display(),
+                pg.port()
+            ));
+        }
+        LocalCommand::Stop => {
+            let what = if pg.stop()? { "stopped" } else { "not running" };
+            say(format!("local cluster {what}: {}", pg.root().display()));
+        }
+        LocalCommand::Status => {
+            let word = match pg.state()? {
+                State::Absent => "absent",
+                State::Stopped => "stopped",
+                State::Running => "running",
+            };
+            if out.json {
+                crate::outln!(
+                    "{}",
+                    serde_json::json!({
+                        "state": word,
+                        "data_dir": pg.root(),
+                        "port": pg.port(),
+                        "socket_dir": pg.socket_dir(),
+                    })
+                );
+            } else {
+                crate::outln!(
+                    "local cluster {word}: {} (127.0.0.1:{}, socket in {})",
+                    pg.root().display(),
+                    pg.port(),
+                    pg.socket_dir().display()
+                );
+            }
+        }
+        LocalCommand::Url => {
+            crate::outln!("{}", pg.admin_url()?);
+        }
+        LocalCommand::Destroy => {
+            policy::confirm(
+                settings,
+                &format!(
+                    "`local destroy` deletes the local cluster in {} and all its data",
+                    pg.root().display()
+                ),
+            )?;
+            let what = if pg.destroy()? { "destroyed" } else { "absent" };
+            say(format!("local cluster {what}: {}", pg.root().display()));
+        }
+    }
+    Ok(())
+}

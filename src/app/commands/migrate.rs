@@ -1,0 +1,206 @@
+//! `migrate up | down | status | history | plan | verify | new | alembic-export`.
+
+use crate::app::output::emit;
+use crate::app::settings::Settings;
+use crate::app::{policy, targets};
+use crate::cli::MigrateCommand;
+use crate::db::{self, Target};
+use crate::error;
+use crate::migrate::plan::Target as PlanTarget;
+use crate::migrate::{self, runner};
+
+/// Run one `migrate` subcommand.
+///
+/// # Errors
+/// A guard, a planning problem, a connection or script failure; drift (verify) or problems
+/// (status) are exit 1 after the report.
+pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
+    let migrations = targets::migrations(settings)?;
+    let action = match &cmd {
+        MigrateCommand::New { .. } | MigrateCommand::AlembicExport { .. } => {
+            policy::Action::Offline
+        }
+        MigrateCommand::Plan(args) if args.offline => policy::Action::Offline,
+        MigrateCommand::Down(args) => policy::Action::MigrateDown { force: args.force },
+        _ => policy::Action::Migrate,
+    };
+    policy::check(settings, action)?;
+    let out = settings.output;
+    match cmd {
+        MigrateCommand::New { name } => {
+            let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;
+            crate::outln!("created {}\ncreated {}", up.display(), down.display());
+            Ok(())
+        }
+        MigrateCommand::AlembicExport { dir, force } => {
+            for (path, written) in migrate::alembic::export(&dir, &migrations, force)? {
+                let what = match written {
+                    migrate::alembic::Written::Created => "wrote",
+                    migrate::alembic::Written::Unchanged => "unchanged",
+                    migrate::alembic::Written::Replaced => "replaced",
+                };
+                if !out.quiet {
+                    crate::outln!("{what} {}", path.display());
+                }
+            }
+            Ok(())
+        }
+        MigrateCommand::Plan(args) => {
+            let to = if args.down {
+                down_target(args.to, args.steps, args.base)?
+            } else {
+                PlanTarget::Up(args.to)
+            };
+            let sql = db::block_on(async {
+                let applied = if args.offline {
+                    Vec::new()
+                } else {
+                    migrate::applied(&targets::app(settings)?).await?
+                };
+                migrate::plan_sql(
+                    &applied,
+                    &migrations,
+                    to,
+                    &targets::runner_options(settings),
+                )
+            })?;
+            crate::out!("{sql}");
+            Ok(())
+        }
+        MigrateCommand::Up { to } => apply(settings, &migrations, PlanTarget::Up(to), None),
+        MigrateCommand::Down(args) => {
+            let to = down_target(args.to, args.steps, args.base)?;
+            apply(
+                settings,
+                &migrations,
+                to,
+                Some("`migrate down` reverts migrations in"),
+            )
+        }
+        MigrateCommand::Status => {
+            let target = targets::app(settings)?;
+            let status = db::block_on(migrate::status(&target, &migrations))?;
+            emit(out, &status, || status.to_string())?;
+            if status.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} problem(s) with the applied migrations (listed above)",
+                    status.problems.len()
+                ))
+            }
+        }
+        MigrateCommand::Verify => {
+            let target = targets::app(settings)?;
+            let admin = targets::verify_admin(settings)?;
+            let drift = db::block_on(migrate::verify::verify(
+                &admin,
+                &target,
+                &migrations,
+                &targets::runner_options(settings),
+            ))?;
+            let json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
+            if drift.is_empty() {
+                emit(out, &json, || {
+                    format!(
+                        "schema matches the applied migrations ({})",
+                        target.describe()
+                    )
+                })?;
+                Ok(())
+            } else {
+                // Drift is printed even with --quiet: it is the answer.
+                let text = || {
+                    drift
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                if out.quiet && !out.json {
+                    crate::out!("{}", text());
+                } else {
+                    emit(out, &json, text)?;
+                }
+                Err(anyhow::anyhow!(
+                    "{} difference(s) between the live schema and the migrations",
+                    drift.len()
+                ))
+            }
+        }
+        MigrateCommand::History => {
+            let target = targets::app(settings)?;
+            let rows = db::block_on(migrate::history(&target))?;
+            emit(out, &rows, || {
+                if rows.is_empty() {
+                    return format!("no migration applied to {}", target.describe());
+                }
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{:04} {:<32} applied {} in {} ms by {}",
+                            r.version, r.name, r.applied_at, r.execution_ms, r.applied_by
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+    }
+}
+
+/// `up` and `down`: the one runner, then one line per script.
+fn apply(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    to: PlanTarget,
+    confirm: Option<&str>,
+) -> anyhow::Result<()> {
+    let target = targets::app(settings)?;
+    if let Some(what) = confirm {
+        policy::confirm(
+            settings,
+            &format!("{what} {} and may drop data", target.describe()),
+        )?;
+    }
+    let done = db::block_on(migrate::migrate(
+        &target,
+        migrations,
+        to,
+        &targets::runner_options(settings),
+    ))?;
+    if settings.output.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        print_done(settings, &target, &done);
+    }
+    Ok(())
+}
+
+/// One line per script a run applied or reverted (nothing with --quiet or --json).
+pub fn print_done(settings: &Settings, target: &Target, done: &[runner::Done]) {
+    if settings.output.quiet || settings.output.json {
+        return;
+    }
+    for d in done {
+        let verb = match d.direction {
+            migrate::plan::Direction::Up => "applied",
+            migrate::plan::Direction::Down => "reverted",
+        };
+        crate::outln!("{verb} {} ({} ms)", d.migration, d.ms);
+    }
+    if done.is_empty() {
+        crate::outln!("migrations: nothing to do (database {})", target.dbname());
+    }
+}
+
+fn down_target(to: Option<i64>, steps: Option<u32>, base: bool) -> anyhow::Result<PlanTarget> {
+    match (to, steps, base) {
+        (Some(v), None, false) => Ok(PlanTarget::DownTo(v)),
+        (None, Some(n), false) => Ok(PlanTarget::DownSteps(n)),
+        (None, None, true) => Ok(PlanTarget::Base),
+        _ => Err(error::usage(
+            "say how far to go down: exactly one of --to VERSION, --steps N or --base",
+        )),
+    }
+}

@@ -1,0 +1,8 @@
+//! One file per command: each turns settings and flags into engine calls and prints the result.
+
+pub mod doctor;
+pub mod init;
+pub mod local;
+pub mod migrate;
+pub mod reset;
+pub mod seed;

@@ -1,0 +1,169 @@
+//! The connections and engine options a command uses, made from [`Settings`]: the admin and app
+//! endpoints, the project-local cluster (started only where a command says so), and each engine
+//! module's own option struct (as ripgrep's `HiArgs` produces its libraries' builders).
+
+use anyhow::Context as _;
+
+use super::settings::Settings;
+use crate::db::Target;
+use crate::local_pg::{self, LocalPg, State};
+use crate::{error, migrate, provision, seed};
+
+/// Whether to start the project-local cluster when no admin URL is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// Start it (creating it if absent): `init`, `reset`.
+    Start,
+    /// Use it only if it exists; say to run `init` otherwise: `migrate`, `seed`.
+    Existing,
+}
+
+/// The project-local cluster at `local.data_dir` (nothing is started or looked up yet).
+///
+/// # Errors
+/// A data directory that cannot be resolved.
+pub fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {
+    LocalPg::new(
+        &settings.local.data_dir,
+        settings.local.port,
+        local_pg::Options::default(),
+    )
+}
+
+/// The admin connection: `server.admin_url`, or the project-local cluster.
+///
+/// # Errors
+/// Production without an admin URL; the local cluster failing to start, or absent with
+/// [`Local::Existing`].
+pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
+    if let Some(url) = &settings.server.admin_url {
+        return Target::parse(url, "server.admin_url", &settings.connect_options());
+    }
+    if settings.production {
+        return Err(error::usage(format!(
+            "the {} profile never uses the project-local cluster: set server.admin_url (AIDOCK_ADMIN_URL or --admin-url) to the server to provision",
+            settings.profile
+        )));
+    }
+    let pg = local_cluster(settings)?;
+    match local {
+        Local::Start => {
+            pg.start().context("starting the project-local cluster")?;
+        }
+        Local::Existing => {
+            // A cluster that does not exist yet has no role or database to work on: creating
+            // one here would be a side effect with nothing to show for it.
+            if pg.state()? == State::Absent {
+                anyhow::bail!(
+                    "there is no project-local cluster in `{}` yet; run `aidock-provision init` first, or set database.url (DATABASE_URL) or server.admin_url (AIDOCK_ADMIN_URL) to use another server",
+                    pg.root().display()
+                );
+            }
+            pg.start().context("starting the project-local cluster")?;
+        }
+    }
+    Target::parse(
+        &pg.admin_url()?,
+        "the project-local cluster",
+        &settings.connect_options(),
+    )
+}
+
+/// The app connection for `migrate` and `seed`: `database.url`, else the owner role on the admin
+/// server (or the local cluster).
+///
+/// # Errors
+/// A bad URL, an empty password, or production without any configured server.
+pub fn app(settings: &Settings) -> anyhow::Result<Target> {
+    if let Some(url) = &settings.database.url {
+        return Target::parse(url, "database.url", &settings.connect_options());
+    }
+    if settings.production && settings.server.admin_url.is_none() {
+        return Err(error::usage(format!(
+            "the {} profile never uses the project-local cluster: set database.url (DATABASE_URL or --database-url) or server.admin_url",
+            settings.profile
+        )));
+    }
+    settings.check_password()?;
+    let admin = admin(settings, Local::Existing)?;
+    let d = &settings.database;
+    Ok(admin.as_role(&d.owner, &d.password, &d.name))
+}
+
+/// `migrate verify` creates a scratch database: it needs the admin connection even when the app
+/// connection is given on its own.
+///
+/// # Errors
+/// Only a database URL and no admin URL (exit 2, saying what to pass).
+pub fn verify_admin(settings: &Settings) -> anyhow::Result<Target> {
+    if settings.server.admin_url.is_none() && settings.database.url.is_some() {
+        return Err(error::usage(
+            "migrate verify replays the migrations into a scratch database, which needs an admin connection that may create databases; pass --admin-url (or AIDOCK_ADMIN_URL) as well as the database URL",
+        ));
+    }
+    admin(settings, Local::Existing)
+}
+
+/// Verbose lines from the engine go to stderr.
+fn log_line(line: &str) {
+    crate::errln!("{line}");
+}
+
+/// The migration runner's options.
+#[must_use]
+pub fn runner_options(settings: &Settings) -> migrate::runner::Options {
+    migrate::runner::Options {
+        lock_timeout: settings.migrate.lock_timeout,
+        statement_timeout: settings.migrate.statement_timeout,
+        wait_timeout: settings.migrate.wait_timeout,
+        verbose: settings.output.verbose,
+        log: log_line,
+    }
+}
+
+/// The migrations: `--migrations-dir` (migrate.dir) or the built-in set.
+///
+/// # Errors
+/// Unreadable or badly named files.
+pub fn migrations(settings: &Settings) -> anyhow::Result<Vec<migrate::source::Migration>> {
+    migrate::source::load(settings.migrate.dir.as_deref())
+}
+
+/// What `init` provisions.
+#[must_use]
+pub fn database(settings: &Settings) -> provision::Database {
+    let d = &settings.database;
+    provision::Database {
+        name: d.name.clone(),
+        owner: d.owner.clone(),
+        password: d.password.clone(),
+        connection_limit: d.connection_limit,
+        encoding: d.encoding.clone(),
+        locale: d.locale.clone(),
+    }
+}
+
+/// `init`'s and `reset`'s options.
+#[must_use]
+pub fn provision_options(settings: &Settings) -> provision::Options {
+    provision::Options {
+        wait_timeout: settings.migrate.wait_timeout,
+        log: settings.output.verbose.then_some(log_line as fn(&str)),
+    }
+}
+
+/// `seed`'s options.
+#[must_use]
+pub fn seed_options(settings: &Settings) -> seed::Options {
+    let s = &settings.seed;
+    seed::Options {
+        argon: seed::dev::ArgonParams {
+            memory_kib: s.argon2_memory_kib,
+            iterations: s.argon2_iterations,
+            parallelism: s.argon2_parallelism,
+        },
+        hash_threads: s.hash_threads,
+        copy_connections: s.copy_connections,
+        production: settings.production,
+    }
+}
