@@ -57,10 +57,13 @@ pub enum State {
 /// A project-local cluster rooted at a data directory.
 #[derive(Debug, Clone)]
 pub struct LocalPg {
-    bindir: PathBuf,
+    /// Found on first use: `local status`, `url` and a missing cluster need no binaries.
+    bindir: std::sync::OnceLock<PathBuf>,
     root: PathBuf,
     port: u16,
     run_as: Option<SystemUser>,
+    /// As root without a `postgres` system user: why nothing can be started (said on first use).
+    run_as_missing: Option<String>,
     options: Options,
 }
 
@@ -75,25 +78,48 @@ impl LocalPg {
     /// A handle on the cluster at `data_dir` (made absolute); nothing is created yet.
     ///
     /// # Errors
-    /// When the server binaries are missing or, as root, the `postgres` system user is.
+    /// When the data directory cannot be made absolute. Missing server binaries or system user
+    /// are reported by the operations that need them, not here.
     pub fn new(data_dir: &Path, port: u16, options: Options) -> anyhow::Result<LocalPg> {
         let root = std::path::absolute(data_dir)
             .with_context(|| format!("resolving data directory `{}`", data_dir.display()))?;
-        let run_as = if is_root() {
-            Some(SystemUser::lookup(SUPERUSER)?)
+        let (run_as, run_as_missing) = if is_root() {
+            match SystemUser::lookup(SUPERUSER) {
+                Ok(user) => (Some(user), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
         } else {
-            None
+            (None, None)
         };
+        let bindir = std::sync::OnceLock::new();
+        if let Some(dir) = &options.bindir {
+            let _ = bindir.set(dir.clone());
+        }
         Ok(LocalPg {
-            bindir: match &options.bindir {
-                Some(dir) => dir.clone(),
-                None => find_bindir()?,
-            },
+            bindir,
             root,
             port,
             run_as,
+            run_as_missing,
             options,
         })
+    }
+
+    /// Fail early, before anything is created, when the server could not be run at all.
+    fn require_runnable(&self) -> anyhow::Result<()> {
+        if let Some(why) = &self.run_as_missing {
+            bail!("{why}");
+        }
+        self.bindir()?;
+        Ok(())
+    }
+
+    fn bindir(&self) -> anyhow::Result<&Path> {
+        if let Some(dir) = self.bindir.get() {
+            return Ok(dir);
+        }
+        let found = find_bindir()?;
+        Ok(self.bindir.get_or_init(|| found))
     }
 
     /// The data directory (the `local.data_dir` setting, absolute).
@@ -231,18 +257,27 @@ impl LocalPg {
     /// Whether the cluster exists and runs.
     ///
     /// # Errors
-    /// When `pg_ctl status` cannot be run.
+    /// Never, today; kept fallible for callers that may need to read more.
     pub fn state(&self) -> anyhow::Result<State> {
         if !self.pgdata().join("PG_VERSION").is_file() {
             return Ok(State::Absent);
         }
-        let out = self
-            .pg_command("pg_ctl")
-            .arg("status")
-            .arg("-D")
-            .arg(self.pgdata())
-            .output_named()?;
-        Ok(if out.status.success() {
+        // What `pg_ctl status` checks, without needing the binaries: the postmaster's pid file
+        // names a live process.
+        let pid = fs::read_to_string(self.pgdata().join("postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+            })
+            .filter(|pid| *pid > 0);
+        let running = pid.is_some_and(|pid| {
+            // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        });
+        Ok(if running {
             State::Running
         } else {
             State::Stopped
@@ -254,6 +289,7 @@ impl LocalPg {
     /// # Errors
     /// When initdb or the server fails; the message carries the end of the server log.
     pub fn start(&self) -> anyhow::Result<Started> {
+        self.require_runnable()?;
         self.prepare_root()?;
         let _lock = DirLock::acquire(&self.root.join(".lock"))?;
         let created = if self.pgdata().join("PG_VERSION").is_file() {
@@ -311,6 +347,7 @@ impl LocalPg {
         if self.state()? != State::Running {
             return Ok(false);
         }
+        self.require_runnable()?;
         let out = self
             .pg_command("pg_ctl")
             .arg("stop")
@@ -468,7 +505,11 @@ impl LocalPg {
     }
 
     fn pg_command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bindir.join(program));
+        // Callers went through `require_runnable` (start) or found a running cluster (stop).
+        let bindir = self
+            .bindir()
+            .map_or_else(|_| PathBuf::from(program), |d| d.join(program));
+        let mut cmd = Command::new(bindir);
         cmd.stdin(Stdio::null()).current_dir("/");
         // Never let a caller's libpq environment redirect the tools at another server.
         for var in ["PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE"] {

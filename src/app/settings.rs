@@ -6,6 +6,7 @@
 //! that an error can name the key and its source.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -54,6 +55,36 @@ fn collect_toml_keys(prefix: &str, table: &toml::Table, out: &mut BTreeSet<Strin
 
 pub use crate::db::{Secret, TlsMode};
 
+/// Where a setting's value came from, for messages ("from environment variable X").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The defaults built into the binary (config/default.toml as shipped).
+    BuiltIn,
+    /// A file, an environment variable or a flag, as said in messages.
+    Given(String),
+}
+
+impl Origin {
+    const BUILT_IN: &'static str = "built-in defaults";
+
+    fn from_text(text: &str) -> Origin {
+        if text == Self::BUILT_IN {
+            Origin::BuiltIn
+        } else {
+            Origin::Given(text.to_string())
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str(Self::BUILT_IN),
+            Origin::Given(text) => f.write_str(text),
+        }
+    }
+}
+
 /// Everything a command needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,7 +116,7 @@ pub struct Database {
     pub owner: String,
     pub password: Secret,
     /// Where the password came from, for messages.
-    pub password_source: String,
+    pub password_source: Origin,
     pub connection_limit: i32,
     pub encoding: String,
     pub locale: Option<String>,
@@ -100,7 +131,7 @@ pub struct Local {
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub mode: TlsMode,
-    pub mode_source: String,
+    pub mode_source: Origin,
     pub root_cert: Option<PathBuf>,
 }
 
@@ -163,7 +194,7 @@ impl Settings {
             )));
         }
 
-        let mut layers = vec![Layer::from_toml(BUILTIN_DEFAULT, "built-in defaults")?];
+        let mut layers = vec![Layer::from_toml(BUILTIN_DEFAULT, Origin::BUILT_IN)?];
         let (config_dir, explicit_dir) = match &global.config_dir {
             Some(dir) => (dir.clone(), true),
             None => (PathBuf::from("config"), false),
@@ -219,11 +250,11 @@ impl Settings {
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
             .collect();
         // PGSSLMODE applies when no settings layer chose a TLS mode.
-        if settings.tls.mode_source == "built-in defaults"
+        if settings.tls.mode_source == Origin::BuiltIn
             && let Some(mode) = env.get("PGSSLMODE")
         {
             settings.tls.mode = TlsMode::from_sslmode(mode, "environment variable PGSSLMODE")?;
-            settings.tls.mode_source = "environment variable PGSSLMODE".into();
+            settings.tls.mode_source = Origin::Given("environment variable PGSSLMODE".into());
         }
         Ok(settings)
     }
@@ -566,11 +597,11 @@ impl Reader {
                     ))
                 })?;
                 let first = text.lines().next().unwrap_or("").to_string();
-                (Secret::new(first), format!("file `{path}`"))
+                (Secret::new(first), Origin::Given(format!("file `{path}`")))
             }
             None => (
                 Secret::new(self.string("database.password")?),
-                self.origin("database.password"),
+                Origin::from_text(&self.origin("database.password")),
             ),
         };
         let tls_mode_text = self.string("tls.mode")?;
@@ -632,7 +663,7 @@ impl Reader {
             },
             tls: Tls {
                 mode: tls_mode,
-                mode_source: self.origin("tls.mode"),
+                mode_source: Origin::from_text(&self.origin("tls.mode")),
                 root_cert: self.optional("tls.root_cert")?.map(PathBuf::from),
             },
             migrate: Migrate {
@@ -685,7 +716,7 @@ fn walk_values(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, Va
 }
 
 fn origin_of(value: &Value) -> String {
-    value.origin().unwrap_or("built-in defaults").to_string()
+    value.origin().unwrap_or(Origin::BUILT_IN).to_string()
 }
 
 /// Parse `500ms`, `5s`, `2min`, `1h` (a bare number is seconds).

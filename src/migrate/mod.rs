@@ -312,3 +312,96 @@ pub fn new_migration(dir: Option<&Path>, name: &str) -> anyhow::Result<(PathBuf,
     .with_context(|| format!("writing `{}`", down.display()))?;
     Ok((up, down))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> runner::Options {
+        runner::Options {
+            lock_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(60),
+            wait_timeout: std::time::Duration::from_secs(60),
+            verbose: false,
+            log: |_| {},
+        }
+    }
+
+    fn migrations() -> Vec<Migration> {
+        source::from_files(
+            [
+                ("0001_a.up.sql", "CREATE TABLE a (id int);".to_string()),
+                ("0001_a.down.sql", "DROP TABLE a;".to_string()),
+                (
+                    "0002_b.up.sql",
+                    "CREATE TABLE b (id int);\nCREATE TABLE c (id int);".to_string(),
+                ),
+                ("0002_b.down.sql", "DROP TABLE c; DROP TABLE b;".to_string()),
+            ],
+            "test",
+        )
+        .expect("migrations")
+    }
+
+    #[test]
+    fn plan_sql_is_the_runs_exact_statements_in_order() {
+        let ms = migrations();
+        let sql = plan_sql(&[], &ms, PlanTarget::Up(None), &options()).expect("plan");
+        let order = [
+            "BEGIN;",
+            "pg_try_advisory_xact_lock",
+            "SET LOCAL lock_timeout = '5000ms'",
+            "CREATE TABLE IF NOT EXISTS public.aidock_schema_history",
+            "-- 0001_a.up.sql",
+            "CREATE TABLE a (id int);",
+            "RESET ALL; RESET ROLE",
+            "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms) VALUES (1, 'a'",
+            "-- 0002_b.up.sql",
+            "CREATE TABLE b (id int);\nCREATE TABLE c (id int);",
+            "VALUES (2, 'b'",
+            "INSERT INTO public.alembic_version",
+            "COMMIT;",
+        ];
+        let mut at = 0;
+        for piece in order {
+            let found = sql[at..]
+                .find(piece)
+                .unwrap_or_else(|| panic!("`{piece}` not after byte {at} in:\n{sql}"));
+            at += found + piece.len();
+        }
+        let applied: Vec<plan::Applied> = ms
+            .iter()
+            .map(|m| plan::Applied {
+                version: m.version,
+                name: m.name.clone(),
+                checksum: m.up.checksum.clone(),
+            })
+            .collect();
+        let none = plan_sql(&applied, &ms, PlanTarget::Up(None), &options()).expect("plan");
+        assert_eq!(
+            none,
+            "-- nothing to do: the database is already at the target\n"
+        );
+        let down = plan_sql(&applied, &ms, PlanTarget::DownSteps(1), &options()).expect("plan");
+        assert!(down.contains("DROP TABLE c;\nDROP TABLE b;"), "{down}");
+        assert!(down.contains("DELETE FROM public.aidock_schema_history WHERE version = 2"));
+        assert!(!down.contains("DROP TABLE a"), "{down}");
+    }
+
+    #[test]
+    fn plan_sql_refuses_a_script_the_runner_would_refuse() {
+        let ms = source::from_files(
+            [(
+                "0001_tx.up.sql",
+                "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;".to_string(),
+            )],
+            "test",
+        )
+        .expect("migrations");
+        let err = plan_sql(&[], &ms, PlanTarget::Up(None), &options()).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("0001_tx.up.sql:1:1: `BEGIN`"),
+            "{err:#}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ mod doctor;
 mod guards;
 mod init;
 mod integrity;
+mod layering;
 mod local;
 mod migrate;
 mod pgbouncer;
