@@ -249,12 +249,14 @@ impl Settings {
             .iter()
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
             .collect();
-        // PGSSLMODE applies when no settings layer chose a TLS mode.
-        if settings.tls.mode_source == Origin::BuiltIn
-            && let Some(mode) = env.get("PGSSLMODE")
-        {
-            settings.tls.mode = TlsMode::from_sslmode(mode, "environment variable PGSSLMODE")?;
-            settings.tls.mode_source = Origin::Given("environment variable PGSSLMODE".into());
+        // PGSSLMODE is an environment variable: it beats the settings files (as libpq's does),
+        // but not the more specific AIDOCK__TLS__MODE. A bad value is an error either way.
+        if let Some(mode) = env.get("PGSSLMODE") {
+            let parsed = TlsMode::from_sslmode(mode, "environment variable PGSSLMODE")?;
+            if !env.contains_key("AIDOCK__TLS__MODE") {
+                settings.tls.mode = parsed;
+                settings.tls.mode_source = Origin::Given("environment variable PGSSLMODE".into());
+            }
         }
         Ok(settings)
     }
@@ -776,5 +778,28 @@ mod tests {
         assert!(KNOWN_KEYS.contains("database.name"));
         assert!(KNOWN_KEYS.contains("seed.argon2.memory_kib"));
         assert!(!KNOWN_KEYS.contains("database"));
+    }
+
+    #[test]
+    fn pgsslmode_applies_only_when_no_setting_chose_a_tls_mode() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        };
+        let global = Global::default();
+        let s = Settings::load_with(&global, &env(&[("PGSSLMODE", "require")])).expect("settings");
+        assert_eq!(s.tls.mode, TlsMode::Require);
+        assert_eq!(s.connect_options().tls, TlsMode::Require);
+        let s = Settings::load_with(
+            &global,
+            &env(&[("PGSSLMODE", "require"), ("AIDOCK__TLS__MODE", "disable")]),
+        )
+        .expect("settings");
+        assert_eq!(s.tls.mode, TlsMode::Disable, "the setting wins");
+        let err = Settings::load_with(&global, &env(&[("PGSSLMODE", "bogus")])).expect_err("bad");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("PGSSLMODE"), "{err}");
     }
 }
