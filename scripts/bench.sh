@@ -54,6 +54,18 @@ done
 init_ours=$(median < "$work/init.ours"); init_floor=$(median < "$work/init.floor")
 init_mem=$(AIDOCK__DATABASE__NAME=o_mem AIDOCK__DATABASE__OWNER=o_mem peak_kb "$bin" init -q)
 
+echo "bench: init --from-template (a template with the dev data) vs the same floor, and vs init + seed --dev"
+AIDOCK__DATABASE__NAME=tmpl AIDOCK__DATABASE__OWNER=tmpl "$bin" template -q --dev --users 25 --usage-logs 5000
+: > "$work/clone.ours"; : > "$work/replaced.ours"
+for i in $(seq 1 "$runs"); do
+  t=$(timer); AIDOCK__DATABASE__NAME="c_$i" AIDOCK__DATABASE__OWNER="c_$i" "$bin" init -q --from-template tmpl_template; elapsed_ms "$t" >> "$work/clone.ours"
+  t=$(timer)
+  AIDOCK__DATABASE__NAME="r_$i" AIDOCK__DATABASE__OWNER="r_$i" "$bin" init -q
+  AIDOCK__DATABASE__NAME="r_$i" AIDOCK__DATABASE__OWNER="r_$i" "$bin" seed -q --dev --users 25 --usage-logs 5000
+  elapsed_ms "$t" >> "$work/replaced.ours"
+done
+clone_ours=$(median < "$work/clone.ours"); replaced_ours=$(median < "$work/replaced.ours")
+
 echo "bench: repeated (no-op) init"
 : > "$work/noop.ours"; : > "$work/noop.floor"
 for _ in $(seq 1 "$runs"); do
@@ -147,6 +159,8 @@ $(rustc --version).
 | what | aidock-provision | baseline | ratio | target |
 |---|---|---|---|---|
 | \`init\` from nothing: role, database, grants, schema 0001, ledgers | $init_ours ms | $init_floor ms: one \`psql\` session running the same statements (\`migrate plan --offline\`) | $(ratio "$init_ours" "$init_floor") | <= 1.3 |
+| \`init --from-template\` of a template holding the dev data (25 fake users, 5000 usage logs) | $clone_ours ms | $init_floor ms: the bare-schema \`psql\` floor of the first row | $(ratio "$clone_ours" "$init_floor") | <= 0.8 |
+| the same database by \`init\` + \`seed --dev --users 25 --usage-logs 5000\` (what the clone replaces) | $replaced_ours ms | $clone_ours ms: \`init --from-template\` | $(ratio "$replaced_ours" "$clone_ours") | |
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |
 | \`migrate verify\` on the 0001 schema (scratch database, replay, two catalog reads, drop) | $verify_ours ms | $verify_floor ms: \`psql -1\` applying the same up scripts to an empty database | $(ratio "$verify_ours" "$verify_floor") | <= 2 |
 $corpus_row

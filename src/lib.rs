@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(cmd) => commands::migrate::run(&settings, cmd),
         Command::Reset(args) => commands::reset::run(&settings, &args),
         Command::Local(cmd) => commands::local::run(&settings, &cmd),
+        Command::Template(args) => commands::template::run(&settings, &args),
         Command::Doctor => unreachable!("handled above"),
     }
 }

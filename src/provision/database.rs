@@ -18,7 +18,10 @@ pub struct Spec<'a> {
 
 /// Let a non-superuser admin (managed servers) act as the owner: `CREATE DATABASE ... OWNER x`
 /// and owner-only statements need membership in `x`.
-async fn ensure_membership(
+///
+/// # Errors
+/// When the grant fails.
+pub async fn ensure_membership(
     exec: &mut Executor<'_>,
     spec: &Spec<'_>,
     rights: AdminRights,

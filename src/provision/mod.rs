@@ -4,6 +4,7 @@
 pub mod database;
 pub mod preflight;
 pub mod role;
+pub mod template;
 
 use std::time::{Duration, Instant};
 
@@ -339,6 +340,79 @@ pub async fn provision(
         dry_run,
         fresh_database: fresh,
         statements,
+    })
+}
+
+/// `init --from-template`: the role as `init` makes it, then the database cloned from a template
+/// that the caller checked is current, handed to the role and closed to PUBLIC as `init` does.
+///
+/// # Errors
+/// Pre-flight refusals, a missing or stale template, a database that exists already, statement
+/// failures.
+pub async fn from_template(
+    d: &Database,
+    admin: &Target,
+    template_name: &str,
+    migrations: &[crate::migrate::source::Migration],
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    let client = admin.connect().await?;
+    let rights = admin_rights(&client, admin).await?;
+    lock_init(
+        &client,
+        crate::db::advisory::key("init", &d.name),
+        opts.wait_timeout,
+    )
+    .await?;
+    let observed = preflight::observe(
+        &client,
+        admin,
+        &d.name,
+        &d.owner,
+        rights,
+        preflight::Purpose::Init,
+    )
+    .await?;
+    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Init)?;
+    // Held until this connection closes: no rebuild of the template while it is being copied.
+    template::lock(&client, template_name, true, opts.wait_timeout).await?;
+    let found = template::find(&client, template_name).await?;
+    template::check_current(template_name, found.as_ref(), migrations)?;
+    let found = found.expect("checked above");
+
+    let mut exec = Executor::new(&client, false, opts.log);
+    let role_item = role::ensure(
+        &mut exec,
+        &role::Spec {
+            name: &d.owner,
+            password: &d.password,
+            connection_limit: d.connection_limit,
+            database: &d.name,
+        },
+        admin,
+    )
+    .await?;
+    let spec = database::Spec {
+        name: &d.name,
+        owner: &d.owner,
+        encoding: &d.encoding,
+        locale: d.locale.as_deref(),
+    };
+    database::ensure_membership(&mut exec, &spec, rights).await?;
+    let db_item = template::clone(&client, admin, &found, template_name, d).await?;
+    // Now as `init` leaves a database: PUBLIC's rights revoked, schema public the role's.
+    let reconciled = database::ensure(&mut exec, &spec, rights).await?;
+    let app_db = database::connect_to_app_db(admin, &d.name).await?;
+    let mut app_exec = Executor::new(&app_db, false, opts.log);
+    let schema_item = database::ensure_schema(&mut app_exec, &d.owner, false, rights).await?;
+    drop(reconciled);
+    let app = admin.as_role(&d.owner, &d.password, &d.name);
+    Ok(Report {
+        objects: vec![role_item, db_item, schema_item],
+        url: app.describe(),
+        dry_run: false,
+        fresh_database: true,
+        statements: Vec::new(),
     })
 }
 

@@ -13,6 +13,7 @@ mod reset;
 mod seed;
 mod settings;
 mod support;
+mod template;
 mod tls;
 mod verify;
 mod verify_kinds;

@@ -16,6 +16,22 @@ use crate::{db, migrate, provision};
 pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     policy::check(settings, policy::Action::Init)?;
     let migrations = targets::migrations(settings)?;
+    if let Some(template) = &args.from_template {
+        let admin = targets::admin(settings, targets::Local::Start)?;
+        let report = db::block_on(provision::from_template(
+            &targets::database(settings),
+            &admin,
+            template,
+            &migrations,
+            &targets::provision_options(settings),
+        ))?;
+        if settings.output.json {
+            crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print(&report, settings.output.quiet);
+        }
+        return Ok(());
+    }
     if args.dry_run && settings.server.admin_url.is_none() {
         // A dry run changes nothing, and starting (or creating) the local cluster is a change.
         let pg = targets::local_cluster(settings)?;

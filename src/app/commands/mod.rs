@@ -6,3 +6,4 @@ pub mod local;
 pub mod migrate;
 pub mod reset;
 pub mod seed;
+pub mod template;

@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use crate::app::output::emit;
 use crate::app::settings::Settings;
 use crate::app::{policy, targets};
-use crate::cli::SeedArgs;
+use crate::cli::{DevArgs, SeedArgs};
 use crate::{db, seed};
 
 /// Run `seed`.
@@ -14,13 +14,9 @@ use crate::{db, seed};
 /// A guard (`--dev` in production, before connecting), bad seed files, a connection or
 /// statement failure.
 pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
-    policy::check(settings, policy::Action::Seed { dev: args.dev })?;
+    policy::check(settings, policy::Action::Seed { dev: args.dev.dev })?;
     let seeds = seed::load(settings.seed.dir.as_deref())?;
-    let dev = args.dev.then(|| seed::DevOptions {
-        users: args.users.unwrap_or(settings.seed.dev_users),
-        usage_logs: args.usage_logs.unwrap_or(settings.seed.dev_usage_logs),
-        rng_seed: args.rng_seed.unwrap_or(settings.seed.rng_seed),
-    });
+    let dev = dev_options(settings, &args.dev);
     let target = targets::app(settings)?;
     let progress = progress_bar(settings.output.quiet || settings.output.json);
     let report = db::block_on(seed::seed(
@@ -34,8 +30,19 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
     emit(settings.output, &report, || report.to_string())
 }
 
+/// `seed --dev`'s options from its flags, with the settings' defaults.
+#[must_use]
+pub fn dev_options(settings: &Settings, args: &DevArgs) -> Option<seed::DevOptions> {
+    args.dev.then(|| seed::DevOptions {
+        users: args.users.unwrap_or(settings.seed.dev_users),
+        usage_logs: args.usage_logs.unwrap_or(settings.seed.dev_usage_logs),
+        rng_seed: args.rng_seed.unwrap_or(settings.seed.rng_seed),
+    })
+}
+
 /// A progress bar on a terminal (its length is set when the work is known), hidden otherwise.
-fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
+#[must_use]
+pub fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

@@ -1,0 +1,93 @@
+//! `template [--dev ...] [--name T]`: build or refresh a template database at head, seeded, closed
+//! to connections, and marked with what it was built from (a no-op when that has not changed).
+
+use crate::app::settings::{Settings, is_valid_identifier};
+use crate::app::{policy, targets};
+use crate::cli::TemplateArgs;
+use crate::migrate::plan::Target as PlanTarget;
+use crate::provision::template;
+use crate::{db, error, migrate, provision, seed};
+
+/// Run `template`.
+///
+/// # Errors
+/// A guard (`--dev` in production), a bad name, a database of that name we did not build,
+/// connection, migration or seed failures.
+pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
+    policy::check(settings, policy::Action::Seed { dev: args.dev.dev })?;
+    settings.check_password()?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}_template", settings.database.name));
+    if !is_valid_identifier(&name) {
+        return Err(error::usage(format!(
+            "template name `{name}` must match ^[a-z_][a-z0-9_]{{0,62}}$"
+        )));
+    }
+    let migrations = targets::migrations(settings)?;
+    let seeds = seed::load(settings.seed.dir.as_deref())?;
+    let dev = super::seed::dev_options(settings, &args.dev);
+    let fingerprint = template::fingerprint(&migrations, &format!("{seeds:?} {dev:?}"));
+    let admin = targets::admin(settings, targets::Local::Start)?;
+    let quiet = settings.output.quiet;
+    db::block_on(async {
+        let client = admin.connect().await?;
+        provision::admin_rights(&client, &admin).await?;
+        // Exclusive: concurrent `template` runs build once; clones wait for the build.
+        template::lock(&client, &name, false, settings.migrate.wait_timeout).await?;
+        if let Some(found) = template::find(&client, &name).await?
+            && found.is_template
+            && found.fingerprint.as_deref() == Some(fingerprint.as_str())
+        {
+            if !quiet {
+                crate::outln!("template {name} is current ({fingerprint}); nothing to do");
+            }
+            return Ok(());
+        }
+        template::drop_ours(&client, &name).await?;
+        let mut database = targets::database(settings);
+        database.name.clone_from(&name);
+        provision::provision(
+            &database,
+            &admin,
+            false,
+            &targets::provision_options(settings),
+        )
+        .await?;
+        template::mark(&client, &name, None).await?;
+        let app = admin.as_role(&database.owner, &database.password, &name);
+        migrate::migrate(
+            &app,
+            &migrations,
+            PlanTarget::Up(None),
+            &targets::runner_options(settings),
+        )
+        .await?;
+        let report = seed::seed(
+            &targets::seed_options(settings),
+            &app,
+            &seeds,
+            false,
+            dev.clone(),
+            &super::seed::progress_bar(quiet),
+        )
+        .await?;
+        template::mark(&client, &name, Some(&fingerprint)).await?;
+        if !quiet {
+            crate::outln!(
+                "template {name} built: {} migration(s), reference data{} ({fingerprint})\nclone it with: aidock-provision init --from-template {name}",
+                migrations.len(),
+                match (&report.fake_users, &report.usage_logs) {
+                    (Some(users), logs) => format!(
+                        ", dev data ({} fake users, {} usage logs)",
+                        users.inserted + users.updated + users.kept,
+                        logs.as_ref().map_or(0, |l| l.rows)
+                    ),
+                    _ => String::new(),
+                }
+            );
+        }
+        Ok(())
+    })
+}

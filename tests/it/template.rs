@@ -1,0 +1,181 @@
+//! `template` and `init --from-template` (issue #18): a seeded database per test in one statement.
+
+use std::process::Command;
+
+use crate::support::{
+    TestDb, connect, expect_exit, migrations_dir, run_concurrently, run_ok, stderr,
+};
+
+/// A test database (own name and role) cloned from `template`.
+fn clone_cmd(tag: &str, template: &str, dir: &std::path::Path) -> (TestDb, Command) {
+    let t = TestDb::new(tag);
+    let mut cmd = t.cmd();
+    cmd.arg("--migrations-dir")
+        .arg(dir)
+        .args(["init", "--from-template", template]);
+    (t, cmd)
+}
+
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn clones_hold_the_data_belong_to_their_role_and_refuse_a_stale_template() {
+    let owner = TestDb::new("tmplsrc");
+    let template = format!("{}_template", owner.name);
+    let dir = migrations_dir(&[]);
+    let build = || {
+        let mut cmd = owner.cmd();
+        cmd.arg("--migrations-dir").arg(&dir).args([
+            "template",
+            "--dev",
+            "--users",
+            "5",
+            "--usage-logs",
+            "200",
+        ]);
+        cmd
+    };
+    let out = run_ok(&mut build());
+    assert!(out.contains(&format!("template {template} built")), "{out}");
+    let again = run_ok(&mut build());
+    assert!(
+        again.contains("is current"),
+        "a second call is a no-op: {again}"
+    );
+
+    let admin = owner.admin_postgres().await;
+    let row = admin
+        .query_one(
+            "SELECT datistemplate, datallowconn FROM pg_database WHERE datname = $1",
+            &[&template],
+        )
+        .await
+        .expect("template");
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1)),
+        (true, false)
+    );
+
+    // A clone for another role: the data is there, everything is that role's, it can write.
+    let (t, mut cmd) = clone_cmd("tmplclone", &template, &dir);
+    let out = run_ok(&mut cmd);
+    assert!(
+        out.contains(&format!("created from template {template}")),
+        "{out}"
+    );
+    let app = connect(&t.app_url()).await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM users").await,
+        8,
+        "3 accounts + 5 fake users"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM usage_logs").await, 200);
+    let foreign: i64 = count(
+        &app,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)",
+    )
+    .await;
+    assert_eq!(foreign, 0, "every relation belongs to the clone's role");
+    app.batch_execute(
+        "INSERT INTO departments (name) VALUES ('Clone dept'); UPDATE users SET is_active = false",
+    )
+    .await
+    .expect("the role can write");
+    let public_connect: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM aclexplode((SELECT datacl FROM pg_database WHERE datname = $1)) a WHERE a.grantee = 0)",
+            &[&t.name],
+        )
+        .await
+        .expect("acl")
+        .get(0);
+    assert!(!public_connect, "closed to PUBLIC as init leaves it");
+    drop(app);
+    let migrate = |args: &[&str]| {
+        let mut cmd = t.cmd();
+        cmd.arg("--migrations-dir")
+            .arg(&dir)
+            .arg("migrate")
+            .args(args);
+        cmd
+    };
+    assert!(run_ok(&mut migrate(&["status"])).contains("up to date"));
+    assert!(run_ok(&mut migrate(&["verify"])).contains("schema matches"));
+
+    // A migration added after `template`: clones refuse until it is rebuilt.
+    crate::support::write_files(
+        &dir,
+        &[("0099_later.up.sql", "CREATE TABLE later (id int);\n")],
+    );
+    let (_, mut cmd) = clone_cmd("tmplstale", &template, &dir);
+    let out = expect_exit(&mut cmd, 1);
+    assert!(
+        stderr(&out).contains("is stale") && stderr(&out).contains("aidock-provision template"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_ok(&mut build());
+    assert!(out.contains("built"), "rebuilt: {out}");
+    let (fresh, mut cmd) = clone_cmd("tmplfresh", &template, &dir);
+    run_ok(&mut cmd);
+    let app = connect(&fresh.app_url()).await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM later").await,
+        0,
+        "the new table is there"
+    );
+
+    // A missing template.
+    let (_, mut cmd) = clone_cmd("tmplnone", "no_such_template", &dir);
+    let out = expect_exit(&mut cmd, 1);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn eight_clones_at_once_all_succeed() {
+    let owner = TestDb::new("tmplpar");
+    let template = format!("{}_template", owner.name);
+    let dir = migrations_dir(&[]);
+    run_ok(
+        owner
+            .cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["template", "-q"]),
+    );
+    let clones: Vec<(TestDb, Command)> = (0..8)
+        .map(|i| clone_cmd(&format!("par{i}"), &template, &dir))
+        .collect();
+    let mut tests = Vec::new();
+    let mut commands = Vec::new();
+    for (t, cmd) in clones {
+        tests.push(t);
+        commands.push(cmd);
+    }
+    run_concurrently(commands);
+    for t in &tests {
+        let app = connect(&t.app_url()).await;
+        assert!(
+            count(&app, "SELECT count(*) FROM roles").await >= 4,
+            "reference data in {}",
+            t.name
+        );
+    }
+    // Refused: building over a database that is not a template of ours.
+    let out = expect_exit(
+        owner
+            .cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["template", "--name", &tests[0].name]),
+        3,
+    );
+    assert!(
+        stderr(&out).contains("is not a template aidock-provision built"),
+        "{}",
+        stderr(&out)
+    );
+}
