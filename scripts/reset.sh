@@ -6,10 +6,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bin="${AIDOCK_PROVISION_BIN:-}"
-if [ -z "$bin" ]; then
+# Through cargo itself, so a CARGO_TARGET_DIR elsewhere (CI caches, shared targets) is found.
+if [ -n "${AIDOCK_PROVISION_BIN:-}" ]; then
+  run() { "$AIDOCK_PROVISION_BIN" "$@"; }
+else
   cargo build --release --quiet
-  bin="$root/target/release/aidock-provision"
+  run() { cargo run --release --quiet -- "$@"; }
 fi
 
 all=false
@@ -21,7 +23,7 @@ for arg in "$@"; do
   esac
 done
 
-"$bin" reset "${args[@]+"${args[@]}"}"
+run reset "${args[@]+"${args[@]}"}"
 if "$all"; then
-  "$bin" local destroy "${args[@]+"${args[@]}"}"
+  run local destroy "${args[@]+"${args[@]}"}"
 fi

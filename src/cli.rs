@@ -82,15 +82,16 @@ pub struct Global {
     )]
     pub seeds_dir: Option<PathBuf>,
 
-    /// Print more detail (statements, timings).
+    /// Print more detail (statements, timings); repeatable (-vv).
     #[arg(
         short,
         long,
         global = true,
+        action = clap::ArgAction::Count,
         conflicts_with = "quiet",
         help_heading = "Global options"
     )]
-    pub verbose: bool,
+    pub verbose: u8,
 
     /// Print only errors.
     #[arg(short, long, global = true, help_heading = "Global options")]
@@ -101,8 +102,18 @@ pub struct Global {
     pub json: bool,
 
     /// Answer yes to confirmation prompts.
-    #[arg(long, global = true, help_heading = "Global options")]
+    #[arg(short = 'y', long, global = true, help_heading = "Global options")]
     pub yes: bool,
+
+    /// Keep retrying while the server refuses connections, is starting up or has no free slot,
+    /// up to this long (e.g. 30s, 2m); for init containers. [env: AIDOCK__SERVER__WAIT]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Global options"
+    )]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +133,16 @@ pub enum Command {
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(
+        after_help = "Example: aidock-provision completions bash > /etc/bash_completion.d/aidock-provision"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    #[command(
+        after_help = "Example: aidock-provision man > aidock-provision.1 && man ./aidock-provision.1"
+    )]
+    Man,
     /// Build or refresh the template database <database.name>_template: schema at head and
     /// reference data (with --dev also the dev data), closed to connections; a no-op when it is
     /// current. `init --from-template` then clones it in one statement.
@@ -155,6 +176,14 @@ pub struct TemplateArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub dev: DevArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Exit 1 when migrations are pending too (by default only problems make it fail), as
+    /// dbmate's `status --exit-code`.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +225,7 @@ pub enum MigrateCommand {
     /// Revert applied migrations, newest first (needs --to, --steps or --base).
     Down(DownArgs),
     /// Show the current version, applied and pending migrations, and checksum problems.
-    Status,
+    Status(StatusArgs),
     /// List every applied migration: version, name, applied at, duration, applied by.
     History,
     /// Print the exact SQL that `up` (or `down` with --down) would run; changes nothing.

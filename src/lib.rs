@@ -27,9 +27,16 @@ use cli::{Cli, Command};
 /// # Errors
 /// Any failure, classified for the exit code by [`error::exit_code`].
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    // Doctor reports bad settings as a failed check instead of stopping at them.
-    if let Command::Doctor = cli.command {
-        return commands::doctor::run(&cli.global);
+    match cli.command {
+        // Doctor reports bad settings as a failed check instead of stopping at them.
+        Command::Doctor => return commands::doctor::run(&cli.global),
+        // Generated from the command-line definition alone: no settings needed.
+        Command::Completions { shell } => {
+            commands::shell::completions(shell);
+            return Ok(());
+        }
+        Command::Man => return commands::shell::man(),
+        _ => {}
     }
     let settings = settings::Settings::load(&cli.global)?;
     match cli.command {
@@ -39,6 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reset(args) => commands::reset::run(&settings, &args),
         Command::Local(cmd) => commands::local::run(&settings, &cmd),
         Command::Template(args) => commands::template::run(&settings, &args),
-        Command::Doctor => unreachable!("handled above"),
+        Command::Doctor | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
     }
 }

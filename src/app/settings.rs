@@ -107,6 +107,8 @@ pub struct Server {
     /// `None` means the project-local cluster.
     pub admin_url: Option<String>,
     pub connect_timeout: Duration,
+    /// How long to keep retrying a server that refuses connections, starts up or is full.
+    pub wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +271,7 @@ impl Settings {
             tls: self.tls.mode,
             root_cert: self.tls.root_cert.clone(),
             connect_timeout: self.server.connect_timeout,
+            wait: self.server.wait,
         }
     }
 
@@ -422,6 +425,7 @@ impl Layer {
             }
         };
         put("server.admin_url", "--admin-url", global.admin_url.clone());
+        put("server.wait", "--wait", global.wait.clone());
         put(
             "database.url",
             "--database-url",
@@ -496,8 +500,15 @@ impl Reader {
         walk_values("", &self.root, &mut found);
         for (key, value) in found {
             if !KNOWN_KEYS.contains(&key) {
+                let suggestion = KNOWN_KEYS
+                    .iter()
+                    .map(|k| (strsim::jaro_winkler(k, &key), k))
+                    .filter(|(score, _)| *score > 0.85)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
                 return Err(error::usage(format!(
-                    "unknown setting `{key}` (from {}); every valid key is listed in config/default.toml",
+                    "unknown setting `{key}` (from {}); {suggestion}every valid key is listed in config/default.toml",
                     origin_of(&value)
                 )));
             }
@@ -569,7 +580,12 @@ impl Reader {
 
     fn duration(&self, key: &str) -> anyhow::Result<Duration> {
         let s = self.string(key)?;
-        parse_duration(&s).ok_or_else(|| self.bad(key, "a duration such as 500ms, 5s, 2min or 1h"))
+        parse_duration(&s).ok_or_else(|| {
+            self.bad(
+                key,
+                "a duration with units such as 500ms, 5s, 1m30s, 2min or 1h (a bare number has no unit)",
+            )
+        })
     }
 
     fn identifier(&self, key: &str) -> anyhow::Result<String> {
@@ -645,6 +661,7 @@ impl Reader {
             server: Server {
                 admin_url: self.optional("server.admin_url")?,
                 connect_timeout: self.duration("server.connect_timeout")?,
+                wait: self.duration("server.wait")?,
             },
             database: Database {
                 url: self.optional("database.url")?,
@@ -692,7 +709,7 @@ impl Reader {
                 argon2_parallelism: self.int("seed.argon2.parallelism", positive)?,
             },
             output: Output {
-                verbose: global.verbose,
+                verbose: global.verbose > 0,
                 quiet: global.quiet,
                 json: global.json,
                 yes: global.yes,
@@ -721,23 +738,18 @@ fn origin_of(value: &Value) -> String {
     value.origin().unwrap_or(Origin::BUILT_IN).to_string()
 }
 
-/// Parse `500ms`, `5s`, `2min`, `1h` (a bare number is seconds).
+/// Parse a duration with units (`500ms`, `5s`, `1m30s`, `2min`, `1h`, `5sec`): humantime's
+/// syntax. A bare number is refused: its unit would be a guess.
 #[must_use]
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1000)?,
-        "min" | "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
+    if text.bytes().all(|b| b.is_ascii_digit()) && text != "0" {
+        return None;
+    }
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    humantime::parse_duration(text).ok()
 }
 
 #[cfg(test)]
@@ -766,7 +778,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("7"), None, "a bare number has no unit");
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("5sec"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("soon"), None);

@@ -109,6 +109,8 @@ pub struct ConnectOptions {
     /// CA certificates for `verify-full` (else the system store).
     pub root_cert: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// Keep retrying a server that is down, starting up or full for this long (`--wait`).
+    pub wait: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -118,6 +120,7 @@ impl Default for ConnectOptions {
             tls: TlsMode::Prefer,
             root_cert: None,
             connect_timeout: Duration::from_secs(5),
+            wait: Duration::ZERO,
         }
     }
 }

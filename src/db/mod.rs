@@ -25,6 +25,8 @@ pub struct Target {
     connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Which setting this came from, for messages ("server.admin_url", "the local cluster").
     source: String,
+    /// How long to keep retrying a server that is down, starting or full (`--wait`).
+    wait: Duration,
 }
 
 impl std::fmt::Debug for Target {
@@ -50,6 +52,7 @@ impl Target {
             tls,
             connector,
             source: source.to_string(),
+            wait: options.wait,
         })
     }
 
@@ -63,6 +66,7 @@ impl Target {
             tls: self.tls,
             connector: self.connector.clone(),
             source: format!("role `{user}` on {}", self.source),
+            wait: self.wait,
         }
     }
 
@@ -76,6 +80,7 @@ impl Target {
             tls: self.tls,
             connector: self.connector.clone(),
             source: self.source.clone(),
+            wait: self.wait,
         }
     }
 
@@ -126,6 +131,31 @@ impl Target {
     /// Unreachable (exit 4) for network failures and timeouts; a clear message for a wrong
     /// password, a missing database or role, and other refusals by the server.
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        // Under --wait, a server that is down, starting up or full is retried with backoff.
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.connect_once().await {
+                Err(e)
+                    if matches!(
+                        connect_reason(&e),
+                        Some(Reason::Unreachable | Reason::NoSlot | Reason::StartingUp)
+                    ) && std::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) if !self.wait.is_zero() => {
+                    return Err(
+                        e.context(format!("gave up after waiting {:?} (--wait)", self.wait))
+                    );
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> anyhow::Result<Client> {
         let timeout = self
             .config
             .get_connect_timeout()

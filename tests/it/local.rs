@@ -47,7 +47,11 @@ fn local_cluster_lifecycle() {
     assert!(stopped.contains("stopped"), "{stopped}");
     let again = run_ok(local().arg("stop"));
     assert!(again.contains("not running"), "{again}");
-    assert!(run_ok(local().arg("status")).contains("stopped"));
+    let status = expect_exit(local().arg("status"), 3);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("stopped"),
+        "exit 3 when not running"
+    );
 
     // A stale pid file from a crash does not stop the next start.
     std::fs::write(dir.join("pgdata/postmaster.pid"), "999999\n").expect("stale pid file");
@@ -59,7 +63,8 @@ fn local_cluster_lifecycle() {
     let gone = run_ok(local().args(["destroy", "--yes"]));
     assert!(gone.contains("destroyed"), "{gone}");
     assert!(!dir.exists());
-    assert!(run_ok(local().arg("status")).contains("absent"));
+    let status = expect_exit(local().arg("status"), 3);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("absent"));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives real PostgreSQL.
 
 mod alembic;
+mod cli;
 mod doctor;
 mod guards;
 mod init;

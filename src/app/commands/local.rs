@@ -35,7 +35,8 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
             say(format!("local cluster {what}: {}", pg.root().display()));
         }
         LocalCommand::Status => {
-            let word = match pg.state()? {
+            let state = pg.state()?;
+            let word = match state {
                 State::Absent => "absent",
                 State::Stopped => "stopped",
                 State::Running => "running",
@@ -57,6 +58,12 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                     pg.port(),
                     pg.socket_dir().display()
                 );
+            }
+            // As `pg_ctl status`: a cluster that does not run is exit 3.
+            if state != State::Running {
+                return Err(crate::error::refused(format!(
+                    "the local cluster is {word}"
+                )));
             }
         }
         LocalCommand::Url => {

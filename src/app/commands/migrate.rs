@@ -77,17 +77,22 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 Some("`migrate down` reverts migrations in"),
             )
         }
-        MigrateCommand::Status => {
+        MigrateCommand::Status(args) => {
             let target = targets::app(settings)?;
             let status = db::block_on(migrate::status(&target, &migrations))?;
             emit(out, &status, || status.to_string())?;
-            if status.problems.is_empty() {
-                Ok(())
-            } else {
+            if !status.problems.is_empty() {
                 Err(anyhow::anyhow!(
                     "{} problem(s) with the applied migrations (listed above)",
                     status.problems.len()
                 ))
+            } else if args.exit_code && !status.pending.is_empty() {
+                Err(anyhow::anyhow!(
+                    "{} migration(s) pending (--exit-code); run `aidock-provision migrate up`",
+                    status.pending.len()
+                ))
+            } else {
+                Ok(())
             }
         }
         MigrateCommand::Verify => {

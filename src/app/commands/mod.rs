@@ -6,4 +6,5 @@ pub mod local;
 pub mod migrate;
 pub mod reset;
 pub mod seed;
+pub mod shell;
 pub mod template;
