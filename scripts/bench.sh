@@ -24,7 +24,7 @@ cleanup() { "$bin" local destroy --yes >/dev/null 2>&1 || true; rm -rf "$work"; 
 trap cleanup EXIT
 
 "$bin" local start -q
-admin="$("$bin" local url)"
+admin="$("$bin" local url --admin)"
 base="${admin%/postgres}"
 timer() { date +%s%N; }
 elapsed_ms() { echo $(( ($(timer) - $1) / 1000000 )); }

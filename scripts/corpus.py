@@ -103,7 +103,7 @@ def main() -> int:
     if started.returncode != 0:
         print(started.stderr, file=sys.stderr)
         return 1
-    admin = run([args.bin, "local", "url"], env=env).stdout.strip()
+    admin = run([args.bin, "local", "url", "--admin"], env=env).stdout.strip()
 
     def db_url(name: str) -> str:
         return admin.rsplit("/", 1)[0] + "/" + name

@@ -208,8 +208,13 @@ pub enum LocalCommand {
     Stop,
     /// Say whether the cluster exists and runs, where, and on which port.
     Status,
-    /// Print the cluster's admin connection URL on one line.
-    Url,
+    /// Print the app's connection URL (role database.owner on database.name) on one line, for
+    /// DATABASE_URL or psql; --admin prints the superuser's.
+    Url {
+        /// The superuser's URL instead of the app's.
+        #[arg(long)]
+        admin: bool,
+    },
     /// Stop the cluster and delete its data directory (asks for confirmation, or --yes).
     Destroy,
 }

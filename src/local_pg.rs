@@ -142,8 +142,19 @@ impl LocalPg {
 
     /// The TCP port.
     #[must_use]
+    /// The TCP port: the one the running server listens on (from its pid file), else the
+    /// configured one (which the next start applies).
     pub fn port(&self) -> u16 {
-        self.port
+        self.running_port().unwrap_or(self.port)
+    }
+
+    /// Line 4 of `postmaster.pid` is the port of a running server.
+    fn running_port(&self) -> Option<u16> {
+        if self.state().ok()? != State::Running {
+            return None;
+        }
+        let text = fs::read_to_string(self.pgdata().join("postmaster.pid")).ok()?;
+        text.lines().nth(3)?.trim().parse().ok()
     }
 
     fn password_file(&self) -> PathBuf {
@@ -250,7 +261,7 @@ impl LocalPg {
         Ok(format!(
             "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/postgres",
             self.admin_password()?,
-            self.port
+            self.port()
         ))
     }
 

@@ -674,10 +674,10 @@ impl Reader {
                 locale,
             },
             local: Local {
-                data_dir: PathBuf::from(
+                data_dir: project_relative(PathBuf::from(
                     self.optional("local.data_dir")?
                         .ok_or_else(|| self.bad("local.data_dir", "a directory path"))?,
-                ),
+                )),
                 port,
             },
             tls: Tls {
@@ -718,6 +718,21 @@ impl Reader {
             libpq_env: Vec::new(),
         })
     }
+}
+
+/// A relative `local.data_dir` belongs to the project, not to the current directory: it is taken
+/// from the project root, the nearest directory upward that holds `.aidock/` or `config/` (run from
+/// `src/`, `init` must find the cluster it made from the root, not make a second one).
+fn project_relative(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return path;
+    };
+    cwd.ancestors()
+        .find(|dir| dir.join(".aidock").is_dir() || dir.join("config").is_dir())
+        .map_or(path.clone(), |root| root.join(&path))
 }
 
 fn walk_values(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, Value)>) {

@@ -48,7 +48,8 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
     let pg = local_cluster(settings)?;
     match local {
         Local::Start => {
-            pg.start().context("starting the project-local cluster")?;
+            let started = pg.start().context("starting the project-local cluster")?;
+            say_started(&pg, started, settings);
         }
         Local::Existing => {
             // A cluster that does not exist yet has no role or database to work on: creating
@@ -59,7 +60,8 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
                     pg.root().display()
                 );
             }
-            pg.start().context("starting the project-local cluster")?;
+            let started = pg.start().context("starting the project-local cluster")?;
+            say_started(&pg, started, settings);
         }
     }
     Target::parse(
@@ -67,6 +69,23 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
         "the project-local cluster",
         &settings.connect_options(),
     )
+}
+
+/// A server started in the background is said, with how to stop it (on stderr: stdout is the
+/// command's report).
+fn say_started(pg: &LocalPg, started: local_pg::Started, settings: &Settings) {
+    let what = match started {
+        local_pg::Started::Created => "created and started",
+        local_pg::Started::Started => "started",
+        local_pg::Started::AlreadyRunning => return,
+    };
+    if !settings.output.quiet {
+        crate::errln!(
+            "note: {what} the project-local PostgreSQL cluster in {} (127.0.0.1:{}); it keeps running: stop it with `aidock-provision local stop`",
+            pg.root().display(),
+            pg.port()
+        );
+    }
 }
 
 /// The app connection for `migrate` and `seed`: `database.url`, else the owner role on the admin

@@ -26,7 +26,7 @@ fn local_cluster_lifecycle() {
     let json: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
     assert_eq!(json["state"], "running");
 
-    let url = run_ok(local().arg("url"));
+    let url = run_ok(local().args(["url", "--admin"]));
     assert_eq!(url.lines().count(), 1, "url is one line: {url}");
     let psql = Command::new("psql")
         .arg(url.trim())
@@ -134,7 +134,7 @@ fn local_cluster_lifecycle_as_an_ordinary_user() {
         &std::fs::metadata(data.join("pgdata")).expect("pgdata"),
     );
     assert_eq!(owner, uid, "the cluster belongs to the user who started it");
-    let url = run_ok(&mut local(&["url"]));
+    let url = run_ok(&mut local(&["url", "--admin"]));
     let psql = Command::new("psql")
         .arg(url.trim())
         .args(["-XAtc", "select 1"])
@@ -188,4 +188,58 @@ fn read_only_commands_do_not_create_a_local_cluster() {
         );
         assert!(!dir.exists(), "{args:?} created {}", dir.display());
     }
+}
+
+#[test]
+fn the_cluster_is_found_from_anywhere_in_the_project_and_keeps_its_port() {
+    let project = scratch_dir("project");
+    std::fs::create_dir_all(project.join("config")).expect("config/");
+    std::fs::create_dir_all(project.join("src")).expect("src/");
+    let port = free_port().to_string();
+    let at = |dir: &std::path::Path| {
+        let mut cmd = bin();
+        cmd.current_dir(dir)
+            .env_remove("AIDOCK__LOCAL__DATA_DIR")
+            .env("AIDOCK__DATABASE__PASSWORD", "app-pw");
+        cmd
+    };
+    // Started from the root with a port of its own; `init` says it started a server.
+    let out = expect_exit(
+        at(&project).env("AIDOCK__LOCAL__PORT", &port).arg("init"),
+        0,
+    );
+    assert!(project.join(".aidock/pg/pgdata/PG_VERSION").is_file());
+    assert!(stderr(&out).contains("local stop"), "{}", stderr(&out));
+    // From src/, without the port setting: the same cluster, on the port it really listens on.
+    let src = project.join("src");
+    let status = run_ok(at(&src).args(["local", "status"]));
+    assert!(
+        status.contains("running") && status.contains(&format!(":{port}")),
+        "{status}"
+    );
+    run_ok(at(&src).args(["init", "-q"]));
+    assert!(
+        !src.join(".aidock").exists(),
+        "no second cluster under src/"
+    );
+    // `local url` is the app's URL (psql works with it); --admin the superuser's.
+    let url = run_ok(at(&src).args(["local", "url"]));
+    assert!(
+        url.starts_with("postgresql://aidock:app-pw@127.0.0.1:"),
+        "{url}"
+    );
+    let psql = Command::new("psql")
+        .arg(url.trim())
+        .args(["-XAtc", "select current_user"])
+        .output()
+        .expect("psql");
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        "aidock",
+        "{}",
+        stderr(&psql)
+    );
+    assert!(run_ok(at(&src).args(["local", "url", "--admin"])).contains("postgres:"));
+    run_ok(at(&src).args(["local", "destroy", "--yes"]));
+    assert!(!project.join(".aidock/pg").exists());
 }

@@ -66,8 +66,19 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 )));
             }
         }
-        LocalCommand::Url => {
-            crate::outln!("{}", pg.admin_url()?);
+        LocalCommand::Url { admin } => {
+            if *admin {
+                crate::outln!("{}", pg.admin_url()?);
+            } else {
+                let d = &settings.database;
+                crate::outln!(
+                    "postgresql://{}:{}@127.0.0.1:{}/{}",
+                    d.owner,
+                    percent_encode(d.password.expose()),
+                    pg.port(),
+                    d.name
+                );
+            }
         }
         LocalCommand::Destroy => {
             policy::confirm(
@@ -82,4 +93,18 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Percent-encode a URL's userinfo part (RFC 3986 unreserved characters stay as they are).
+fn percent_encode(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
