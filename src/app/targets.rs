@@ -186,3 +186,33 @@ pub fn seed_options(settings: &Settings) -> seed::Options {
         production: settings.production,
     }
 }
+
+/// A failed app login may hide the real cause: PostgreSQL answers "password authentication
+/// failed" for a role that does not exist too (so as not to reveal which roles exist). When the
+/// app connection is derived from the admin's, ask the admin and say the accurate thing.
+#[must_use]
+pub fn explain_app_error(settings: &Settings, err: anyhow::Error) -> anyhow::Error {
+    let login_refused = matches!(
+        crate::db::connect_reason(&err),
+        Some(crate::db::Reason::WrongPassword | crate::db::Reason::Refused)
+    );
+    if !login_refused || settings.database.url.is_some() {
+        return err;
+    }
+    let owner = &settings.database.owner;
+    let exists = admin(settings, Local::Existing).and_then(|admin| {
+        crate::db::block_on(async {
+            let client = admin.connect().await?;
+            let row = client
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[owner])
+                .await?;
+            Ok(row.is_some())
+        })
+    });
+    match exists {
+        Ok(false) => anyhow::anyhow!(
+            "role `{owner}` does not exist on the server (it was never created, or `reset` dropped it); run `aidock-provision init`"
+        ),
+        _ => err,
+    }
+}

@@ -83,3 +83,23 @@ fn reset_script_with_all_destroys_the_local_cluster() {
     assert!(out.contains("destroyed"), "{out}");
     assert!(!dir.exists(), "the data directory is gone");
 }
+
+#[test]
+fn after_reset_commands_say_the_role_is_gone_not_that_the_password_is_wrong() {
+    let t = TestDb::new("gone");
+    run_ok(t.cmd().args(["init", "-q"]));
+    run_ok(t.cmd().args(["reset", "--yes", "-q"]));
+    for args in [&["seed"][..], &["migrate", "up"], &["migrate", "status"]] {
+        let out = crate::support::expect_exit(t.cmd().args(args), 1);
+        let err = crate::support::stderr(&out);
+        assert!(
+            err.contains(&format!("role `{}` does not exist", t.name))
+                && err.contains("run `aidock-provision init`"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("password authentication failed"),
+            "{args:?}: {err}"
+        );
+    }
+}

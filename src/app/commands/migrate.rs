@@ -79,7 +79,8 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
         }
         MigrateCommand::Status(args) => {
             let target = targets::app(settings)?;
-            let status = db::block_on(migrate::status(&target, &migrations))?;
+            let status = db::block_on(migrate::status(&target, &migrations))
+                .map_err(|e| targets::explain_app_error(settings, e))?;
             emit(out, &status, || status.to_string())?;
             if !status.problems.is_empty() {
                 Err(anyhow::anyhow!(
@@ -135,7 +136,8 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
         }
         MigrateCommand::History => {
             let target = targets::app(settings)?;
-            let rows = db::block_on(migrate::history(&target))?;
+            let rows = db::block_on(migrate::history(&target))
+                .map_err(|e| targets::explain_app_error(settings, e))?;
             emit(out, &rows, || {
                 if rows.is_empty() {
                     return format!("no migration applied to {}", target.describe());
@@ -173,7 +175,8 @@ fn apply(
         migrations,
         to,
         &targets::runner_options(settings),
-    ))?;
+    ))
+    .map_err(|e| targets::explain_app_error(settings, e))?;
     if settings.output.json {
         crate::outln!("{}", serde_json::to_string_pretty(&done)?);
     } else {

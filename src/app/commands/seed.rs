@@ -26,7 +26,8 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
         args.overwrite,
         dev,
         &progress,
-    ))?;
+    ))
+    .map_err(|e| targets::explain_app_error(settings, e))?;
     emit(settings.output, &report, || report.to_string())
 }
 
