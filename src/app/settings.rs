@@ -100,6 +100,8 @@ pub struct Settings {
     /// libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), which fills what a
     /// connection URL leaves out, as psql would.
     pub libpq_env: Vec<(String, String)>,
+    /// libpq's password file: PGPASSFILE, else ~/.pgpass.
+    pub passfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +253,10 @@ impl Settings {
             .iter()
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
             .collect();
+        settings.passfile = env.get("PGPASSFILE").map(PathBuf::from).or_else(|| {
+            env.get("HOME")
+                .map(|home| PathBuf::from(home).join(".pgpass"))
+        });
         // PGSSLMODE is an environment variable: it beats the settings files (as libpq's does),
         // but not the more specific AIDOCK__TLS__MODE. A bad value is an error either way.
         if let Some(mode) = env.get("PGSSLMODE") {
@@ -272,6 +278,7 @@ impl Settings {
             root_cert: self.tls.root_cert.clone(),
             connect_timeout: self.server.connect_timeout,
             wait: self.server.wait,
+            passfile: self.passfile.clone(),
         }
     }
 
@@ -716,6 +723,7 @@ impl Reader {
             },
             profile,
             libpq_env: Vec::new(),
+            passfile: None,
         })
     }
 }

@@ -111,6 +111,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Keep retrying a server that is down, starting up or full for this long (`--wait`).
     pub wait: Duration,
+    /// libpq's password file (`PGPASSFILE`, else `~/.pgpass`), read when neither the URL nor
+    /// `PGPASSWORD` gives a password.
+    pub passfile: Option<PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -121,6 +124,7 @@ impl Default for ConnectOptions {
             root_cert: None,
             connect_timeout: Duration::from_secs(5),
             wait: Duration::ZERO,
+            passfile: None,
         }
     }
 }
@@ -178,6 +182,26 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
     {
         config.dbname(dbname);
     }
+    if config.get_password().is_none()
+        && let Some(file) = &options.passfile
+    {
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            // libpq: a Unix-socket connection matches `localhost` lines.
+            _ => "localhost".to_string(),
+        };
+        let port = config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432)
+            .to_string();
+        let user = config.get_user().unwrap_or("postgres").to_string();
+        let dbname = config.get_dbname().unwrap_or(&user).to_string();
+        if let Some(password) = passfile_password(file, [&host, &port, &dbname, &user])? {
+            config.password(password);
+        }
+    }
     config.connect_timeout(options.connect_timeout);
     if config.get_application_name().is_none() {
         config.application_name("aidock-provision");
@@ -187,6 +211,69 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
         None => options.tls,
     };
     Ok(Endpoint { config, tls })
+}
+
+/// The password of the first line of libpq's password file that matches
+/// `[host, port, database, user]` (`*` matches anything; `\:` and `\\` are escapes). A missing
+/// file is no password.
+///
+/// # Errors
+/// A file readable by group or others, which libpq refuses too (exit 2, with the `chmod`).
+pub fn passfile_password(
+    file: &std::path::Path,
+    wanted: [&str; 4],
+) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(error::usage(format!(
+            "password file `{}` has group or world access (mode {:o}), so libpq and aidock-provision refuse to use it; run `chmod 0600 {}`",
+            file.display(),
+            meta.permissions().mode() & 0o777,
+            file.display()
+        )));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        error::usage(format!(
+            "cannot read password file `{}`: {e}",
+            file.display()
+        ))
+    })?;
+    Ok(text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = passfile_fields(line);
+            (fields.len() == 5
+                && fields[..4]
+                    .iter()
+                    .zip(wanted)
+                    .all(|(field, want)| field == "*" || field == want))
+            .then(|| fields[4].clone())
+        }))
+}
+
+/// Split a password-file line at unescaped colons, undoing `\:` and `\\`.
+fn passfile_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    fields.last_mut().expect("one field").push(next);
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
 }
 
 /// The `sslmode` a URL or key=value string asks for, if any.
@@ -322,5 +409,80 @@ mod tests {
         let (url, mode) = take_sslmode("postgres://u@h/db?sslmode=disable");
         assert_eq!(url, "postgres://u@h/db");
         assert_eq!(mode.as_deref(), Some("disable"));
+    }
+
+    fn passfile(text: &str, mode: u32) -> tempfile_path::Path {
+        tempfile_path::write(text, mode)
+    }
+
+    /// A private temporary file for one test (removed when dropped).
+    mod tempfile_path {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        pub struct Path(pub std::path::PathBuf);
+
+        impl Drop for Path {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+
+        pub fn write(text: &str, mode: u32) -> Path {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "aidock-pgpass-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            Path(path)
+        }
+    }
+
+    #[test]
+    fn the_password_file_follows_libpq() {
+        let file = passfile(
+            "# comment\nother:5432:*:*:no\ndb.internal:6543:ops:admin:first\n*:*:*:admin:wild\\:card\n",
+            0o600,
+        );
+        let get = |w: [&str; 4]| passfile_password(&file.0, w).expect("readable");
+        assert_eq!(
+            get(["db.internal", "6543", "ops", "admin"]).as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            get(["db.internal", "5432", "ops", "admin"]).as_deref(),
+            Some("wild:card")
+        );
+        assert_eq!(get(["db.internal", "5432", "ops", "bob"]), None);
+        // Through resolve: only when neither the URL nor PGPASSWORD has one.
+        let options = ConnectOptions {
+            passfile: Some(file.0.clone()),
+            ..ConnectOptions::default()
+        };
+        let e =
+            resolve("postgresql://admin@db.internal:6543/ops", "t", &options).expect("resolves");
+        assert_eq!(e.config.get_password(), Some(&b"first"[..]));
+        let e = resolve(
+            "postgresql://admin:given@db.internal:6543/ops",
+            "t",
+            &options,
+        )
+        .expect("resolves");
+        assert_eq!(e.config.get_password(), Some(&b"given"[..]));
+        let open = passfile("*:*:*:*:x\n", 0o644);
+        let err = passfile_password(&open.0, ["h", "5432", "d", "u"]).expect_err("too open");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("chmod 0600"), "{err}");
+        assert_eq!(
+            passfile_password(
+                std::path::Path::new("/nonexistent/pgpass"),
+                ["h", "1", "d", "u"]
+            )
+            .expect("missing is fine"),
+            None
+        );
     }
 }

@@ -427,3 +427,52 @@ fn init_json_reports_objects_and_migrations() {
     assert_eq!(v["provision"]["objects"][1]["status"], "exists");
     assert_eq!(v["migrations"], serde_json::json!([]));
 }
+
+#[test]
+fn the_password_file_supplies_what_the_url_leaves_out() {
+    let t = TestDb::new("pgpass");
+    let cluster = crate::support::cluster();
+    if cluster.port == 0 {
+        return;
+    }
+    let password = cluster
+        .admin_url
+        .split_once("postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_string())
+        .expect("password in the test cluster URL");
+    let dir = crate::support::scratch_dir("pgpass");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("pgpass");
+    std::fs::write(
+        &file,
+        format!("127.0.0.1:{}:*:postgres:{password}\n", cluster.port),
+    )
+    .expect("write");
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    };
+    chmod(0o600);
+    let url = format!("postgresql://postgres@127.0.0.1:{}/postgres", cluster.port);
+    let out = run_ok(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", &url)
+            .env("PGPASSFILE", &file)
+            .args(["init", "--no-migrate"]),
+    );
+    assert!(
+        out.contains(&format!("database {}: created", t.name)),
+        "{out}"
+    );
+    // Readable by others: refused, as libpq does, with the fix.
+    chmod(0o644);
+    let out = expect_exit(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", &url)
+            .env("PGPASSFILE", &file)
+            .args(["init", "--no-migrate"]),
+        2,
+    );
+    assert!(stderr(&out).contains("chmod 0600"), "{}", stderr(&out));
+}
