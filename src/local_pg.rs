@@ -60,6 +60,8 @@ pub struct LocalPg {
     /// Found on first use: `local status`, `url` and a missing cluster need no binaries.
     bindir: std::sync::OnceLock<PathBuf>,
     root: PathBuf,
+    /// The configured data directory when the cluster lives elsewhere ([`RELOCATED_PARENT`]).
+    relocated_from: Option<PathBuf>,
     port: u16,
     run_as: Option<SystemUser>,
     /// As root without a `postgres` system user: why nothing can be started (said on first use).
@@ -95,9 +97,26 @@ impl LocalPg {
         if let Some(dir) = &options.bindir {
             let _ = bindir.set(dir.clone());
         }
+        // As root, the server runs as `postgres`, which cannot enter a mode-700 home (a
+        // container's /root): the cluster then lives in a private per-project directory it can
+        // reach, recorded next to the configured one so every later command finds it.
+        let recorded = fs::read_to_string(location_record(&root))
+            .ok()
+            .map(|text| PathBuf::from(text.trim()));
+        let relocate = recorded.or_else(|| {
+            run_as
+                .as_ref()
+                .filter(|user| check_reachable(&root, user).is_err())
+                .map(|_| relocated(&root))
+        });
+        let (root, relocated_from) = match relocate {
+            Some(elsewhere) => (elsewhere, Some(root)),
+            None => (root, None),
+        };
         Ok(LocalPg {
             bindir,
             root,
+            relocated_from,
             port,
             run_as,
             run_as_missing,
@@ -401,7 +420,16 @@ impl LocalPg {
         }
         fs::remove_dir_all(&self.root)
             .with_context(|| format!("removing `{}`", self.root.display()))?;
+        if let Some(configured) = &self.relocated_from {
+            let _ = fs::remove_file(location_record(configured));
+        }
         Ok(true)
+    }
+
+    /// The configured data directory, when the cluster lives elsewhere (see [`Self::root`]).
+    #[must_use]
+    pub fn relocated_from(&self) -> Option<&Path> {
+        self.relocated_from.as_deref()
     }
 
     /// The last `lines` lines of the server log (for error messages).
@@ -424,6 +452,20 @@ impl LocalPg {
     }
 
     fn prepare_root(&self) -> anyhow::Result<()> {
+        if let Some(configured) = &self.relocated_from {
+            prepare_relocated_parent()?;
+            let record = location_record(configured);
+            if let Some(parent) = record.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating `{}`", parent.display()))?;
+            }
+            write_private(
+                &record,
+                self.root
+                    .to_str()
+                    .context("the cluster path is not UTF-8")?,
+            )?;
+        }
         fs::create_dir_all(&self.root)
             .with_context(|| format!("creating data directory `{}`", self.root.display()))?;
         if let Some(user) = &self.run_as {
@@ -563,6 +605,43 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating `{}`", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing `{}`", path.display()))
+}
+
+/// Where clusters go that the server's user could not reach where they were configured.
+const RELOCATED_PARENT: &str = "/var/lib/aidock-provision";
+
+/// The file next to a configured data directory that names where its cluster really lives.
+fn location_record(configured: &Path) -> PathBuf {
+    let mut name = configured.as_os_str().to_owned();
+    name.push(".location");
+    PathBuf::from(name)
+}
+
+/// `/var/lib/aidock-provision/<hash of the configured path>`.
+fn relocated(configured: &Path) -> PathBuf {
+    let hash = crate::migrate::source::checksum(&configured.to_string_lossy());
+    Path::new(RELOCATED_PARENT).join(&hash[..16])
+}
+
+/// The parent of relocated clusters: root's own, not writable by others (nobody else may plant
+/// a directory or link there).
+fn prepare_relocated_parent() -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let parent = Path::new(RELOCATED_PARENT);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .with_context(|| format!("creating `{}`", parent.display()))?;
+    let meta =
+        fs::symlink_metadata(parent).with_context(|| format!("reading `{}`", parent.display()))?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        bail!(
+            "refusing `{}`: it must be a directory owned by root and writable by nobody else; remove it and run again",
+            parent.display()
+        );
+    }
+    Ok(())
 }
 
 /// `mkdir` with mode 0700 (never following or reusing what is there).

@@ -68,31 +68,49 @@ fn local_cluster_lifecycle() {
 }
 
 #[test]
-fn unreachable_data_dir_is_explained_when_root() {
+fn an_unreachable_data_dir_moves_the_cluster_where_the_server_can_reach_it() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return; // only root hands the server to the postgres user
     }
+    // A container's /root: mode 700, which the postgres user cannot enter.
     let parent = scratch_dir("private");
     std::fs::create_dir_all(&parent).expect("mkdir");
     std::fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .expect("chmod");
-    let out = expect_exit(
-        bin()
-            .env("AIDOCK__LOCAL__DATA_DIR", parent.join("pg"))
-            .env("AIDOCK__LOCAL__PORT", free_port().to_string())
-            .args(["local", "start"]),
-        1,
+    let configured = parent.join(".aidock/pg");
+    let port = free_port().to_string();
+    let local = |args: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("AIDOCK__LOCAL__DATA_DIR", &configured)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .arg("local")
+            .args(args);
+        cmd
+    };
+    let out = run_ok(&mut local(&["start"]));
+    assert!(
+        out.contains("/var/lib/aidock-provision/"),
+        "says where it is: {out}"
     );
-    let err = stderr(&out);
-    assert!(err.contains("cannot reach"), "{err}");
-    assert!(err.contains("AIDOCK__LOCAL__DATA_DIR"), "{err}");
+    let record = parent.join(".aidock/pg.location");
+    let elsewhere = std::fs::read_to_string(&record).expect("recorded next to the configured dir");
+    assert!(
+        std::path::Path::new(elsewhere.trim())
+            .join("pgdata/PG_VERSION")
+            .is_file()
+    );
+    // Every later command finds it through the record.
+    assert!(run_ok(&mut local(&["status"])).contains("running"));
+    run_ok(&mut local(&["destroy", "--yes"]));
+    assert!(
+        !std::path::Path::new(elsewhere.trim()).exists(),
+        "the relocated cluster is gone"
+    );
+    assert!(!record.exists(), "and its record");
     let _ = std::fs::remove_dir_all(&parent);
 }
 
-/// The same lifecycle as an ordinary user. When the suite runs as root (CI), the binary is copied
-/// somewhere `nobody` can execute it and driven as `nobody`; as an ordinary user the test above
-/// already is this test.
 #[test]
 fn local_cluster_lifecycle_as_an_ordinary_user() {
     use std::os::unix::process::CommandExt as _;
