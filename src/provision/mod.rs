@@ -271,6 +271,28 @@ pub struct Report {
     pub statements: Vec<String>,
 }
 
+/// What `init`, `init --from-template` and `reset` do first: connect as the admin, check its
+/// rights, take the per-database init lock (held until the connection closes), and run the
+/// pre-flight, so that everything is read and decided before the first change.
+async fn prepare(
+    d: &Database,
+    admin: &Target,
+    opts: &Options,
+    purpose: preflight::Purpose,
+) -> anyhow::Result<(Client, AdminRights)> {
+    let client = admin.connect().await?;
+    let rights = admin_rights(&client, admin).await?;
+    lock_init(
+        &client,
+        crate::db::advisory::key("init", &d.name),
+        opts.wait_timeout,
+    )
+    .await?;
+    let observed = preflight::observe(&client, admin, &d.name, &d.owner, rights, purpose).await?;
+    preflight::check(&d.name, &d.owner, &observed, purpose)?;
+    Ok((client, rights))
+}
+
 /// Ensure role, database and schema. The caller runs migrations afterwards.
 ///
 /// # Errors
@@ -281,26 +303,7 @@ pub async fn provision(
     dry_run: bool,
     opts: &Options,
 ) -> anyhow::Result<Report> {
-    let client = admin.connect().await?;
-    let rights = admin_rights(&client, admin).await?;
-    lock_init(
-        &client,
-        crate::db::advisory::key("init", &d.name),
-        opts.wait_timeout,
-    )
-    .await?;
-
-    // Everything is read and decided before the first change (a refusal has changed nothing).
-    let observed = preflight::observe(
-        &client,
-        admin,
-        &d.name,
-        &d.owner,
-        rights,
-        preflight::Purpose::Init,
-    )
-    .await?;
-    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Init)?;
+    let (client, rights) = prepare(d, admin, opts, preflight::Purpose::Init).await?;
 
     let mut exec = Executor::new(&client, dry_run, opts.log);
     let role_spec = role::Spec {
@@ -356,24 +359,7 @@ pub async fn from_template(
     migrations: &[crate::migrate::source::Migration],
     opts: &Options,
 ) -> anyhow::Result<Report> {
-    let client = admin.connect().await?;
-    let rights = admin_rights(&client, admin).await?;
-    lock_init(
-        &client,
-        crate::db::advisory::key("init", &d.name),
-        opts.wait_timeout,
-    )
-    .await?;
-    let observed = preflight::observe(
-        &client,
-        admin,
-        &d.name,
-        &d.owner,
-        rights,
-        preflight::Purpose::Init,
-    )
-    .await?;
-    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Init)?;
+    let (client, rights) = prepare(d, admin, opts, preflight::Purpose::Init).await?;
     // Held until this connection closes: no rebuild of the template while it is being copied.
     template::lock(&client, template_name, true, opts.wait_timeout).await?;
     let found = template::find(&client, template_name).await?;
@@ -437,24 +423,7 @@ pub struct Dropped {
 /// # Errors
 /// Connection failures; a role that still owns objects elsewhere (the message says where to look).
 pub async fn reset(d: &Database, admin: &Target, opts: &Options) -> anyhow::Result<Vec<Dropped>> {
-    let client = admin.connect().await?;
-    let rights = admin_rights(&client, admin).await?;
-    lock_init(
-        &client,
-        crate::db::advisory::key("init", &d.name),
-        opts.wait_timeout,
-    )
-    .await?;
-    let observed = preflight::observe(
-        &client,
-        admin,
-        &d.name,
-        &d.owner,
-        rights,
-        preflight::Purpose::Reset,
-    )
-    .await?;
-    preflight::check(&d.name, &d.owner, &observed, preflight::Purpose::Reset)?;
+    let (client, _) = prepare(d, admin, opts, preflight::Purpose::Reset).await?;
     let mut exec = Executor::new(&client, false, opts.log);
     let mut items = Vec::new();
     let db_exists = client
