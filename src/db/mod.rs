@@ -16,6 +16,8 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::error;
+
 /// Where and how to connect: a parsed URL plus the TLS policy.
 #[derive(Clone)]
 pub struct Target {
@@ -319,6 +321,27 @@ pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
     err.chain()
         .find_map(|e| e.downcast_ref::<ConnectError>())
         .map(|c| c.reason)
+}
+
+/// Refuse to write through a streaming-replication standby (every write would fail with SQLSTATE
+/// 25006 "read-only transaction"): exit 4 naming the server, with the fix.
+///
+/// # Errors
+/// The server is in recovery (a standby), or the check itself failed.
+pub async fn require_primary(client: &Client, target: &Target) -> anyhow::Result<()> {
+    let standby: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!(describe_error(&e)))
+        .context("asking the server whether it is a standby")?
+        .get(0);
+    if standby {
+        return Err(error::unreachable(format!(
+            "{} is a read-only standby (pg_is_in_recovery() is true), so nothing can be written there; point the URL at the primary, or list every host with target_session_attrs=read-write (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write)",
+            target.describe()
+        )));
+    }
+    Ok(())
 }
 
 /// Connect and drive the connection on its own task.

@@ -18,6 +18,14 @@ use super::plan::{self, Step, Target};
 use super::source::{Migration, Script};
 use crate::db;
 
+/// The server is a streaming-replication standby: nothing can be applied there (the caller, who
+/// knows the server's name, says so; exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server is a read-only standby (pg_is_in_recovery() is true), so migrations cannot be applied there"
+)]
+pub struct Standby;
+
 /// Timeouts and output for a run.
 #[derive(Clone, Copy)]
 pub struct Options {
@@ -77,6 +85,15 @@ pub async fn run(
         return Ok(Vec::new());
     }
     check_scripts(migrations, &steps)?;
+    // There is work: a standby cannot take it (its first write would fail half-way).
+    let primary: bool = !ledger::simple_rows(&*client, "SELECT pg_is_in_recovery()")
+        .await?
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(|v| v == "t");
+    if !primary {
+        return Err(Standby.into());
+    }
     let deadline = Instant::now() + opts.wait_timeout;
     let key = lock_key();
     let session = Session {

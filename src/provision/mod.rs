@@ -281,6 +281,7 @@ async fn prepare(
     purpose: preflight::Purpose,
 ) -> anyhow::Result<(Client, AdminRights)> {
     let client = admin.connect().await?;
+    crate::db::require_primary(&client, admin).await?;
     let rights = admin_rights(&client, admin).await?;
     lock_init(
         &client,

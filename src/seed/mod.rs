@@ -95,6 +95,7 @@ pub async fn seed(
     };
 
     let mut client = target.connect().await?;
+    crate::db::require_primary(&client, target).await?;
     let migrated: bool = client
         .query_one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
         .await

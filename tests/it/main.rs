@@ -4,6 +4,7 @@ mod alembic;
 mod cli;
 mod doctor;
 mod guards;
+mod ha;
 mod init;
 mod integrity;
 mod layering;
