@@ -86,12 +86,12 @@ pub async fn run(
     }
     check_scripts(migrations, &steps)?;
     // There is work: a standby cannot take it (its first write would fail half-way).
-    let primary: bool = !ledger::simple_rows(&*client, "SELECT pg_is_in_recovery()")
+    let standby = ledger::simple_rows(&*client, "SELECT pg_is_in_recovery()")
         .await?
         .first()
         .and_then(|r| r.first())
         .is_some_and(|v| v == "t");
-    if !primary {
+    if standby {
         return Err(Standby.into());
     }
     let deadline = Instant::now() + opts.wait_timeout;
