@@ -39,6 +39,18 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
     if let Some(url) = &settings.server.admin_url {
         return Target::parse(url, "server.admin_url", &settings.connect_options());
     }
+    // As psql: with no URL, libpq's environment names the server (PGHOST, PGPORT, ...).
+    if settings
+        .libpq_env
+        .iter()
+        .any(|(k, _)| k == "PGHOST" || k == "PGPORT")
+    {
+        return Target::parse(
+            "postgresql://",
+            "libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD)",
+            &settings.connect_options(),
+        );
+    }
     if settings.production {
         return Err(error::usage(format!(
             "the {} profile never uses the project-local cluster: set server.admin_url (AIDOCK_ADMIN_URL or --admin-url) to the server to provision",

@@ -476,3 +476,42 @@ fn the_password_file_supplies_what_the_url_leaves_out() {
     );
     assert!(stderr(&out).contains("chmod 0600"), "{}", stderr(&out));
 }
+
+#[test]
+fn with_no_url_libpq_environment_names_the_server() {
+    let t = TestDb::new("pghost");
+    let cluster = crate::support::cluster();
+    if cluster.port == 0 {
+        return;
+    }
+    let password = cluster
+        .admin_url
+        .split_once("postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_string())
+        .expect("password in the test cluster URL");
+    let out = run_ok(
+        t.cmd()
+            .env_remove("AIDOCK_ADMIN_URL")
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", cluster.port.to_string())
+            .env("PGUSER", "postgres")
+            .env("PGPASSWORD", &password)
+            .args(["init", "--no-migrate"]),
+    );
+    assert!(
+        out.contains(&format!("database {}: created", t.name)),
+        "{out}"
+    );
+    // ... and migrate, with the app role on that server, finds it the same way.
+    let out = run_ok(
+        t.cmd()
+            .env_remove("AIDOCK_ADMIN_URL")
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", cluster.port.to_string())
+            .env("PGUSER", "postgres")
+            .env("PGPASSWORD", &password)
+            .args(["migrate", "up"]),
+    );
+    assert!(out.contains("applied 0001"), "{out}");
+}
