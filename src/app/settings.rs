@@ -160,6 +160,8 @@ pub struct Seed {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// `None`: follow the users already in the database, else argon2id.
+    pub password_scheme: Option<crate::seed::dev::Scheme>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -714,6 +716,14 @@ impl Reader {
                 argon2_memory_kib: self.int("seed.argon2.memory_kib", "a whole number of KiB")?,
                 argon2_iterations: self.int("seed.argon2.iterations", positive)?,
                 argon2_parallelism: self.int("seed.argon2.parallelism", positive)?,
+                password_scheme: match self.optional("seed.password_scheme")? {
+                    None => None,
+                    Some(text) => {
+                        Some(crate::seed::dev::Scheme::parse(&text).ok_or_else(|| {
+                            self.bad("seed.password_scheme", "argon2id or bcrypt")
+                        })?)
+                    }
+                },
             },
             output: Output {
                 verbose: global.verbose > 0,

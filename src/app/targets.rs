@@ -193,6 +193,7 @@ pub fn seed_options(settings: &Settings) -> seed::Options {
             iterations: s.argon2_iterations,
             parallelism: s.argon2_parallelism,
         },
+        scheme: s.password_scheme,
         hash_threads: s.hash_threads,
         copy_connections: s.copy_connections,
         production: settings.production,

@@ -135,12 +135,91 @@ pub fn hasher(p: &ArgonParams) -> anyhow::Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hash every password (PHC strings) on `threads` threads.
+/// How dev passwords are stored (`seed.password_scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// PHC `$argon2id$...` (argon2-cffi verifies it).
+    Argon2id,
+    /// `$2b$12$...`, the only format the AI Dock backend's passlib context verifies.
+    Bcrypt,
+}
+
+impl Scheme {
+    /// `argon2id` or `bcrypt`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Scheme> {
+        match text {
+            "argon2id" => Some(Scheme::Argon2id),
+            "bcrypt" => Some(Scheme::Bcrypt),
+            _ => None,
+        }
+    }
+
+    /// The scheme a stored hash is in, if one of ours.
+    #[must_use]
+    pub fn of_hash(hash: &str) -> Option<Scheme> {
+        if hash.starts_with("$argon2id$") {
+            Some(Scheme::Argon2id)
+        } else if hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$") {
+            Some(Scheme::Bcrypt)
+        } else {
+            None
+        }
+    }
+
+    /// The setting's spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Argon2id => "argon2id",
+            Scheme::Bcrypt => "bcrypt",
+        }
+    }
+}
+
+/// bcrypt's cost, as the AI Dock backend configures passlib (`bcrypt__rounds=12`).
+pub const BCRYPT_COST: u32 = 12;
+
+/// A password hasher for one scheme.
+pub enum Hasher {
+    Argon2(Argon2<'static>),
+    Bcrypt { cost: u32 },
+}
+
+impl Hasher {
+    /// The hasher for `scheme` (argon2id with `argon` parameters, bcrypt at [`BCRYPT_COST`]).
+    ///
+    /// # Errors
+    /// argon2 parameters it refuses.
+    pub fn new(scheme: Scheme, argon: &ArgonParams) -> anyhow::Result<Hasher> {
+        Ok(match scheme {
+            Scheme::Argon2id => Hasher::Argon2(hasher(argon)?),
+            Scheme::Bcrypt => Hasher::Bcrypt { cost: BCRYPT_COST },
+        })
+    }
+
+    fn hash(&self, password: &str, rng: &mut impl rand::Rng) -> anyhow::Result<String> {
+        match self {
+            Hasher::Argon2(argon) => {
+                let mut salt = [0u8; 16];
+                rng.fill_bytes(&mut salt);
+                argon
+                    .hash_password_with_salt(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+                    .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+            }
+            Hasher::Bcrypt { cost } => bcrypt::hash(password, *cost)
+                .map_err(|e| anyhow::anyhow!("hashing a password with bcrypt: {e}")),
+        }
+    }
+}
+
+/// Hash every password on `threads` threads (PHC strings for argon2id, `$2b$` for bcrypt).
 ///
 /// # Errors
 /// A hashing failure.
 pub fn hash_all(
-    hasher: &Argon2<'_>,
+    hasher: &Hasher,
     passwords: &[&str],
     threads: usize,
 ) -> anyhow::Result<Vec<String>> {
@@ -153,14 +232,7 @@ pub fn hash_all(
                 scope.spawn(move || {
                     let mut rng = rand::rng();
                     part.iter()
-                        .map(|p| {
-                            let mut salt = [0u8; 16];
-                            rng.fill_bytes(&mut salt);
-                            hasher
-                                .hash_password_with_salt(p.as_bytes(), &salt)
-                                .map(|h| h.to_string())
-                                .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-                        })
+                        .map(|p| hasher.hash(p, &mut rng))
                         .collect::<anyhow::Result<Vec<String>>>()
                 })
             })
@@ -587,13 +659,18 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_phc_strings_that_verify() {
         use argon2::PasswordVerifier as _;
-        let h = hasher(&ArgonParams {
+        let params = ArgonParams {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
-        })
-        .expect("params");
-        let hashes = hash_all(&h, &["one", "two", "three"], 2).expect("hash");
+        };
+        let h = hasher(&params).expect("params");
+        let hashes = hash_all(
+            &Hasher::new(Scheme::Argon2id, &params).expect("params"),
+            &["one", "two", "three"],
+            2,
+        )
+        .expect("hash");
         assert_eq!(hashes.len(), 3);
         assert!(hashes[0].starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(h.verify_password(b"two", hashes[1].as_str()).is_ok());
@@ -610,5 +687,29 @@ mod tests {
         .expect_err("refused");
         assert_eq!(crate::error::exit_code(&err), 2);
         assert!(err.to_string().contains("seed.argon2"), "{err}");
+    }
+
+    #[test]
+    fn bcrypt_hashes_are_2b_at_cost_12_and_verify() {
+        let params = ArgonParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let hashes = hash_all(
+            &Hasher::new(Scheme::Bcrypt, &params).expect("bcrypt"),
+            &["AdminPassword123"],
+            1,
+        )
+        .expect("hash");
+        assert!(hashes[0].starts_with("$2b$12$"), "{}", hashes[0]);
+        assert!(bcrypt::verify("AdminPassword123", &hashes[0]).expect("verify"));
+        assert!(!bcrypt::verify("wrong", &hashes[0]).expect("verify"));
+        assert_eq!(Scheme::of_hash(&hashes[0]), Some(Scheme::Bcrypt));
+        assert_eq!(
+            Scheme::of_hash("$argon2id$v=19$m=1"),
+            Some(Scheme::Argon2id)
+        );
+        assert_eq!(Scheme::of_hash("plain"), None);
     }
 }

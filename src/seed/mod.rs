@@ -17,6 +17,8 @@ use reference::{Counts, TableReport};
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub argon: dev::ArgonParams,
+    /// `seed.password_scheme`; `None`: follow the users already there, else argon2id.
+    pub scheme: Option<dev::Scheme>,
     /// Threads hashing passwords (0: one per core).
     pub hash_threads: u32,
     /// Connections loading usage logs side by side (0: one per core).
@@ -46,6 +48,36 @@ pub struct Report {
     /// The fixed test accounts' credentials (dev only), printed once.
     #[serde(skip)]
     pub credentials: Vec<(String, String, String)>,
+    /// How the dev passwords were hashed (dev only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_scheme: Option<PasswordScheme>,
+}
+
+/// The scheme the dev passwords were stored in, and whether it was taken from the users already
+/// in the database (an adopted database keeps one scheme).
+#[derive(Debug, Clone, Serialize)]
+pub struct PasswordScheme {
+    pub scheme: &'static str,
+    pub followed_existing_users: bool,
+}
+
+/// The one scheme every user's hash is in, if they agree (and are ours to recognise).
+async fn existing_scheme(client: &tokio_postgres::Client) -> anyhow::Result<Option<dev::Scheme>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT substr(hashed_password, 1, 10) FROM users",
+            &[],
+        )
+        .await
+        .context("reading the users' password schemes")?;
+    let schemes: Vec<Option<dev::Scheme>> = rows
+        .iter()
+        .map(|r| dev::Scheme::of_hash(r.get::<_, &str>(0)))
+        .collect();
+    Ok(match schemes.first() {
+        Some(Some(first)) if schemes.iter().all(|s| *s == Some(*first)) => Some(*first),
+        _ => None,
+    })
 }
 
 /// Load the seed files: a directory (`--seeds-dir`) or the built-in set.
@@ -71,29 +103,7 @@ pub async fn seed(
     dev_options: Option<DevOptions>,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Report> {
-    // Hash first: CPU-heavy, and no transaction should stay open meanwhile.
-    let prepared = match &dev_options {
-        Some(opts) => {
-            let accounts = dev::accounts(seeds);
-            let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
-            let argon = dev::hasher(&options.argon)?;
-            let threads = per_core(options.hash_threads);
-            let passwords: Vec<String> = accounts
-                .iter()
-                .chain(&fakes)
-                .map(|u| u.password.clone())
-                .collect();
-            let hashes = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = passwords.iter().map(String::as_str).collect();
-                dev::hash_all(&argon, &refs, threads)
-            })
-            .await
-            .context("the hashing task failed")??;
-            Some((accounts, fakes, hashes))
-        }
-        None => None,
-    };
-
+    // Connect first: an unreachable server is said at once, not after seconds of hashing.
     let mut client = target.connect().await?;
     crate::db::require_primary(&client, target).await?;
     let migrated: bool = client
@@ -107,6 +117,40 @@ pub async fn seed(
             target.dbname()
         );
     }
+    // Hash before the transaction opens: CPU-heavy, and no transaction should stay open meanwhile.
+    let prepared = match &dev_options {
+        Some(opts) => {
+            let accounts = dev::accounts(seeds);
+            let fakes = dev::fake_users(seeds, opts.users, opts.rng_seed);
+            let (scheme, followed) = match options.scheme {
+                Some(scheme) => (scheme, false),
+                None => match existing_scheme(&client).await? {
+                    Some(scheme) => (scheme, true),
+                    None => (dev::Scheme::Argon2id, false),
+                },
+            };
+            let hasher = dev::Hasher::new(scheme, &options.argon)?;
+            let threads = per_core(options.hash_threads);
+            // The documented accounts get their own hashes; the fake users share one password,
+            // so they share one hash (which makes `--users 100000` practical, even with bcrypt).
+            let mut passwords: Vec<String> = accounts.iter().map(|a| a.password.clone()).collect();
+            if let Some(fake) = fakes.first() {
+                passwords.push(fake.password.clone());
+            }
+            let computed = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = passwords.iter().map(String::as_str).collect();
+                dev::hash_all(&hasher, &refs, threads)
+            })
+            .await
+            .context("the hashing task failed")??;
+            let shared = computed.get(accounts.len()).cloned().unwrap_or_default();
+            let mut all = computed[..accounts.len()].to_vec();
+            all.extend(std::iter::repeat_n(shared, fakes.len()));
+            Some((accounts, fakes, all, scheme, followed))
+        }
+        None => None,
+    };
+
     let tx = client
         .transaction()
         .await
@@ -118,8 +162,13 @@ pub async fn seed(
         fake_users: None,
         usage_logs: None,
         credentials: Vec::new(),
+        password_scheme: None,
     };
-    if let Some((accounts, fakes, hashes)) = prepared {
+    if let Some((accounts, fakes, hashes, scheme, followed)) = prepared {
+        report.password_scheme = Some(PasswordScheme {
+            scheme: scheme.as_str(),
+            followed_existing_users: followed,
+        });
         let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
         report.accounts = Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
         report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
@@ -181,6 +230,19 @@ impl std::fmt::Display for Report {
                 f,
                 "{:<20} {} inserted; {} quotas' current usage updated",
                 "usage_logs", u.rows, u.quotas_updated
+            )?;
+        }
+        if let Some(p) = &self.password_scheme {
+            writeln!(
+                f,
+                "{:<20} {}{}",
+                "passwords",
+                p.scheme,
+                if p.followed_existing_users {
+                    " (the scheme of the users already in the database; set seed.password_scheme to choose)"
+                } else {
+                    ""
+                }
             )?;
         }
         if !self.credentials.is_empty() {

@@ -328,3 +328,90 @@ async fn concurrent_seeds_all_succeed_and_insert_each_row_once() {
         [4, 6, 8, 48]
     );
 }
+
+async fn hash_of(db: &tokio_postgres::Client, username: &str) -> String {
+    db.query_one(
+        "SELECT hashed_password FROM users WHERE username = $1",
+        &[&username],
+    )
+    .await
+    .expect("user")
+    .get(0)
+}
+
+#[tokio::test]
+async fn bcrypt_for_the_backend_argon2id_by_default_and_an_adopted_scheme_followed() {
+    // bcrypt: what the AI Dock backend's passlib context verifies.
+    let t = TestDb::new("bcrypt");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let out = run_ok(
+        t.cmd()
+            .env("AIDOCK__SEED__PASSWORD_SCHEME", "bcrypt")
+            .args(["seed", "--dev", "--users", "3", "--usage-logs", "0"]),
+    );
+    assert!(out.contains("passwords") && out.contains("bcrypt"), "{out}");
+    let db = t.admin().await;
+    let admin_hash = hash_of(&db, "admin").await;
+    assert!(admin_hash.starts_with("$2b$12$"), "{admin_hash}");
+    assert!(bcrypt::verify("AdminPassword123", &admin_hash).expect("verify"));
+    assert!(!bcrypt::verify("AdminPassword124", &admin_hash).expect("verify"));
+    assert!(bcrypt::verify("UserPassword123", &hash_of(&db, "user1").await).expect("verify"));
+    // The fake users share one password, hence one hash.
+    let distinct: i64 = db
+        .query_one(
+            "SELECT count(DISTINCT hashed_password) FROM users WHERE username NOT IN ('admin', 'user1', 'analyst')",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(distinct, 1);
+
+    // The default stays argon2id.
+    let a = TestDb::new("argon");
+    run_ok(a.cmd().args(["init", "-q"]));
+    run_ok(
+        a.cmd()
+            .args(["seed", "--dev", "--users", "1", "--usage-logs", "0"]),
+    );
+    assert!(
+        hash_of(&a.admin().await, "admin")
+            .await
+            .starts_with("$argon2id$")
+    );
+
+    // A database whose users already carry bcrypt hashes (adopted): new users follow it.
+    let u = TestDb::new("adopted");
+    run_ok(u.cmd().args(["init", "-q"]));
+    run_ok(u.cmd().args(["seed", "-q"]));
+    let db = u.admin().await;
+    let existing = bcrypt::hash("Existing123", 4).expect("hash");
+    db.execute(
+        "INSERT INTO users (username, email, hashed_password) VALUES ('existing', 'existing@example.com', $1)",
+        &[&existing],
+    )
+    .await
+    .expect("an existing user");
+    let out = run_ok(
+        u.cmd()
+            .args(["seed", "--dev", "--users", "1", "--usage-logs", "0"]),
+    );
+    assert!(
+        out.contains("the scheme of the users already in the database"),
+        "{out}"
+    );
+    assert!(hash_of(&db, "admin").await.starts_with("$2b$12$"));
+    assert_eq!(
+        hash_of(&db, "existing").await,
+        existing,
+        "existing hashes stay untouched"
+    );
+    // A bad value names the key.
+    let out = crate::support::expect_exit(
+        u.cmd()
+            .env("AIDOCK__SEED__PASSWORD_SCHEME", "md5")
+            .args(["seed"]),
+        2,
+    );
+    assert!(crate::support::stderr(&out).contains("seed.password_scheme"));
+}
