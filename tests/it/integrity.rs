@@ -393,8 +393,11 @@ async fn a_closed_or_full_stdout_never_panics_and_never_half_applies() {
     // init > /dev/full: the report cannot be written, the work is still complete.
     let t = TestDb::new("devfull");
     let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let only_0001 = crate::support::migrations_dir(&[]);
     let out = t
         .cmd()
+        .arg("--migrations-dir")
+        .arg(&only_0001)
         .arg("init")
         .stdout(Stdio::from(full))
         .output()
@@ -410,6 +413,8 @@ async fn a_closed_or_full_stdout_never_panics_and_never_half_applies() {
     // migrate status | (a reader that is already gone)
     let mut child = t
         .cmd()
+        .arg("--migrations-dir")
+        .arg(&only_0001)
         .args(["migrate", "status"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -76,7 +76,8 @@ const SEVEN: [&str; 7] = [
 #[tokio::test]
 async fn the_0001_schema_matches_schema_md() {
     let t = TestDb::new("schema");
-    let out = run_ok(t.cmd().arg("init"));
+    let only_0001 = migrations_dir(&[]);
+    let out = run_ok(t.cmd().arg("--migrations-dir").arg(&only_0001).arg("init"));
     assert!(out.contains("applied 0001_initial_tables"), "{out}");
     let db = t.admin().await;
     let mut expected: Vec<String> = SEVEN.iter().map(ToString::to_string).collect();
@@ -481,9 +482,16 @@ async fn no_transaction_scripts_run_statement_by_statement_without_deadlock() {
 async fn status_json_plan_and_history_are_read_only() {
     let t = TestDb::new("status");
     run_ok(t.cmd().args(["init", "--no-migrate"]));
+    // Only the AI Dock schema, whatever sql/ holds by now.
+    let dir = migrations_dir(&[]);
+    let m = || {
+        let mut cmd = t.cmd();
+        cmd.arg("--migrations-dir").arg(&dir);
+        cmd
+    };
     let db = t.admin().await;
 
-    let json = run_ok(t.cmd().args(["migrate", "status", "--json"]));
+    let json = run_ok(m().args(["migrate", "status", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["current"], serde_json::Value::Null);
     assert_eq!(v["head"], 1);
@@ -492,7 +500,7 @@ async fn status_json_plan_and_history_are_read_only() {
     assert_eq!(v["pending"][0]["name"], "initial_tables");
     assert!(tables(&db).await.is_empty(), "status created nothing");
 
-    let plan = run_ok(t.cmd().args(["migrate", "plan"]));
+    let plan = run_ok(m().args(["migrate", "plan"]));
     assert!(plan.contains("CREATE TABLE roles"), "{plan}");
     assert!(
         plan.contains("INSERT INTO public.aidock_schema_history"),
@@ -505,8 +513,8 @@ async fn status_json_plan_and_history_are_read_only() {
     assert!(plan.trim_end().ends_with("COMMIT;"), "{plan}");
     assert!(tables(&db).await.is_empty(), "plan created nothing");
 
-    run_ok(t.cmd().args(["migrate", "up"]));
-    let json = run_ok(t.cmd().args(["migrate", "status", "--json"]));
+    run_ok(m().args(["migrate", "up"]));
+    let json = run_ok(m().args(["migrate", "status", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["current"], 1);
     assert_eq!(v["up_to_date"], true);
@@ -517,13 +525,13 @@ async fn status_json_plan_and_history_are_read_only() {
             .is_some_and(|s| s.ends_with('Z'))
     );
 
-    let down = run_ok(t.cmd().args(["migrate", "plan", "--down", "--base"]));
+    let down = run_ok(m().args(["migrate", "plan", "--down", "--base"]));
     assert!(down.contains("DROP TABLE usage_logs"), "{down}");
     assert!(
         down.contains("DELETE FROM public.aidock_schema_history WHERE version = 1"),
         "{down}"
     );
-    let history = run_ok(t.cmd().args(["migrate", "history", "--json"]));
+    let history = run_ok(m().args(["migrate", "history", "--json"]));
     let h: serde_json::Value = serde_json::from_str(&history).expect("json");
     assert_eq!(h[0]["applied_by"], t.name.as_str());
     assert!(h[0]["execution_ms"].as_i64().is_some());
@@ -603,11 +611,17 @@ fn new_scaffolds_the_next_pair_and_refuses_duplicates() {
 #[tokio::test]
 async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
     let t = TestDb::new("locked");
-    run_ok(t.cmd().args(["init", "-q"]));
     let dir = migrations_dir(&[(
         "0002_add_nickname.up.sql",
         "ALTER TABLE users ADD COLUMN nickname text;\n",
     )]);
+    run_ok(t.cmd().args(["init", "-q", "--no-migrate"]));
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["migrate", "up", "--to", "1"]),
+    );
     // An application transaction holds a lock on users.
     let app = crate::support::connect(&t.app_url()).await;
     app.batch_execute("BEGIN; LOCK TABLE users IN ACCESS SHARE MODE")

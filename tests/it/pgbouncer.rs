@@ -94,7 +94,14 @@ async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
     if crate::support::cluster().port == 0 {
         return;
     }
-    run_ok(t.cmd().args(["init", "-q"]));
+    // Only the AI Dock schema, whatever sql/ holds by now.
+    let dir = crate::support::migrations_dir(&[]);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["init", "-q"]),
+    );
     let bouncer = start_bouncer(&t);
     let url = format!(
         "postgresql://{n}@127.0.0.1:{p}/{n}",
@@ -105,6 +112,8 @@ async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
         let mut cmd = t.cmd();
         cmd.env("DATABASE_URL", &url)
             .env("AIDOCK__TLS__MODE", "disable")
+            .arg("--migrations-dir")
+            .arg(&dir)
             .args(args);
         cmd
     };

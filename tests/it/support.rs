@@ -286,17 +286,32 @@ pub fn env_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-/// A migrations directory holding the built-in migrations plus `extra` files.
+/// A migrations directory holding the AI Dock schema (`sql/0001_initial_tables`) plus `extra`
+/// files. Only 0001 is copied, so a test's own `0002_...` never collides with a migration added to
+/// `sql/` later, and what a test asserts does not change when `sql/` grows.
 pub fn migrations_dir(extra: &[(&str, &str)]) -> PathBuf {
     let dir = scratch_dir("sql");
     let sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    for entry in std::fs::read_dir(sql).expect("sql/") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    for file in ["0001_initial_tables.up.sql", "0001_initial_tables.down.sql"] {
+        std::fs::copy(sql.join(file), dir.join(file)).expect("copy");
     }
     write_files(&dir, extra);
     dir
+}
+
+/// The highest version among the built-in migrations (`sql/`), as `alembic_version` stamps it.
+pub fn builtin_head() -> String {
+    let sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    let head = std::fs::read_dir(sql)
+        .expect("sql/")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.split('_').next()?.parse::<i64>().ok()
+        })
+        .max()
+        .expect("at least one migration");
+    format!("{head:04}")
 }
 
 /// Run the commands at the same time; assert that every one succeeds; return their stdout.
