@@ -86,9 +86,14 @@ impl Row {
 
 /// Whether the ledger exists (reading never creates it).
 pub async fn exists(client: &impl GenericClient) -> anyhow::Result<bool> {
+    // A plain query on pg_class, not to_regclass(): that resolves the name without a lock, from
+    // a catalog snapshot that can predate another migrator's commit when this transaction began
+    // before it; the runner would then see no ledger and apply everything again.
     let rows = simple_rows(
         client,
-        "SELECT to_regclass('public.aidock_schema_history') IS NOT NULL",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE n.nspname = 'public' AND c.relname = 'aidock_schema_history')",
     )
     .await?;
     Ok(rows
