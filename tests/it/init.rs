@@ -386,12 +386,7 @@ fn libpq_environment_fills_what_the_url_leaves_out() {
     if cluster.port == 0 {
         return;
     }
-    let password = cluster
-        .admin_url
-        .split_once("postgres:")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .map(|(pw, _)| pw.to_string())
-        .expect("password in the test cluster URL");
+    let password = crate::support::cluster_password();
     let out = run_ok(
         t.cmd()
             .env("AIDOCK_ADMIN_URL", "postgresql:///postgres?host=127.0.0.1")
@@ -435,12 +430,7 @@ fn the_password_file_supplies_what_the_url_leaves_out() {
     if cluster.port == 0 {
         return;
     }
-    let password = cluster
-        .admin_url
-        .split_once("postgres:")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .map(|(pw, _)| pw.to_string())
-        .expect("password in the test cluster URL");
+    let password = crate::support::cluster_password();
     let dir = crate::support::scratch_dir("pgpass");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("pgpass");
@@ -484,12 +474,7 @@ fn with_no_url_libpq_environment_names_the_server() {
     if cluster.port == 0 {
         return;
     }
-    let password = cluster
-        .admin_url
-        .split_once("postgres:")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .map(|(pw, _)| pw.to_string())
-        .expect("password in the test cluster URL");
+    let password = crate::support::cluster_password();
     let out = run_ok(
         t.cmd()
             .env_remove("AIDOCK_ADMIN_URL")

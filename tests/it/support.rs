@@ -56,6 +56,16 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// The superuser's password of the shared test cluster (tests that log in without the URL).
+pub fn cluster_password() -> String {
+    cluster()
+        .admin_url
+        .split_once("postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_string())
+        .expect("password in the test cluster URL")
+}
+
 /// A second, dedicated cluster for tests that need special server settings (TLS); cleaned up
 /// like the shared one when this process exits.
 pub fn dedicated_cluster(tag: &str, extra_conf: Vec<String>) -> LocalPg {
