@@ -47,6 +47,9 @@ PROJECTS = [
      r"^tests/serverpod_auth_test/serverpod_auth_test_server/migrations/\d[^/]*/migration\.sql$", "path", ""),
     # A pg_dump schema file; later revisions need PostgreSQL 18 (uuidv7()).
     ("pagila", "devrimgunduz+pagila", "23f7fe7", r"^pagila-schema\.sql$", "path", ""),
+    # pgAdmin's schema-diff fixtures: pg_dump files with partitions, enums, domains, views, rules.
+    ("pgadmin", "pgadmin-org+pgadmin4", "HEAD",
+     r"^web/pgadmin/tools/schema_diff/tests/pg/default/source\.sql$", "path", ""),
 ]
 
 PORT = 54391
