@@ -323,23 +323,39 @@ pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
         .map(|c| c.reason)
 }
 
+/// Whether the server is a streaming-replication standby (`pg_is_in_recovery()`); a simple query,
+/// so it also works behind PgBouncer in transaction pooling mode.
+///
+/// # Errors
+/// The query failing.
+pub async fn is_standby(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<bool> {
+    let messages = client
+        .simple_query("SELECT pg_is_in_recovery()")
+        .await
+        .map_err(|e| anyhow::anyhow!(describe_error(&e)))
+        .context("asking the server whether it is a standby")?;
+    Ok(messages.iter().any(
+        |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")),
+    ))
+}
+
+/// The refusal for writing through a standby: exit 4, naming the server and the fix.
+#[must_use]
+pub fn standby_error(target: &Target) -> anyhow::Error {
+    error::unreachable(format!(
+        "{} is a read-only standby (pg_is_in_recovery() is true), so nothing can be written there; point the URL at the primary, or list every host with target_session_attrs=read-write (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write)",
+        target.describe()
+    ))
+}
+
 /// Refuse to write through a streaming-replication standby (every write would fail with SQLSTATE
 /// 25006 "read-only transaction"): exit 4 naming the server, with the fix.
 ///
 /// # Errors
 /// The server is in recovery (a standby), or the check itself failed.
 pub async fn require_primary(client: &Client, target: &Target) -> anyhow::Result<()> {
-    let standby: bool = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .map_err(|e| anyhow::anyhow!(describe_error(&e)))
-        .context("asking the server whether it is a standby")?
-        .get(0);
-    if standby {
-        return Err(error::unreachable(format!(
-            "{} is a read-only standby (pg_is_in_recovery() is true), so nothing can be written there; point the URL at the primary, or list every host with target_session_attrs=read-write (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write)",
-            target.describe()
-        )));
+    if is_standby(client).await? {
+        return Err(standby_error(target));
     }
     Ok(())
 }

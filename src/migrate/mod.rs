@@ -36,10 +36,7 @@ pub async fn migrate(
         .await
         .map_err(|e| {
             if e.is::<runner::Standby>() {
-                error::unreachable(format!(
-                    "{} is a read-only standby (pg_is_in_recovery() is true), so migrations cannot be applied there; point database.url at the primary, or list every host with target_session_attrs=read-write (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write)",
-                    target.describe()
-                ))
+                crate::db::standby_error(target)
             } else {
                 e
             }

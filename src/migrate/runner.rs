@@ -86,12 +86,7 @@ pub async fn run(
     }
     check_scripts(migrations, &steps)?;
     // There is work: a standby cannot take it (its first write would fail half-way).
-    let standby = ledger::simple_rows(&*client, "SELECT pg_is_in_recovery()")
-        .await?
-        .first()
-        .and_then(|r| r.first())
-        .is_some_and(|v| v == "t");
-    if standby {
+    if db::is_standby(&*client).await? {
         return Err(Standby.into());
     }
     let deadline = Instant::now() + opts.wait_timeout;

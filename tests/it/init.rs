@@ -475,28 +475,22 @@ fn with_no_url_libpq_environment_names_the_server() {
         return;
     }
     let password = crate::support::cluster_password();
-    let out = run_ok(
-        t.cmd()
-            .env_remove("AIDOCK_ADMIN_URL")
+    // No URL at all: only libpq's environment names the server.
+    let via_env = || {
+        let mut cmd = t.cmd();
+        cmd.env_remove("AIDOCK_ADMIN_URL")
             .env("PGHOST", "127.0.0.1")
             .env("PGPORT", cluster.port.to_string())
             .env("PGUSER", "postgres")
-            .env("PGPASSWORD", &password)
-            .args(["init", "--no-migrate"]),
-    );
+            .env("PGPASSWORD", &password);
+        cmd
+    };
+    let out = run_ok(via_env().args(["init", "--no-migrate"]));
     assert!(
         out.contains(&format!("database {}: created", t.name)),
         "{out}"
     );
     // ... and migrate, with the app role on that server, finds it the same way.
-    let out = run_ok(
-        t.cmd()
-            .env_remove("AIDOCK_ADMIN_URL")
-            .env("PGHOST", "127.0.0.1")
-            .env("PGPORT", cluster.port.to_string())
-            .env("PGUSER", "postgres")
-            .env("PGPASSWORD", &password)
-            .args(["migrate", "up"]),
-    );
+    let out = run_ok(via_env().args(["migrate", "up"]));
     assert!(out.contains("applied 0001"), "{out}");
 }
