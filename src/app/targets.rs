@@ -2,6 +2,8 @@
 //! endpoints, the project-local cluster (started only where a command says so), and each engine
 //! module's own option struct (as ripgrep's `HiArgs` produces its libraries' builders).
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context as _;
 
 use super::settings::Settings;
@@ -152,12 +154,75 @@ pub fn runner_options(settings: &Settings) -> migrate::runner::Options {
     }
 }
 
-/// The migrations: `--migrations-dir` (migrate.dir) or the built-in set.
+/// Where the migration files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationSource {
+    /// `migrate.dir` / `--migrations-dir`.
+    Configured(PathBuf),
+    /// The `sql/` directory of the project the command runs in.
+    Project(PathBuf),
+    /// The copy built into the binary (an installed binary run outside a project).
+    BuiltIn,
+}
+
+impl MigrationSource {
+    /// The directory, unless built in.
+    #[must_use]
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Self::Configured(d) | Self::Project(d) => Some(d),
+            Self::BuiltIn => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MigrationSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(d) => write!(f, "{} (migrate.dir / --migrations-dir)", d.display()),
+            Self::Project(d) => write!(f, "{} (the project's sql/)", d.display()),
+            Self::BuiltIn => write!(
+                f,
+                "built into this binary ({} {}; no project sql/ here)",
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+}
+
+/// `migrate.dir` when set; else `sql/` at the project root (the nearest directory upward that
+/// holds `.aidock/`, `config/` or `sql/`), so `migrate new`, `plan`, `up`, `status` and `init`
+/// all read the files being written; else the built-in copy.
+#[must_use]
+pub fn migration_source(settings: &Settings) -> MigrationSource {
+    if let Some(dir) = &settings.migrate.dir {
+        return MigrationSource::Configured(dir.clone());
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return MigrationSource::BuiltIn;
+    };
+    cwd.ancestors()
+        .find(|d| d.join(".aidock").is_dir() || d.join("config").is_dir() || d.join("sql").is_dir())
+        .map(|root| root.join("sql"))
+        .filter(|sql| sql.is_dir())
+        .map_or(MigrationSource::BuiltIn, |sql| {
+            MigrationSource::Project(relative_to_cwd(&sql, &cwd))
+        })
+}
+
+/// `sql` rather than `/home/me/app/sql` when run from the root: shorter messages.
+fn relative_to_cwd(path: &Path, cwd: &Path) -> PathBuf {
+    path.strip_prefix(cwd)
+        .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
+}
+
+/// The migrations, from [`migration_source`].
 ///
 /// # Errors
 /// Unreadable or badly named files.
 pub fn migrations(settings: &Settings) -> anyhow::Result<Vec<migrate::source::Migration>> {
-    migrate::source::load(settings.migrate.dir.as_deref())
+    migrate::source::load(migration_source(settings).dir())
 }
 
 /// What `init` provisions.

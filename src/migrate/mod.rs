@@ -47,6 +47,8 @@ pub async fn migrate(
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub database: String,
+    /// Where the migration files come from (set by the caller; see `migrate status`).
+    pub source: String,
     /// The highest applied version, or null.
     pub current: Option<i64>,
     /// The highest available version, or null.
@@ -117,6 +119,7 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         .collect();
     Ok(Status {
         database: target.describe(),
+        source: String::new(),
         current,
         head: migrations.iter().map(|m| m.version).max(),
         up_to_date: pending.is_empty() && problems.is_empty(),
@@ -131,6 +134,9 @@ impl std::fmt::Display for Status {
     /// For people: the database, current version, each applied and pending migration, problems.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "database: {}", self.database)?;
+        if !self.source.is_empty() {
+            writeln!(f, "migrations: {}", self.source)?;
+        }
         match self.current {
             Some(v) => writeln!(f, "current version: {v:04}")?,
             None => writeln!(f, "current version: none (no migration applied)")?,
@@ -286,7 +292,7 @@ pub fn new_migration(dir: Option<&Path>, name: &str) -> anyhow::Result<(PathBuf,
     let dir = dir.map_or_else(|| PathBuf::from("sql"), Path::to_path_buf);
     if !dir.is_dir() {
         return Err(error::usage(format!(
-            "no migrations directory `{}`: run from the project root (where sql/ is) or pass --migrations-dir",
+            "no migrations directory `{}`: run from the project root (where sql/ is), pass --migrations-dir, or create it (`mkdir sql`) to start one",
             dir.display()
         )));
     }

@@ -681,3 +681,62 @@ async fn sql_standard_function_bodies_apply() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #14, the loop: inside a project, `sql/` (found from the project root, even from a
+/// subdirectory) is the source for `migrate new`, `plan`, `up`, `status` and `init` alike.
+#[tokio::test]
+async fn the_project_sql_directory_is_the_source_for_every_command() {
+    let db = TestDb::new("project_loop");
+    let project = scratch_dir("project");
+    let sql = project.join("sql");
+    std::fs::create_dir_all(project.join("src")).expect("mkdir");
+    std::fs::rename(migrations_dir(&[]), &sql).expect("move sql/");
+    let in_src = |args: &[&str]| {
+        let mut c = db.cmd();
+        c.current_dir(project.join("src")).args(args);
+        c
+    };
+    let out = run_ok(&mut in_src(&["migrate", "new", "add_avatar"]));
+    assert!(out.contains("0002_add_avatar.up.sql"), "{out}");
+    write_files(
+        &sql,
+        &[
+            (
+                "0002_add_avatar.up.sql",
+                "ALTER TABLE users ADD COLUMN avatar text;",
+            ),
+            (
+                "0002_add_avatar.down.sql",
+                "ALTER TABLE users DROP COLUMN avatar;",
+            ),
+        ],
+    );
+    run_ok(&mut in_src(&["init"]));
+    let status = run_ok(&mut in_src(&["migrate", "status"]));
+    assert!(status.contains("the project's sql/"), "{status}");
+    assert!(status.contains("0002 add_avatar"), "{status}");
+    assert!(status.contains("up to date"), "{status}");
+    let plan = run_ok(&mut in_src(&["migrate", "plan"]));
+    assert!(plan.contains("nothing to do"), "{plan}");
+    let again = run_ok(&mut in_src(&["init"]));
+    assert!(!again.contains("applied"), "{again}");
+    let client = db.admin().await;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'avatar'",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(n, 1);
+    // Outside any project, the binary's own copy is the source and says so.
+    let elsewhere = scratch_dir("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let mut c = db.cmd();
+    c.current_dir(&elsewhere).args(["migrate", "status"]);
+    let out = expect_exit(&mut c, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("built into this binary"), "{text}");
+    let _ = std::fs::remove_dir_all(&project);
+}

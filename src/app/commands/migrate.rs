@@ -28,7 +28,8 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
     let out = settings.output;
     match cmd {
         MigrateCommand::New { name } => {
-            let (up, down) = migrate::new_migration(settings.migrate.dir.as_deref(), &name)?;
+            let source = targets::migration_source(settings);
+            let (up, down) = migrate::new_migration(source.dir(), &name)?;
             crate::outln!("created {}\ncreated {}", up.display(), down.display());
             Ok(())
         }
@@ -79,8 +80,9 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
         }
         MigrateCommand::Status(args) => {
             let target = targets::app(settings)?;
-            let status = db::block_on(migrate::status(&target, &migrations))
+            let mut status = db::block_on(migrate::status(&target, &migrations))
                 .map_err(|e| targets::explain_app_error(settings, e))?;
+            status.source = targets::migration_source(settings).to_string();
             emit(out, &status, || status.to_string())?;
             if !status.problems.is_empty() {
                 Err(anyhow::anyhow!(
