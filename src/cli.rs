@@ -236,7 +236,20 @@ pub enum MigrateCommand {
     /// Print the exact SQL that `up` (or `down` with --down) would run; changes nothing.
     Plan(PlanArgs),
     /// Compare the live schema with what the applied migrations make; exit 1 on any drift.
-    Verify,
+    Verify {
+        /// Also print (never run) the SQL that turns the live schema back into the migrations' result.
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Write the next migration pair from a desired schema (an edited `pg_dump -s`, or any SQL).
+    ///
+    /// Both schemas are built in scratch databases and compared by the server; the pair is
+    /// tested (up, then down) before it is written. Indexes on existing tables get a
+    /// `-- aidock:no-transaction` pair of their own (CREATE INDEX CONCURRENTLY); new enum values
+    /// one before the main pair.
+    ///
+    /// Example: pg_dump -s mydb > desired.sql; edit it; aidock-provision migrate diff add_avatar --to desired.sql
+    Diff(DiffArgs),
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
     New {
         /// Lower-case letters, digits and underscores, e.g. add_user_avatar.
@@ -271,6 +284,21 @@ pub struct DownArgs {
     /// Allow this in the production profile (it still asks for confirmation unless --yes).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The new migration's name: lower-case letters, digits and underscores.
+    pub name: String,
+    /// The desired schema: a .sql file or a directory of them (applied in name order).
+    #[arg(long, value_name = "PATH")]
+    pub to: std::path::PathBuf,
+    /// Print the files to stdout instead of writing them.
+    #[arg(long)]
+    pub print: bool,
+    /// Write the pair even though it drops tables or columns or narrows types (they are named).
+    #[arg(long)]
+    pub allow_data_loss: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! `migrate` commands (their printing is the application's).
 
 pub mod alembic;
+pub mod diff;
 pub mod ledger;
 pub mod lexer;
 pub mod plan;

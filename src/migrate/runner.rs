@@ -376,30 +376,44 @@ pub async fn replay(
 ) -> anyhow::Result<()> {
     for version in versions {
         let m = migration(migrations, *version);
-        let script = &m.up;
-        script.statements()?;
-        if script.no_transaction {
-            client
-                .batch_execute(&session_settings(opts, false))
-                .await
-                .context("setting lock_timeout and statement_timeout")?;
-            run_statements(&*client, script, m, opts).await?;
-        } else {
-            let tx = client
-                .transaction()
-                .await
-                .context("starting a transaction")?;
-            tx.batch_execute(&session_settings(opts, true))
-                .await
-                .context("setting lock_timeout and statement_timeout")?;
-            run_statements(&tx, script, m, opts).await?;
-            tx.commit().await.context("committing")?;
-        }
-        client
-            .batch_execute(ledger::RESET_SESSION)
-            .await
-            .context("resetting the session after the script")?;
+        run_script(client, m, &m.up, opts).await?;
     }
+    Ok(())
+}
+
+/// Run one script of `m` as `up` and `down` run it, without bookkeeping (scratch databases:
+/// `verify`'s replay, `migrate diff`'s desired schema and its test of the generated pair).
+///
+/// # Errors
+/// A script failing (file, line and column), or the connection.
+pub async fn run_script(
+    client: &mut Client,
+    m: &Migration,
+    script: &Script,
+    opts: &Options,
+) -> anyhow::Result<()> {
+    script.statements()?;
+    if script.no_transaction {
+        client
+            .batch_execute(&session_settings(opts, false))
+            .await
+            .context("setting lock_timeout and statement_timeout")?;
+        run_statements(&*client, script, m, opts).await?;
+    } else {
+        let tx = client
+            .transaction()
+            .await
+            .context("starting a transaction")?;
+        tx.batch_execute(&session_settings(opts, true))
+            .await
+            .context("setting lock_timeout and statement_timeout")?;
+        run_statements(&tx, script, m, opts).await?;
+        tx.commit().await.context("committing")?;
+    }
+    client
+        .batch_execute(ledger::RESET_SESSION)
+        .await
+        .context("resetting the session after the script")?;
     Ok(())
 }
 

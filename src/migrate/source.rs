@@ -28,7 +28,9 @@ pub struct Script {
 }
 
 impl Script {
-    fn new(file: String, raw: &str) -> Script {
+    /// A script from text (`file` names it in messages).
+    #[must_use]
+    pub fn new(file: String, raw: &str) -> Script {
         let sql = normalise(raw);
         let no_transaction = sql
             .lines()

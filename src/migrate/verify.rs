@@ -22,7 +22,7 @@ use crate::schema::catalog::{self, ReadOptions};
 use crate::schema::diff::{Drift, DriftKind};
 
 /// The migration engine's own tables; no migration creates them.
-const ENGINE_TABLES: [&str; 2] = ["aidock_schema_history", "alembic_version"];
+pub(super) const ENGINE_TABLES: [&str; 2] = ["aidock_schema_history", "alembic_version"];
 
 /// Scratch databases are named `aidock_verify_<12 hex>`.
 const SCRATCH_PREFIX: &str = "aidock_verify_";
@@ -38,7 +38,8 @@ pub async fn verify(
     app: &Target,
     migrations: &[Migration],
     opts: &runner::Options,
-) -> anyhow::Result<Vec<Drift>> {
+    fix: bool,
+) -> anyhow::Result<Report> {
     let live = app.connect().await?;
     let applied = ledger::read(&live).await?;
     let mut drift = Vec::new();
@@ -77,6 +78,7 @@ pub async fn verify(
         .context("taking the scratch database's lock")?;
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
+        meta: fix,
     };
     let (locale, public) = live_settings(&live).await?;
     // The live catalog is read while the server creates the scratch database.
@@ -94,7 +96,7 @@ pub async fn verify(
             .await
             .context("replaying the applied migrations in a scratch database")?;
         let expected = catalog::read(&replay, options).await?;
-        anyhow::Ok(crate::schema::diff::diff(&expected, &found))
+        anyhow::Ok((crate::schema::diff::diff(&expected, &found), expected, found))
     };
     let result = tokio::select! {
         r = work => r,
@@ -110,14 +112,26 @@ pub async fn verify(
     let _ = admin_client
         .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
         .await;
-    drift.extend(result?);
+    let (found_drift, expected, live) = result?;
+    drift.extend(found_drift);
     dropped
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("dropping the scratch database `{scratch}`"))?;
-    Ok(drift)
+    Ok(Report {
+        drift,
+        expected,
+        live,
+    })
 }
 
-fn scratch_name() -> String {
+/// What verify found: every difference, and both catalogs (with parts, for `--fix`).
+pub struct Report {
+    pub drift: Vec<Drift>,
+    pub expected: catalog::Catalog,
+    pub live: catalog::Catalog,
+}
+
+pub(super) fn scratch_name() -> String {
     use rand::RngExt as _;
     let suffix: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
@@ -128,7 +142,7 @@ fn scratch_name() -> String {
 }
 
 /// Verify creates a database: the admin needs CREATEDB (or to be a superuser).
-async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
+pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
     let may: bool = client
         .query_one(
             "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
@@ -148,7 +162,7 @@ async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()>
 }
 
 /// Drop the scratch databases of verifies that died without cleaning up: nobody holds their lock.
-async fn drop_stale_scratch_databases(client: &Client) {
+pub(super) async fn drop_stale_scratch_databases(client: &Client) {
     let Ok(rows) = client
         .query(
             "SELECT datname::text FROM pg_database WHERE datname LIKE 'aidock\\_verify\\_%'",
@@ -181,7 +195,7 @@ async fn drop_stale_scratch_databases(client: &Client) {
 
 /// The live database's encoding and locale, and its schema `public`'s owner and whether PUBLIC
 /// may create there (`None` when it has no schema public).
-async fn live_settings(live: &Client) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
+pub(super) async fn live_settings(live: &Client) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
         .query_one(
             "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \
@@ -206,7 +220,7 @@ async fn live_settings(live: &Client) -> anyhow::Result<([String; 3], Option<(St
 
 /// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
 /// by the role that replays the migrations.
-async fn create_scratch(
+pub(super) async fn create_scratch(
     admin: &Client,
     app: &Target,
     scratch: &str,

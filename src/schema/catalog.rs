@@ -22,12 +22,19 @@ pub struct Catalog {
     pub objects: BTreeMap<(String, String), String>,
     /// Indexes whose `indisvalid` is false (a failed `CREATE INDEX CONCURRENTLY`).
     pub invalid_indexes: Vec<String>,
+    /// With [`ReadOptions::meta`]: each object's parts as JSON (column number and pieces, a
+    /// relation's partitioning, a constraint's type ...), what DDL is written from.
+    pub meta: BTreeMap<(String, String), serde_json::Value>,
+    /// With [`ReadOptions::meta`]: what each object needs to exist first (from `pg_depend`).
+    pub deps: BTreeMap<(String, String), std::collections::BTreeSet<(String, String)>>,
 }
 
 /// Tables in schema `public` to leave out (the migration engine's own ledgers).
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions<'a> {
     pub exclude: &'a [&'a str],
+    /// Also read [`Catalog::meta`] and [`Catalog::deps`] (for writing DDL; verify needs neither).
+    pub meta: bool,
 }
 
 /// Every object query returns (kind, name, definition). `rels` holds the relations in scope, and
@@ -58,7 +65,7 @@ WITH ns AS (
                 || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.deptype = 'e')
+                      AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
 ), types AS (
     SELECT t.*, CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
                 || quote_ident(t.typname) AS name
@@ -229,6 +236,149 @@ const KINDS: &[&str] = &[
     "SELECT 'invalid', i.name, '' FROM pg_index x JOIN rels i ON i.oid = x.indexrelid WHERE NOT x.indisvalid",
 ];
 
+/// The parts DDL is written from, as `('~kind', name, json)` rows (with `meta`).
+const META: &[&str] = &[
+    "SELECT '~column', r.name || '.' || quote_ident(a.attname),
+            json_build_object('num', a.attnum, 'local', a.attislocal, 'table', r.name,
+              'name', quote_ident(a.attname), 'type', format_type(a.atttypid, a.atttypmod),
+              'collate', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                              THEN a.attcollation::regcollation::text END,
+              'notnull', a.attnotnull,
+              'default', CASE WHEN a.attgenerated <> 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
+              'generated', CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END,
+              'identity', CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END,
+              'storage', CASE WHEN a.attstorage <> t.typstorage THEN
+                   CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END)::text
+     FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid JOIN pg_type t ON t.oid = a.atttypid
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p', 'f')",
+    "SELECT '~rel', r.name,
+            json_build_object('relkind', r.relkind::text, 'unlogged', r.relpersistence = 'u',
+              'partkey', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
+              'parent', CASE WHEN r.relispartition AND r.relkind IN ('r', 'p', 'f') THEN
+                   (SELECT p.name FROM pg_inherits i JOIN rels p ON p.oid = i.inhparent WHERE i.inhrelid = r.oid LIMIT 1) END,
+              'bound', CASE WHEN r.relispartition AND r.relkind IN ('r', 'p', 'f') THEN pg_get_expr(r.relpartbound, r.oid) END,
+              'inherits', CASE WHEN NOT r.relispartition AND r.relkind IN ('r', 'p') THEN
+                   (SELECT json_agg(p.name ORDER BY i.inhseqno) FROM pg_inherits i JOIN rels p ON p.oid = i.inhparent
+                    WHERE i.inhrelid = r.oid) END,
+              'rls', r.relrowsecurity, 'force_rls', r.relforcerowsecurity, 'options', r.reloptions,
+              'viewdef', CASE WHEN r.relkind IN ('v', 'm') THEN pg_get_viewdef(r.oid) END,
+              'identity_seq', r.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                                         AND d.objid = r.oid AND d.deptype = 'i'),
+              'index_table', (SELECT t.name FROM pg_index x JOIN rels t ON t.oid = x.indrelid WHERE x.indexrelid = r.oid),
+              'index_constraint', (SELECT t.name || '.' || quote_ident(c.conname) FROM pg_constraint c JOIN rels t ON t.oid = c.conrelid
+                                   WHERE c.conindid = r.oid AND c.contype IN ('p', 'u', 'x') LIMIT 1),
+              'index_partition', r.relkind IN ('i', 'I') AND r.relispartition)::text
+     FROM rels r",
+    "SELECT '~constraint', r.name || '.' || quote_ident(con.conname),
+            json_build_object('type', con.contype::text, 'on', r.name, 'name', quote_ident(con.conname),
+              'inherited', con.conparentid <> 0 OR NOT con.conislocal)::text
+     FROM rels r JOIN pg_constraint con ON con.conrelid = r.oid
+     UNION ALL
+     SELECT '~constraint', 'domain ' || t.name || '.' || quote_ident(con.conname),
+            json_build_object('type', con.contype::text, 'domain', t.name, 'name', quote_ident(con.conname),
+              'inherited', false)::text
+     FROM types t JOIN pg_constraint con ON con.contypid = t.oid",
+    "SELECT '~trigger', r.name || '.' || quote_ident(t.tgname),
+            json_build_object('on', r.name, 'name', quote_ident(t.tgname), 'inherited', t.tgparentid <> 0,
+                              'enabled', t.tgenabled::text)::text
+     FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal",
+    "SELECT '~policy', r.name || '.' || quote_ident(p.polname),
+            json_build_object('on', r.name, 'name', quote_ident(p.polname))::text
+     FROM rels r JOIN pg_policy p ON p.polrelid = r.oid",
+    "SELECT '~type', t.name,
+            json_build_object('typtype', t.typtype::text,
+              'values', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+              'base', CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+              'collate', CASE WHEN t.typtype = 'd' AND t.typcollation <> 0 AND t.typcollation <>
+                                   (SELECT typcollation FROM pg_type WHERE oid = t.typbasetype)
+                              THEN t.typcollation::regcollation::text END,
+              'notnull', t.typnotnull, 'default', t.typdefault,
+              'subtype', (SELECT format_type(rngsubtype, NULL) FROM pg_range WHERE rngtypid = t.oid),
+              'attributes', CASE WHEN t.typtype = 'c' THEN
+                   (SELECT json_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+                    FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) END)::text
+     FROM types t",
+    "SELECT '~sequence', r.name,
+            json_build_object('type', format_type(s.seqtypid, NULL), 'start', s.seqstart::text,
+              'increment', s.seqincrement::text, 'min', s.seqmin::text, 'max', s.seqmax::text,
+              'cache', s.seqcache::text, 'cycle', s.seqcycle,
+              'owned_by', (SELECT t.name || '.' || quote_ident(a.attname)
+                           FROM pg_depend d JOIN rels t ON t.oid = d.refobjid
+                           JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                           WHERE d.classid = 'pg_class'::regclass AND d.objid = r.oid AND d.deptype = 'a'
+                             AND d.refclassid = 'pg_class'::regclass LIMIT 1))::text
+     FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid",
+    "SELECT '~routine', p.name,
+            json_build_object('prokind', p.prokind::text, 'result', pg_get_function_result(p.oid),
+              'arguments', pg_get_function_arguments(p.oid),
+              'qualified', CASE WHEN p.name LIKE '%(%' THEN split_part(p.name, '(', 1) END,
+              'sfunc', a.aggtransfn::regproc::text, 'stype', format_type(a.aggtranstype, NULL),
+              'finalfunc', CASE WHEN a.aggfinalfn <> 0 THEN a.aggfinalfn::regproc::text END,
+              'combinefunc', CASE WHEN a.aggcombinefn <> 0 THEN a.aggcombinefn::regproc::text END,
+              'initcond', a.agginitval,
+              'sortop', CASE WHEN a.aggsortop <> 0 THEN (SELECT o.oprname::text FROM pg_operator o WHERE o.oid = a.aggsortop) END,
+              'parallel', p.proparallel::text)::text
+     FROM procs p LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid",
+    "(WITH keys AS (
+        SELECT 'pg_class'::regclass::oid AS classid, r.oid AS objid, 0 AS objsubid,
+               CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                              WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+                              WHEN 'f' THEN 'foreign table' ELSE 'index' END AS kind, r.name
+        FROM rels r WHERE r.relkind <> 'c'
+        UNION ALL
+        SELECT 'pg_class'::regclass::oid, r.oid, a.attnum, 'column', r.name || '.' || quote_ident(a.attname)
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid
+        WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p', 'f')
+        UNION ALL
+        SELECT 'pg_class'::regclass::oid, r.oid, a.attnum,
+               CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.name
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid
+        WHERE a.attnum > 0 AND r.relkind IN ('v', 'm')
+        UNION ALL
+        SELECT 'pg_proc'::regclass::oid, p.oid, 0,
+               CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END, p.name
+        FROM procs p
+        UNION ALL
+        SELECT 'pg_type'::regclass::oid, t.oid, 0, 'type', t.name FROM types t
+        UNION ALL
+        SELECT 'pg_type'::regclass::oid, t.typarray, 0, 'type', t.name FROM types t WHERE t.typarray <> 0
+        UNION ALL
+        SELECT 'pg_type'::regclass::oid, r.reltype, 0, CASE r.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                                               WHEN 'f' THEN 'foreign table' ELSE 'table' END, r.name
+        FROM rels r WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f') AND r.reltype <> 0
+        UNION ALL
+        SELECT 'pg_constraint'::regclass::oid, c.oid, 0, 'constraint', r.name || '.' || quote_ident(c.conname)
+        FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
+        UNION ALL
+        SELECT 'pg_constraint'::regclass::oid, c.oid, 0, 'constraint', 'domain ' || t.name || '.' || quote_ident(c.conname)
+        FROM types t JOIN pg_constraint c ON c.contypid = t.oid
+        UNION ALL
+        SELECT 'pg_trigger'::regclass::oid, g.oid, 0, 'trigger', r.name || '.' || quote_ident(g.tgname)
+        FROM rels r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+        UNION ALL
+        SELECT 'pg_policy'::regclass::oid, p.oid, 0, 'policy', r.name || '.' || quote_ident(p.polname)
+        FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
+        UNION ALL
+        SELECT 'pg_rewrite'::regclass::oid, w.oid, 0, CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.name
+        FROM rels r JOIN pg_rewrite w ON w.ev_class = r.oid WHERE r.relkind IN ('v', 'm')
+        UNION ALL
+        SELECT 'pg_attrdef'::regclass::oid, d.oid, 0, 'column', r.name || '.' || quote_ident(a.attname)
+        FROM rels r JOIN pg_attrdef d ON d.adrelid = r.oid
+        JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+        UNION ALL
+        SELECT 'pg_namespace'::regclass::oid, n.oid, 0, 'schema', quote_ident(n.nspname) FROM ns n
+        UNION ALL
+        SELECT 'pg_extension'::regclass::oid, e.oid, 0, 'extension', quote_ident(e.extname) FROM pg_extension e
+     )
+     SELECT DISTINCT '~dep', a.kind || chr(31) || a.name, b.kind || chr(31) || b.name
+     FROM pg_depend d
+     JOIN keys a ON a.classid = d.classid AND a.objid = d.objid AND a.objsubid = d.objsubid
+     JOIN keys b ON b.classid = d.refclassid AND b.objid = d.refobjid AND b.objsubid = d.refobjsubid
+     WHERE d.deptype IN ('n', 'a') AND NOT (a.kind = 'sequence' AND d.deptype = 'a')
+       AND (a.kind, a.name) <> (b.kind, b.name))",
+];
+
 /// Read every object in scope.
 ///
 /// Definitions are printed with `search_path` set to `public` alone, so objects in `public`
@@ -246,10 +396,12 @@ pub async fn read(
         .context("setting search_path for reading the catalog")?;
     let exclude: Vec<String> = options.exclude.iter().map(ToString::to_string).collect();
     // One round trip: the scope is planned once and the server reads every kind in one go.
+    let meta: &[&str] = if options.meta { META } else { &[] };
     let query = format!(
         "{SCOPE}{}",
         KINDS
             .iter()
+            .chain(meta)
             .map(|k| format!("({k})"))
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
@@ -269,6 +421,18 @@ pub async fn read(
         };
         if kind == "invalid" {
             catalog.invalid_indexes.push(name);
+        } else if kind == "~dep" {
+            let split = |s: &str| {
+                s.split_once('\u{1f}')
+                    .map(|(k, n)| (k.to_string(), n.to_string()))
+            };
+            if let (Some(from), Some(to)) = (split(&name), definition.as_deref().and_then(split)) {
+                catalog.deps.entry(from).or_default().insert(to);
+            }
+        } else if let Some(kind) = kind.strip_prefix('~') {
+            let value = serde_json::from_str(definition.as_deref().unwrap_or("null"))
+                .with_context(|| format!("reading the catalog's {kind} {name}"))?;
+            catalog.meta.insert((kind.to_string(), name), value);
         } else {
             catalog
                 .objects

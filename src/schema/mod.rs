@@ -3,4 +3,5 @@
 //! `verify --fix`, `migrate diff` and `migrate baseline` are meant to as well.
 
 pub mod catalog;
+pub mod ddl;
 pub mod diff;

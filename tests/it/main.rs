@@ -2,6 +2,7 @@
 
 mod alembic;
 mod cli;
+mod diff;
 mod doctor;
 mod guards;
 mod ha;

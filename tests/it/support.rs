@@ -392,3 +392,31 @@ pub async fn server_version(db: &tokio_postgres::Client) -> i32 {
         .expect("server_version_num")
         .get(0)
 }
+
+/// `pg_dump -s` of a database; None when the installed pg_dump refuses the server (a newer major
+/// in the version matrix).
+pub fn schema_dump(url: &str) -> Option<String> {
+    let out = Command::new("pg_dump")
+        .args([
+            "-s",
+            "--exclude-table=aidock_schema_history",
+            "--exclude-table=alembic_version",
+        ])
+        .arg(url)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert!(err.contains("version mismatch"), "pg_dump: {err}");
+        return None;
+    }
+    // Without the random key of pg_dump's `\restrict` lines.
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+

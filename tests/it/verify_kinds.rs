@@ -5,31 +5,9 @@
 use std::process::Command;
 
 use crate::support::{
-    TestDb, cluster, connect, expect_exit, run_ok, scratch_dir, stderr, with_db, write_files,
+    TestDb, cluster, connect, expect_exit, run_ok, schema_dump, scratch_dir, stderr, with_db,
+    write_files,
 };
-
-/// `pg_dump -s` of a database; None when the installed pg_dump refuses the server (a newer major
-/// in the version matrix).
-fn schema_dump(url: &str) -> Option<String> {
-    let out = Command::new("pg_dump")
-        .args(["-s"])
-        .arg(url)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        let err = stderr(&out);
-        assert!(err.contains("version mismatch"), "pg_dump: {err}");
-        return None;
-    }
-    // Without the random key of pg_dump's `\restrict` lines.
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
-}
 
 async fn scratch_databases_of(admin: &tokio_postgres::Client, owner: &str) -> i64 {
     admin

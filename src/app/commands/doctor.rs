@@ -428,7 +428,10 @@ async fn server_checks(
             return;
         }
     }
-    match migrate::verify::verify(&admin, &app, migrations, &targets::runner_options(settings)).await {
+    match migrate::verify::verify(&admin, &app, migrations, &targets::runner_options(settings), false)
+        .await
+        .map(|r| r.drift)
+    {
         Ok(drift) if drift.is_empty() => checks.pass("schema", "matches the applied migrations"),
         Ok(drift) => checks.fail(
             "schema",

@@ -98,16 +98,24 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MigrateCommand::Verify => {
+        MigrateCommand::Verify { fix } => {
             let target = targets::app(settings)?;
             let admin = targets::verify_admin(settings)?;
-            let drift = db::block_on(migrate::verify::verify(
+            let report = db::block_on(migrate::verify::verify(
                 &admin,
                 &target,
                 &migrations,
                 &targets::runner_options(settings),
+                fix,
             ))?;
-            let json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
+            let drift = report.drift;
+            let fix_sql = fix.then(|| {
+                migrate::diff::fix_sql(&report.expected, &report.live, target.user())
+            });
+            let mut json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
+            if let Some(sql) = &fix_sql {
+                json["fix_sql"] = serde_json::Value::String(sql.clone());
+            }
             if drift.is_empty() {
                 emit(out, &json, || {
                     format!(
@@ -119,11 +127,17 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             } else {
                 // Drift is printed even with --quiet: it is the answer.
                 let text = || {
-                    drift
+                    let mut t = drift
                         .iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
-                        .join("\n")
+                        .join("\n");
+                    if let Some(sql) = &fix_sql {
+                        t.push_str(&format!(
+                            "\n\n-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{sql}"
+                        ));
+                    }
+                    t
                 };
                 if out.quiet && !out.json {
                     crate::out!("{}", text());
@@ -136,6 +150,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 ))
             }
         }
+        MigrateCommand::Diff(args) => diff(settings, &migrations, &args),
         MigrateCommand::History => {
             let target = targets::app(settings)?;
             let rows = db::block_on(migrate::history(&target))
@@ -156,6 +171,88 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// `migrate diff`: generate, test, then write (or print) the pair(s).
+fn diff(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    args: &crate::cli::DiffArgs,
+) -> anyhow::Result<()> {
+    let source = targets::migration_source(settings);
+    let dir = match (source.dir(), args.print) {
+        (Some(d), _) => Some(d.to_path_buf()),
+        (None, true) => None,
+        (None, false) => {
+            return Err(error::usage(
+                "migrate diff writes into the project's migrations directory, and there is none here: run it from the project root (where sql/ is), pass --migrations-dir, or use --print",
+            ));
+        }
+    };
+    let desired = migrate::diff::read_desired(&args.to)?;
+    let admin = targets::verify_admin(settings)?;
+    let app = targets::app(settings)?;
+    let opts = targets::runner_options(settings);
+    let pad = migrate::diff::Scratchpad {
+        admin: &admin,
+        app: &app,
+        opts: &opts,
+    };
+    let generated = db::block_on(migrate::diff::generate(
+        &pad,
+        migrations,
+        &desired,
+        &args.name,
+        args.allow_data_loss,
+    ))?;
+    for note in &generated.notes {
+        crate::errln!("note: {note}");
+    }
+    for l in &generated.lossy {
+        crate::errln!("loses data (allowed by --allow-data-loss): {l}");
+    }
+    if generated.files.is_empty() {
+        crate::outln!(
+            "no difference: the migrations already make the schema in `{}`; nothing written",
+            args.to.display()
+        );
+        return Ok(());
+    }
+    if args.print || settings.output.json {
+        if settings.output.json {
+            crate::outln!("{}", serde_json::to_string_pretty(&generated)?);
+        } else {
+            for f in &generated.files {
+                crate::outln!("-- ==== {} ====\n{}", f.name, f.text);
+            }
+        }
+        if args.print {
+            return Ok(());
+        }
+    }
+    let dir = dir.expect("checked above");
+    for f in &generated.files {
+        if dir.join(&f.name).exists() {
+            return Err(error::usage(format!(
+                "`{}` already exists; nothing was written",
+                dir.join(&f.name).display()
+            )));
+        }
+    }
+    for f in &generated.files {
+        let path = dir.join(&f.name);
+        std::fs::write(&path, &f.text)
+            .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
+        if !settings.output.json {
+            crate::outln!("wrote {}", path.display());
+        }
+    }
+    if !settings.output.json && !settings.output.quiet {
+        crate::outln!(
+            "tested on scratch databases: up reaches the desired schema, down returns to the current one. Next: review the files, `migrate lint`, `migrate plan`, `migrate up`, `migrate verify`"
+        );
+    }
+    Ok(())
 }
 
 /// `up` and `down`: the one runner, then one line per script.

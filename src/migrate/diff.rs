@@ -1,0 +1,369 @@
+//! `migrate diff` and `verify --fix`: the server is the normaliser. The schema the migrations
+//! make and the desired schema are both built in scratch databases (from `template0`, owned by
+//! the migrating role) and read back as catalogs; [`crate::schema::ddl`] writes the DDL between
+//! them. Before anything is written, the generated pair is tested where it was made: `up` is
+//! applied on top of the migrations and must give the desired catalog, then `down` must give
+//! back the starting one. A pair that fails its test is never written.
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::runner;
+use super::source::{self, Migration, NO_TRANSACTION, Script};
+use super::verify;
+use crate::db::{self, Target};
+use crate::error;
+use crate::schema::catalog::{self, Catalog, ReadOptions};
+use crate::schema::ddl::{self, Direction, Place};
+
+/// One generated file.
+#[derive(Debug, Clone, Serialize)]
+pub struct File {
+    pub name: String,
+    pub text: String,
+}
+
+/// What `migrate diff` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    /// Up and down files, in version order (empty: the migrations already make that schema).
+    pub files: Vec<File>,
+    /// Steps that lose data (allowed with `--allow-data-loss`).
+    pub lossy: Vec<String>,
+    /// Guesses and limits the reviewer must read.
+    pub notes: Vec<String>,
+}
+
+/// Where the desired schema comes from: `(name for messages, SQL text)`, applied in order.
+pub type Desired = Vec<(String, String)>;
+
+/// Read a `.sql` file, or every `.sql` file of a directory in name order.
+///
+/// # Errors
+/// A missing or unreadable path, or a directory without `.sql` files (exit 2).
+pub fn read_desired(path: &std::path::Path) -> anyhow::Result<Desired> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| {
+            error::usage(format!(
+                "cannot read the desired schema `{}`: {e}",
+                p.display()
+            ))
+        })
+    };
+    if path.is_dir() {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| error::usage(format!("cannot read `{}`: {e}", path.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sql") && p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(error::usage(format!(
+                "`{}` holds no .sql file; pass a .sql file (e.g. an edited `pg_dump -s`) or a directory of them",
+                path.display()
+            )));
+        }
+        files
+            .iter()
+            .map(|p| Ok((p.display().to_string(), read(p)?)))
+            .collect()
+    } else {
+        Ok(vec![(path.display().to_string(), read(path)?)])
+    }
+}
+
+/// Everything the engine needs to build scratch databases.
+pub struct Scratchpad<'a> {
+    pub admin: &'a Target,
+    /// The role migrations run as (owns the scratch databases, runs every script).
+    pub app: &'a Target,
+    pub opts: &'a runner::Options,
+}
+
+const READ: ReadOptions<'static> = ReadOptions {
+    exclude: &verify::ENGINE_TABLES,
+    meta: true,
+};
+
+/// One scratch database, dropped by [`Scratch::drop`] (and by the next verify or diff if this
+/// process dies first: it holds an advisory lock named after it while alive).
+struct Scratch {
+    name: String,
+    key: i64,
+}
+
+impl Scratch {
+    async fn create(admin: &Client, app: &Target, locale: &[String; 3]) -> anyhow::Result<Self> {
+        let name = verify::scratch_name();
+        let key = crate::db::advisory::key("verify", &name);
+        admin
+            .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+            .await
+            .context("taking the scratch database's lock")?;
+        verify::create_scratch(admin, app, &name, locale).await?;
+        Ok(Scratch { name, key })
+    }
+
+    async fn drop(self, admin: &Client) -> anyhow::Result<()> {
+        let dropped = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db::quote_ident(&self.name)
+            ))
+            .await;
+        let _ = admin
+            .batch_execute(&format!("SELECT pg_advisory_unlock({})", self.key))
+            .await;
+        dropped
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| format!("dropping the scratch database `{}`", self.name))
+    }
+}
+
+/// The encoding and locale of the admin connection's database (scratch databases use them).
+async fn locale(admin: &Client) -> anyhow::Result<[String; 3]> {
+    let row = admin
+        .query_one(
+            "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \
+             WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .context("reading the server's encoding and locale")?;
+    Ok([row.get(0), row.get(1), row.get(2)])
+}
+
+fn pseudo(version: i64, name: &str, up: Script, down: Option<Script>) -> Migration {
+    Migration {
+        version,
+        name: name.to_string(),
+        up,
+        down,
+    }
+}
+
+/// Build the migrations' schema and the desired one, write the pair between them, test it.
+///
+/// # Errors
+/// Refused lossy steps (exit 3, naming them), a desired file that does not apply (its file and
+/// line), a generated pair that fails its test (a bug: the drift is listed, nothing written).
+pub async fn generate(
+    pad: &Scratchpad<'_>,
+    migrations: &[Migration],
+    desired: &Desired,
+    name: &str,
+    allow_data_loss: bool,
+) -> anyhow::Result<Generated> {
+    if !source::is_valid_slug(name) {
+        return Err(error::usage(format!(
+            "migration name `{name}` must be lower-case letters, digits and underscores, e.g. add_user_avatar"
+        )));
+    }
+    let admin = pad.admin.connect().await?;
+    verify::require_createdb(&admin, pad.admin).await?;
+    verify::drop_stale_scratch_databases(&admin).await;
+    let locale = locale(&admin).await?;
+    let current = Scratch::create(&admin, pad.app, &locale).await?;
+    let target = match Scratch::create(&admin, pad.app, &locale).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = current.drop(&admin).await;
+            return Err(e);
+        }
+    };
+    let work = generate_in(pad, migrations, desired, name, allow_data_loss, &current, &target);
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch databases were dropped")),
+    };
+    let a = current.drop(&admin).await;
+    let b = target.drop(&admin).await;
+    let generated = result?;
+    a?;
+    b?;
+    Ok(generated)
+}
+
+async fn generate_in(
+    pad: &Scratchpad<'_>,
+    migrations: &[Migration],
+    desired: &Desired,
+    name: &str,
+    allow_data_loss: bool,
+    current: &Scratch,
+    target: &Scratch,
+) -> anyhow::Result<Generated> {
+    let mut here = pad.app.with_dbname(&current.name).connect().await?;
+    let mut there = pad.app.with_dbname(&target.name).connect().await?;
+    let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+    let (replayed, applied) = tokio::join!(
+        runner::replay(&mut here, migrations, &versions, pad.opts),
+        apply_desired(&mut there, desired, pad.opts)
+    );
+    replayed.context("replaying the migrations in a scratch database")?;
+    applied?;
+    let (from, to) = tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));
+    let (from, to) = (from?, to?);
+    let role = pad.app.user().to_string();
+    let up = ddl::plan(&from, &to, &role, Direction::Up);
+    let down = ddl::plan(&to, &from, &role, Direction::Down);
+    if up.is_empty() {
+        return Ok(Generated {
+            files: Vec::new(),
+            lossy: Vec::new(),
+            notes: up.notes,
+        });
+    }
+    if !up.lossy.is_empty() && !allow_data_loss {
+        return Err(error::refused(format!(
+            "the change loses data, so no migration was written:\n  {}\nmake the desired schema keep them, or pass --allow-data-loss to write it anyway",
+            up.lossy.join("\n  ")
+        )));
+    }
+    let next = migrations.iter().map(|m| m.version).max().unwrap_or(0) + 1;
+    let pairs = files(&up, &down, next, name);
+    // The test: up on top of the migrations reaches the desired catalog; down comes back.
+    let generated: Vec<Migration> = pairs
+        .iter()
+        .map(|(v, n, u, d)| {
+            pseudo(
+                *v,
+                n,
+                Script::new(format!("{v:04}_{n}.up.sql"), u),
+                Some(Script::new(format!("{v:04}_{n}.down.sql"), d)),
+            )
+        })
+        .collect();
+    for m in &generated {
+        runner::run_script(&mut here, m, &m.up, pad.opts)
+            .await
+            .with_context(|| format!("testing the generated up script in a scratch database, where it failed (nothing was written); this is a limit of the diff engine, please report it. The scripts tried:\n{}", show(&pairs)))?;
+    }
+    let reached = catalog::read(&here, READ).await?;
+    check_same(&to, &reached, "up", &pairs)?;
+    for m in generated.iter().rev() {
+        let down = m.down.as_ref().expect("generated pairs have a down");
+        runner::run_script(&mut here, m, down, pad.opts)
+            .await
+            .with_context(|| format!("testing the generated down script in a scratch database, where it failed (nothing was written); this is a limit of the diff engine, please report it. The scripts tried:\n{}", show(&pairs)))?;
+    }
+    let back = catalog::read(&here, READ).await?;
+    check_same(&from, &back, "down", &pairs)?;
+    Ok(Generated {
+        files: pairs
+            .into_iter()
+            .flat_map(|(v, n, u, d)| {
+                [
+                    File {
+                        name: format!("{v:04}_{n}.up.sql"),
+                        text: u,
+                    },
+                    File {
+                        name: format!("{v:04}_{n}.down.sql"),
+                        text: d,
+                    },
+                ]
+            })
+            .collect(),
+        lossy: up.lossy,
+        notes: up.notes,
+    })
+}
+
+fn check_same(
+    want: &Catalog,
+    got: &Catalog,
+    which: &str,
+    pairs: &[(i64, String, String, String)],
+) -> anyhow::Result<()> {
+    let mut drift = crate::schema::diff::diff(want, got);
+    drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
+    if drift.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the generated {which} script does not reach the schema it should (so nothing was written); this is a limit of the diff engine, please report it. What differs afterwards:\n  {}\nThe scripts tried:\n{}",
+        drift
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        show(pairs)
+    )
+}
+
+fn show(pairs: &[(i64, String, String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(v, n, u, d)| format!("-- ==== {v:04}_{n}.up.sql\n{u}\n-- ==== {v:04}_{n}.down.sql\n{d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Apply the desired schema's files, each in one transaction, as psql would send them.
+async fn apply_desired(
+    client: &mut Client,
+    desired: &Desired,
+    opts: &runner::Options,
+) -> anyhow::Result<()> {
+    for (file, text) in desired {
+        let script = Script::new(file.clone(), text);
+        let m = pseudo(0, "desired_schema", script.clone(), None);
+        runner::run_script(client, &m, &script, opts)
+            .await
+            .with_context(|| format!("applying the desired schema `{file}` in a scratch database"))?;
+    }
+    Ok(())
+}
+
+/// The pairs to write: `(version, name, up, down)`. The main pair always; an enum-values pair
+/// before it and a concurrent pair after it when there is such work.
+fn files(up: &ddl::Plan, down: &ddl::Plan, next: i64, name: &str) -> Vec<(i64, String, String, String)> {
+    let mut pairs = Vec::new();
+    let mut version = next;
+    for (place, suffix, no_tx, what) in [
+        (Place::Pre, "_enum_values", true, "adds enum values (ALTER TYPE ... ADD VALUE cannot be used by the same transaction that adds it)"),
+        (Place::Main, "", false, "runs in one transaction"),
+        (Place::Post, "_concurrently", true, "builds indexes CONCURRENTLY and validates constraints outside a transaction, so writes go on meanwhile; each statement is idempotent, so a failed run can be re-run"),
+    ] {
+        let (u, d) = (up.script(place), down.script(place));
+        if u.is_none() && d.is_none() {
+            continue;
+        }
+        let marker = if no_tx { format!("{NO_TRANSACTION}\n") } else { String::new() };
+        let label = format!("{name}{suffix}");
+        let head = format!(
+            "{marker}-- {version:04} {label}: written by `aidock-provision migrate diff`; {what}.\n-- Review it: it was tested (up, then down) on a scratch copy of the schema, not on your data.\n\n"
+        );
+        let up_text = format!("{head}{}\n", u.unwrap_or_else(|| "-- nothing to do in this step\n".into()));
+        let down_head = format!("{marker}-- Reverts {version:04} {label}.\n\n");
+        let down_text = format!("{down_head}{}\n", d.unwrap_or_else(|| "-- nothing to undo in this step\n".into()));
+        pairs.push((version, label, up_text, down_text));
+        version += 1;
+    }
+    pairs
+}
+
+/// `verify --fix`: the SQL that turns `live` back into `expected` (printed, never run).
+#[must_use]
+pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
+    let plan = ddl::plan(live, expected, role, Direction::Up);
+    let mut text = String::new();
+    for (place, title) in [
+        (Place::Pre, "-- 1. outside a transaction (enum values):"),
+        (Place::Main, "-- 2. in one transaction:"),
+        (Place::Post, "-- 3. outside a transaction, statement by statement:"),
+    ] {
+        if let Some(sql) = plan.script(place) {
+            text.push_str(&format!("{title}\n{}{sql}{}\n\n", if place == Place::Main { "BEGIN;\n" } else { "" }, if place == Place::Main { "\nCOMMIT;" } else { "" }));
+        }
+    }
+    for l in &plan.lossy {
+        text.push_str(&format!("-- loses data: {l}\n"));
+    }
+    for n in &plan.notes {
+        text.push_str(&format!("-- note: {n}\n"));
+    }
+    text
+}

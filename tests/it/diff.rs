@@ -1,0 +1,321 @@
+//! `migrate diff` (issue #14): from a desired schema file to a tested migration pair whose `up`
+//! gives the same `pg_dump -s` as psql applying that file to a fresh database, whose `down`
+//! returns to the previous dump, and after which `verify` is clean.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{
+    TestDb, cluster, expect_exit, migrations_dir, run_ok, schema_dump, scratch_dir, stderr,
+    with_db, write_files,
+};
+
+/// A project directory whose `sql/` holds `sql` (a migrations directory).
+fn project(sql: PathBuf) -> PathBuf {
+    let root = scratch_dir("diff-project");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::rename(sql, root.join("sql")).expect("move sql/");
+    root
+}
+
+fn in_project(t: &TestDb, root: &Path, args: &[&str]) -> Command {
+    let mut c = t.cmd();
+    c.current_dir(root).args(args);
+    c
+}
+
+/// psql applies `file` to a fresh database owned by the test's role, as that role; its URL.
+fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
+    let name = format!("{}_{tag}", t.name);
+    let admin = &cluster().admin_url;
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS {name}"))
+        .arg("-c")
+        .arg(format!("CREATE DATABASE {name} OWNER {} TEMPLATE template0", t.name))
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // As init leaves schema public: owned by the app's role.
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &with_db(admin, &name), "-c"])
+        .arg(format!("ALTER SCHEMA public OWNER TO {}", t.name))
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = with_db(&t.app_url(), &name);
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(file)
+        .arg(&url)
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "psql -f {}: {}", file.display(), stderr(&out));
+    url
+}
+
+/// Two `pg_dump -s` texts are the same; on failure, only the lines that differ are shown.
+#[track_caller]
+fn assert_same_dump(got: &str, want: &str, what: &str) {
+    if got == want {
+        return;
+    }
+    let dir = scratch_dir("dump-diff");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("got.sql"), got).expect("write");
+    std::fs::write(dir.join("want.sql"), want).expect("write");
+    let out = Command::new("diff")
+        .arg("-u")
+        .arg(dir.join("want.sql"))
+        .arg(dir.join("got.sql"))
+        .output()
+        .expect("diff");
+    panic!("{what}:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read sql/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+const CHANGES: &str = "
+ALTER TABLE users ADD COLUMN avatar_url text;
+CREATE INDEX ix_usage_logs_cost ON usage_logs (cost_estimated);
+CREATE TYPE ticket_state AS ENUM ('open', 'closed');
+CREATE TABLE tickets (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    department_id uuid REFERENCES departments (id),
+    state ticket_state NOT NULL DEFAULT 'open',
+    title text NOT NULL CHECK (title <> '')
+);
+CREATE INDEX ix_tickets_user_id ON tickets (user_id);
+CREATE VIEW open_tickets AS
+    SELECT t.id, t.title, u.email FROM tickets t JOIN users u ON u.id = t.user_id WHERE t.state = 'open';
+ALTER TABLE roles ALTER COLUMN permissions SET DEFAULT '[\"read\"]'::jsonb;
+COMMENT ON TABLE tickets IS 'Support tickets, one per request';
+COMMENT ON COLUMN users.avatar_url IS 'Where the avatar lives';
+";
+
+#[tokio::test]
+async fn diff_writes_a_tested_pair_whose_up_and_down_match_psql() {
+    let t = TestDb::new("diff_pair");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let Some(before) = schema_dump(&with_db(&t.app_url(), &t.name)) else {
+        return; // pg_dump older than the server (version matrix): nothing to compare with
+    };
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    let desired = root.join("desired.sql");
+    std::fs::write(&desired, format!("{base}\n{CHANGES}")).expect("write");
+
+    let out = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "add_tickets", "--to", "desired.sql"],
+    ));
+    assert!(out.contains("0002_add_tickets.up.sql"), "{out}");
+    // The index on the existing, busy table is built concurrently in a pair of its own.
+    let files = files_in(&root.join("sql"));
+    assert!(files.contains(&"0003_add_tickets_concurrently.up.sql".to_string()), "{files:?}");
+    let post = std::fs::read_to_string(root.join("sql/0003_add_tickets_concurrently.up.sql")).expect("0003");
+    assert!(post.starts_with("-- aidock:no-transaction"), "{post}");
+    assert!(post.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_usage_logs_cost"), "{post}");
+    let main = std::fs::read_to_string(root.join("sql/0002_add_tickets.up.sql")).expect("0002");
+    assert!(main.contains("CREATE TYPE ticket_state"), "{main}");
+    assert!(!main.contains("ix_usage_logs_cost"), "{main}");
+
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    let reference = psql_reference(&t, "want", &desired);
+    let after = schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump");
+    assert_same_dump(&after, &schema_dump(&reference).expect("dump"), "up must give psql's schema");
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+
+    // Nothing left to do: a second diff writes nothing.
+    let again = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "again", "--to", "desired.sql"],
+    ));
+    assert!(again.contains("no difference"), "{again}");
+
+    // An enum value added to an existing type gets its own pair, before the main one.
+    let desired2 = root.join("desired2.sql");
+    std::fs::write(
+        &desired2,
+        format!("{base}\n{CHANGES}\nALTER TYPE ticket_state ADD VALUE 'waiting' BEFORE 'closed';\nALTER TABLE tickets ADD COLUMN priority smallint NOT NULL DEFAULT 3;\n"),
+    )
+    .expect("write");
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "ticket_waiting", "--to", "desired2.sql"],
+    ));
+    let pre = std::fs::read_to_string(root.join("sql/0004_ticket_waiting_enum_values.up.sql")).expect("0004");
+    assert!(pre.starts_with("-- aidock:no-transaction"), "{pre}");
+    assert!(pre.contains("ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'closed'"), "{pre}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    let reference2 = psql_reference(&t, "want2", &desired2);
+    assert_same_dump(
+        &schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump"),
+        &schema_dump(&reference2).expect("dump"),
+        "up of the enum pair must give psql's schema",
+    );
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+
+    // Down, all the way back to 0001, returns exactly to the previous dump.
+    run_ok(&mut in_project(&t, &root, &["migrate", "down", "--to", "1", "--yes"]));
+    assert_same_dump(
+        &schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump"),
+        &before,
+        "down must return to the previous schema",
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn lossy_steps_are_refused_unless_allowed_and_named() {
+    let t = TestDb::new("diff_lossy");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    // The desired schema has no refresh_tokens.remember_me and no usage_logs index on cost.
+    let desired = base.replace("    remember_me boolean NOT NULL DEFAULT false,\n", "");
+    assert_ne!(desired, base, "fixture must drop a column");
+    write_files(&root, &[("desired.sql", &desired)]);
+    let out = expect_exit(
+        &mut in_project(&t, &root, &["migrate", "diff", "drop_remember", "--to", "desired.sql"]),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("column refresh_tokens.remember_me is dropped"), "{err}");
+    assert!(err.contains("--allow-data-loss"), "{err}");
+    assert_eq!(files_in(&root.join("sql")).len(), 2, "nothing written");
+    let out = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "drop_remember", "--to", "desired.sql", "--allow-data-loss"],
+    ));
+    assert!(out.contains("0002_drop_remember.up.sql"), "{out}");
+    let up = std::fs::read_to_string(root.join("sql/0002_drop_remember.up.sql")).expect("up");
+    assert!(up.contains("ALTER TABLE refresh_tokens DROP COLUMN remember_me;"), "{up}");
+    let down = std::fs::read_to_string(root.join("sql/0002_drop_remember.down.sql")).expect("down");
+    assert!(down.contains("ADD COLUMN remember_me boolean DEFAULT false NOT NULL"), "{down}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A schema of every kind the engine writes, built by psql and dumped by the real pg_dump.
+const LARGE: &str = r#"
+CREATE SCHEMA billing;
+CREATE DOMAIN year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901 AND VALUE <= 2155);
+CREATE DOMAIN billing.amount AS numeric(12,2) DEFAULT 0 NOT NULL CONSTRAINT amount_positive CHECK (VALUE >= 0);
+CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');
+CREATE TYPE billing.money_range AS RANGE (SUBTYPE = numeric);
+CREATE TYPE address AS (street text, city text, zip varchar(10));
+CREATE SEQUENCE film_seq START WITH 100 INCREMENT BY 5 CACHE 1;
+CREATE TABLE language (
+    language_id serial PRIMARY KEY,
+    name character(20) NOT NULL,
+    last_update timestamptz DEFAULT now() NOT NULL
+);
+CREATE TABLE film (
+    film_id integer DEFAULT nextval('film_seq') PRIMARY KEY,
+    title text NOT NULL,
+    description text,
+    release_year year,
+    language_id integer NOT NULL REFERENCES language (language_id) ON UPDATE CASCADE ON DELETE RESTRICT,
+    rental_rate numeric(4,2) DEFAULT 4.99 NOT NULL,
+    rating mpaa_rating DEFAULT 'G',
+    special_features text[],
+    fulltext tsvector GENERATED ALWAYS AS (to_tsvector('simple', coalesce(title, ''))) STORED,
+    home address,
+    last_update timestamptz DEFAULT now() NOT NULL,
+    CONSTRAINT film_rate_check CHECK (rental_rate >= 0)
+);
+ALTER SEQUENCE film_seq OWNED BY film.film_id;
+CREATE TABLE customer (
+    customer_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    UNIQUE (email)
+);
+CREATE INDEX film_title_idx ON film USING btree (lower(title)) WHERE description IS NOT NULL;
+CREATE INDEX film_fulltext_idx ON film USING gin (fulltext);
+CREATE TABLE billing.payment (
+    payment_id bigint GENERATED ALWAYS AS IDENTITY,
+    customer_id bigint NOT NULL REFERENCES customer (customer_id),
+    amount billing.amount,
+    payment_date timestamptz NOT NULL,
+    PRIMARY KEY (payment_date, payment_id)
+) PARTITION BY RANGE (payment_date);
+CREATE TABLE billing.payment_2024 PARTITION OF billing.payment FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE billing.payment_2025 PARTITION OF billing.payment FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE billing.payment_rest PARTITION OF billing.payment DEFAULT;
+CREATE INDEX payment_customer_idx ON billing.payment (customer_id);
+CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.last_update = CURRENT_TIMESTAMP;
+    RETURN NEW;
+END $$;
+CREATE FUNCTION film_in_stock(p_film_id integer, OUT p_count integer) RETURNS SETOF integer
+    LANGUAGE sql AS $$ SELECT film_id FROM film WHERE film_id = $1 $$;
+CREATE FUNCTION customer_films(c customer) RETURNS SETOF film LANGUAGE sql STABLE AS $$ SELECT * FROM film LIMIT 1 $$;
+CREATE FUNCTION _group_concat(text, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE WHEN $2 IS NULL THEN $1 WHEN $1 IS NULL THEN $2 ELSE $1 || ', ' || $2 END $$;
+CREATE AGGREGATE group_concat(text) (SFUNC = _group_concat, STYPE = text);
+CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
+CREATE TRIGGER language_last_updated BEFORE UPDATE ON language FOR EACH ROW EXECUTE FUNCTION last_updated();
+ALTER TABLE language DISABLE TRIGGER language_last_updated;
+CREATE VIEW film_list AS
+    SELECT f.film_id AS fid, f.title, l.name AS language, group_concat(f.description) AS descriptions
+    FROM film f JOIN language l USING (language_id) GROUP BY f.film_id, f.title, l.name;
+CREATE VIEW short_film_list AS SELECT fid, title FROM film_list WHERE length(title) < 20;
+CREATE MATERIALIZED VIEW rating_counts AS SELECT rating, count(*) AS n FROM film GROUP BY rating;
+CREATE UNIQUE INDEX rating_counts_rating ON rating_counts (rating);
+ALTER TABLE customer ENABLE ROW LEVEL SECURITY;
+CREATE POLICY customer_active ON customer FOR SELECT TO PUBLIC USING (active);
+COMMENT ON TABLE film IS 'Films we rent';
+COMMENT ON COLUMN film.title IS 'As on the box';
+COMMENT ON SCHEMA billing IS 'Money';
+COMMENT ON FUNCTION last_updated() IS 'Touches last_update';
+COMMENT ON CONSTRAINT film_rate_check ON film IS 'No negative rates';
+GRANT SELECT ON film_list TO PUBLIC;
+"#;
+
+#[tokio::test]
+async fn a_large_pg_dump_is_generated_from_nothing_and_matches_psql() {
+    let t = TestDb::new("diff_large");
+    let empty = scratch_dir("empty-sql");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let root = project(empty);
+    run_ok(&mut in_project(&t, &root, &["init", "--no-migrate", "-q"]));
+    write_files(&root, &[("large.sql", LARGE)]);
+    let source = psql_reference(&t, "source", &root.join("large.sql"));
+    // The desired schema is what the real pg_dump wrote, `\restrict` lines and all.
+    let out = Command::new("pg_dump").arg("-s").arg(&source).output().expect("pg_dump");
+    if !out.status.success() {
+        assert!(stderr(&out).contains("version mismatch"), "{}", stderr(&out));
+        return;
+    }
+    std::fs::write(root.join("dump.sql"), &out.stdout).expect("write dump");
+    let out = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "everything", "--to", "dump.sql"],
+    ));
+    assert!(out.contains("0001_everything.up.sql"), "{out}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    assert_same_dump(
+        &schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump"),
+        &schema_dump(&source).expect("dump"),
+        "migrate up of the generated migration must give pg_dump's schema",
+    );
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    // And back to nothing.
+    run_ok(&mut in_project(&t, &root, &["migrate", "down", "--base", "--yes"]));
+    let _ = std::fs::remove_dir_all(&root);
+}
