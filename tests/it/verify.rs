@@ -179,3 +179,50 @@ async fn an_interrupted_or_killed_verify_leaves_no_scratch_database() {
     assert_eq!(scratch_schemas(&live).await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `verify --fix` prints (never runs) SQL that, run by the admin with psql, makes verify clean.
+#[tokio::test]
+async fn verify_fix_prints_sql_that_repairs_the_drift() {
+    let t = TestDb::new("fixable");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let db = t.admin().await;
+    db.batch_execute(
+        "DROP INDEX ix_users_is_active;
+         ALTER TABLE roles ALTER COLUMN permissions DROP DEFAULT;
+         ALTER TABLE users ADD COLUMN nickname text;
+         ALTER TABLE departments ALTER COLUMN description TYPE varchar(20);
+         ALTER TABLE usage_logs DROP CONSTRAINT usage_logs_llm_config_id_fkey;
+         ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_user_id_fkey,
+             ADD CONSTRAINT refresh_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;
+         ALTER TABLE llm_configurations OWNER TO CURRENT_USER;
+         CREATE TABLE scratchpad (id int);",
+    )
+    .await
+    .expect("drift");
+    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sql = v["fix_sql"].as_str().expect("fix_sql").to_string();
+    for expected in [
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_users_is_active",
+        "ALTER TABLE roles ALTER COLUMN permissions SET DEFAULT '[]'::jsonb;",
+        "ALTER TABLE users DROP COLUMN nickname;",
+        "DROP TABLE scratchpad;",
+        "ALTER TABLE llm_configurations OWNER TO",
+        "-- loses data: column users.nickname is dropped with its values",
+    ] {
+        assert!(sql.contains(expected), "missing `{expected}` in:\n{sql}");
+    }
+    // Printed, not run: the drift is still there.
+    expect_exit(t.cmd().args(["migrate", "verify"]), 1);
+    let file = crate::support::scratch_dir("fix").with_extension("sql");
+    std::fs::write(&file, &sql).expect("write");
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&file)
+        .arg(crate::support::with_db(&crate::support::cluster().admin_url, &t.name))
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{}\n{sql}", crate::support::stderr(&out));
+    let out = run_ok(t.cmd().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+}
