@@ -250,6 +250,13 @@ pub enum MigrateCommand {
     ///
     /// Example: pg_dump -s mydb > desired.sql; edit it; aidock-provision migrate diff add_avatar --to desired.sql
     Diff(DiffArgs),
+    /// Check migrations for DDL that locks or rewrites busy tables (the squawk rule set).
+    ///
+    /// Offline: the given files, else every up script (--pending: only those the database has
+    /// not applied). Each finding names the rule, file:line and the safer form; exit 1 on
+    /// findings. In the production profile `migrate up` and `init` refuse a migration with
+    /// findings unless the statement carries `-- squawk-ignore RULE` (say why after it).
+    Lint(LintArgs),
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
     New {
         /// Lower-case letters, digits and underscores, e.g. add_user_avatar.
@@ -284,6 +291,15 @@ pub struct DownArgs {
     /// Allow this in the production profile (it still asks for confirmation unless --yes).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files to check (default: every up script of the migrations).
+    pub files: Vec<std::path::PathBuf>,
+    /// Only the migrations the database has not applied (connects to it).
+    #[arg(long, conflicts_with = "files")]
+    pub pending: bool,
 }
 
 #[derive(Debug, Args)]

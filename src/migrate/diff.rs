@@ -172,7 +172,15 @@ pub async fn generate(
             return Err(e);
         }
     };
-    let work = generate_in(pad, migrations, desired, name, allow_data_loss, &current, &target);
+    let work = generate_in(
+        pad,
+        migrations,
+        desired,
+        name,
+        allow_data_loss,
+        &current,
+        &target,
+    );
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch databases were dropped")),
@@ -296,7 +304,9 @@ fn check_same(
 fn show(pairs: &[(i64, String, String, String)]) -> String {
     pairs
         .iter()
-        .map(|(v, n, u, d)| format!("-- ==== {v:04}_{n}.up.sql\n{u}\n-- ==== {v:04}_{n}.down.sql\n{d}"))
+        .map(|(v, n, u, d)| {
+            format!("-- ==== {v:04}_{n}.up.sql\n{u}\n-- ==== {v:04}_{n}.down.sql\n{d}")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -312,33 +322,60 @@ async fn apply_desired(
         let m = pseudo(0, "desired_schema", script.clone(), None);
         runner::run_script(client, &m, &script, opts)
             .await
-            .with_context(|| format!("applying the desired schema `{file}` in a scratch database"))?;
+            .with_context(|| {
+                format!("applying the desired schema `{file}` in a scratch database")
+            })?;
     }
     Ok(())
 }
 
 /// The pairs to write: `(version, name, up, down)`. The main pair always; an enum-values pair
 /// before it and a concurrent pair after it when there is such work.
-fn files(up: &ddl::Plan, down: &ddl::Plan, next: i64, name: &str) -> Vec<(i64, String, String, String)> {
+fn files(
+    up: &ddl::Plan,
+    down: &ddl::Plan,
+    next: i64,
+    name: &str,
+) -> Vec<(i64, String, String, String)> {
     let mut pairs = Vec::new();
     let mut version = next;
     for (place, suffix, no_tx, what) in [
-        (Place::Pre, "_enum_values", true, "adds enum values (ALTER TYPE ... ADD VALUE cannot be used by the same transaction that adds it)"),
+        (
+            Place::Pre,
+            "_enum_values",
+            true,
+            "adds enum values (ALTER TYPE ... ADD VALUE cannot be used by the same transaction that adds it)",
+        ),
         (Place::Main, "", false, "runs in one transaction"),
-        (Place::Post, "_concurrently", true, "builds indexes CONCURRENTLY and validates constraints outside a transaction, so writes go on meanwhile; each statement is idempotent, so a failed run can be re-run"),
+        (
+            Place::Post,
+            "_concurrently",
+            true,
+            "builds indexes CONCURRENTLY and validates constraints outside a transaction, so writes go on meanwhile; each statement is idempotent, so a failed run can be re-run",
+        ),
     ] {
         let (u, d) = (up.script(place), down.script(place));
         if u.is_none() && d.is_none() {
             continue;
         }
-        let marker = if no_tx { format!("{NO_TRANSACTION}\n") } else { String::new() };
+        let marker = if no_tx {
+            format!("{NO_TRANSACTION}\n")
+        } else {
+            String::new()
+        };
         let label = format!("{name}{suffix}");
         let head = format!(
             "{marker}-- {version:04} {label}: written by `aidock-provision migrate diff`; {what}.\n-- Review it: it was tested (up, then down) on a scratch copy of the schema, not on your data.\n\n"
         );
-        let up_text = format!("{head}{}\n", u.unwrap_or_else(|| "-- nothing to do in this step\n".into()));
+        let up_text = format!(
+            "{head}{}\n",
+            u.unwrap_or_else(|| "-- nothing to do in this step\n".into())
+        );
         let down_head = format!("{marker}-- Reverts {version:04} {label}.\n\n");
-        let down_text = format!("{down_head}{}\n", d.unwrap_or_else(|| "-- nothing to undo in this step\n".into()));
+        let down_text = format!(
+            "{down_head}{}\n",
+            d.unwrap_or_else(|| "-- nothing to undo in this step\n".into())
+        );
         pairs.push((version, label, up_text, down_text));
         version += 1;
     }
@@ -353,10 +390,21 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
     for (place, title) in [
         (Place::Pre, "-- 1. outside a transaction (enum values):"),
         (Place::Main, "-- 2. in one transaction:"),
-        (Place::Post, "-- 3. outside a transaction, statement by statement:"),
+        (
+            Place::Post,
+            "-- 3. outside a transaction, statement by statement:",
+        ),
     ] {
         if let Some(sql) = plan.script(place) {
-            text.push_str(&format!("{title}\n{}{sql}{}\n\n", if place == Place::Main { "BEGIN;\n" } else { "" }, if place == Place::Main { "\nCOMMIT;" } else { "" }));
+            text.push_str(&format!(
+                "{title}\n{}{sql}{}\n\n",
+                if place == Place::Main { "BEGIN;\n" } else { "" },
+                if place == Place::Main {
+                    "\nCOMMIT;"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     for l in &plan.lossy {

@@ -6,6 +6,7 @@ pub mod alembic;
 pub mod diff;
 pub mod ledger;
 pub mod lexer;
+pub mod lint;
 pub mod plan;
 pub mod runner;
 pub mod source;

@@ -96,7 +96,11 @@ pub async fn verify(
             .await
             .context("replaying the applied migrations in a scratch database")?;
         let expected = catalog::read(&replay, options).await?;
-        anyhow::Ok((crate::schema::diff::diff(&expected, &found), expected, found))
+        anyhow::Ok((
+            crate::schema::diff::diff(&expected, &found),
+            expected,
+            found,
+        ))
     };
     let result = tokio::select! {
         r = work => r,
@@ -195,7 +199,9 @@ pub(super) async fn drop_stale_scratch_databases(client: &Client) {
 
 /// The live database's encoding and locale, and its schema `public`'s owner and whether PUBLIC
 /// may create there (`None` when it has no schema public).
-pub(super) async fn live_settings(live: &Client) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
+pub(super) async fn live_settings(
+    live: &Client,
+) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
         .query_one(
             "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \

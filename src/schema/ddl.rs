@@ -262,11 +262,15 @@ impl Planner<'_> {
     fn owner_table(cat: &Catalog, k: &Key) -> Option<String> {
         let (kind, name) = (k.0.as_str(), k.1.as_str());
         match kind {
-            "column" => Self::meta(cat, "column", name).and_then(|m| s(m, "table").map(str::to_string)),
+            "column" => {
+                Self::meta(cat, "column", name).and_then(|m| s(m, "table").map(str::to_string))
+            }
             "constraint" | "trigger" | "policy" => {
                 Self::meta(cat, kind, name).and_then(|m| s(m, "on").map(str::to_string))
             }
-            "index" => Self::meta(cat, "rel", name).and_then(|m| s(m, "index_table").map(str::to_string)),
+            "index" => {
+                Self::meta(cat, "rel", name).and_then(|m| s(m, "index_table").map(str::to_string))
+            }
             _ => None,
         }
     }
@@ -303,11 +307,11 @@ impl Planner<'_> {
     fn goes_with_drop(&self, k: &Key) -> bool {
         let cat = self.from;
         let dropped = |kind: &str, name: &str| {
-            cat.objects.contains_key(&key(kind, name)) && !self.to.objects.contains_key(&key(kind, name))
+            cat.objects.contains_key(&key(kind, name))
+                && !self.to.objects.contains_key(&key(kind, name))
         };
-        let table_dropped = |t: &str| {
-            RELATION_KINDS.iter().any(|rk| dropped(rk, t)) || self.parent_dropped(t)
-        };
+        let table_dropped =
+            |t: &str| RELATION_KINDS.iter().any(|rk| dropped(rk, t)) || self.parent_dropped(t);
         if let Some(t) = Self::owner_table(cat, k) {
             if table_dropped(&t) {
                 return true;
@@ -326,13 +330,13 @@ impl Planner<'_> {
                 let (d, _) = split_member(&name["domain ".len()..]);
                 dropped("type", d)
             }
-            "comment" | "privileges" | "owner" => self
-                .target_of(cat, kind, name)
-                .is_some_and(|(obj, _)| {
+            "comment" | "privileges" | "owner" => {
+                self.target_of(cat, kind, name).is_some_and(|(obj, _)| {
                     self.to.objects.get(&obj).is_none() && cat.objects.contains_key(&obj)
                         || Self::owner_table(cat, &obj).is_some_and(|t| table_dropped(&t))
                         || (obj.0 == "table" && self.parent_dropped(&obj.1))
-                }),
+                })
+            }
             _ => false,
         }
     }
@@ -402,8 +406,7 @@ impl Planner<'_> {
                 .filter(|g| split_member(g).0 == table && shape(self.from, g) == old_shape)
                 .count();
             if let ([one], 1) = (candidates.as_slice(), rivals) {
-                self.renamed
-                    .insert(key("column", one), key("column", old));
+                self.renamed.insert(key("column", one), key("column", old));
             }
         }
         for (new, old) in self.renamed.clone() {
@@ -429,7 +432,8 @@ impl Planner<'_> {
     // ---------------------------------------------------------------- create
 
     fn create(&mut self, k: &Key) {
-        if Self::automatic(self.to, k) || self.comes_with_create(k) || self.renamed.contains_key(k) {
+        if Self::automatic(self.to, k) || self.comes_with_create(k) || self.renamed.contains_key(k)
+        {
             return;
         }
         let (kind, name) = (k.0.as_str(), k.1.as_str());
@@ -463,7 +467,10 @@ impl Planner<'_> {
             }
             "column" => {
                 let (table, _) = split_member(name);
-                let sql = format!("ALTER TABLE {table} ADD COLUMN {};", self.column_def(self.to, name));
+                let sql = format!(
+                    "ALTER TABLE {table} ADD COLUMN {};",
+                    self.column_def(self.to, name)
+                );
                 self.column_order_note(name);
                 self.push(Op::Create, k, Place::Main, sql);
             }
@@ -479,8 +486,12 @@ impl Planner<'_> {
                     let (on, tg) = (s(m, "on").unwrap_or(""), s(m, "name").unwrap_or(""));
                     sql = format!(
                         "{};{}",
-                        def.split(" (DISABLED)").next().unwrap_or(&def)
-                            .split(" (ENABLED").next().unwrap_or(&def),
+                        def.split(" (DISABLED)")
+                            .next()
+                            .unwrap_or(&def)
+                            .split(" (ENABLED")
+                            .next()
+                            .unwrap_or(&def),
                         match s(m, "enabled") {
                             Some("D") => format!("\nALTER TABLE {on} DISABLE TRIGGER {tg};"),
                             Some("R") => format!("\nALTER TABLE {on} ENABLE REPLICA TRIGGER {tg};"),
@@ -510,16 +521,23 @@ impl Planner<'_> {
             "publication" => self.notes.push(format!(
                 "publication {name} is not written by the tool: add CREATE PUBLICATION by hand"
             )),
-            _ => self.notes.push(format!("{kind} {name} is not written by the tool: add it by hand")),
+            _ => self.notes.push(format!(
+                "{kind} {name} is not written by the tool: add it by hand"
+            )),
         }
     }
 
     fn create_type(&self, name: &str) -> String {
-        let m = Self::meta(self.to, "type", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "type", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         match s(&m, "typtype") {
             Some("e") => format!("CREATE TYPE {name} AS ENUM ({});", enum_list(&m)),
             Some("d") => {
-                let mut sql = format!("CREATE DOMAIN {name} AS {}", s(&m, "base").unwrap_or("text"));
+                let mut sql = format!(
+                    "CREATE DOMAIN {name} AS {}",
+                    s(&m, "base").unwrap_or("text")
+                );
                 if let Some(c) = s(&m, "collate") {
                     sql.push_str(&format!(" COLLATE {c}"));
                 }
@@ -539,14 +557,20 @@ impl Planner<'_> {
                 "CREATE TYPE {name} AS ({});",
                 m["attributes"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
                     .unwrap_or_default()
             ),
         }
     }
 
     fn create_aggregate(&self, name: &str) -> String {
-        let m = Self::meta(self.to, "routine", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "routine", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let bare = name.split('(').next().unwrap_or(name);
         let mut parts = vec![
             format!("SFUNC = {}", s(&m, "sfunc").unwrap_or("")),
@@ -591,7 +615,9 @@ impl Planner<'_> {
 
     fn create_sequence(&mut self, k: &Key) {
         let name = k.1.clone();
-        let m = Self::meta(self.to, "sequence", &name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "sequence", &name)
+            .cloned()
+            .unwrap_or(Value::Null);
         self.push(
             Op::Create,
             k,
@@ -605,13 +631,19 @@ impl Planner<'_> {
                 &key("sequence owned", &name),
                 Place::Main,
                 format!("ALTER SEQUENCE {name} OWNED BY {col};"),
-                vec![key("sequence", &name), key("table", table), key("column", col)],
+                vec![
+                    key("sequence", &name),
+                    key("table", table),
+                    key("column", col),
+                ],
             );
         }
     }
 
     fn column_def(&self, cat: &Catalog, name: &str) -> String {
-        let m = Self::meta(cat, "column", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(cat, "column", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let mut sql = format!(
             "{} {}",
             s(&m, "name").unwrap_or(split_member(name).1),
@@ -647,7 +679,9 @@ impl Planner<'_> {
     }
 
     fn create_table(&mut self, name: &str) -> String {
-        let m = Self::meta(self.to, "rel", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "rel", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let unlogged = if b(&m, "unlogged") { "UNLOGGED " } else { "" };
         let foreign = self.to.objects.contains_key(&key("foreign table", name));
         let mut sql = if let Some(parent) = s(&m, "parent") {
@@ -693,7 +727,9 @@ impl Planner<'_> {
         for (_, c) in Self::columns_of(self.to, name) {
             if let Some(st) = Self::meta(self.to, "column", &c).and_then(|m| s(m, "storage")) {
                 let (_, col) = split_member(&c);
-                sql.push_str(&format!("\nALTER TABLE {name} ALTER COLUMN {col} SET STORAGE {st};"));
+                sql.push_str(&format!(
+                    "\nALTER TABLE {name} ALTER COLUMN {col} SET STORAGE {st};"
+                ));
             }
         }
         sql
@@ -713,14 +749,19 @@ impl Planner<'_> {
     }
 
     fn create_view(&self, kind: &str, name: &str) -> String {
-        let m = Self::meta(self.to, "rel", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "rel", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let def = s(&m, "viewdef").unwrap_or("").trim().trim_end_matches(';');
         let with = m["options"]
             .as_array()
             .map(|o| {
                 format!(
                     " WITH ({})",
-                    o.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                    o.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })
             .unwrap_or_default();
@@ -750,7 +791,9 @@ impl Planner<'_> {
             return;
         }
         let (table, con) = split_member(name);
-        let m = Self::meta(self.to, "constraint", name).cloned().unwrap_or(Value::Null);
+        let m = Self::meta(self.to, "constraint", name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let kind = s(&m, "type").unwrap_or("");
         let existing = !self.table_is_new(table) && !Self::is_partitioned(self.to, table);
         if self.direction == Direction::Up
@@ -814,30 +857,43 @@ impl Planner<'_> {
         let sql = match kind {
             "schema" => {
                 if name == "public" {
-                    self.notes.push("schema public is kept, though the desired schema has none".into());
+                    self.notes
+                        .push("schema public is kept, though the desired schema has none".into());
                     return;
                 }
                 format!("DROP SCHEMA {name};")
             }
             "extension" => format!("DROP EXTENSION {name};"),
             "type" => {
-                let domain = Self::meta(self.from, "type", name).and_then(|m| s(m, "typtype")) == Some("d");
+                let domain =
+                    Self::meta(self.from, "type", name).and_then(|m| s(m, "typtype")) == Some("d");
                 format!("DROP {} {name};", if domain { "DOMAIN" } else { "TYPE" })
             }
             "function" => format!("DROP FUNCTION {name};"),
             "procedure" => format!("DROP PROCEDURE {name};"),
             "aggregate" => format!("DROP AGGREGATE {name};"),
             "sequence" => {
-                self.lossy.push(format!("sequence {name} is dropped (its current value is lost)"));
+                self.lossy.push(format!(
+                    "sequence {name} is dropped (its current value is lost)"
+                ));
                 format!("DROP SEQUENCE {name};")
             }
             "table" | "foreign table" => {
-                self.lossy.push(format!("table {name} is dropped with its rows"));
-                format!("DROP {}TABLE {name};", if kind == "foreign table" { "FOREIGN " } else { "" })
+                self.lossy
+                    .push(format!("table {name} is dropped with its rows"));
+                format!(
+                    "DROP {}TABLE {name};",
+                    if kind == "foreign table" {
+                        "FOREIGN "
+                    } else {
+                        ""
+                    }
+                )
             }
             "column" => {
                 let (table, col) = split_member(name);
-                self.lossy.push(format!("column {name} is dropped with its values"));
+                self.lossy
+                    .push(format!("column {name} is dropped with its values"));
                 format!("ALTER TABLE {table} DROP COLUMN {col};")
             }
             "view" => format!("DROP VIEW {name};"),
@@ -854,7 +910,12 @@ impl Planner<'_> {
             "index" => {
                 let table = Self::owner_table(self.from, k).unwrap_or_default();
                 if self.concurrent_ok(&table) {
-                    self.push(Op::Drop, k, Place::Post, format!("DROP INDEX CONCURRENTLY IF EXISTS {name};"));
+                    self.push(
+                        Op::Drop,
+                        k,
+                        Place::Post,
+                        format!("DROP INDEX CONCURRENTLY IF EXISTS {name};"),
+                    );
                     return;
                 }
                 format!("DROP INDEX {name};")
@@ -887,7 +948,9 @@ impl Planner<'_> {
             "type" => self.change_type(k),
             "table" => self.change_table(k),
             "sequence" => {
-                let m = Self::meta(self.to, "sequence", name).cloned().unwrap_or(Value::Null);
+                let m = Self::meta(self.to, "sequence", name)
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 if Self::automatic(self.to, k) {
                     return;
                 }
@@ -905,7 +968,8 @@ impl Planner<'_> {
             }
             "function" | "procedure" => {
                 let result = |cat: &Catalog| {
-                    Self::meta(cat, "routine", name).and_then(|m| s(m, "result").map(str::to_string))
+                    Self::meta(cat, "routine", name)
+                        .and_then(|m| s(m, "result").map(str::to_string))
                 };
                 if result(self.from) == result(self.to) {
                     let def = self.to.objects[k].clone();
@@ -921,8 +985,14 @@ impl Planner<'_> {
                     .and_then(|v| v.split(" SCHEMA ").next())
                     .unwrap_or("");
                 let schema = def.split(" SCHEMA ").nth(1).unwrap_or("public");
-                let old_schema = self.from.objects[k].split(" SCHEMA ").nth(1).unwrap_or("public");
-                let mut sql = format!("ALTER EXTENSION {name} UPDATE TO {};", quote_literal(version));
+                let old_schema = self.from.objects[k]
+                    .split(" SCHEMA ")
+                    .nth(1)
+                    .unwrap_or("public");
+                let mut sql = format!(
+                    "ALTER EXTENSION {name} UPDATE TO {};",
+                    quote_literal(version)
+                );
                 if schema != old_schema {
                     sql.push_str(&format!("\nALTER EXTENSION {name} SET SCHEMA {schema};"));
                 }
@@ -930,10 +1000,18 @@ impl Planner<'_> {
             }
             "trigger" => {
                 let strip = |d: &str| {
-                    d.split(" (DISABLED)").next().unwrap_or(d).split(" (ENABLED").next().unwrap_or(d).to_string()
+                    d.split(" (DISABLED)")
+                        .next()
+                        .unwrap_or(d)
+                        .split(" (ENABLED")
+                        .next()
+                        .unwrap_or(d)
+                        .to_string()
                 };
                 if strip(&self.from.objects[k]) == strip(&self.to.objects[k]) {
-                    let m = Self::meta(self.to, "trigger", name).cloned().unwrap_or(Value::Null);
+                    let m = Self::meta(self.to, "trigger", name)
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     let (on, tg) = (s(&m, "on").unwrap_or(""), s(&m, "name").unwrap_or(""));
                     let state = match s(&m, "enabled") {
                         Some("D") => "DISABLE",
@@ -941,7 +1019,12 @@ impl Planner<'_> {
                         Some("A") => "ENABLE ALWAYS",
                         _ => "ENABLE",
                     };
-                    self.push(Op::Alter, k, Place::Main, format!("ALTER TABLE {on} {state} TRIGGER {tg};"));
+                    self.push(
+                        Op::Alter,
+                        k,
+                        Place::Main,
+                        format!("ALTER TABLE {on} {state} TRIGGER {tg};"),
+                    );
                 } else {
                     self.recreate(k);
                 }
@@ -978,7 +1061,10 @@ impl Planner<'_> {
         ) else {
             return;
         };
-        if a["partkey"] != z["partkey"] || a["relkind"] != z["relkind"] || a["inherits"] != z["inherits"] {
+        if a["partkey"] != z["partkey"]
+            || a["relkind"] != z["relkind"]
+            || a["inherits"] != z["inherits"]
+        {
             self.notes.push(format!(
                 "table {name}: its partitioning or inheritance changes, which PostgreSQL cannot alter; write that migration by hand (create the new table, copy, swap)"
             ));
@@ -999,7 +1085,11 @@ impl Planner<'_> {
         if b(&a, "unlogged") != b(&z, "unlogged") {
             sql.push(format!(
                 "ALTER TABLE {name} SET {};",
-                if b(&z, "unlogged") { "UNLOGGED" } else { "LOGGED" }
+                if b(&z, "unlogged") {
+                    "UNLOGGED"
+                } else {
+                    "LOGGED"
+                }
             ));
         }
         if b(&a, "rls") != b(&z, "rls") {
@@ -1017,7 +1107,12 @@ impl Planner<'_> {
         if a["options"] != z["options"] {
             let list = |v: &Value| -> Vec<String> {
                 v.as_array()
-                    .map(|o| o.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .map(|o| {
+                        o.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let (old, new) = (list(&a["options"]), list(&z["options"]));
@@ -1091,8 +1186,14 @@ impl Planner<'_> {
                     "column {name} changes type from {old} to {new}, which can fail or lose precision on existing values"
                 ));
             }
-            let collate = s(&z, "collate").map(|c| format!(" COLLATE {c}")).unwrap_or_default();
-            let using = if old == new { String::new() } else { format!(" USING {col}::{new}") };
+            let collate = s(&z, "collate")
+                .map(|c| format!(" COLLATE {c}"))
+                .unwrap_or_default();
+            let using = if old == new {
+                String::new()
+            } else {
+                format!(" USING {col}::{new}")
+            };
             set_part.push(alter(format!("TYPE {new}{collate}{using}")));
         }
         if a["default"] != z["default"] {
@@ -1108,12 +1209,20 @@ impl Planner<'_> {
             }
         }
         if a["storage"] != z["storage"] {
-            set_part.push(alter(format!("SET STORAGE {}", s(&z, "storage").unwrap_or("EXTENDED"))));
+            set_part.push(alter(format!(
+                "SET STORAGE {}",
+                s(&z, "storage").unwrap_or("EXTENDED")
+            )));
         }
         // Loosening comes before the drops it makes possible; tightening after the creates it
         // needs (a default naming a new function or sequence).
         if !drop_part.is_empty() {
-            self.push(Op::Drop, &key("column loosened", &name), Place::Main, drop_part.join("\n"));
+            self.push(
+                Op::Drop,
+                &key("column loosened", &name),
+                Place::Main,
+                drop_part.join("\n"),
+            );
         }
         if !set_part.is_empty() {
             self.push(Op::Alter, k, Place::Main, set_part.join("\n"));
@@ -1173,7 +1282,12 @@ impl Planner<'_> {
         let values = |v: &Value| -> Vec<String> {
             v["values"]
                 .as_array()
-                .map(|x| x.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|x| {
+                    x.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let (old, new) = (values(a), values(z));
@@ -1226,7 +1340,11 @@ impl Planner<'_> {
         } else {
             format!("{schema}.{old_bare}")
         };
-        let list = values.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ");
+        let list = values
+            .iter()
+            .map(|v| quote_literal(v))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut sql = vec![
             format!("ALTER TYPE {name} RENAME TO {old_bare};"),
             format!("CREATE TYPE {name} AS ENUM ({list});"),
@@ -1244,16 +1362,24 @@ impl Planner<'_> {
                 continue;
             }
             let (table, c) = split_member(col);
-            let target = if array { format!("{name}[]") } else { name.to_string() };
+            let target = if array {
+                format!("{name}[]")
+            } else {
+                name.to_string()
+            };
             let via = if array { "text[]" } else { "text" };
             if s(m, "default").is_some() {
-                sql.push(format!("ALTER TABLE {table} ALTER COLUMN {c} DROP DEFAULT;"));
+                sql.push(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {c} DROP DEFAULT;"
+                ));
             }
             sql.push(format!(
                 "ALTER TABLE {table} ALTER COLUMN {c} TYPE {target} USING {c}::{via}::{target};"
             ));
             if let Some(d) = s(m, "default") {
-                sql.push(format!("ALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};"));
+                sql.push(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};"
+                ));
             }
         }
         sql.push(format!("DROP TYPE {old_full};"));
@@ -1270,7 +1396,10 @@ impl Planner<'_> {
         }
         if let Some(t) = name.strip_prefix("type ") {
             let domain = Self::meta(cat, "type", t).and_then(|m| s(m, "typtype")) == Some("d");
-            return Some((key("type", t), format!("{} {t}", if domain { "DOMAIN" } else { "TYPE" })));
+            return Some((
+                key("type", t),
+                format!("{} {t}", if domain { "DOMAIN" } else { "TYPE" }),
+            ));
         }
         if let Some(rk) = Self::relation_kind(cat, name) {
             let word = match rk {
@@ -1282,9 +1411,17 @@ impl Planner<'_> {
             };
             return Some((key(rk, name), format!("{word} {name}")));
         }
-        for (k, word) in [("function", "FUNCTION"), ("procedure", "PROCEDURE"), ("aggregate", "AGGREGATE")] {
+        for (k, word) in [
+            ("function", "FUNCTION"),
+            ("procedure", "PROCEDURE"),
+            ("aggregate", "AGGREGATE"),
+        ] {
             if cat.objects.contains_key(&key(k, name)) {
-                let word = if kind == "privileges" && k == "aggregate" { "FUNCTION" } else { word };
+                let word = if kind == "privileges" && k == "aggregate" {
+                    "FUNCTION"
+                } else {
+                    word
+                };
                 return Some((key(k, name), format!("{word} {name}")));
             }
         }
@@ -1297,7 +1434,10 @@ impl Planner<'_> {
 
     fn comment(&mut self, k: &Key, text: Option<&str>) {
         let Some((object, target)) = comment_target(&k.1) else {
-            self.notes.push(format!("comment on {} is not written by the tool: add it by hand", k.1));
+            self.notes.push(format!(
+                "comment on {} is not written by the tool: add it by hand",
+                k.1
+            ));
             return;
         };
         let value = text.map_or("NULL".to_string(), quote_literal);
@@ -1312,9 +1452,16 @@ impl Planner<'_> {
     }
 
     fn privileges(&mut self, k: &Key) {
-        let cat = if self.to.objects.contains_key(k) { self.to } else { self.from };
+        let cat = if self.to.objects.contains_key(k) {
+            self.to
+        } else {
+            self.from
+        };
         let Some((object, target)) = self.target_of(cat, "privileges", &k.1) else {
-            self.notes.push(format!("privileges on {} are not written by the tool: grant them by hand", k.1));
+            self.notes.push(format!(
+                "privileges on {} are not written by the tool: grant them by hand",
+                k.1
+            ));
             return;
         };
         let parse = |v: Option<&String>| -> BTreeMap<String, Vec<String>> {
@@ -1358,7 +1505,11 @@ impl Planner<'_> {
             ));
         }
         for (g, privs) in &after {
-            let plain: Vec<&str> = privs.iter().filter(|p| !p.ends_with('*')).map(String::as_str).collect();
+            let plain: Vec<&str> = privs
+                .iter()
+                .filter(|p| !p.ends_with('*'))
+                .map(String::as_str)
+                .collect();
             let with: Vec<&str> = privs.iter().filter_map(|p| p.strip_suffix('*')).collect();
             for (list, option) in [(plain, ""), (with, " WITH GRANT OPTION")] {
                 if !list.is_empty() {
@@ -1370,7 +1521,11 @@ impl Planner<'_> {
                 }
             }
         }
-        let op = if self.to.objects.contains_key(k) { Op::Create } else { Op::Drop };
+        let op = if self.to.objects.contains_key(k) {
+            Op::Create
+        } else {
+            Op::Drop
+        };
         self.push_needing(op, k, Place::Main, sql.join("\n"), vec![object]);
     }
 
@@ -1421,7 +1576,14 @@ impl Planner<'_> {
                 let kinds: &[&str] = if column_type {
                     &["view", "materialized view", "policy"]
                 } else {
-                    &["view", "materialized view", "trigger", "policy", "constraint", "index"]
+                    &[
+                        "view",
+                        "materialized view",
+                        "trigger",
+                        "policy",
+                        "constraint",
+                        "index",
+                    ]
                 };
                 if !kinds.contains(&j.0.as_str())
                     || seen.contains(&j)
@@ -1518,7 +1680,9 @@ impl Planner<'_> {
                             user.clone()
                         } else {
                             Self::owner_table(self.from, user)
-                                .and_then(|t| Self::relation_kind(self.from, &t).map(|k| key(k, &t)))
+                                .and_then(|t| {
+                                    Self::relation_kind(self.from, &t).map(|k| key(k, &t))
+                                })
                                 .unwrap_or_else(|| user.clone())
                         };
                         for &j in by_key.get(&user).unwrap_or(&Vec::new()) {
@@ -1604,8 +1768,10 @@ impl Planner<'_> {
             }
         }
         let phases: Vec<u8> = self.units.iter().map(|u| Self::phase(u, self.to)).collect();
-        let mut ready: BTreeSet<(u8, usize)> =
-            (0..n).filter(|&i| indegree[i] == 0).map(|i| (phases[i], i)).collect();
+        let mut ready: BTreeSet<(u8, usize)> = (0..n)
+            .filter(|&i| indegree[i] == 0)
+            .map(|i| (phases[i], i))
+            .collect();
         let mut done = vec![false; n];
         let mut order = Vec::with_capacity(n);
         while order.len() < n {
@@ -1652,7 +1818,8 @@ impl Planner<'_> {
                 let wrong = match self.direction {
                     Direction::Up => pa > pb,
                     Direction::Down => {
-                        (pa == Place::Main && pb == Place::Post) || (pa == Place::Pre && pb != Place::Pre)
+                        (pa == Place::Main && pb == Place::Post)
+                            || (pa == Place::Pre && pb != Place::Pre)
                     }
                 };
                 if wrong {
@@ -1667,7 +1834,10 @@ impl Planner<'_> {
                     u.sql = u
                         .sql
                         .replace("INDEX CONCURRENTLY IF NOT EXISTS ", "INDEX ")
-                        .replace("DROP INDEX CONCURRENTLY IF EXISTS ", "DROP INDEX IF EXISTS ");
+                        .replace(
+                            "DROP INDEX CONCURRENTLY IF EXISTS ",
+                            "DROP INDEX IF EXISTS ",
+                        );
                     moved = true;
                 }
             }
@@ -1724,7 +1894,11 @@ fn widening(old: &str, new: &str) -> bool {
         if rest.is_empty() {
             return Some(None);
         }
-        rest.strip_prefix('(')?.strip_suffix(')')?.parse().ok().map(Some)
+        rest.strip_prefix('(')?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+            .map(Some)
     };
     for base in ["character varying", "bit varying"] {
         if let (Some(a), Some(b)) = (len(old, base), len(new, base)) {
@@ -1760,7 +1934,11 @@ fn comment_target(describe: &str) -> Option<(Key, String)> {
         Some((obj.to_string(), table.to_string()))
     };
     for (prefix, kind, word) in [
-        ("materialized view ", "materialized view", "MATERIALIZED VIEW"),
+        (
+            "materialized view ",
+            "materialized view",
+            "MATERIALIZED VIEW",
+        ),
         ("foreign table ", "foreign table", "FOREIGN TABLE"),
         ("table ", "table", "TABLE"),
         ("view ", "view", "VIEW"),
@@ -1778,7 +1956,13 @@ fn comment_target(describe: &str) -> Option<(Key, String)> {
         }
     }
     if let Some(rest) = describe.strip_prefix("column ") {
-        for what in ["table", "view", "materialized view", "foreign table", "composite type"] {
+        for what in [
+            "table",
+            "view",
+            "materialized view",
+            "foreign table",
+            "composite type",
+        ] {
             if let Some((col, table)) = rest.split_once(&format!(" of {what} ")) {
                 let member = format!("{table}.{col}");
                 return Some((key("column", &member), format!("COLUMN {member}")));
@@ -1792,7 +1976,10 @@ fn comment_target(describe: &str) -> Option<(Key, String)> {
     ] {
         if let Some(rest) = describe.strip_prefix(prefix) {
             if let Some((obj, table)) = on(rest, on_what) {
-                return Some((key(kind, &format!("{table}.{obj}")), format!("{word} {obj} ON {table}")));
+                return Some((
+                    key(kind, &format!("{table}.{obj}")),
+                    format!("{word} {obj} ON {table}"),
+                ));
             }
             if let Some((obj, domain)) = on(rest, "domain") {
                 return Some((

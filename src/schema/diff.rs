@@ -127,7 +127,7 @@ mod tests {
                 .iter()
                 .map(|(k, n, d)| (((*k).to_string(), (*n).to_string()), (*d).to_string()))
                 .collect(),
-            invalid_indexes: Vec::new(),
+            ..Catalog::default()
         }
     }
 

@@ -32,13 +32,23 @@ fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c"])
         .arg(format!("DROP DATABASE IF EXISTS {name}"))
         .arg("-c")
-        .arg(format!("CREATE DATABASE {name} OWNER {} TEMPLATE template0", t.name))
+        .arg(format!(
+            "CREATE DATABASE {name} OWNER {} TEMPLATE template0",
+            t.name
+        ))
         .output()
         .expect("psql");
     assert!(out.status.success(), "{}", stderr(&out));
     // As init leaves schema public: owned by the app's role.
     let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &with_db(admin, &name), "-c"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &with_db(admin, &name),
+            "-c",
+        ])
         .arg(format!("ALTER SCHEMA public OWNER TO {}", t.name))
         .output()
         .expect("psql");
@@ -50,7 +60,12 @@ fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
         .arg(&url)
         .output()
         .expect("psql");
-    assert!(out.status.success(), "psql -f {}: {}", file.display(), stderr(&out));
+    assert!(
+        out.status.success(),
+        "psql -f {}: {}",
+        file.display(),
+        stderr(&out)
+    );
     url
 }
 
@@ -121,10 +136,17 @@ async fn diff_writes_a_tested_pair_whose_up_and_down_match_psql() {
     assert!(out.contains("0002_add_tickets.up.sql"), "{out}");
     // The index on the existing, busy table is built concurrently in a pair of its own.
     let files = files_in(&root.join("sql"));
-    assert!(files.contains(&"0003_add_tickets_concurrently.up.sql".to_string()), "{files:?}");
-    let post = std::fs::read_to_string(root.join("sql/0003_add_tickets_concurrently.up.sql")).expect("0003");
+    assert!(
+        files.contains(&"0003_add_tickets_concurrently.up.sql".to_string()),
+        "{files:?}"
+    );
+    let post = std::fs::read_to_string(root.join("sql/0003_add_tickets_concurrently.up.sql"))
+        .expect("0003");
     assert!(post.starts_with("-- aidock:no-transaction"), "{post}");
-    assert!(post.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_usage_logs_cost"), "{post}");
+    assert!(
+        post.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_usage_logs_cost"),
+        "{post}"
+    );
     let main = std::fs::read_to_string(root.join("sql/0002_add_tickets.up.sql")).expect("0002");
     assert!(main.contains("CREATE TYPE ticket_state"), "{main}");
     assert!(!main.contains("ix_usage_logs_cost"), "{main}");
@@ -132,7 +154,11 @@ async fn diff_writes_a_tested_pair_whose_up_and_down_match_psql() {
     run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
     let reference = psql_reference(&t, "want", &desired);
     let after = schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump");
-    assert_same_dump(&after, &schema_dump(&reference).expect("dump"), "up must give psql's schema");
+    assert_same_dump(
+        &after,
+        &schema_dump(&reference).expect("dump"),
+        "up must give psql's schema",
+    );
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 
     // Nothing left to do: a second diff writes nothing.
@@ -155,9 +181,13 @@ async fn diff_writes_a_tested_pair_whose_up_and_down_match_psql() {
         &root,
         &["migrate", "diff", "ticket_waiting", "--to", "desired2.sql"],
     ));
-    let pre = std::fs::read_to_string(root.join("sql/0004_ticket_waiting_enum_values.up.sql")).expect("0004");
+    let pre = std::fs::read_to_string(root.join("sql/0004_ticket_waiting_enum_values.up.sql"))
+        .expect("0004");
     assert!(pre.starts_with("-- aidock:no-transaction"), "{pre}");
-    assert!(pre.contains("ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'closed'"), "{pre}");
+    assert!(
+        pre.contains("ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'closed'"),
+        "{pre}"
+    );
     run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
     let reference2 = psql_reference(&t, "want2", &desired2);
     assert_same_dump(
@@ -168,7 +198,11 @@ async fn diff_writes_a_tested_pair_whose_up_and_down_match_psql() {
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 
     // Down, all the way back to 0001, returns exactly to the previous dump.
-    run_ok(&mut in_project(&t, &root, &["migrate", "down", "--to", "1", "--yes"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--to", "1", "--yes"],
+    ));
     assert_same_dump(
         &schema_dump(&with_db(&t.app_url(), &t.name)).expect("dump"),
         &before,
@@ -188,23 +222,43 @@ async fn lossy_steps_are_refused_unless_allowed_and_named() {
     assert_ne!(desired, base, "fixture must drop a column");
     write_files(&root, &[("desired.sql", &desired)]);
     let out = expect_exit(
-        &mut in_project(&t, &root, &["migrate", "diff", "drop_remember", "--to", "desired.sql"]),
+        &mut in_project(
+            &t,
+            &root,
+            &["migrate", "diff", "drop_remember", "--to", "desired.sql"],
+        ),
         3,
     );
     let err = stderr(&out);
-    assert!(err.contains("column refresh_tokens.remember_me is dropped"), "{err}");
+    assert!(
+        err.contains("column refresh_tokens.remember_me is dropped"),
+        "{err}"
+    );
     assert!(err.contains("--allow-data-loss"), "{err}");
     assert_eq!(files_in(&root.join("sql")).len(), 2, "nothing written");
     let out = run_ok(&mut in_project(
         &t,
         &root,
-        &["migrate", "diff", "drop_remember", "--to", "desired.sql", "--allow-data-loss"],
+        &[
+            "migrate",
+            "diff",
+            "drop_remember",
+            "--to",
+            "desired.sql",
+            "--allow-data-loss",
+        ],
     ));
     assert!(out.contains("0002_drop_remember.up.sql"), "{out}");
     let up = std::fs::read_to_string(root.join("sql/0002_drop_remember.up.sql")).expect("up");
-    assert!(up.contains("ALTER TABLE refresh_tokens DROP COLUMN remember_me;"), "{up}");
+    assert!(
+        up.contains("ALTER TABLE refresh_tokens DROP COLUMN remember_me;"),
+        "{up}"
+    );
     let down = std::fs::read_to_string(root.join("sql/0002_drop_remember.down.sql")).expect("down");
-    assert!(down.contains("ADD COLUMN remember_me boolean DEFAULT false NOT NULL"), "{down}");
+    assert!(
+        down.contains("ADD COLUMN remember_me boolean DEFAULT false NOT NULL"),
+        "{down}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -296,9 +350,17 @@ async fn a_large_pg_dump_is_generated_from_nothing_and_matches_psql() {
     write_files(&root, &[("large.sql", LARGE)]);
     let source = psql_reference(&t, "source", &root.join("large.sql"));
     // The desired schema is what the real pg_dump wrote, `\restrict` lines and all.
-    let out = Command::new("pg_dump").arg("-s").arg(&source).output().expect("pg_dump");
+    let out = Command::new("pg_dump")
+        .arg("-s")
+        .arg(&source)
+        .output()
+        .expect("pg_dump");
     if !out.status.success() {
-        assert!(stderr(&out).contains("version mismatch"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("version mismatch"),
+            "{}",
+            stderr(&out)
+        );
         return;
     }
     std::fs::write(root.join("dump.sql"), &out.stdout).expect("write dump");
@@ -316,6 +378,10 @@ async fn a_large_pg_dump_is_generated_from_nothing_and_matches_psql() {
     );
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
     // And back to nothing.
-    run_ok(&mut in_project(&t, &root, &["migrate", "down", "--base", "--yes"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--base", "--yes"],
+    ));
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -9,6 +9,7 @@ mod ha;
 mod init;
 mod integrity;
 mod layering;
+mod lint;
 mod local;
 mod migrate;
 mod pgbouncer;

@@ -419,4 +419,3 @@ pub fn schema_dump(url: &str) -> Option<String> {
             .join("\n"),
     )
 }
-

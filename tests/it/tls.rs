@@ -215,3 +215,86 @@ async fn tls_modes_against_a_server_with_a_private_ca() {
     let _ = pg.destroy();
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
+
+/// Issue #14: in production (which needs TLS, hence this cluster), `init` and `migrate up`
+/// refuse a pending migration with lint findings before changing anything; squawk's ignore
+/// comment lets a reviewed statement through.
+#[tokio::test]
+async fn production_refuses_migrations_with_lint_findings() {
+    let pki = make_pki();
+    let pg = dedicated_cluster(
+        "tls-lint",
+        vec![
+            "ssl = on".into(),
+            format!("ssl_cert_file = '{}'", pki.cert.display()),
+            format!("ssl_key_file = '{}'", pki.key.display()),
+        ],
+    );
+    let password = pg.admin_password().expect("password");
+    let admin = format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/postgres?sslmode=require",
+        pg.port()
+    );
+    let risky = "CREATE INDEX ix_users_created_at ON users (created_at);\n";
+    let dir = crate::support::migrations_dir(&[("0002_index.up.sql", risky)]);
+    let prod = |args: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("AIDOCK_ADMIN_URL", &admin)
+            .env("AIDOCK__TLS__MODE", "require")
+            .env("AIDOCK__DATABASE__NAME", "lintprod")
+            .env("AIDOCK__DATABASE__OWNER", "lintprod")
+            .env("AIDOCK__DATABASE__PASSWORD", "Prod-Grade-Password-4711")
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .args(["--profile", "production", "--yes"])
+            .args(args);
+        cmd
+    };
+    let out = expect_exit(&mut prod(&["init"]), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("0002_index.up.sql:1:1: require-concurrent-index-creation"),
+        "{err}"
+    );
+    let client = crate::support::connect(&admin.replace("?sslmode=require", "")).await;
+    let exists = |name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_database WHERE datname = $1",
+                    &[&name],
+                )
+                .await
+                .expect("query")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        exists("lintprod").await,
+        0,
+        "a refused init changed nothing"
+    );
+
+    // 0001 alone is clean; then `up` refuses 0002 and applies nothing.
+    run_ok(&mut prod(&["init", "--no-migrate"]));
+    run_ok(&mut prod(&["migrate", "up", "--to", "1"]));
+    let out = expect_exit(&mut prod(&["migrate", "up"]), 3);
+    assert!(stderr(&out).contains("squawk-ignore"), "{}", stderr(&out));
+    let status = run_ok(&mut prod(&["migrate", "status"]));
+    assert!(status.contains("pending  0002"), "{status}");
+
+    // Reviewed and marked: applied.
+    crate::support::write_files(
+        &dir,
+        &[(
+            "0002_index.up.sql",
+            &format!(
+                "-- squawk-ignore require-concurrent-index-creation -- users is small here\n{risky}"
+            ),
+        )],
+    );
+    run_ok(&mut prod(&["migrate", "up"]));
+    let status = run_ok(&mut prod(&["migrate", "status"]));
+    assert!(status.contains("up to date"), "{status}");
+}

@@ -219,10 +219,17 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     let out = std::process::Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
         .arg(&file)
-        .arg(crate::support::with_db(&crate::support::cluster().admin_url, &t.name))
+        .arg(crate::support::with_db(
+            &crate::support::cluster().admin_url,
+            &t.name,
+        ))
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{}\n{sql}", crate::support::stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}\n{sql}",
+        crate::support::stderr(&out)
+    );
     let out = run_ok(t.cmd().args(["migrate", "verify"]));
     assert!(out.contains("schema matches"), "{out}");
 }

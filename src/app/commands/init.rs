@@ -50,6 +50,13 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     let database = targets::database(settings);
     let out = settings.output;
     db::block_on(async {
+        if settings.production && !args.no_migrate {
+            // Before any change: a pending migration that locks or rewrites is refused here.
+            let applied = migrate::applied(&admin.with_dbname(&database.name))
+                .await
+                .unwrap_or_default();
+            super::migrate::refuse_findings_in_production(settings, &migrations, &applied, None)?;
+        }
         let mut report = provision::provision(
             &database,
             &admin,

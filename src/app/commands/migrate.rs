@@ -21,6 +21,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             policy::Action::Offline
         }
         MigrateCommand::Plan(args) if args.offline => policy::Action::Offline,
+        MigrateCommand::Lint(args) if !args.pending => policy::Action::Offline,
         MigrateCommand::Down(args) => policy::Action::MigrateDown { force: args.force },
         _ => policy::Action::Migrate,
     };
@@ -52,22 +53,31 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             } else {
                 PlanTarget::Up(args.to)
             };
-            let sql = db::block_on(async {
+            let up = matches!(to, PlanTarget::Up(_));
+            let (sql, applied) = db::block_on(async {
                 let applied = if args.offline {
                     Vec::new()
                 } else {
                     migrate::applied(&targets::app(settings)?).await?
                 };
-                migrate::plan_sql(
+                let sql = migrate::plan_sql(
                     &applied,
                     &migrations,
                     to,
                     &targets::runner_options(settings),
-                )
+                )?;
+                anyhow::Ok((sql, applied))
             })?;
             crate::out!("{sql}");
+            if up {
+                // The same findings `migrate lint --pending` reports, as SQL comments.
+                for f in pending_findings(&migrations, &applied, None) {
+                    crate::outln!("-- lint: {}", f.to_string().replace('\n', "\n-- "));
+                }
+            }
             Ok(())
         }
+        MigrateCommand::Lint(args) => lint(settings, &migrations, &args),
         MigrateCommand::Up { to } => apply(settings, &migrations, PlanTarget::Up(to), None),
         MigrateCommand::Down(args) => {
             let to = down_target(args.to, args.steps, args.base)?;
@@ -109,9 +119,8 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 fix,
             ))?;
             let drift = report.drift;
-            let fix_sql = fix.then(|| {
-                migrate::diff::fix_sql(&report.expected, &report.live, target.user())
-            });
+            let fix_sql =
+                fix.then(|| migrate::diff::fix_sql(&report.expected, &report.live, target.user()));
             let mut json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
             if let Some(sql) = &fix_sql {
                 json["fix_sql"] = serde_json::Value::String(sql.clone());
@@ -170,6 +179,95 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                     .join("\n")
             })
         }
+    }
+}
+
+/// Lint findings in the up scripts of migrations not in `applied` (up to `to`).
+pub fn pending_findings(
+    migrations: &[migrate::source::Migration],
+    applied: &[migrate::plan::Applied],
+    to: Option<i64>,
+) -> Vec<migrate::lint::Finding> {
+    migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .filter(|m| to.is_none_or(|t| m.version <= t))
+        .flat_map(|m| migrate::lint::lint(&m.up))
+        .collect()
+}
+
+/// In production, a pending migration with lint findings is refused (exit 3) before anything
+/// runs, unless each risky statement carries `-- squawk-ignore RULE`.
+///
+/// # Errors
+/// The refusal, naming every finding.
+pub fn refuse_findings_in_production(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    applied: &[migrate::plan::Applied],
+    to: Option<i64>,
+) -> anyhow::Result<()> {
+    if !settings.production {
+        return Ok(());
+    }
+    let findings = pending_findings(migrations, applied, to);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(error::refused(format!(
+        "production: {} pending migration statement(s) lock or rewrite tables (nothing was applied):\n{}\nrewrite them in the safer form, or, where the table is small or new, put `-- squawk-ignore RULE -- why` on the line before the statement",
+        findings.len(),
+        findings
+            .iter()
+            .map(|f| format!("  {}", f.to_string().replace('\n', "\n  ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )))
+}
+
+/// `migrate lint`.
+fn lint(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    args: &crate::cli::LintArgs,
+) -> anyhow::Result<()> {
+    let findings: Vec<migrate::lint::Finding> = if !args.files.is_empty() {
+        let mut all = Vec::new();
+        for path in &args.files {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| error::usage(format!("cannot read `{}`: {e}", path.display())))?;
+            all.extend(migrate::lint::lint(&migrate::source::Script::new(
+                path.display().to_string(),
+                &text,
+            )));
+        }
+        all
+    } else if args.pending {
+        let applied = db::block_on(migrate::applied(&targets::app(settings)?))
+            .map_err(|e| targets::explain_app_error(settings, e))?;
+        pending_findings(migrations, &applied, None)
+    } else {
+        pending_findings(migrations, &[], None)
+    };
+    let out = settings.output;
+    emit(out, &findings, || {
+        if findings.is_empty() {
+            "no findings".to_string()
+        } else {
+            findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    })?;
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} finding(s); rewrite in the safer form, or add `-- squawk-ignore RULE -- why` before a statement that is safe here",
+            findings.len()
+        ))
     }
 }
 
@@ -263,6 +361,13 @@ fn apply(
     confirm: Option<&str>,
 ) -> anyhow::Result<()> {
     let target = targets::app(settings)?;
+    if let PlanTarget::Up(to) = to {
+        if settings.production {
+            let applied = db::block_on(migrate::applied(&target))
+                .map_err(|e| targets::explain_app_error(settings, e))?;
+            refuse_findings_in_production(settings, migrations, &applied, to)?;
+        }
+    }
     if let Some(what) = confirm {
         policy::confirm(
             settings,
