@@ -7,6 +7,7 @@
 
 use anyhow::Context as _;
 use serde::Serialize;
+use std::fmt::Write as _;
 use tokio_postgres::Client;
 
 use super::runner;
@@ -396,7 +397,8 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
         ),
     ] {
         if let Some(sql) = plan.script(place) {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 "{title}\n{}{sql}{}\n\n",
                 if place == Place::Main { "BEGIN;\n" } else { "" },
                 if place == Place::Main {
@@ -404,14 +406,14 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
                 } else {
                     ""
                 }
-            ));
+            );
         }
     }
     for l in &plan.lossy {
-        text.push_str(&format!("-- loses data: {l}\n"));
+        let _ = writeln!(text, "-- loses data: {l}");
     }
     for n in &plan.notes {
-        text.push_str(&format!("-- note: {n}\n"));
+        let _ = writeln!(text, "-- note: {n}");
     }
     text
 }

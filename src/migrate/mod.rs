@@ -336,8 +336,8 @@ mod tests {
     fn options() -> runner::Options {
         runner::Options {
             lock_timeout: std::time::Duration::from_secs(5),
-            statement_timeout: std::time::Duration::from_secs(60),
-            wait_timeout: std::time::Duration::from_secs(60),
+            statement_timeout: std::time::Duration::from_mins(1),
+            wait_timeout: std::time::Duration::from_mins(1),
             verbose: false,
             log: |_| {},
         }

@@ -20,6 +20,7 @@
 //! order) in [`Plan::notes`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -312,10 +313,10 @@ impl Planner<'_> {
         };
         let table_dropped =
             |t: &str| RELATION_KINDS.iter().any(|rk| dropped(rk, t)) || self.parent_dropped(t);
-        if let Some(t) = Self::owner_table(cat, k) {
-            if table_dropped(&t) {
-                return true;
-            }
+        if let Some(t) = Self::owner_table(cat, k)
+            && table_dropped(&t)
+        {
+            return true;
         }
         let (kind, name) = (k.0.as_str(), k.1.as_str());
         match kind {
@@ -331,8 +332,8 @@ impl Planner<'_> {
                 dropped("type", d)
             }
             "comment" | "privileges" | "owner" => {
-                self.target_of(cat, kind, name).is_some_and(|(obj, _)| {
-                    self.to.objects.get(&obj).is_none() && cat.objects.contains_key(&obj)
+                Self::target_of(cat, kind, name).is_some_and(|(obj, _)| {
+                    !self.to.objects.contains_key(&obj) && cat.objects.contains_key(&obj)
                         || Self::owner_table(cat, &obj).is_some_and(|t| table_dropped(&t))
                         || (obj.0 == "table" && self.parent_dropped(&obj.1))
                 })
@@ -360,11 +361,11 @@ impl Planner<'_> {
 
     /// Created together with something else that is created (a new table's columns).
     fn comes_with_create(&self, k: &Key) -> bool {
-        if k.0 == "column" {
-            if let Some(t) = Self::owner_table(self.to, k) {
-                return !self.from.objects.contains_key(&key("table", &t))
-                    && !self.from.objects.contains_key(&key("foreign table", &t));
-            }
+        if k.0 == "column"
+            && let Some(t) = Self::owner_table(self.to, k)
+        {
+            return !self.from.objects.contains_key(&key("table", &t))
+                && !self.from.objects.contains_key(&key("foreign table", &t));
         }
         false
     }
@@ -469,7 +470,7 @@ impl Planner<'_> {
                 let (table, _) = split_member(name);
                 let sql = format!(
                     "ALTER TABLE {table} ADD COLUMN {};",
-                    self.column_def(self.to, name)
+                    Self::column_def(self.to, name)
                 );
                 self.column_order_note(name);
                 self.push(Op::Create, k, Place::Main, sql);
@@ -539,10 +540,10 @@ impl Planner<'_> {
                     s(&m, "base").unwrap_or("text")
                 );
                 if let Some(c) = s(&m, "collate") {
-                    sql.push_str(&format!(" COLLATE {c}"));
+                    let _ = write!(sql, " COLLATE {c}");
                 }
                 if let Some(d) = s(&m, "default") {
-                    sql.push_str(&format!(" DEFAULT {d}"));
+                    let _ = write!(sql, " DEFAULT {d}");
                 }
                 if b(&m, "notnull") {
                     sql.push_str(" NOT NULL");
@@ -640,7 +641,7 @@ impl Planner<'_> {
         }
     }
 
-    fn column_def(&self, cat: &Catalog, name: &str) -> String {
+    fn column_def(cat: &Catalog, name: &str) -> String {
         let m = Self::meta(cat, "column", name)
             .cloned()
             .unwrap_or(Value::Null);
@@ -650,20 +651,19 @@ impl Planner<'_> {
             s(&m, "type").unwrap_or("text")
         );
         if let Some(c) = s(&m, "collate") {
-            sql.push_str(&format!(" COLLATE {c}"));
+            let _ = write!(sql, " COLLATE {c}");
         }
         if let Some(g) = s(&m, "generated") {
-            sql.push_str(&format!(" GENERATED ALWAYS AS ({g}) STORED"));
+            let _ = write!(sql, " GENERATED ALWAYS AS ({g}) STORED");
         } else if let Some(d) = s(&m, "default") {
-            sql.push_str(&format!(" DEFAULT {d}"));
+            let _ = write!(sql, " DEFAULT {d}");
         }
         if let Some(i) = s(&m, "identity") {
-            sql.push_str(&format!(" GENERATED {i} AS IDENTITY"));
+            let _ = write!(sql, " GENERATED {i} AS IDENTITY");
         }
         if b(&m, "notnull") {
             sql.push_str(" NOT NULL");
         }
-        let _ = cat;
         sql
     }
 
@@ -693,7 +693,7 @@ impl Planner<'_> {
             let cols: Vec<String> = Self::columns_of(self.to, name)
                 .into_iter()
                 .filter(|(_, c)| !Self::automatic(self.to, &key("column", c)))
-                .map(|(_, c)| format!("    {}", self.column_def(self.to, &c)))
+                .map(|(_, c)| format!("    {}", Self::column_def(self.to, &c)))
                 .collect();
             let body = if cols.is_empty() {
                 "()".to_string()
@@ -706,30 +706,31 @@ impl Planner<'_> {
             );
             if let Some(parents) = m["inherits"].as_array() {
                 let list: Vec<&str> = parents.iter().filter_map(Value::as_str).collect();
-                sql.push_str(&format!(" INHERITS ({})", list.join(", ")));
+                let _ = write!(sql, " INHERITS ({})", list.join(", "));
             }
             sql
         };
         if let Some(k) = s(&m, "partkey") {
-            sql.push_str(&format!(" PARTITION BY {k}"));
+            let _ = write!(sql, " PARTITION BY {k}");
         }
         if let Some(opts) = m["options"].as_array() {
             let list: Vec<&str> = opts.iter().filter_map(Value::as_str).collect();
-            sql.push_str(&format!(" WITH ({})", list.join(", ")));
+            let _ = write!(sql, " WITH ({})", list.join(", "));
         }
         sql.push(';');
         if b(&m, "rls") {
-            sql.push_str(&format!("\nALTER TABLE {name} ENABLE ROW LEVEL SECURITY;"));
+            let _ = write!(sql, "\nALTER TABLE {name} ENABLE ROW LEVEL SECURITY;");
         }
         if b(&m, "force_rls") {
-            sql.push_str(&format!("\nALTER TABLE {name} FORCE ROW LEVEL SECURITY;"));
+            let _ = write!(sql, "\nALTER TABLE {name} FORCE ROW LEVEL SECURITY;");
         }
         for (_, c) in Self::columns_of(self.to, name) {
             if let Some(st) = Self::meta(self.to, "column", &c).and_then(|m| s(m, "storage")) {
                 let (_, col) = split_member(&c);
-                sql.push_str(&format!(
+                let _ = write!(
+                    sql,
                     "\nALTER TABLE {name} ALTER COLUMN {col} SET STORAGE {st};"
-                ));
+                );
             }
         }
         sql
@@ -933,7 +934,7 @@ impl Planner<'_> {
                 return;
             }
             // The owner goes with the object; an owner entry never disappears alone.
-            "owner" | "publication" => return,
+            // The owner goes with the object; an owner entry never disappears alone.
             _ => return,
         };
         self.push(Op::Drop, k, Place::Main, sql);
@@ -994,7 +995,7 @@ impl Planner<'_> {
                     quote_literal(version)
                 );
                 if schema != old_schema {
-                    sql.push_str(&format!("\nALTER EXTENSION {name} SET SCHEMA {schema};"));
+                    let _ = write!(sql, "\nALTER EXTENSION {name} SET SCHEMA {schema};");
                 }
                 self.push(Op::Alter, k, Place::Main, sql);
             }
@@ -1156,7 +1157,7 @@ impl Planner<'_> {
                 if a["generated"].is_null() {
                     self.lossy.push(format!("column {name} is dropped and added again as a generated column (its values are replaced)"));
                 }
-                let def = self.column_def(self.to, &name);
+                let def = Self::column_def(self.to, &name);
                 self.push(
                     Op::Alter,
                     k,
@@ -1196,10 +1197,10 @@ impl Planner<'_> {
             };
             set_part.push(alter(format!("TYPE {new}{collate}{using}")));
         }
-        if a["default"] != z["default"] {
-            if let Some(d) = s(&z, "default") {
-                set_part.push(alter(format!("SET DEFAULT {d}")));
-            }
+        if a["default"] != z["default"]
+            && let Some(d) = s(&z, "default")
+        {
+            set_part.push(alter(format!("SET DEFAULT {d}")));
         }
         if b(&a, "notnull") != b(&z, "notnull") {
             if b(&z, "notnull") {
@@ -1387,7 +1388,7 @@ impl Planner<'_> {
     }
 
     /// The object a `comment`, `privileges` or `owner` entry is about, and how SQL names it.
-    fn target_of(&self, cat: &Catalog, kind: &str, name: &str) -> Option<(Key, String)> {
+    fn target_of(cat: &Catalog, kind: &str, name: &str) -> Option<(Key, String)> {
         if kind == "comment" {
             return comment_target(name);
         }
@@ -1457,7 +1458,7 @@ impl Planner<'_> {
         } else {
             self.from
         };
-        let Some((object, target)) = self.target_of(cat, "privileges", &k.1) else {
+        let Some((object, target)) = Self::target_of(cat, "privileges", &k.1) else {
             self.notes.push(format!(
                 "privileges on {} are not written by the tool: grant them by hand",
                 k.1
@@ -1530,7 +1531,7 @@ impl Planner<'_> {
     }
 
     fn owner(&mut self, k: &Key, role: &str) {
-        let Some((object, target)) = self.target_of(self.to, "owner", &k.1) else {
+        let Some((object, target)) = Self::target_of(self.to, "owner", &k.1) else {
             return;
         };
         self.push_needing(
@@ -1714,11 +1715,11 @@ impl Planner<'_> {
             }
             if base.0 == "column" || base.0 == "index" || base.0 == "constraint" {
                 // Columns renamed in this plan come first.
-                for (new, _) in &self.renamed {
-                    if let Some(t) = Self::owner_table(self.to, &base) {
-                        if split_member(&new.1).0 == t {
-                            needs.insert(new.clone());
-                        }
+                for new in self.renamed.keys() {
+                    if let Some(t) = Self::owner_table(self.to, &base)
+                        && split_member(&new.1).0 == t
+                    {
+                        needs.insert(new.clone());
                     }
                 }
             }
@@ -1726,10 +1727,11 @@ impl Planner<'_> {
             let needs: BTreeSet<Key> = needs
                 .into_iter()
                 .map(|d| {
-                    if d.0 == "column" && !by_key.contains_key(&d) {
-                        if let Some(t) = Self::owner_table(self.to, &d) {
-                            return key(Self::relation_kind(self.to, &t).unwrap_or("table"), &t);
-                        }
+                    if d.0 == "column"
+                        && !by_key.contains_key(&d)
+                        && let Some(t) = Self::owner_table(self.to, &d)
+                    {
+                        return key(Self::relation_kind(self.to, &t).unwrap_or("table"), &t);
                     }
                     d
                 })

@@ -263,7 +263,7 @@ async fn lossy_steps_are_refused_unless_allowed_and_named() {
 }
 
 /// A schema of every kind the engine writes, built by psql and dumped by the real pg_dump.
-const LARGE: &str = r#"
+const LARGE: &str = r"
 CREATE SCHEMA billing;
 CREATE DOMAIN year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901 AND VALUE <= 2155);
 CREATE DOMAIN billing.amount AS numeric(12,2) DEFAULT 0 NOT NULL CONSTRAINT amount_positive CHECK (VALUE >= 0);
@@ -338,7 +338,7 @@ COMMENT ON SCHEMA billing IS 'Money';
 COMMENT ON FUNCTION last_updated() IS 'Touches last_update';
 COMMENT ON CONSTRAINT film_rate_check ON film IS 'No negative rates';
 GRANT SELECT ON film_list TO PUBLIC;
-"#;
+";
 
 #[tokio::test]
 async fn a_large_pg_dump_is_generated_from_nothing_and_matches_psql() {

@@ -8,6 +8,7 @@ use crate::db::{self, Target};
 use crate::error;
 use crate::migrate::plan::Target as PlanTarget;
 use crate::migrate::{self, runner};
+use std::fmt::Write as _;
 
 /// Run one `migrate` subcommand.
 ///
@@ -142,9 +143,10 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                         .collect::<Vec<_>>()
                         .join("\n");
                     if let Some(sql) = &fix_sql {
-                        t.push_str(&format!(
+                        let _ = write!(
+                            t,
                             "\n\n-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{sql}"
-                        ));
+                        );
                     }
                     t
                 };
@@ -183,6 +185,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
 }
 
 /// Lint findings in the up scripts of migrations not in `applied` (up to `to`).
+#[must_use]
 pub fn pending_findings(
     migrations: &[migrate::source::Migration],
     applied: &[migrate::plan::Applied],
@@ -361,12 +364,12 @@ fn apply(
     confirm: Option<&str>,
 ) -> anyhow::Result<()> {
     let target = targets::app(settings)?;
-    if let PlanTarget::Up(to) = to {
-        if settings.production {
-            let applied = db::block_on(migrate::applied(&target))
-                .map_err(|e| targets::explain_app_error(settings, e))?;
-            refuse_findings_in_production(settings, migrations, &applied, to)?;
-        }
+    if let PlanTarget::Up(to) = to
+        && settings.production
+    {
+        let applied = db::block_on(migrate::applied(&target))
+            .map_err(|e| targets::explain_app_error(settings, e))?;
+        refuse_findings_in_production(settings, migrations, &applied, to)?;
     }
     if let Some(what) = confirm {
         policy::confirm(
