@@ -175,6 +175,9 @@ def main() -> int:
             verify_note = ("verify clean" if verified.returncode == 0
                            else "VERIFY REPORTS DRIFT: " + (verified.stdout + verified.stderr).strip()[:300])
             failed |= verified.returncode != 0
+            diff_note = diff_from_nothing(args.bin, env, admin, db_url, name, psql_db, work, a)
+            failed |= "FAILED" in diff_note
+            verify_note = f"{verify_note}; {diff_note}"
             if a == b:
                 verdict = f"identical `pg_dump -s`; {verify_note}"
             else:
@@ -197,6 +200,46 @@ def main() -> int:
     total = sum(r[3] for r in rows if isinstance(r[3], int))
     print(f"\n{total} files applied by psql across {len(rows)} projects")
     return 1 if failed else 0
+
+
+def diff_from_nothing(bin_, env, admin, db_url, name, psql_db, work, want):
+    """`migrate diff` with an empty migrations directory and psql's result (pg_dump -s, as is)
+    as the desired schema; then `migrate up` must give the same dump."""
+    desired = work / f"{name}.desired.sql"
+    raw = run(["pg_dump", "-s", db_url(psql_db)])
+    if raw.returncode != 0:
+        return "diff not run: " + raw.stderr.strip()[:200]
+    desired.write_text(raw.stdout)
+    probe = f"corpus_{name}_restore"
+    run(["psql", "-X", "-q", admin, "-c", f'DROP DATABASE IF EXISTS "{probe}"'])
+    run(["psql", "-X", "-q", admin, "-c", f'CREATE DATABASE "{probe}"'])
+    restored = run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(desired), db_url(probe)])
+    if restored.returncode != 0:
+        return "diff not run: psql cannot restore pg_dump's own output either (" + \
+            restored.stderr.strip().splitlines()[0][:160] + ")"
+    empty = work / f"{name}-generated"
+    empty.mkdir()
+    db = f"corpus_{name}_diff"
+    run(["psql", "-X", "-q", admin, "-c", f'DROP DATABASE IF EXISTS "{db}"'])
+    run(["psql", "-X", "-q", admin, "-c", f'CREATE DATABASE "{db}"'])
+    common = [bin_, "--migrations-dir", str(empty), "--database-url", db_url(db), "--admin-url", admin, "-q"]
+    out = run(common + ["migrate", "diff", "everything", "--to", str(desired), "--allow-data-loss"], env=env)
+    if out.returncode != 0:
+        return "migrate diff FAILED: " + out.stderr.strip().replace("\n", " ")[:300]
+    files = len(list(empty.glob("*.up.sql")))
+    out = run(common + ["migrate", "up"], env=env)
+    if out.returncode != 0:
+        return "generated migration FAILED on up: " + out.stderr.strip().replace("\n", " ")[:300]
+    # Schema public's owner is init's business, not a migration's: set it as on the psql side.
+    owner = run(["psql", "-X", "-At", db_url(psql_db), "-c",
+                 "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"]).stdout.strip()
+    if owner:
+        run(["psql", "-X", "-q", db_url(db), "-c", f'ALTER SCHEMA public OWNER TO "{owner}"'])
+    got = dump(db_url(db))
+    if got != want:
+        (work / f"{name}.diff.sql").write_text(got)
+        return f"migrate diff from nothing: DIFFERENT dump (see {work}/{name}.diff.sql)"
+    return f"`migrate diff` from nothing ({files} file(s)): identical"
 
 
 if __name__ == "__main__":
