@@ -225,7 +225,8 @@ def diff_from_nothing(bin_, env, admin, db_url, name, psql_db, work, want):
     common = [bin_, "--migrations-dir", str(empty), "--database-url", db_url(db), "--admin-url", admin, "-q"]
     out = run(common + ["migrate", "diff", "everything", "--to", str(desired), "--allow-data-loss"], env=env)
     if out.returncode != 0:
-        return "migrate diff FAILED: " + out.stderr.strip().replace("\n", " ")[:300]
+        err = " ".join(l for l in out.stderr.splitlines() if not l.startswith("note:"))
+        return "migrate diff FAILED: " + err[:300]
     files = len(list(empty.glob("*.up.sql")))
     out = run(common + ["migrate", "up"], env=env)
     if out.returncode != 0:

@@ -250,6 +250,14 @@ pub enum MigrateCommand {
     ///
     /// Example: pg_dump -s mydb > desired.sql; edit it; aidock-provision migrate diff add_avatar --to desired.sql
     Diff(DiffArgs),
+    /// Adopt a database whose schema other tools made (the backend's Alembic or create_all),
+    /// keeping every row.
+    ///
+    /// Compares it with the schema migrations 1..V make (built in a scratch database).
+    /// Identical: records 1..V as baselined and stamps alembic_version. Different: lists every
+    /// difference (safe, blocked by data with the rows, lossy) and exits 1, changing nothing.
+    /// --dry-run prints the transaction --reconcile would run; --reconcile runs it.
+    Baseline(BaselineArgs),
     /// Check migrations for DDL that locks or rewrites busy tables (the squawk rule set).
     ///
     /// Offline: the given files, else every up script (--pending: only those the database has
@@ -289,6 +297,25 @@ pub struct DownArgs {
     #[arg(long, group = "down_target")]
     pub base: bool,
     /// Allow this in the production profile (it still asks for confirmation unless --yes).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Adopt as this version (default: the newest migration).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+    /// Run the DDL, the ledger rows and the stamp in one transaction.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub reconcile: bool,
+    /// Print the exact transaction --reconcile would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Let --reconcile drop columns or tables, or narrow types (each is named first).
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    /// Allow --allow-data-loss in the production profile.
     #[arg(long)]
     pub force: bool,
 }

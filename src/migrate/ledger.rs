@@ -61,6 +61,68 @@ pub const STAMP_ALEMBIC: &str = "DELETE FROM public.alembic_version;
 INSERT INTO public.alembic_version (version_num)
     SELECT lpad(max(version)::text, 4, '0') FROM public.aidock_schema_history HAVING max(version) IS NOT NULL";
 
+/// In the app database: whether our ledger is there, and the objects outside the system schemas
+/// that are not parts of an extension (how many, and the first few by name).
+const FOREIGN_OBJECTS: &str = "
+WITH objects AS (
+    SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                          WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                          WHEN 'c' THEN 'type' ELSE 'table' END
+           || ' ' || format('%I.%I', n.nspname, c.relname) AS what
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'function ' || p.oid::regprocedure::text
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'type ' || format_type(t.oid, NULL)
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'schema ' || quote_ident(n.nspname)
+    FROM pg_namespace n
+    WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+)
+SELECT to_regclass('public.aidock_schema_history') IS NOT NULL,
+       (SELECT count(*) FROM objects),
+       array_to_string(ARRAY(SELECT what FROM objects ORDER BY what LIMIT 6), chr(31))";
+
+/// Objects no migration of ours made, in a database without our ledger.
+#[derive(Debug, Clone)]
+pub struct Foreign {
+    pub count: i64,
+    /// The first few, by name (`table public.roles` ...).
+    pub first: Vec<String>,
+}
+
+/// `None` when our ledger is there or the database holds nothing but system and extension
+/// objects; else what is there (a schema made by other tools: Alembic, `create_all`, by hand).
+pub async fn foreign_objects(client: &impl GenericClient) -> anyhow::Result<Option<Foreign>> {
+    // Simple protocol, as every ledger read (PgBouncer in transaction mode).
+    let rows = simple_rows(client, FOREIGN_OBJECTS).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let count: i64 = row[1].parse().unwrap_or(0);
+    if row[0] == "t" || count == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Foreign {
+        count,
+        first: row[2].split('\u{1f}').map(str::to_string).collect(),
+    }))
+}
+
 /// One ledger row with everything `history` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {

@@ -3,6 +3,7 @@
 //! `migrate` commands (their printing is the application's).
 
 pub mod alembic;
+pub mod baseline;
 pub mod diff;
 pub mod ledger;
 pub mod lexer;
@@ -93,7 +94,21 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         .collect();
     let alembic_version = ledger::alembic_stamp(&client).await?;
     let current = applied.iter().map(|a| a.version).max();
-    problems.extend(alembic::stamp_problem(current, alembic_version.as_deref()));
+    if let Some(foreign) = ledger::foreign_objects(&client).await? {
+        // Not ours: the pending list below would be a lie if read as "up would apply these".
+        problems.push(format!(
+            "the database holds {} object(s) no aidock-provision migration made ({}){}; `migrate up` refuses to run on it: adopt it with `aidock-provision migrate baseline`",
+            foreign.count,
+            foreign.first.join(", "),
+            alembic_version
+                .as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!(", and alembic_version holds the backend's own revision {}", v.join(", ")))
+                .unwrap_or_default()
+        ));
+    } else {
+        problems.extend(alembic::stamp_problem(current, alembic_version.as_deref()));
+    }
     let applied_status = rows
         .iter()
         .map(|r| {

@@ -85,6 +85,15 @@ pub async fn run(
         return Ok(Vec::new());
     }
     check_scripts(migrations, &steps)?;
+    // A schema other tools made (no ledger of ours, but tables): applying 0001 on top would fail
+    // half-way at best. Adoption is `migrate baseline`'s job.
+    if let Some(foreign) = ledger::foreign_objects(&*client).await? {
+        return Err(crate::error::refused(format!(
+            "the database holds {} object(s) that no aidock-provision migration made ({}) and has no migration ledger: its schema was built by other tools (the backend's Alembic or create_all, or by hand), and nothing was applied. Run `aidock-provision migrate baseline` to compare it with the migrations and adopt it without losing data",
+            foreign.count,
+            foreign.first.join(", ")
+        )));
+    }
     // There is work: a standby cannot take it (its first write would fail half-way).
     if db::is_standby(&*client).await? {
         return Err(Standby.into());
@@ -480,7 +489,7 @@ fn script_error(
         );
     } else if db::sqlstate(e) == Some(&SqlState::DUPLICATE_TABLE) {
         message.push_str(
-            "\nhint: the object exists but no recorded migration made it: the schema was created outside aidock-provision (e.g. by the backend's create_all or its own alembic run); on a dev database run `aidock-provision reset` then `init`",
+            "\nhint: the object exists but no recorded migration made it: the schema was changed outside aidock-provision (e.g. by the backend's create_all or its own alembic run); `aidock-provision migrate verify` lists what differs",
         );
     } else if db::sqlstate(e) == Some(&SqlState::QUERY_CANCELED) {
         message.push_str("\nhint: the statement ran longer than migrate.statement_timeout; raise it for this migration");

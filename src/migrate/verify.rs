@@ -66,6 +66,32 @@ pub async fn verify(
         versions.push(m.version);
     }
 
+    let (expected, live_catalog) =
+        expected_and_live(admin, app, &live, migrations, &versions, opts, fix).await?;
+    drift.extend(crate::schema::diff::diff(&expected, &live_catalog));
+    Ok(Report {
+        drift,
+        expected,
+        live: live_catalog,
+    })
+}
+
+/// The catalog that migrations `versions` make (replayed into a scratch database made by
+/// `admin` from template0 with `live`'s encoding, locale and schema public, owned by `app`'s
+/// role, dropped afterwards whatever happens), and `live`'s own catalog, read meanwhile.
+/// `meta` also reads the parts DDL is written from.
+///
+/// # Errors
+/// Without rights to create a database (exit 2); a script failing on replay; connections.
+pub async fn expected_and_live(
+    admin: &Target,
+    app: &Target,
+    live: &tokio_postgres::Client,
+    migrations: &[Migration],
+    versions: &[i64],
+    opts: &runner::Options,
+    meta: bool,
+) -> anyhow::Result<(catalog::Catalog, catalog::Catalog)> {
     let admin_client = admin.connect().await?;
     require_createdb(&admin_client, admin).await?;
     drop_stale_scratch_databases(&admin_client).await;
@@ -78,12 +104,12 @@ pub async fn verify(
         .context("taking the scratch database's lock")?;
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
-        meta: fix,
+        meta,
     };
-    let (locale, public) = live_settings(&live).await?;
+    let (locale, public) = live_settings(live).await?;
     // The live catalog is read while the server creates the scratch database.
     let (found, created) = tokio::join!(
-        catalog::read(&live, options),
+        catalog::read(live, options),
         create_scratch(&admin_client, app, &scratch, &locale)
     );
 
@@ -92,15 +118,11 @@ pub async fn verify(
         let found = found?;
         mirror_public_schema(admin, public, &scratch).await?;
         let mut replay = app.with_dbname(&scratch).connect().await?;
-        runner::replay(&mut replay, migrations, &versions, opts)
+        runner::replay(&mut replay, migrations, versions, opts)
             .await
-            .context("replaying the applied migrations in a scratch database")?;
+            .context("replaying the migrations in a scratch database")?;
         let expected = catalog::read(&replay, options).await?;
-        anyhow::Ok((
-            crate::schema::diff::diff(&expected, &found),
-            expected,
-            found,
-        ))
+        anyhow::Ok((expected, found))
     };
     let result = tokio::select! {
         r = work => r,
@@ -116,16 +138,11 @@ pub async fn verify(
     let _ = admin_client
         .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
         .await;
-    let (found_drift, expected, live) = result?;
-    drift.extend(found_drift);
+    let pair = result?;
     dropped
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("dropping the scratch database `{scratch}`"))?;
-    Ok(Report {
-        drift,
-        expected,
-        live,
-    })
+    Ok(pair)
 }
 
 /// What verify found: every difference, and both catalogs (with parts, for `--fix`).

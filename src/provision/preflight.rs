@@ -120,7 +120,7 @@ pub fn check(name: &str, owner: &str, observed: &Observed, purpose: Purpose) -> 
             String::new()
         };
         return Err(error::refused(format!(
-            "database `{name}` holds objects that no aidock-provision migration made ({}{tail}) and has no migration ledger: it was built by other tools (the backend's alembic or create_all, or by hand), and init changes nothing in it. Adopting it with its data is the job of `aidock-provision migrate baseline` (see ADOPTION.md; not available in this version yet); meanwhile set database.name to a new database, or back this one up and drop it",
+            "database `{name}` holds objects that no aidock-provision migration made ({}{tail}) and has no migration ledger: it was built by other tools (the backend's alembic or create_all, or by hand), and init changes nothing in it. To adopt it with its data, run `aidock-provision migrate baseline` (it compares, and with --reconcile brings the schema to ours in one transaction without losing a row); or set database.name to a new database",
             database.foreign_objects.join(", ")
         )));
     }
@@ -179,14 +179,12 @@ pub async fn observe(
         && !SYSTEM_DATABASES.contains(&name);
     if inspect {
         let app_db = super::database::connect_to_app_db(admin, name).await?;
-        let row = app_db
-            .query_one(FOREIGN_OBJECTS, &[])
+        if let Some(foreign) = crate::migrate::ledger::foreign_objects(&app_db)
             .await
-            .with_context(|| format!("listing the objects in database `{name}`"))?;
-        let has_ledger: bool = row.get(0);
-        if !has_ledger {
-            database.foreign_count = row.get(1);
-            database.foreign_objects = row.get(2);
+            .with_context(|| format!("listing the objects in database `{name}`"))?
+        {
+            database.foreign_count = foreign.count;
+            database.foreign_objects = foreign.first;
         }
     }
     Ok(Observed {
@@ -266,42 +264,6 @@ async fn observe_role(
         owns_elsewhere,
     }))
 }
-
-/// In the app database: whether our ledger is there, and the objects outside the system schemas
-/// that are not parts of an extension (how many, and the first few by name).
-const FOREIGN_OBJECTS: &str = "
-WITH objects AS (
-    SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                          WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-                          WHEN 'c' THEN 'type' ELSE 'table' END
-           || ' ' || format('%I.%I', n.nspname, c.relname) AS what
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-    UNION ALL
-    SELECT 'function ' || p.oid::regprocedure::text
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-    UNION ALL
-    SELECT 'type ' || format_type(t.oid, NULL)
-    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
-    UNION ALL
-    SELECT 'schema ' || quote_ident(n.nspname)
-    FROM pg_namespace n
-    WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
-)
-SELECT to_regclass('public.aidock_schema_history') IS NOT NULL,
-       (SELECT count(*) FROM objects),
-       ARRAY(SELECT what FROM objects ORDER BY what LIMIT 6)";
 
 #[cfg(test)]
 mod tests {

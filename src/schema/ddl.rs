@@ -113,14 +113,43 @@ struct Unit {
     needs: Vec<Key>,
 }
 
+/// How to write the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub direction: Direction,
+    /// Everything in the one transaction (no concurrent builds, no `NOT VALID` split): for
+    /// `migrate baseline --reconcile`, which must change all or nothing.
+    pub one_transaction: bool,
+    /// Take a column that disappears while a same-shaped one appears for a rename (off for
+    /// adoption, where a wrong guess would move data into another column's meaning).
+    pub guess_renames: bool,
+}
+
 /// The DDL that turns `from` into `to`. `role` runs it (new objects are its own).
 #[must_use]
 pub fn plan(from: &Catalog, to: &Catalog, role: &str, direction: Direction) -> Plan {
+    plan_with(
+        from,
+        to,
+        role,
+        Options {
+            direction,
+            one_transaction: false,
+            guess_renames: true,
+        },
+    )
+}
+
+/// As [`plan`], with [`Options`].
+#[must_use]
+pub fn plan_with(from: &Catalog, to: &Catalog, role: &str, options: Options) -> Plan {
+    let direction = options.direction;
     Planner {
         from,
         to,
         role,
         direction,
+        options,
         units: Vec::new(),
         lossy: Vec::new(),
         notes: Vec::new(),
@@ -134,6 +163,7 @@ struct Planner<'a> {
     to: &'a Catalog,
     role: &'a str,
     direction: Direction,
+    options: Options,
     units: Vec<Unit>,
     lossy: Vec<String>,
     notes: Vec<String>,
@@ -193,7 +223,9 @@ const RELATION_KINDS: [&str; 5] = [
 
 impl Planner<'_> {
     fn run(mut self) -> Plan {
-        self.guess_column_renames();
+        if self.options.guess_renames {
+            self.guess_column_renames();
+        }
         let kinds: BTreeSet<&str> = self
             .from
             .objects
@@ -313,8 +345,13 @@ impl Planner<'_> {
         };
         let table_dropped =
             |t: &str| RELATION_KINDS.iter().any(|rk| dropped(rk, t)) || self.parent_dropped(t);
+        // A foreign key to another table is dropped on its own first: two tables that point at
+        // each other could not otherwise be dropped one after the other.
+        let foreign_key = k.0 == "constraint"
+            && Self::meta(cat, "constraint", &k.1).and_then(|m| s(m, "type")) == Some("f");
         if let Some(t) = Self::owner_table(cat, k)
             && table_dropped(&t)
+            && !foreign_key
         {
             return true;
         }
@@ -798,6 +835,7 @@ impl Planner<'_> {
         let kind = s(&m, "type").unwrap_or("");
         let existing = !self.table_is_new(table) && !Self::is_partitioned(self.to, table);
         if self.direction == Direction::Up
+            && !self.options.one_transaction
             && existing
             && matches!(kind, "f" | "c")
             && !def.ends_with("NOT VALID")
@@ -840,7 +878,8 @@ impl Planner<'_> {
     /// An index on a table that exists before and after (and is not partitioned) is built or
     /// dropped concurrently, outside the transaction.
     fn concurrent_ok(&self, table: &str) -> bool {
-        !self.table_is_new(table)
+        !self.options.one_transaction
+            && !self.table_is_new(table)
             && RELATION_KINDS
                 .iter()
                 .any(|k| self.to.objects.contains_key(&key(k, table)))
@@ -1311,7 +1350,12 @@ impl Planner<'_> {
                     quote_literal(v)
                 ));
             }
-            self.push(Op::Alter, k, Place::Pre, sql.join("\n"));
+            let place = if self.options.one_transaction {
+                Place::Main
+            } else {
+                Place::Pre
+            };
+            self.push(Op::Alter, k, place, sql.join("\n"));
             return;
         }
         let removed: Vec<&String> = old.iter().filter(|v| !new.contains(v)).collect();
@@ -1322,11 +1366,12 @@ impl Planner<'_> {
             ));
         }
         let pure_removal = new.iter().all(|v| old.contains(v));
-        let place = if self.direction == Direction::Down && pure_removal {
-            Place::Pre
-        } else {
-            Place::Main
-        };
+        let place =
+            if self.direction == Direction::Down && pure_removal && !self.options.one_transaction {
+                Place::Pre
+            } else {
+                Place::Main
+            };
         let sql = self.enum_swap(&name, &new);
         self.push(Op::Alter, k, place, sql);
     }
@@ -1920,11 +1965,22 @@ fn widening(old: &str, new: &str) -> bool {
     if old.starts_with("numeric") && new == "numeric" {
         return true;
     }
+    // numeric(p, s) -> numeric(p2, s2) keeps every value when neither the scale nor the digits
+    // before the point shrink.
+    let precision = |t: &str| -> Option<(i64, i64)> {
+        let inner = t.strip_prefix("numeric(")?.strip_suffix(')')?;
+        let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+        Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+    };
+    if let (Some((p, s)), Some((p2, s2))) = (precision(old), precision(new)) {
+        return s2 >= s && p2 - s2 >= p - s;
+    }
     matches!(
         (old, new),
         ("smallint", "integer" | "bigint")
             | ("integer", "bigint")
             | ("real", "double precision")
+            | ("json", "jsonb")
             | ("timestamp without time zone", "timestamp with time zone")
     )
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives real PostgreSQL.
 
 mod alembic;
+mod baseline;
 mod cli;
 mod diff;
 mod doctor;

@@ -349,7 +349,10 @@ async fn server_checks(
     };
     match app_client
         .query_one(
-            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'",
+            "SELECT CASE WHEN pg_get_userbyid(nspowner) = 'pg_database_owner' \
+                         AND pg_has_role(current_user, 'pg_database_owner', 'USAGE') \
+                    THEN current_user::text ELSE pg_get_userbyid(nspowner)::text END \
+             FROM pg_namespace WHERE nspname = 'public'",
             &[],
         )
         .await
@@ -366,7 +369,11 @@ async fn server_checks(
         Ok(row) => {
             checks.fail(
                 "app login",
-                format!("schema public is owned by `{}`, not `{}` (permission denied for schema public)", row.get::<_, String>(0), d.owner),
+                format!(
+                    "schema public is owned by `{}`, not `{}`",
+                    row.get::<_, String>(0),
+                    d.owner
+                ),
                 "run `aidock-provision init` (it gives schema public to the role)",
             );
             return;
@@ -386,7 +393,7 @@ async fn server_checks(
             checks.fail(
                 "migrations",
                 status.problems.join("\n"),
-                "follow the advice above; `aidock-provision migrate status` shows the details",
+                "follow the advice above (for a schema other tools made: `aidock-provision migrate baseline`, which keeps the data); `aidock-provision migrate status` shows the details",
             );
             return;
         }
@@ -394,7 +401,7 @@ async fn server_checks(
             checks.fail(
                 "migrations",
                 "tables exist in schema public but no migration is recorded: the schema was made outside aidock-provision (e.g. by the backend's create_all), so `migrate up` would fail with `relation already exists`",
-                "on a dev database run `aidock-provision reset` then `aidock-provision init`; elsewhere move those tables away before `migrate up`",
+                "run `aidock-provision migrate baseline`: it compares that schema with the migrations and adopts it, keeping every row (`reset` would destroy the data)",
             );
             return;
         }

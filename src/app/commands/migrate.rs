@@ -79,6 +79,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateCommand::Lint(args) => lint(settings, &migrations, &args),
+        MigrateCommand::Baseline(args) => baseline(settings, &migrations, &args),
         MigrateCommand::Up { to } => apply(settings, &migrations, PlanTarget::Up(to), None),
         MigrateCommand::Down(args) => {
             let to = down_target(args.to, args.steps, args.base)?;
@@ -181,6 +182,115 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                     .join("\n")
             })
         }
+    }
+}
+
+/// `migrate baseline`.
+fn baseline(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    args: &crate::cli::BaselineArgs,
+) -> anyhow::Result<()> {
+    use migrate::baseline::{Mode, Outcome};
+    if args.allow_data_loss && settings.production && !args.force {
+        return Err(error::refused(
+            "production: `migrate baseline --allow-data-loss` may drop columns or tables; add --force if that is intended",
+        ));
+    }
+    let mode = match (args.reconcile, args.dry_run) {
+        (true, _) => Mode::Reconcile,
+        (false, true) => Mode::DryRun,
+        (false, false) => Mode::Report,
+    };
+    let app = targets::app(settings)?;
+    let admin = targets::verify_admin(settings)?;
+    if mode == Mode::Reconcile {
+        policy::confirm(
+            settings,
+            &format!(
+                "`migrate baseline --reconcile` changes the schema of {} (in one transaction)",
+                app.describe()
+            ),
+        )?;
+    }
+    let roles = migrate::baseline::Roles {
+        admin: &admin,
+        app: &app,
+    };
+    let report = db::block_on(migrate::baseline::baseline(
+        &roles,
+        migrations,
+        &targets::runner_options(settings),
+        migrate::baseline::Options {
+            to: args.to,
+            mode,
+            allow_data_loss: args.allow_data_loss,
+        },
+    ))
+    .map_err(|e| targets::explain_app_error(settings, e))?;
+    let text = || {
+        let mut t = format!(
+            "database: {}
+compared with the schema migrations 0001..{:04} make (built in a scratch database)
+",
+            report.database, report.version
+        );
+        if let Some(stamp) = report
+            .alembic_version_before
+            .as_ref()
+            .filter(|s| !s.is_empty())
+        {
+            let _ = writeln!(t, "alembic_version held: {}", stamp.join(", "));
+        }
+        let mut group = |title: &str, items: &[String]| {
+            if !items.is_empty() {
+                let _ = writeln!(t, "{title} ({}):", items.len());
+                for i in items {
+                    let _ = writeln!(t, "  {i}");
+                }
+            }
+        };
+        group("safe to reconcile", &report.safe);
+        group("lossy (only with --allow-data-loss)", &report.lossy);
+        group("notes", &report.notes);
+        if !report.blocked.is_empty() {
+            let _ = writeln!(
+                t,
+                "blocked by data ({}):\n{}",
+                report.blocked.len(),
+                migrate::baseline::describe_blocked(&report.blocked)
+            );
+        }
+        match report.outcome {
+            Outcome::AlreadyAdopted => t.push_str("nothing to do: the ledger already records this version\n"),
+            Outcome::Recorded => {
+                let _ = writeln!(
+                    t,
+                    "identical: recorded 0001..{:04} as baselined (see `migrate history`) and stamped alembic_version",
+                    report.version
+                );
+            }
+            Outcome::Differs => t.push_str("differences found; nothing changed. Next: `aidock-provision migrate baseline --dry-run` shows the exact transaction, `--reconcile` runs it\n"),
+            Outcome::Planned => {
+                let _ = write!(t, "-- the transaction --reconcile would run (nothing was changed):\n{}", report.sql.clone().unwrap_or_default());
+            }
+            Outcome::Reconciled => {
+                let _ = writeln!(
+                    t,
+                    "reconciled in one transaction: the schema now is what 0001..{:04} make, recorded as baselined, alembic_version stamped",
+                    report.version
+                );
+            }
+        }
+        t.trim_end().to_string()
+    };
+    emit(settings.output, &report, text)?;
+    if report.outcome == Outcome::Differs {
+        Err(anyhow::anyhow!(
+            "the schema differs from the migrations' (listed above)"
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -1,0 +1,564 @@
+//! `migrate baseline`: adopt a database whose schema other tools made (the backend's Alembic or
+//! `create_all`, or the seed guide's manual steps), with proof and without losing a row.
+//!
+//! The schema migrations 1..V make is built in a scratch database (as `verify` does) and
+//! compared with the live one. Identical: the ledger records 1..V as baselined and
+//! `alembic_version` is stamped. Different: every difference is listed, grouped as safe to
+//! reconcile, blocked by data (with the offending rows, found by read-only queries) and lossy;
+//! `--dry-run` prints the exact transaction `--reconcile` would run. `--reconcile` runs, in one
+//! transaction under the migration lock and with `up`'s timeouts, the DDL from the schema-diff
+//! engine (no rename guesses, nothing split out of the transaction), then the ledger rows and the
+//! stamp; before it commits it reads the catalog back and compares it with the migrations'
+//! again, so a reconcile that would not leave exactly their schema changes nothing.
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use super::source::Migration;
+use super::{ledger, runner, verify};
+use crate::db::{self, Target, quote_literal};
+use crate::error;
+use crate::schema::catalog::{self, Catalog, ReadOptions};
+use crate::schema::ddl::{self, Direction, Place};
+
+/// What `baseline` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compare; record when identical; change no schema.
+    Report,
+    /// Print the transaction `Reconcile` would run; change nothing.
+    DryRun,
+    /// Run it.
+    Reconcile,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Adopt as version V (default: the newest migration).
+    pub to: Option<i64>,
+    pub mode: Mode,
+    pub allow_data_loss: bool,
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The ledger already records V or later: nothing to do.
+    AlreadyAdopted,
+    /// The schema was identical; 1..V recorded as baselined.
+    Recorded,
+    /// Differences found; nothing changed (exit 1).
+    Differs,
+    /// `--dry-run`: the SQL is in `sql`; nothing changed.
+    Planned,
+    /// `--reconcile` ran and committed.
+    Reconciled,
+}
+
+/// A step that existing rows would make fail, and those rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocked {
+    pub step: String,
+    pub problem: String,
+    pub rows: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub database: String,
+    pub version: i64,
+    pub outcome: Outcome,
+    /// Steps that change no row: `object: first line of its SQL`.
+    pub safe: Vec<String>,
+    pub blocked: Vec<Blocked>,
+    pub lossy: Vec<String>,
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// What `alembic_version` held before (the backend's own revision, usually).
+    pub alembic_version_before: Option<Vec<String>>,
+}
+
+/// Who runs the reconcile: `admin` (changes owners first, then acts as `app`'s role) and the
+/// role that owns the database and runs migrations.
+pub struct Roles<'a> {
+    pub admin: &'a Target,
+    pub app: &'a Target,
+}
+
+/// Compare, and record / plan / reconcile as `options.mode` says.
+///
+/// # Errors
+/// Lossy steps without `allow_data_loss` (exit 3, each named); data that blocks a step (exit 1,
+/// the rows named, nothing changed); a reconcile that fails or would not reach the migrations'
+/// schema (rolled back); connections; a ledger that exists below V (use `migrate up`).
+pub async fn baseline(
+    roles: &Roles<'_>,
+    migrations: &[Migration],
+    opts: &runner::Options,
+    options: Options,
+) -> anyhow::Result<Report> {
+    let app = roles.app;
+    let live = app.connect().await?;
+    let head = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    let version = options.to.unwrap_or(head);
+    if !migrations.iter().any(|m| m.version == version) {
+        return Err(error::usage(format!(
+            "there is no migration {version:04} to baseline to (the newest is {head:04})"
+        )));
+    }
+    let alembic_before = ledger::alembic_stamp(&live).await?;
+    let applied = ledger::read(&live).await?;
+    let mut report = Report {
+        database: app.describe(),
+        version,
+        outcome: Outcome::AlreadyAdopted,
+        safe: Vec::new(),
+        blocked: Vec::new(),
+        lossy: Vec::new(),
+        notes: Vec::new(),
+        sql: None,
+        alembic_version_before: alembic_before,
+    };
+    if let Some(top) = applied.iter().map(|r| r.version).max() {
+        if top >= version {
+            return Ok(report);
+        }
+        return Err(error::usage(format!(
+            "the database is managed by aidock-provision already (its ledger records up to {top:04}); use `aidock-provision migrate up` to go further"
+        )));
+    }
+    let versions: Vec<i64> = migrations
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v <= version)
+        .collect();
+    let (expected, found) =
+        verify::expected_and_live(roles.admin, app, &live, migrations, &versions, opts, true)
+            .await?;
+    let plan = ddl::plan_with(
+        &found,
+        &expected,
+        app.user(),
+        ddl::Options {
+            direction: Direction::Up,
+            one_transaction: true,
+            guess_renames: false,
+        },
+    );
+    report.lossy.clone_from(&plan.lossy);
+    report.notes.clone_from(&plan.notes);
+    let ledger_sql = ledger_statements(migrations, &versions);
+    // What `init` would do to the database and schema public next: done here, so that `init`
+    // after an adoption is a no-op.
+    let prepare = init_preparation(roles, &mut report.notes).await?;
+    if plan.is_empty() {
+        match options.mode {
+            Mode::DryRun => {
+                report.sql = Some(transaction_text(&prepare, &[], &ledger_sql, app.user()));
+                report.outcome = Outcome::Planned;
+            }
+            Mode::Report | Mode::Reconcile => {
+                run_transaction(roles, &[prepare], &ledger_sql, opts, None).await?;
+                report.outcome = Outcome::Recorded;
+            }
+        }
+        return Ok(report);
+    }
+    report.blocked = blockers(&live, &plan, &found, &expected).await?;
+    report.safe = plan
+        .steps
+        .iter()
+        .filter(|s| !report.blocked.iter().any(|b| b.step == s.object))
+        .map(|s| format!("{}: {}", s.object, s.sql.lines().next().unwrap_or_default()))
+        .collect();
+    let (owners, ddl_steps): (Vec<&ddl::Step>, Vec<&ddl::Step>) = plan
+        .steps
+        .iter()
+        .partition(|s| s.object.starts_with("owner ") && s.place == Place::Main);
+    let mut owner_sql: Vec<String> = prepare;
+    owner_sql.extend(owners.iter().map(|s| s.sql.clone()));
+    let ddl_sql: Vec<String> = ddl_steps.iter().map(|s| s.sql.clone()).collect();
+    match options.mode {
+        Mode::Report => {
+            report.outcome = Outcome::Differs;
+            Ok(report)
+        }
+        Mode::DryRun => {
+            report.sql = Some(transaction_text(
+                &owner_sql,
+                &ddl_sql,
+                &ledger_sql,
+                app.user(),
+            ));
+            report.outcome = Outcome::Planned;
+            Ok(report)
+        }
+        Mode::Reconcile => {
+            if !report.lossy.is_empty() && !options.allow_data_loss {
+                return Err(error::refused(format!(
+                    "reconciling would lose data, so nothing was changed:\n  {}\nmake the schema keep them by hand first, or pass --allow-data-loss",
+                    report.lossy.join("\n  ")
+                )));
+            }
+            if !report.blocked.is_empty() {
+                anyhow::bail!(
+                    "existing rows block {} step(s), so nothing was changed:\n{}\nfix those rows (or the schema), then run `migrate baseline --reconcile` again",
+                    report.blocked.len(),
+                    describe_blocked(&report.blocked)
+                );
+            }
+            run_transaction(
+                roles,
+                &[owner_sql, ddl_sql],
+                &ledger_sql,
+                opts,
+                Some(&expected),
+            )
+            .await?;
+            report.outcome = Outcome::Reconciled;
+            Ok(report)
+        }
+    }
+}
+
+/// `init`'s database-level steps still to do (as the admin): PUBLIC's rights on the database,
+/// schema public's owner and PUBLIC's CREATE there. Skipped, with a note, when the admin may not.
+async fn init_preparation(
+    roles: &Roles<'_>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let app = roles.app;
+    let client = roles.admin.with_dbname(app.dbname()).connect().await?;
+    let row = client
+        .query_one(
+            "SELECT d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0),
+                    pg_get_userbyid(n.nspowner)::text,
+                    EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'),
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                      OR pg_has_role(current_user, n.nspowner, 'MEMBER'),
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                      OR pg_has_role(current_user, d.datdba, 'MEMBER')
+             FROM pg_database d, pg_namespace n
+             WHERE d.datname = current_database() AND n.nspname = 'public'",
+            &[],
+        )
+        .await
+        .context("reading the database's and schema public's privileges")?;
+    let (public_connect, schema_owner, public_create, may_schema, may_db): (
+        bool,
+        String,
+        bool,
+        bool,
+        bool,
+    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let mut sql = Vec::new();
+    let role = db::quote_ident(app.user());
+    if public_connect {
+        if may_db {
+            sql.push(format!(
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC;",
+                db::quote_ident(app.dbname())
+            ));
+        } else {
+            notes.push(format!("PUBLIC may still connect to {}: the admin may not revoke that; as its owner run REVOKE ALL ON DATABASE ... FROM PUBLIC", app.dbname()));
+        }
+    }
+    if schema_owner != app.user() {
+        if may_schema {
+            sql.push(format!("ALTER SCHEMA public OWNER TO {role};"));
+        } else {
+            notes.push(format!(
+                "schema public stays owned by `{schema_owner}` (the admin may not change it)"
+            ));
+        }
+    }
+    if public_create && (may_schema || schema_owner == app.user()) {
+        sql.push("REVOKE CREATE ON SCHEMA public FROM PUBLIC;".into());
+    }
+    Ok(sql)
+}
+
+/// The blocked steps, one paragraph each.
+#[must_use]
+pub fn describe_blocked(blocked: &[Blocked]) -> String {
+    blocked
+        .iter()
+        .map(|b| {
+            format!(
+                "  {}: {}\n{}",
+                b.step,
+                b.problem,
+                b.rows
+                    .iter()
+                    .map(|r| format!("    {r}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The ledger rows for 1..V, marked as baselined, and the Alembic stamp.
+fn ledger_statements(migrations: &[Migration], versions: &[i64]) -> String {
+    let mut sql = vec![ledger::CREATE.to_string()];
+    for m in migrations.iter().filter(|m| versions.contains(&m.version)) {
+        sql.push(format!(
+            "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms, applied_by) VALUES ({}, {}, {}, 0, 'migrate baseline (' || current_user || ')')",
+            m.version,
+            quote_literal(&m.name),
+            quote_literal(&m.up.checksum)
+        ));
+    }
+    sql.push(ledger::STAMP_ALEMBIC.to_string());
+    sql.join(";\n") + ";"
+}
+
+fn transaction_text(owners: &[String], ddl: &[String], ledger_sql: &str, role: &str) -> String {
+    let mut parts = vec!["BEGIN;".to_string()];
+    parts.extend(owners.iter().cloned());
+    parts.push(format!("SET LOCAL ROLE {};", db::quote_ident(role)));
+    parts.extend(ddl.iter().cloned());
+    parts.push(ledger_sql.to_string());
+    parts.push("COMMIT;".to_string());
+    parts.join("\n") + "\n"
+}
+
+/// One transaction on the admin's connection to the app database: lock, timeouts, owner changes
+/// (as the admin), then the DDL and the ledger as the app's role; with `expected`, the catalog is
+/// read back and must match before the commit.
+async fn run_transaction(
+    roles: &Roles<'_>,
+    groups: &[Vec<String>],
+    ledger_sql: &str,
+    opts: &runner::Options,
+    expected: Option<&Catalog>,
+) -> anyhow::Result<()> {
+    let app = roles.app;
+    let mut client = roles.admin.with_dbname(app.dbname()).connect().await?;
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the baseline transaction")?;
+    tx.batch_execute(&runner::session_settings(opts, true))
+        .await
+        .context("setting lock_timeout and statement_timeout")?;
+    let locked: bool = tx
+        .query_one(
+            &format!("SELECT pg_try_advisory_xact_lock({})", runner::lock_key()),
+            &[],
+        )
+        .await
+        .context("taking the migration lock")?
+        .get(0);
+    if !locked {
+        anyhow::bail!(
+            "another aidock-provision run holds the migration lock on {}; try again when it is done",
+            app.describe()
+        );
+    }
+    let run = |sql: &str| {
+        let tx = &tx;
+        let sql = sql.to_string();
+        async move {
+            tx.batch_execute(&sql).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{}\nwhile running:\n  {}\nthe transaction was rolled back: nothing changed",
+                    db::describe_error(&e),
+                    sql.replace('\n', "\n  ")
+                )
+            })
+        }
+    };
+    if let Some(owners) = groups.first() {
+        for sql in owners {
+            run(sql).await?;
+        }
+    }
+    run(&format!("SET LOCAL ROLE {}", db::quote_ident(app.user()))).await?;
+    for group in groups.iter().skip(1) {
+        for sql in group {
+            run(sql).await?;
+        }
+    }
+    run(ledger_sql).await?;
+    if let Some(expected) = expected {
+        let options = ReadOptions {
+            exclude: &verify::ENGINE_TABLES,
+            meta: false,
+        };
+        let reached = catalog::read(&tx, options).await?;
+        let mut drift = crate::schema::diff::diff(expected, &reached);
+        drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
+        if !drift.is_empty() {
+            anyhow::bail!(
+                "the reconcile would not leave exactly the migrations' schema, so it was rolled back (nothing changed); this is a limit of the diff engine, please report it. Still different:\n  {}",
+                drift
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
+        }
+        // Read with search_path changed; back to the role's own settings for the commit.
+        run("RESET search_path").await?;
+    }
+    tx.commit().await.context("committing the baseline")?;
+    Ok(())
+}
+
+/// Read-only checks for the steps existing rows would make fail: NULLs before NOT NULL,
+/// duplicates before a unique constraint or index, rows failing a new CHECK, orphans before a
+/// foreign key. Up to five rows each, named by primary key (or `ctid`).
+async fn blockers(
+    client: &impl GenericClient,
+    plan: &ddl::Plan,
+    found: &Catalog,
+    expected: &Catalog,
+) -> anyhow::Result<Vec<Blocked>> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        let Some((kind, name)) = step.object.split_once(' ') else {
+            continue;
+        };
+        let query = match kind {
+            "column" if step.sql.contains("SET NOT NULL") => {
+                let (table, col) = split_member(name);
+                let id = row_id(found, table);
+                Some((
+                    format!(
+                        "SELECT {id}::text FROM {table} WHERE {col} IS NULL ORDER BY 1 LIMIT 5"
+                    ),
+                    format!("{col} IS NULL in these rows, and the migrations make it NOT NULL"),
+                ))
+            }
+            "constraint" if !name.starts_with("domain ") => {
+                let (table, _) = split_member(name);
+                if found.objects.contains_key(&("table".into(), table.into())) {
+                    let def = expected
+                        .objects
+                        .get(&("constraint".into(), name.into()))
+                        .cloned()
+                        .unwrap_or_default();
+                    constraint_query(found, table, &def)
+                } else {
+                    None
+                }
+            }
+            "index" => {
+                let def = expected
+                    .objects
+                    .get(&("index".into(), name.into()))
+                    .cloned()
+                    .unwrap_or_default();
+                unique_index_query(found, &def)
+            }
+            _ => None,
+        };
+        let Some((sql, problem)) = query else {
+            continue;
+        };
+        // A check that reads a column whose type the reconcile changes first (json -> jsonb)
+        // cannot be evaluated before it: the transaction itself finds such rows.
+        let Ok(rows) = ledger::simple_rows(client, &sql).await else {
+            continue;
+        };
+        if !rows.is_empty() {
+            out.push(Blocked {
+                step: step.object.clone(),
+                problem,
+                rows: rows.into_iter().map(|r| r.join(", ")).collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn split_member(name: &str) -> (&str, &str) {
+    let mut quoted = false;
+    let mut at = None;
+    for (i, c) in name.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => at = Some(i),
+            _ => {}
+        }
+    }
+    at.map_or(("", name), |i| (&name[..i], &name[i + 1..]))
+}
+
+/// How to name a row of `table` in messages: its one-column primary key, else `ctid`.
+fn row_id(found: &Catalog, table: &str) -> String {
+    found
+        .objects
+        .iter()
+        .filter(|((k, n), _)| k == "constraint" && split_member(n).0 == table)
+        .find_map(|(_, def)| {
+            let cols = def.strip_prefix("PRIMARY KEY (")?.strip_suffix(')')?;
+            (!cols.contains(',')).then(|| format!("'{}=' || {cols}", cols.trim_matches('"')))
+        })
+        .unwrap_or_else(|| "'ctid=' || ctid".to_string())
+}
+
+fn constraint_query(found: &Catalog, table: &str, def: &str) -> Option<(String, String)> {
+    let id = row_id(found, table);
+    if let Some(cols) = def
+        .strip_prefix("UNIQUE (")
+        .or_else(|| def.strip_prefix("PRIMARY KEY ("))
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return Some((
+            format!(
+                "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {table} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+            ),
+            format!("duplicate values of ({cols}), and the migrations make them unique ({def})"),
+        ));
+    }
+    if let Some(expr) = def.strip_prefix("CHECK ") {
+        let expr = expr.strip_suffix(" NOT VALID").unwrap_or(expr);
+        return Some((
+            format!("SELECT {id}::text FROM {table} WHERE NOT {expr} ORDER BY 1 LIMIT 5"),
+            format!("these rows fail {def}"),
+        ));
+    }
+    let rest = def.strip_prefix("FOREIGN KEY (")?;
+    let (col, rest) = rest.split_once(") REFERENCES ")?;
+    let (target, rest) = rest.split_once('(')?;
+    let (ref_col, _) = rest.split_once(')')?;
+    if col.contains(',') {
+        return None;
+    }
+    Some((
+        format!(
+            "SELECT {id} || ', {col}=' || t.{col}::text FROM {table} t WHERE t.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} r WHERE r.{ref_col} = t.{col}) ORDER BY 1 LIMIT 5"
+        )
+        .replace("SELECT 'ctid=' || ctid ||", "SELECT 'ctid=' || t.ctid ||"),
+        format!("these rows point at no {target} row, and the migrations add {def}"),
+    ))
+}
+
+fn unique_index_query(found: &Catalog, def: &str) -> Option<(String, String)> {
+    let rest = def.strip_prefix("CREATE UNIQUE INDEX ")?;
+    if rest.contains(" WHERE ") {
+        return None;
+    }
+    let (_, rest) = rest.split_once(" ON ")?;
+    let (table, rest) = rest.split_once(" USING ")?;
+    let cols = rest.split_once('(')?.1.strip_suffix(')')?;
+    if cols.contains('(') {
+        return None;
+    }
+    let table = table.strip_prefix("public.").unwrap_or(table);
+    if !found.objects.contains_key(&("table".into(), table.into())) {
+        return None;
+    }
+    Some((
+        format!(
+            "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {table} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+        ),
+        format!("duplicate values of ({cols}), and the migrations add a unique index on them"),
+    ))
+}
