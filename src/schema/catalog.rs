@@ -370,6 +370,17 @@ const META: &[&str] = &[
         SELECT 'pg_namespace'::regclass::oid, n.oid, 0, 'schema', quote_ident(n.nspname) FROM ns n
         UNION ALL
         SELECT 'pg_extension'::regclass::oid, e.oid, 0, 'extension', quote_ident(e.extname) FROM pg_extension e
+        UNION ALL
+        -- What an extension brings (a type such as ltree, a function such as uuid_generate_v4)
+        -- is needed through the extension.
+        SELECT d.classid, d.objid, 0, 'extension', quote_ident(e.extname)
+        FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+        WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+        UNION ALL
+        SELECT 'pg_type'::regclass::oid, t.typarray, 0, 'extension', quote_ident(e.extname)
+        FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid JOIN pg_type t ON t.oid = d.objid
+        WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+          AND d.classid = 'pg_type'::regclass AND t.typarray <> 0
      )
      SELECT DISTINCT '~dep', a.kind || chr(31) || a.name, b.kind || chr(31) || b.name
      FROM pg_depend d
