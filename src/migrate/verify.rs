@@ -22,7 +22,11 @@ use crate::schema::catalog::{self, ReadOptions};
 use crate::schema::diff::{Drift, DriftKind};
 
 /// The migration engine's own tables; no migration creates them.
-pub(super) const ENGINE_TABLES: [&str; 2] = ["aidock_schema_history", "alembic_version"];
+pub(super) const ENGINE_TABLES: [&str; 3] = [
+    "aidock_schema_history",
+    "alembic_version",
+    "aidock_seed_runs",
+];
 
 /// Scratch databases are named `aidock_verify_<12 hex>`.
 const SCRATCH_PREFIX: &str = "aidock_verify_";

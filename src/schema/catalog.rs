@@ -50,6 +50,8 @@ WITH ns AS (
                 || quote_ident(c.relname) AS name
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     WHERE NOT (ns.nspname = 'public' AND c.relname = ANY($1::text[]))
+      -- seed --dev's staging tables (unlogged, short-lived; a killed run's wait for the next).
+      AND NOT (ns.nspname = 'public' AND c.relname LIKE 'aidock\\_seed\\_stage\\_%')
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'e')
       AND NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid

@@ -14,7 +14,7 @@ use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Transaction;
 
 use super::binary::{Micros, RawJson, Uuid};
 use super::files::Seeds;
@@ -302,10 +302,7 @@ pub async fn insert_users(
     })
 }
 
-/// The columns COPY fills (`tokens_total` is generated).
-const COPY_SQL: &str = "COPY usage_logs (id, user_id, department_id, llm_config_id, \"timestamp\", \
-    tokens_prompt, tokens_completion, cost_estimated, request_details, response_details) FROM STDIN (FORMAT binary)";
-
+/// The column types COPY fills (`tokens_total` is generated).
 const COPY_TYPES: [Type; 10] = [
     Type::UUID,
     Type::UUID,
@@ -343,7 +340,12 @@ struct Log {
 /// What loading usage logs did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UsageReport {
+    /// Rows this run added.
     pub rows: u64,
+    /// Rows this run removed (`--usage-logs` lowered for the same seed).
+    pub trimmed: u64,
+    /// Rows of this run's identity that were there already (kept).
+    pub already: u64,
     pub quotas_updated: u64,
     /// How many connections ran COPY side by side.
     pub connections: usize,
@@ -352,34 +354,264 @@ pub struct UsageReport {
 /// Tokens per (department, configuration) that fall in the current month.
 type Deltas = HashMap<(Uuid, Uuid), i64>;
 
-/// Generate `n` usage logs over the last `days` days and load them with binary COPY over
-/// `connections` connections side by side while a thread generates them.
-///
-/// All or nothing: every connection keeps its transaction open until all of them have finished
-/// COPY and the quota update, then they commit together; any failure rolls every one back.
+/// Rows per generated chunk; chunk `k` has its own seeded generators, so any range of rows can
+/// be made again (a top-up continues where the last run stopped; a trim finds the ids to delete).
+const CHUNK: u64 = 8192;
+
+/// The bookkeeping of `seed --dev` runs: which identity loaded how many usage logs, counted back
+/// from which moment. Like the migration ledger, it is the tool's own (verify leaves it out).
+const RUNS_CREATE: &str = "CREATE TABLE IF NOT EXISTS public.aidock_seed_runs (
+    identity   text PRIMARY KEY,
+    usage_logs bigint NOT NULL,
+    anchor     timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// Staging tables for parallel loads: `aidock_seed_stage_<run>_<n>`, unlogged, never seen by the
+/// application; moved into `usage_logs` by the seed's one transaction.
+const STAGE_PREFIX: &str = "aidock_seed_stage_";
+
+/// What a `seed --dev` run asks of the usage logs.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRun {
+    pub n: u64,
+    pub days: u32,
+    pub rng_seed: u64,
+    /// `--users`: part of the run's identity (the logs are spread over those users).
+    pub users: u32,
+    /// COPY connections wanted (capped by what the role and the server allow).
+    pub connections: usize,
+}
+
+impl LogRun {
+    fn identity(&self) -> String {
+        format!(
+            "usage_logs rng_seed={} days={} users={}",
+            self.rng_seed, self.days, self.users
+        )
+    }
+}
+
+fn chunk_seed(rng_seed: u64, chunk: u64, salt: u64) -> u64 {
+    // SplitMix64 of (seed, chunk, salt): well spread, stable across releases.
+    let mut z = rng_seed
+        .wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(chunk.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The ids of rows `from..to` of a run (without the rest of each row).
+fn log_ids(rng_seed: u64, from: u64, to: u64) -> Vec<Uuid> {
+    let mut out = Vec::new();
+    let mut k = from / CHUNK;
+    while k * CHUNK < to {
+        let mut ids = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 2));
+        for i in k * CHUNK..(k + 1) * CHUNK {
+            let mut id = [0u8; 16];
+            ids.fill_bytes(&mut id);
+            if i >= from && i < to {
+                out.push(Uuid::v4(id));
+            }
+        }
+        k += 1;
+    }
+    out
+}
+
+/// Load (or top up, or trim to) `run.n` usage logs inside `tx`, the seed's one transaction: they
+/// become visible, with the quota counters raised by this month's tokens, when it commits, and
+/// not at all if anything fails or the run is interrupted. Over several connections, each loads
+/// its share into an unlogged staging table, and `tx` moves them in with one INSERT.
 ///
 /// # Errors
 /// No users or no enabled configurations to log against; connection and COPY failures.
 pub async fn load_usage_logs(
+    tx: &Transaction<'_>,
     target: &Target,
-    n: u64,
-    days: u32,
-    rng_seed: u64,
-    connections: usize,
+    run: LogRun,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<UsageReport> {
-    let connections = connections.max(1);
-    let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let client = target.connect().await?;
-        client
-            .batch_execute("BEGIN")
+    let identity = run.identity();
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        crate::db::advisory::key("seed", "runs")
+    ))
+    .await
+    .context("taking the seed lock")?;
+    tx.batch_execute(RUNS_CREATE)
+        .await
+        .context("creating the seed bookkeeping table")?;
+    drop_stale_stages(tx).await?;
+    let row = tx
+        .query_opt(
+            "SELECT usage_logs, extract(epoch FROM anchor)::float8 FROM public.aidock_seed_runs WHERE identity = $1",
+            &[&identity],
+        )
+        .await
+        .context("reading the seed bookkeeping")?;
+    let (have, anchor_epoch): (u64, f64) = match &row {
+        Some(r) => (
+            u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+            r.get::<_, f64>(1),
+        ),
+        None => (
+            0,
+            tx.query_one("SELECT extract(epoch FROM now())::float8", &[])
+                .await
+                .context("reading the time")?
+                .get(0),
+        ),
+    };
+    let anchor = UNIX_EPOCH + Duration::from_secs_f64(anchor_epoch);
+    let month_start: f64 = tx
+        .query_one(
+            "SELECT extract(epoch FROM date_trunc('month', now()))::float8",
+            &[],
+        )
+        .await
+        .context("reading the start of the month")?
+        .get(0);
+    let month_start = UNIX_EPOCH + Duration::from_secs_f64(month_start);
+
+    let mut deltas = Deltas::new();
+    let mut rows = 0u64;
+    let mut trimmed = 0u64;
+    let mut connections = 0;
+    if run.n < have {
+        // Trim: the rows past n are the ones a run of n would not have made.
+        let ids: Vec<String> = log_ids(run.rng_seed, run.n, have)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let deleted = tx
+            .query(
+                "DELETE FROM usage_logs WHERE id = ANY($1::text[]::uuid[]) \
+                 RETURNING department_id::text, llm_config_id::text, tokens_total::bigint, \"timestamp\" >= date_trunc('month', now())",
+                &[&as_strs(&ids)],
+            )
             .await
-            .context("starting a usage log transaction")?;
-        clients.push(client);
+            .context("trimming usage logs")?;
+        for r in &deleted {
+            if r.get::<_, bool>(3) {
+                if let (Some(d), Some(l)) = (Uuid::parse(r.get(0)), Uuid::parse(r.get(1))) {
+                    *deltas.entry((d, l)).or_default() -= r.get::<_, i64>(2);
+                }
+            }
+        }
+        trimmed = deleted.len() as u64;
+    } else if run.n > have {
+        progress.set_length(run.n - have);
+        let (r, c, d) = generate_and_load(tx, target, run, have, anchor, month_start, progress).await?;
+        rows = r;
+        connections = c;
+        deltas = d;
     }
-    let first = &clients[0];
-    let users: Vec<(Uuid, Uuid)> = first
+    let (departments, (configs, tokens)): (Vec<String>, (Vec<String>, Vec<i64>)) = deltas
+        .iter()
+        .filter(|(_, t)| **t != 0)
+        .map(|((d, l), t)| (d.to_string(), (l.to_string(), *t)))
+        .unzip();
+    let quotas_updated = if departments.is_empty() {
+        0
+    } else {
+        tx.execute(
+            "UPDATE department_quotas q SET current_usage_tokens = greatest(0, q.current_usage_tokens + v.tokens) \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
+             WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
+            &[&as_strs(&departments), &as_strs(&configs), &tokens],
+        )
+        .await
+        .context("updating quota usage")?
+    };
+    let n = i64::try_from(run.n).unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO public.aidock_seed_runs (identity, usage_logs, anchor) \
+         VALUES ($1, $2, to_timestamp($3)) \
+         ON CONFLICT (identity) DO UPDATE SET usage_logs = EXCLUDED.usage_logs, updated_at = now()",
+        &[&identity, &n, &anchor_epoch],
+    )
+    .await
+    .context("recording the seed run")?;
+    Ok(UsageReport {
+        rows,
+        trimmed,
+        already: have.min(run.n),
+        quotas_updated,
+        connections,
+    })
+}
+
+/// Drop staging tables that no live run holds (a run killed before its transaction ended).
+async fn drop_stale_stages(tx: &Transaction<'_>) -> anyhow::Result<()> {
+    let rows = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relname LIKE 'aidock\\_seed\\_stage\\_%'",
+            &[],
+        )
+        .await
+        .context("looking for staging tables")?;
+    for r in rows {
+        let name: String = r.get(0);
+        let run = name
+            .trim_start_matches(STAGE_PREFIX)
+            .split('_')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let key = crate::db::advisory::key("seed-stage", &run);
+        let free: bool = tx
+            .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
+            .await
+            .context("checking a staging table's run")?
+            .get(0);
+        if free {
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS public.{}; SELECT pg_advisory_unlock({key})",
+                crate::db::quote_ident(&name)
+            ))
+            .await
+            .context("dropping a stale staging table")?;
+        }
+    }
+    Ok(())
+}
+
+/// How many extra connections this role may open now: its `connection_limit` and the server's
+/// free slots, whichever is smaller.
+async fn free_connections(tx: &Transaction<'_>) -> anyhow::Result<usize> {
+    let row = tx
+        .query_one(
+            "SELECT (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+                    (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),
+                    current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                      - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+            &[],
+        )
+        .await
+        .context("reading the connection limits")?;
+    let (limit, mine, server_free): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let role_free = if limit < 0 {
+        i64::MAX
+    } else {
+        i64::from(limit) - mine
+    };
+    Ok(usize::try_from(role_free.min(server_free).max(0)).unwrap_or(0))
+}
+
+/// Generate rows `from..run.n` and load them; returns (rows, connections used, quota deltas).
+async fn generate_and_load(
+    tx: &Transaction<'_>,
+    target: &Target,
+    run: LogRun,
+    from: u64,
+    anchor: SystemTime,
+    month_start: SystemTime,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<(u64, usize, Deltas)> {
+    let users: Vec<(Uuid, Uuid)> = tx
         .query(
             "SELECT id::text, department_id::text FROM users WHERE department_id IS NOT NULL ORDER BY username",
             &[],
@@ -389,7 +621,7 @@ pub async fn load_usage_logs(
         .iter()
         .filter_map(|r| Some((Uuid::parse(r.get(0))?, Uuid::parse(r.get(1))?)))
         .collect();
-    let models: Vec<Model> = first
+    let models: Vec<Model> = tx
         .query(
             "SELECT id::text, config_json::text FROM llm_configurations WHERE enabled ORDER BY provider, model_name",
             &[],
@@ -415,49 +647,48 @@ pub async fn load_usage_logs(
             "usage logs need at least one user with a department and one enabled LLM configuration; run `seed --dev` with the reference data in place"
         );
     }
-    let month_start: f64 = first
-        .query_one(
-            "SELECT extract(epoch FROM date_trunc('month', now()))::float8",
-            &[],
-        )
-        .await
-        .context("reading the start of the month")?
-        .get(0);
-    let month_start = UNIX_EPOCH + Duration::from_secs_f64(month_start);
     let model_ids: Arc<Vec<Uuid>> = Arc::new(models.iter().map(|m| m.id).collect());
     let model_meta: Vec<(u32, f64, f64)> = models
         .iter()
         .map(|m| (m.max_tokens, m.price_prompt, m.price_completion))
         .collect();
-
-    // One bounded channel per connection; the generator deals chunks round-robin.
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..connections)
+    // One connection loads straight into usage_logs inside `tx`; more load side by side into
+    // staging tables (as many as the role and the server allow).
+    let wanted = run.connections.max(1);
+    let workers = if wanted > 1 {
+        wanted.min(free_connections(tx).await?)
+    } else {
+        0
+    };
+    let lanes = workers.max(1);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
         .map(|_| tokio::sync::mpsc::channel::<Vec<Log>>(2))
         .unzip();
+    let n = run.n;
+    let (rng_seed, days) = (run.rng_seed, run.days);
     let generator = std::thread::spawn(move || {
-        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed.wrapping_add(1));
-        // Row ids come from the OS-seeded generator: a second run with the same seed adds rows.
-        let mut ids = rand::rng();
-        let now = SystemTime::now();
         let span_micros = u64::from(days.max(1)) * 86_400 * 1_000_000;
-        let mut left = n;
+        let mut k = from / CHUNK;
         let mut turn = 0;
-        while left > 0 {
-            let size = left.min(8192);
-            let mut chunk = Vec::with_capacity(usize::try_from(size).unwrap_or(8192));
-            for _ in 0..size {
+        while k * CHUNK < n {
+            let mut rng = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 1));
+            let mut ids = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 2));
+            let mut chunk = Vec::with_capacity(CHUNK as usize);
+            for i in k * CHUNK..(k + 1) * CHUNK {
+                if i >= n {
+                    break;
+                }
                 let mut id = [0u8; 16];
                 ids.fill_bytes(&mut id);
-                chunk.push(fake_log(
-                    &mut rng,
-                    Uuid::v4(id),
-                    &users,
-                    &model_meta,
-                    now,
-                    span_micros,
-                ));
+                let log = fake_log(&mut rng, Uuid::v4(id), &users, &model_meta, anchor, span_micros);
+                if i >= from {
+                    chunk.push(log);
+                }
             }
-            left -= size;
+            k += 1;
+            if chunk.is_empty() {
+                continue;
+            }
             if senders[turn % senders.len()].blocking_send(chunk).is_err() {
                 return; // a writer failed; its error is reported
             }
@@ -465,85 +696,136 @@ pub async fn load_usage_logs(
         }
     });
 
-    let workers: Vec<_> = clients
-        .into_iter()
-        .zip(receivers)
-        .map(|(client, receiver)| {
-            tokio::spawn(copy_worker(
-                client,
-                receiver,
-                model_ids.clone(),
-                month_start,
-                progress.clone(),
-            ))
-        })
+    let result = if workers == 0 {
+        let sink = tx
+            .copy_in(&copy_sql("usage_logs"))
+            .await
+            .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+            .context("starting COPY into usage_logs")?;
+        let receiver = receivers.into_iter().next().expect("one lane");
+        write_logs(sink, receiver, model_ids, month_start, progress.clone())
+            .await
+            .map(|(written, deltas)| (written, 1, deltas))
+    } else {
+        staged(tx, target, receivers, model_ids, month_start, progress).await
+    };
+    generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the usage log generator panicked"))?;
+    result
+}
+
+/// Parallel load: each worker connection COPYs its share into its own unlogged staging table
+/// (committed, but invisible to the application); then `tx` moves every row into usage_logs with
+/// one INSERT and drops the staging tables, so the logs appear when `tx` commits. The run's
+/// advisory lock marks the staging tables as alive; a killed run's are dropped by the next one.
+async fn staged(
+    tx: &Transaction<'_>,
+    target: &Target,
+    receivers: Vec<tokio::sync::mpsc::Receiver<Vec<Log>>>,
+    model_ids: Arc<Vec<Uuid>>,
+    month_start: SystemTime,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<(u64, usize, Deltas)> {
+    use rand::RngExt as _;
+    let run: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(12)
+        .map(|c| char::from(c).to_ascii_lowercase())
         .collect();
-    let mut finished = Vec::with_capacity(connections);
+    let key = crate::db::advisory::key("seed-stage", &run);
+    tx.batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .context("taking the staging lock")?;
+    let names: Vec<String> = (0..receivers.len())
+        .map(|i| format!("{STAGE_PREFIX}{run}_{i}"))
+        .collect();
+    let mut handles = Vec::new();
+    for (name, receiver) in names.iter().zip(receivers) {
+        let client = target.connect().await?;
+        let (name, model_ids, progress) = (name.clone(), model_ids.clone(), progress.clone());
+        handles.push(tokio::spawn(async move {
+            client
+                .batch_execute(&format!(
+                    "CREATE UNLOGGED TABLE public.{name} (id uuid, user_id uuid, department_id uuid, llm_config_id uuid, \
+                     \"timestamp\" timestamptz, tokens_prompt integer, tokens_completion integer, \
+                     cost_estimated numeric(14,6), request_details jsonb, response_details jsonb)"
+                ))
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+                .context("creating a staging table")?;
+            let sink = client
+                .copy_in(&copy_sql(&format!("public.{name}")))
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+                .context("starting COPY into a staging table")?;
+            write_logs(sink, receiver, model_ids, month_start, progress).await
+        }));
+    }
+    let mut written = 0;
+    let mut deltas = Deltas::new();
     let mut failure = None;
-    for worker in workers {
-        match worker.await {
-            Ok(Ok(done)) => finished.push(done),
+    for h in handles {
+        match h.await {
+            Ok(Ok((w, d))) => {
+                written += w;
+                for (k, t) in d {
+                    *deltas.entry(k).or_default() += t;
+                }
+            }
             Ok(Err(e)) => failure = failure.or(Some(e)),
             Err(e) => failure = failure.or(Some(anyhow::anyhow!("a COPY worker panicked: {e}"))),
         }
     }
-    generator
-        .join()
-        .map_err(|_| anyhow::anyhow!("the usage log generator panicked"))?;
-    if let Some(e) = failure {
-        // Dropping the clients closes their connections: every open transaction rolls back.
-        return Err(e);
-    }
-
-    let mut deltas = Deltas::new();
-    let mut rows = 0;
-    for (_, written, part) in &finished {
-        rows += written;
-        for (key, tokens) in part {
-            *deltas.entry(*key).or_default() += tokens;
+    let moved = async {
+        if let Some(e) = failure {
+            return Err(e);
         }
-    }
-    // This month's fake usage counts against the quotas.
-    let (departments, (configs, tokens)): (Vec<String>, (Vec<String>, Vec<i64>)) = deltas
-        .iter()
-        .map(|((d, l), t)| (d.to_string(), (l.to_string(), *t)))
-        .unzip();
-    let quotas_updated = finished[0]
-        .0
-        .execute(
-            "UPDATE department_quotas q SET current_usage_tokens = q.current_usage_tokens + v.tokens \
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
-             WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
-            &[&as_strs(&departments), &as_strs(&configs), &tokens],
-        )
+        let union = names
+            .iter()
+            .map(|n| format!("SELECT * FROM public.{n}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        tx.batch_execute(&format!(
+            "INSERT INTO usage_logs (id, user_id, department_id, llm_config_id, \"timestamp\", tokens_prompt, \
+             tokens_completion, cost_estimated, request_details, response_details) {union}"
+        ))
         .await
-        .context("updating quota usage")?;
-    for (client, _, _) in &finished {
-        client
-            .batch_execute("COMMIT")
-            .await
-            .context("committing usage logs")?;
+        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+        .context("moving the staged usage logs into usage_logs")?;
+        anyhow::Ok(())
     }
-    Ok(UsageReport {
-        rows,
-        quotas_updated,
-        connections,
-    })
+    .await;
+    // Dropped in `tx` (gone with its commit); on failure, by the next run (no lock holds them).
+    let drop = names
+        .iter()
+        .map(|n| format!("DROP TABLE IF EXISTS public.{n}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if moved.is_ok() {
+        tx.batch_execute(&drop)
+            .await
+            .context("dropping the staging tables")?;
+    }
+    moved?;
+    Ok((written, names.len(), deltas))
 }
 
-/// One connection's COPY: write every chunk it is dealt; leave the transaction open.
-async fn copy_worker(
-    client: Client,
+fn copy_sql(table: &str) -> String {
+    format!(
+        "COPY {table} (id, user_id, department_id, llm_config_id, \"timestamp\", tokens_prompt, \
+         tokens_completion, cost_estimated, request_details, response_details) FROM STDIN (FORMAT binary)"
+    )
+}
+
+/// Write every chunk a lane is dealt into one COPY; returns rows and this month's tokens.
+async fn write_logs(
+    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
     mut chunks: tokio::sync::mpsc::Receiver<Vec<Log>>,
     model_ids: Arc<Vec<Uuid>>,
     month_start: SystemTime,
     progress: indicatif::ProgressBar,
-) -> anyhow::Result<(Client, u64, Deltas)> {
-    let sink = client
-        .copy_in(COPY_SQL)
-        .await
-        .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-        .context("starting COPY into usage_logs")?;
+) -> anyhow::Result<(u64, Deltas)> {
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     tokio::pin!(writer);
     let mut deltas = Deltas::new();
@@ -580,8 +862,8 @@ async fn copy_worker(
         .finish()
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-        .context("finishing COPY into usage_logs")?;
-    Ok((client, written, deltas))
+        .context("finishing COPY")?;
+    Ok((written, deltas))
 }
 
 fn as_strs(v: &[String]) -> Vec<&str> {

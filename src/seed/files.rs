@@ -184,6 +184,23 @@ impl Seeds {
                 }
             }
         }
+        // Two test accounts with one username or email: the second would be dropped by the
+        // database's unique index, yet its credentials printed.
+        for (field, key) in [("username", 0usize), ("email", 1)] {
+            let mut seen: HashMap<String, &str> = HashMap::new();
+            for a in &dev.account {
+                let value = if key == 0 { &a.username } else { &a.email };
+                if let Some(first) = seen.insert(value.to_lowercase(), &a.username) {
+                    return Err(bad(
+                        "dev.toml",
+                        format!(
+                            "accounts `{first}` and `{}` have the same {field} `{value}`; each test account needs its own",
+                            a.username
+                        ),
+                    ));
+                }
+            }
+        }
         let mut quota_limits = BTreeMap::new();
         for (department, template) in &quotas.departments {
             if !departments.department.iter().any(|d| &d.name == department) {

@@ -1,5 +1,5 @@
-//! `seed` and `seed --dev`: reference data from `seeds/` and (dev) the accounts and fake users in
-//! one transaction; then (dev) the usage logs in a second all-or-nothing phase.
+//! `seed` and `seed --dev`: reference data from `seeds/`, and (dev) the accounts, fake users and
+//! usage logs, all in one transaction: a failure or Ctrl-C leaves nothing of the run behind.
 
 pub mod binary;
 pub mod dev;
@@ -103,6 +103,9 @@ pub async fn seed(
     dev_options: Option<DevOptions>,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Report> {
+    if let Some(d) = &dev_options {
+        check_bounds(d)?;
+    }
     // Connect first: an unreachable server is said at once, not after seconds of hashing.
     let mut client = target.connect().await?;
     crate::db::require_primary(&client, target).await?;
@@ -155,47 +158,82 @@ pub async fn seed(
         .transaction()
         .await
         .context("starting the seed transaction")?;
-    let tables = reference::seed(&tx, seeds, overwrite, options.production).await?;
-    let mut report = Report {
-        tables,
-        accounts: None,
-        fake_users: None,
-        usage_logs: None,
-        credentials: Vec::new(),
-        password_scheme: None,
+    let work = async {
+        let tables = reference::seed(&tx, seeds, overwrite, options.production).await?;
+        let mut report = Report {
+            tables,
+            accounts: None,
+            fake_users: None,
+            usage_logs: None,
+            credentials: Vec::new(),
+            password_scheme: None,
+        };
+        if let Some((accounts, fakes, hashes, scheme, followed)) = prepared {
+            report.password_scheme = Some(PasswordScheme {
+                scheme: scheme.as_str(),
+                followed_existing_users: followed,
+            });
+            let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
+            report.accounts =
+                Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
+            report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
+            report.credentials = accounts
+                .iter()
+                .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
+                .collect();
+        }
+        // Usage logs (loaded side by side over several connections when the server allows)
+        // appear with everything else when this one transaction commits.
+        if let Some(opts) = &dev_options {
+            report.usage_logs = Some(
+                dev::load_usage_logs(
+                    &tx,
+                    target,
+                    dev::LogRun {
+                        n: opts.usage_logs,
+                        days: seeds.dev.usage_days,
+                        rng_seed: opts.rng_seed,
+                        users: opts.users,
+                        connections: per_core(options.copy_connections),
+                    },
+                    progress,
+                )
+                .await?,
+            );
+        }
+        anyhow::Ok(report)
     };
-    if let Some((accounts, fakes, hashes, scheme, followed)) = prepared {
-        report.password_scheme = Some(PasswordScheme {
-            scheme: scheme.as_str(),
-            followed_existing_users: followed,
-        });
-        let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
-        report.accounts = Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
-        report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
-        report.credentials = accounts
-            .iter()
-            .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
-            .collect();
-    }
+    let report = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C): the seed transaction was rolled back; nothing of this run was kept"
+        )),
+    };
+    progress.finish_and_clear();
+    let report = report?;
     tx.commit().await.context("committing the seed data")?;
-    // Usage logs reference the users just committed; they load in a second all-or-nothing phase,
-    // over several connections side by side.
-    if let Some(opts) = dev_options.filter(|o| o.usage_logs > 0) {
-        progress.set_length(opts.usage_logs);
-        report.usage_logs = Some(
-            dev::load_usage_logs(
-                target,
-                opts.usage_logs,
-                seeds.dev.usage_days,
-                opts.rng_seed,
-                per_core(options.copy_connections),
-                progress,
-            )
-            .await?,
-        );
-        progress.finish_and_clear();
-    }
     Ok(report)
+}
+
+/// The largest `--users` and `--usage-logs` a run accepts (memory for users; a day's work for
+/// logs), said before anything starts.
+pub const MAX_USERS: u32 = 1_000_000;
+pub const MAX_USAGE_LOGS: u64 = 1_000_000_000;
+
+fn check_bounds(d: &DevOptions) -> anyhow::Result<()> {
+    if d.users > MAX_USERS {
+        return Err(crate::error::usage(format!(
+            "--users {} is more than the {MAX_USERS} fake users seed --dev makes; ask for fewer",
+            d.users
+        )));
+    }
+    if d.usage_logs > MAX_USAGE_LOGS {
+        return Err(crate::error::usage(format!(
+            "--usage-logs {} is more than the {MAX_USAGE_LOGS} seed --dev loads; ask for fewer",
+            d.usage_logs
+        )));
+    }
+    Ok(())
 }
 
 /// A configured count where 0 means one per core.
@@ -228,8 +266,8 @@ impl std::fmt::Display for Report {
         if let Some(u) = &self.usage_logs {
             writeln!(
                 f,
-                "{:<20} {} inserted; {} quotas' current usage updated",
-                "usage_logs", u.rows, u.quotas_updated
+                "{:<20} {} inserted, {} removed, {} kept; {} quotas' current usage updated",
+                "usage_logs", u.rows, u.trimmed, u.already, u.quotas_updated
             )?;
         }
         if let Some(p) = &self.password_scheme {

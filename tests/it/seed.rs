@@ -415,3 +415,235 @@ async fn bcrypt_for_the_backend_argon2id_by_default_and_an_adopted_scheme_follow
     );
     assert!(crate::support::stderr(&out).contains("seed.password_scheme"));
 }
+
+/// Every quota counter equals this month's tokens of the stored logs.
+async fn quotas_match_logs(db: &tokio_postgres::Client) {
+    let off: i64 = db
+        .query_one(
+            "SELECT count(*) FROM department_quotas q WHERE q.current_usage_tokens <> coalesce((
+                SELECT sum(l.tokens_total) FROM usage_logs l
+                WHERE l.department_id = q.department_id AND l.llm_config_id = q.llm_config_id
+                  AND l.\"timestamp\" >= date_trunc('month', now())), 0)",
+            &[],
+        )
+        .await
+        .expect("quotas")
+        .get(0);
+    assert_eq!(off, 0, "quota counters equal this month's tokens of the stored logs");
+}
+
+async fn logs_digest(db: &tokio_postgres::Client) -> String {
+    db.query_one(
+        "SELECT count(*)::text || ':' || coalesce(md5(string_agg(l::text, '|' ORDER BY l.id)), '') FROM usage_logs l",
+        &[],
+    )
+    .await
+    .expect("digest")
+    .get(0)
+}
+
+async fn log_ids_digest(db: &tokio_postgres::Client) -> String {
+    db.query_one(
+        "SELECT md5(string_agg(id::text || tokens_total::text, ',' ORDER BY id)) FROM usage_logs",
+        &[],
+    )
+    .await
+    .expect("ids")
+    .get(0)
+}
+
+/// Issue #16: a failure at the commit itself (a deferred constraint trigger), with the logs
+/// loaded over two connections, leaves no log, no user and no quota change of the run.
+#[tokio::test]
+async fn a_failure_at_commit_keeps_nothing_of_the_run() {
+    let t = TestDb::new("commitfail");
+    run_ok(t.cmd().args(["init", "-q"]));
+    run_ok(t.cmd().arg("seed"));
+    let db = t.admin().await;
+    db.batch_execute(
+        "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected failure at commit'; END $$;
+         CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON usage_logs
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();",
+    )
+    .await
+    .expect("trigger");
+    let users = count(&db, "users").await;
+    let out = expect_exit(
+        t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
+            "seed",
+            "--dev",
+            "--users",
+            "20",
+            "--usage-logs",
+            "20000",
+        ]),
+        1,
+    );
+    assert!(stderr(&out).contains("injected failure at commit"), "{}", stderr(&out));
+    assert_eq!(count(&db, "usage_logs").await, 0);
+    assert_eq!(count(&db, "users").await, users, "the run's users went with it");
+    quotas_match_logs(&db).await;
+    db.batch_execute("DROP TRIGGER fail_at_commit ON usage_logs")
+        .await
+        .expect("drop");
+    let staged: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
+            &[],
+        )
+        .await
+        .expect("staging")
+        .get(0);
+    // Whatever a failed run left, the next one clears, and loads everything.
+    let _ = staged;
+    run_ok(t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
+        "seed",
+        "--dev",
+        "--users",
+        "20",
+        "--usage-logs",
+        "20000",
+    ]));
+    assert_eq!(count(&db, "usage_logs").await, 20000);
+    quotas_match_logs(&db).await;
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
+            &[],
+        )
+        .await
+        .expect("staging")
+        .get(0);
+    assert_eq!(left, 0, "no staging table is left behind");
+}
+
+/// Issue #16: SIGKILL while the logs load: nothing of the run is visible; the next run clears
+/// what the killed one left and loads all of them.
+#[tokio::test]
+async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
+    let t = TestDb::new("seedkill");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let db = t.admin().await;
+    let mut child = t
+        .cmd()
+        .env("AIDOCK__SEED__COPY_CONNECTIONS", "2")
+        .args(["seed", "--dev", "--users", "20", "--usage-logs", "400000", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until COPY is running on a staging table (or the run ended first on a fast machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let copying: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if copying > 0 || child.try_wait().expect("wait").is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let n = count(&db, "usage_logs").await;
+    assert!(n == 0 || n == 400_000, "all or nothing: {n}");
+    quotas_match_logs(&db).await;
+    run_ok(t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
+        "seed",
+        "--dev",
+        "--users",
+        "20",
+        "--usage-logs",
+        "400000",
+        "-q",
+    ]));
+    assert_eq!(count(&db, "usage_logs").await, 400_000);
+    quotas_match_logs(&db).await;
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
+            &[],
+        )
+        .await
+        .expect("staging")
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+/// Issue #16: the same `seed --dev` twice leaves the same rows; a larger N tops up (the first
+/// rows unchanged), a smaller one trims back, and the quotas follow.
+#[tokio::test]
+async fn seed_dev_twice_is_a_no_op_and_n_tops_up_or_trims() {
+    let t = TestDb::new("seedagain");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let db = t.admin().await;
+    let run = |n: &str| {
+        let mut c = t.cmd();
+        c.args(["seed", "--dev", "--users", "30", "--usage-logs", n, "-q"]);
+        c
+    };
+    run_ok(&mut run("5000"));
+    let first = logs_digest(&db).await;
+    let users = count(&db, "users").await;
+    quotas_match_logs(&db).await;
+    run_ok(&mut run("5000"));
+    assert_eq!(logs_digest(&db).await, first, "a re-run changes nothing");
+    assert_eq!(count(&db, "users").await, users);
+    run_ok(&mut run("12000"));
+    assert_eq!(count(&db, "usage_logs").await, 12000);
+    quotas_match_logs(&db).await;
+    run_ok(&mut run("5000"));
+    assert_eq!(logs_digest(&db).await, first, "trimmed back to the same 5000 rows");
+    quotas_match_logs(&db).await;
+    // Over several connections, the same rows as over one.
+    let t2 = TestDb::new("seedagain2");
+    run_ok(t2.cmd().args(["init", "-q"]));
+    run_ok(t2.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "3").args([
+        "seed",
+        "--dev",
+        "--users",
+        "30",
+        "--usage-logs",
+        "5000",
+        "-q",
+    ]));
+    let db2 = t2.admin().await;
+    assert_eq!(log_ids_digest(&db).await, log_ids_digest(&db2).await);
+}
+
+#[test]
+fn duplicate_accounts_and_absurd_counts_are_usage_errors() {
+    let t = TestDb::new("seeddup");
+    let dir = scratch_dir("dupseeds");
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(builtin).expect("seeds/") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    let dev = std::fs::read_to_string(dir.join("dev.toml")).expect("dev.toml");
+    let first_email = dev
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("email = "))
+        .expect("an account email")
+        .to_string();
+    let twin = format!(
+        "{dev}\n[[account]]\nusername = \"twin\"\nemail = {first_email}\npassword = \"twin-password-1\"\nrole = \"user\"\ndepartment = \"Engineering\"\n"
+    );
+    write_files(&dir, &[("dev.toml", &twin)]);
+    let out = expect_exit(
+        t.cmd().arg("--seeds-dir").arg(&dir).args(["seed", "--dev"]),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("twin") && err.contains("same email"), "{err}");
+    let out = expect_exit(t.cmd().args(["seed", "--dev", "--users", "4000000000"]), 2);
+    assert!(stderr(&out).contains("--users"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -401,6 +401,7 @@ pub fn schema_dump(url: &str) -> Option<String> {
             "-s",
             "--exclude-table=aidock_schema_history",
             "--exclude-table=alembic_version",
+            "--exclude-table=aidock_seed_runs",
         ])
         .arg(url)
         .output()

@@ -50,9 +50,15 @@ pub fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "usage logs {bar:40} {pos}/{len} ({per_sec}, {eta})",
+            "usage logs {bar:40} {human_pos}/{human_len} ({rate}, {eta})",
         )
-        .expect("a valid template"),
+        .expect("a valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        ),
     );
     bar
 }
