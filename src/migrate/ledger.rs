@@ -72,6 +72,12 @@ WITH objects AS (
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
       AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      -- Other migration tools' bookkeeping alone is no schema (the backend's Alembic with no
+      -- revision of its own leaves an empty alembic_version; golang-migrate, Flyway, goose,
+      -- sqlx and diesel leave theirs): our migrations may run beside it.
+      AND NOT (n.nspname = 'public' AND c.relname IN ('alembic_version', 'schema_migrations',
+               'flyway_schema_history', 'goose_db_version', 'goose_db_version_id_seq',
+               '_sqlx_migrations', '__diesel_schema_migrations'))
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
     UNION ALL
