@@ -47,6 +47,14 @@ PROJECTS = [
      r"^tests/serverpod_auth_test/serverpod_auth_test_server/migrations/\d[^/]*/migration\.sql$", "path", ""),
     # A pg_dump schema file; later revisions need PostgreSQL 18 (uuidv7()).
     ("pagila", "devrimgunduz+pagila", "23f7fe7", r"^pagila-schema\.sql$", "path", ""),
+    # A multi-tenant SaaS (golang-migrate up/down files): row-level security with policies on
+    # every table, FORCE-less RLS, per-service databases.
+    ("saas-core-project", "ivorscott+saas-core", "HEAD",
+     r"^internal/project/res/migrations/\d+_[^/]*\.up\.sql$", "number", ""),
+    ("saas-core-subscription", "ivorscott+saas-core", "HEAD",
+     r"^internal/subscription/res/migrations/\d+_[^/]*\.up\.sql$", "number", ""),
+    ("saas-core-user", "ivorscott+saas-core", "HEAD",
+     r"^internal/user/res/migrations/\d+_[^/]*\.up\.sql$", "number", ""),
     # pgAdmin's schema-diff fixtures: pg_dump files with partitions, enums, domains, views, rules.
     ("pgadmin", "pgadmin-org+pgadmin4", "HEAD",
      r"^web/pgadmin/tools/schema_diff/tests/pg/default/source\.sql$", "path", ""),
@@ -163,7 +171,8 @@ def main() -> int:
                         "migrate", "up", "--to", str(applied)], env=env)
             if tool.returncode != 0:
                 message = tool.stderr.strip().replace("\n", " ")
-                refused = "cannot run as written" in message
+                refused = ("cannot run as written" in message
+                           or "no aidock-provision migration made" in message)
                 failed |= not refused
                 verdict = ("refused: " if refused else "FAILED: ") + message[:400]
                 rows.append((name, f"{repo}@{commit}", len(files), applied, verdict, psql_note))

@@ -1,29 +1,94 @@
 #!/usr/bin/env bash
 # Run README.md's quick start exactly as written, in a fresh clone inside a mode-700 directory
-# (as a container's /root is), then `local destroy` and check that nothing is left, including the
-# cluster's directory outside the checkout. CI runs it (as root).
+# (as a container's /root is), then tear down with `scripts/reset.sh --all` (with CARGO_TARGET_DIR
+# set, as CI caches and shared targets do) and check that nothing is left, including the cluster's
+# directory outside the checkout. CI runs it as root.
 #   QUICKSTART_TARGET_DIR=dir   reuse a cargo target directory between runs
+#   QUICKSTART_USER=name        as root: afterwards run it again as that ordinary user (created
+#                               if missing, with a mode-700 home), on the same toolchain
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+
+# The first ```sh block under "## Quick start", as a newcomer would paste it.
+extract() {
+  awk '/^## Quick start/ { in_section = 1; next }
+       in_section && /^```sh$/ { in_block = 1; next }
+       in_block && /^```$/ { exit }
+       in_block { print }' "$1"
+}
+
+# In a clone at $1: the quick start, then reset.sh --all, then the check.
+run_in_clone() {
+  local clone="$1"
+  cd "$clone"
+  extract README.md > ../quickstart.sh
+  echo "quickstart ($(id -un)): running"; sed 's/^/  /' ../quickstart.sh
+  bash -euo pipefail ../quickstart.sh
+  local record=".aidock/pg.location" elsewhere=""
+  [ -f "$record" ] && elsewhere="$(cat "$record")"
+  # README's teardown, through cargo (CARGO_TARGET_DIR is set: the binary is not in ./target).
+  scripts/reset.sh --all --yes
+  if [ -e .aidock/pg ] || [ -e "$record" ] || { [ -n "$elsewhere" ] && [ -e "$elsewhere" ]; }; then
+    echo "quickstart ($(id -un)): teardown left something behind" >&2
+    exit 1
+  fi
+  echo "quickstart ($(id -un)): ok${elsewhere:+ (the cluster lived in $elsewhere)}"
+}
+
+if [ "${1:-}" = "--in-clone" ]; then
+  run_in_clone "$2"
+  exit 0
+fi
+
 home="$(mktemp -d /tmp/aidock-quickstart.XXXXXX)"
 chmod 700 "$home"
-trap 'rm -rf "$home"' EXIT
+cleanup() { rm -rf "$home"; }
+trap cleanup EXIT
 git clone -q "$root" "$home/aidock-provision"
-cd "$home/aidock-provision"
 export CARGO_TARGET_DIR="${QUICKSTART_TARGET_DIR:-$root/target/quickstart}"
-# The first ```sh block under "## Quick start", as a newcomer would paste it.
-awk '/^## Quick start/ { in_section = 1; next }
-     in_section && /^```sh$/ { in_block = 1; next }
-     in_block && /^```$/ { exit }
-     in_block { print }' README.md > "$home/quickstart.sh"
-echo "quickstart: running"; sed 's/^/  /' "$home/quickstart.sh"
-bash -euo pipefail "$home/quickstart.sh"
-record=".aidock/pg.location"
-elsewhere=""
-[ -f "$record" ] && elsewhere="$(cat "$record")"
-cargo run -q --release -- local destroy --yes
-if [ -e .aidock/pg ] || [ -e "$record" ] || { [ -n "$elsewhere" ] && [ -e "$elsewhere" ]; }; then
-  echo "quickstart: local destroy left something behind" >&2
-  exit 1
+
+user="${QUICKSTART_USER:-}"
+if [ -z "$user" ] || [ "$(id -u)" != 0 ]; then
+  (run_in_clone "$home/aidock-provision")
+  exit 0
 fi
-echo "quickstart: ok${elsewhere:+ (the cluster lived in $elsewhere)}"
+
+# As root, then as an ordinary user. Both share one cargo home and target directory under a
+# path the user may use, so the user's build reuses the compiled dependencies.
+shared="$(mktemp -d /tmp/aidock-quickstart-shared.XXXXXX)"
+chmod 755 "$shared"
+root_mode="$(stat -c %a /root)"
+created_user=""
+cleanup() {
+  chmod "$root_mode" /root
+  rm -rf "$home" "$shared"
+  if [ -n "$created_user" ]; then
+    pkill -u "$user" 2>/dev/null || true
+    userdel --remove "$user" 2>/dev/null || true
+  elif [ -n "${user_home:-}" ]; then
+    rm -rf "$user_home/aidock-provision" "$user_home/quickstart-runner.sh" "$user_home/quickstart.sh"
+  fi
+  true
+}
+mkdir -p "$shared/cargo"
+cp -a "${CARGO_HOME:-$HOME/.cargo}/registry" "$shared/cargo/" 2>/dev/null || true
+export CARGO_HOME="$shared/cargo" CARGO_TARGET_DIR="$shared/target"
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
+(run_in_clone "$home/aidock-provision")
+
+if ! id "$user" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$user"
+  created_user=1
+fi
+user_home="$(getent passwd "$user" | cut -d: -f6)"
+mkdir -p "$user_home"
+chmod 700 "$user_home"
+git clone -q "$root" "$user_home/aidock-provision"
+cp "$0" "$user_home/quickstart-runner.sh"
+chown -R "$user:" "$user_home" "$shared"
+# The toolchain lives under /root (mode 700 in containers): let the user pass through it while
+# this runs (restored on exit); it lists nothing there.
+chmod o+x /root
+runuser -u "$user" -- env -i HOME="$user_home" PATH="$(dirname "$(command -v cargo)"):/usr/local/bin:/usr/bin:/bin" \
+  CARGO_HOME="$CARGO_HOME" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" RUSTUP_HOME="$RUSTUP_HOME" \
+  bash "$user_home/quickstart-runner.sh" --in-clone "$user_home/aidock-provision"

@@ -12,9 +12,9 @@ use fake::Fake as _;
 use fake::faker::name::en::{FirstName, LastName};
 use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
+use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::Transaction;
 
 use super::binary::{Micros, RawJson, Uuid};
 use super::files::Seeds;
@@ -494,16 +494,17 @@ pub async fn load_usage_logs(
             .await
             .context("trimming usage logs")?;
         for r in &deleted {
-            if r.get::<_, bool>(3) {
-                if let (Some(d), Some(l)) = (Uuid::parse(r.get(0)), Uuid::parse(r.get(1))) {
-                    *deltas.entry((d, l)).or_default() -= r.get::<_, i64>(2);
-                }
+            if r.get::<_, bool>(3)
+                && let (Some(d), Some(l)) = (Uuid::parse(r.get(0)), Uuid::parse(r.get(1)))
+            {
+                *deltas.entry((d, l)).or_default() -= r.get::<_, i64>(2);
             }
         }
         trimmed = deleted.len() as u64;
     } else if run.n > have {
         progress.set_length(run.n - have);
-        let (r, c, d) = generate_and_load(tx, target, run, have, anchor, month_start, progress).await?;
+        let (r, c, d) =
+            generate_and_load(tx, target, run, have, anchor, month_start, progress).await?;
         rows = r;
         connections = c;
         deltas = d;
@@ -673,14 +674,21 @@ async fn generate_and_load(
         while k * CHUNK < n {
             let mut rng = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 1));
             let mut ids = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 2));
-            let mut chunk = Vec::with_capacity(CHUNK as usize);
+            let mut chunk = Vec::with_capacity(8192);
             for i in k * CHUNK..(k + 1) * CHUNK {
                 if i >= n {
                     break;
                 }
                 let mut id = [0u8; 16];
                 ids.fill_bytes(&mut id);
-                let log = fake_log(&mut rng, Uuid::v4(id), &users, &model_meta, anchor, span_micros);
+                let log = fake_log(
+                    &mut rng,
+                    Uuid::v4(id),
+                    &users,
+                    &model_meta,
+                    anchor,
+                    span_micros,
+                );
                 if i >= from {
                     chunk.push(log);
                 }

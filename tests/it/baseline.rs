@@ -377,7 +377,14 @@ async fn a_lossy_difference_needs_allow_data_loss() {
             "role_id UUID, department_id UUID,\n    PRIMARY KEY (id),",
             "role_id UUID, department_id UUID, nickname TEXT,\n    PRIMARY KEY (id), UNIQUE (email),",
         )
-        .replace("CREATE UNIQUE INDEX ix_users_email ON users (email);", "");
+        .replace("CREATE UNIQUE INDEX ix_users_email ON users (email);", "")
+        // No composite unique on the quotas; a trigger of the team's own.
+        .replace(
+            "    CONSTRAINT uq_department_llm_quota UNIQUE (department_id, llm_config_id),\n",
+            "",
+        )
+        + "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at = now(); RETURN NEW; END $$;\n\
+           CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();\n";
     let rows = ROWS
         .replace(
             "'00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-0000000000d1')",
@@ -385,6 +392,7 @@ async fn a_lossy_difference_needs_allow_data_loss() {
         )
         .replace("NULL, NULL);", "NULL, NULL, NULL);");
     let app = legacy(&t, &schema, &rows).await;
+    let before = fingerprint(&app).await;
     let schema_before = dump(&t);
     let out = expect_exit(
         t.cmd()
@@ -408,6 +416,9 @@ async fn a_lossy_difference_needs_allow_data_loss() {
     );
     assert!(out.contains("reconciled"), "{out}");
     run_ok(t.cmd().args(["migrate", "verify"]));
+    assert_eq!(fingerprint(&app).await, before, "every kept value survives");
+    let status = run_ok(t.cmd().args(["migrate", "status"]));
+    assert!(status.contains("up to date"), "{status}");
     let n: i64 = app
         .query_one("SELECT count(*) FROM users", &[])
         .await

@@ -167,7 +167,11 @@ async fn tables_made_outside_the_tool_migration_already_exists() {
         .await
         .expect("table");
     // Issue #15: adopt it (baseline keeps the data), never `reset`, which would destroy it.
-    doctor_fails(&mut t.cmd(), "migrations", "aidock-provision migrate baseline");
+    doctor_fails(
+        &mut t.cmd(),
+        "migrations",
+        "aidock-provision migrate baseline",
+    );
     // And `migrate up` refuses before applying anything, saying the same thing.
     let out = expect_exit(t.cmd().args(["migrate", "up"]), 3);
     assert!(crate::support::stderr(&out).contains("migrate baseline"));

@@ -429,7 +429,10 @@ async fn quotas_match_logs(db: &tokio_postgres::Client) {
         .await
         .expect("quotas")
         .get(0);
-    assert_eq!(off, 0, "quota counters equal this month's tokens of the stored logs");
+    assert_eq!(
+        off, 0,
+        "quota counters equal this month's tokens of the stored logs"
+    );
 }
 
 async fn logs_digest(db: &tokio_postgres::Client) -> String {
@@ -480,9 +483,17 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
         ]),
         1,
     );
-    assert!(stderr(&out).contains("injected failure at commit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("injected failure at commit"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(count(&db, "usage_logs").await, 0);
-    assert_eq!(count(&db, "users").await, users, "the run's users went with it");
+    assert_eq!(
+        count(&db, "users").await,
+        users,
+        "the run's users went with it"
+    );
     quotas_match_logs(&db).await;
     db.batch_execute("DROP TRIGGER fail_at_commit ON usage_logs")
         .await
@@ -528,13 +539,21 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
     let mut child = t
         .cmd()
         .env("AIDOCK__SEED__COPY_CONNECTIONS", "2")
-        .args(["seed", "--dev", "--users", "20", "--usage-logs", "400000", "-q"])
+        .args([
+            "seed",
+            "--dev",
+            "--users",
+            "20",
+            "--usage-logs",
+            "400000",
+            "-q",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     // Wait until COPY is running on a staging table (or the run ended first on a fast machine).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let copying: i64 = db
             .query_one(
@@ -544,7 +563,10 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
             .await
             .expect("activity")
             .get(0);
-        if copying > 0 || child.try_wait().expect("wait").is_some() || std::time::Instant::now() > deadline {
+        if copying > 0
+            || child.try_wait().expect("wait").is_some()
+            || std::time::Instant::now() > deadline
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -599,7 +621,11 @@ async fn seed_dev_twice_is_a_no_op_and_n_tops_up_or_trims() {
     assert_eq!(count(&db, "usage_logs").await, 12000);
     quotas_match_logs(&db).await;
     run_ok(&mut run("5000"));
-    assert_eq!(logs_digest(&db).await, first, "trimmed back to the same 5000 rows");
+    assert_eq!(
+        logs_digest(&db).await,
+        first,
+        "trimmed back to the same 5000 rows"
+    );
     quotas_match_logs(&db).await;
     // Over several connections, the same rows as over one.
     let t2 = TestDb::new("seedagain2");
