@@ -383,7 +383,9 @@ fn files(
     pairs
 }
 
-/// `verify --fix`: the SQL that turns `live` back into `expected` (printed, never run).
+/// `verify --fix`: the SQL that turns `live` back into `expected` (printed, never run). Owner
+/// changes come first (whoever runs it may need to be the admin for those); everything else runs
+/// as `role`, the migrating role, so what it makes is owned as the migrations' objects are.
 #[must_use]
 pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
     let plan = ddl::plan(live, expected, role, Direction::Up);
@@ -396,17 +398,35 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
             "-- 3. outside a transaction, statement by statement:",
         ),
     ] {
-        if let Some(sql) = plan.script(place) {
-            let _ = write!(
-                text,
-                "{title}\n{}{sql}{}\n\n",
-                if place == Place::Main { "BEGIN;\n" } else { "" },
-                if place == Place::Main {
-                    "\nCOMMIT;"
-                } else {
-                    ""
-                }
-            );
+        let steps: Vec<&ddl::Step> = plan.steps.iter().filter(|s| s.place == place).collect();
+        if steps.is_empty() {
+            continue;
+        }
+        let _ = writeln!(text, "{title}");
+        if place == Place::Main {
+            text.push_str("BEGIN;\n");
+            // As whoever runs it (the admin): owner changes, and what objects owned by other
+            // roles need (dropping a table someone else made).
+            let foreign = |s: &&&ddl::Step| {
+                s.object.starts_with("owner ") || owned_by_other(live, &s.object, role)
+            };
+            for s in steps.iter().filter(foreign) {
+                let _ = writeln!(text, "{}", s.sql);
+            }
+            let _ = writeln!(text, "SET LOCAL ROLE {};", db::quote_ident(role));
+            if steps.iter().any(|s| s.sql.contains("FUNCTION")) {
+                text.push_str("SET LOCAL check_function_bodies = off;\n");
+            }
+            for s in steps.iter().filter(|s| !foreign(s)) {
+                let _ = writeln!(text, "{}", s.sql);
+            }
+            text.push_str("COMMIT;\n\n");
+        } else {
+            let _ = writeln!(text, "SET ROLE {};", db::quote_ident(role));
+            for s in &steps {
+                let _ = writeln!(text, "{}", s.sql);
+            }
+            text.push_str("RESET ROLE;\n\n");
         }
     }
     for l in &plan.lossy {
@@ -416,4 +436,25 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
         let _ = writeln!(text, "-- note: {n}");
     }
     text
+}
+
+/// Whether the object a step is about is owned, in `live`, by a role other than `role`.
+fn owned_by_other(live: &Catalog, object: &str, role: &str) -> bool {
+    let Some((kind, name)) = ["materialized view ", "foreign table "]
+        .iter()
+        .find_map(|p| object.strip_prefix(p).map(|n| (p.trim_end(), n)))
+        .or_else(|| object.split_once(' '))
+    else {
+        return false;
+    };
+    let key = match kind {
+        "schema" => format!("schema {name}"),
+        "type" => format!("type {name}"),
+        "table" | "view" | "materialized view" | "sequence" | "foreign table" | "function"
+        | "procedure" | "aggregate" => name.to_string(),
+        _ => return false,
+    };
+    live.objects
+        .get(&("owner".to_string(), key))
+        .is_some_and(|owner| owner != role)
 }

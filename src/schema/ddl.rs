@@ -1091,6 +1091,34 @@ impl Planner<'_> {
     fn recreate(&mut self, k: &Key) {
         self.drop(k);
         self.create(k);
+        self.reapply_attached(k);
+    }
+
+    /// A dropped and re-made object loses its grants, comment and owner: write them again
+    /// (those that differ are written by the main loop anyway).
+    fn reapply_attached(&mut self, k: &Key) {
+        let attached: Vec<(Key, String)> = self
+            .to
+            .objects
+            .iter()
+            .filter(|((kind, _), _)| matches!(kind.as_str(), "privileges" | "comment" | "owner"))
+            .filter(|(ek, v)| self.from.objects.get(*ek) == Some(*v))
+            .filter(|((kind, name), _)| {
+                Self::target_of(self.to, kind, name).is_some_and(|(obj, _)| &obj == k)
+            })
+            .map(|(ek, v)| (ek.clone(), v.clone()))
+            .collect();
+        for (ek, v) in attached {
+            match ek.0.as_str() {
+                "privileges" => self.privileges(&ek),
+                "comment" => self.comment(&ek, Some(&v)),
+                _ => {
+                    if v != self.role {
+                        self.owner(&ek, &v);
+                    }
+                }
+            }
+        }
     }
 
     fn change_table(&mut self, k: &Key) {
@@ -1311,9 +1339,48 @@ impl Planner<'_> {
                     self.push(Op::Alter, k, Place::Main, sql.join("\n"));
                 }
             }
+            Some("c") => self.change_composite(k, &a, &z),
             _ => self.notes.push(format!(
-                "type {name} changes its attributes or subtype: write that migration by hand (ALTER TYPE ... ADD/DROP ATTRIBUTE)"
+                "type {name} changes its subtype, which ALTER TYPE cannot do: write that migration by hand"
             )),
+        }
+    }
+
+    /// Composite types: attributes added, dropped or retyped in place.
+    fn change_composite(&mut self, k: &Key, a: &Value, z: &Value) {
+        let name = &k.1;
+        let attrs = |v: &Value| -> Vec<(String, String)> {
+            v["attributes"]
+                .as_array()
+                .map(|x| {
+                    x.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(|s| s.split_once(' '))
+                        .map(|(n, t)| (n.to_string(), t.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (old, new) = (attrs(a), attrs(z));
+        let mut sql = Vec::new();
+        for (n, _) in &old {
+            if !new.iter().any(|(m, _)| m == n) {
+                sql.push(format!("ALTER TYPE {name} DROP ATTRIBUTE {n};"));
+                self.lossy
+                    .push(format!("attribute {n} of type {name} is dropped"));
+            }
+        }
+        for (n, t) in &new {
+            match old.iter().find(|(m, _)| m == n) {
+                None => sql.push(format!("ALTER TYPE {name} ADD ATTRIBUTE {n} {t};")),
+                Some((_, was)) if was != t => {
+                    sql.push(format!("ALTER TYPE {name} ALTER ATTRIBUTE {n} TYPE {t};"));
+                }
+                Some(_) => {}
+            }
+        }
+        if !sql.is_empty() {
+            self.push(Op::Alter, k, Place::Main, sql.join("\n"));
         }
     }
 
@@ -1374,6 +1441,7 @@ impl Planner<'_> {
             };
         let sql = self.enum_swap(&name, &new);
         self.push(Op::Alter, k, place, sql);
+        self.reapply_attached(k);
     }
 
     /// Replace an enum whose values are removed or reordered: rename the old one, create the new
@@ -1644,6 +1712,7 @@ impl Planner<'_> {
                     if !self.units.iter().any(|u| u.key == j && u.op == Op::Create) {
                         self.create(&j);
                     }
+                    self.reapply_attached(&j);
                 }
                 work.push((j, false));
             }
