@@ -60,6 +60,14 @@ PROJECTS = [
      r"^web/pgadmin/tools/schema_diff/tests/pg/default/source\.sql$", "path", ""),
 ]
 
+# Statements that make cluster-wide objects (roles) inside a project's migrations: two databases
+# on one cluster cannot both run them, so they are taken out of the files (for psql and for us
+# alike) and run once for the cluster instead.
+CLUSTER_WIDE = {
+    "saas-core": (re.compile(r"^CREATE USER user_a WITH PASSWORD 'postgres';$", re.M),
+                  "DO $$ BEGIN CREATE ROLE user_a LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"),
+}
+
 PORT = 54391
 
 
@@ -135,6 +143,10 @@ def main() -> int:
             mig.mkdir()
             for i, path in enumerate(files, 1):
                 text = run(["git", "-C", str(gd), "show", f"{rev}:{path}"]).stdout
+                for prefix, (pattern, once) in CLUSTER_WIDE.items():
+                    if name.startswith(prefix):
+                        text = pattern.sub("-- (made once for the cluster by scripts/corpus.py)", text)
+                        run(["psql", "-X", "-q", admin, "-c", once])
                 (mig / f"{i:04}_{slug(path)}.up.sql").write_text(text)
 
             psql_db, tool_db = f"corpus_{name}_psql", f"corpus_{name}_tool"
