@@ -261,7 +261,12 @@ def diff_from_nothing(bin_, env, admin, db_url, name, psql_db, work, want):
     if got != want:
         (work / f"{name}.diff.sql").write_text(got)
         return f"migrate diff from nothing: DIFFERENT dump (see {work}/{name}.diff.sql)"
-    return f"`migrate diff` from nothing ({files} file(s)): identical"
+    # The generated migration, made from a pg_dump schema, verifies clean too.
+    verified = run(common + ["migrate", "verify"], env=env)
+    if verified.returncode != 0:
+        return "`migrate diff` from nothing: identical, but verify FAILED: " + \
+            (verified.stdout + verified.stderr).strip().replace("\n", " ")[:300]
+    return f"`migrate diff` from nothing ({files} file(s)): identical, verify clean"
 
 
 if __name__ == "__main__":

@@ -173,6 +173,19 @@ pub async fn generate(
             return Err(e);
         }
     };
+    // Schema public as `init` leaves it (owned by the app's role, no CREATE for PUBLIC), in
+    // both: on PostgreSQL 13 and 14 template0 gives it to the bootstrap superuser, and a
+    // desired schema dumped from an app database says `ALTER SCHEMA public OWNER TO` the role.
+    let mut prepared = Ok(());
+    for name in [current.name.clone(), target.name.clone()] {
+        let public = Some((pad.app.user().to_string(), false));
+        prepared = prepared.and(verify::mirror_public_schema(pad.admin, public, &name).await);
+    }
+    if let Err(e) = prepared {
+        let _ = current.drop(&admin).await;
+        let _ = target.drop(&admin).await;
+        return Err(e);
+    }
     let work = generate_in(
         pad,
         migrations,

@@ -270,7 +270,7 @@ pub(super) async fn create_scratch(
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one
 /// has: `init` (not a migration) set those, and the migrations ran on top of them.
-async fn mirror_public_schema(
+pub(super) async fn mirror_public_schema(
     admin: &Target,
     public: Option<(String, bool)>,
     scratch: &str,

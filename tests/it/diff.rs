@@ -49,7 +49,10 @@ fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
             &with_db(admin, &name),
             "-c",
         ])
-        .arg(format!("ALTER SCHEMA public OWNER TO {}", t.name))
+        .arg(format!(
+            "ALTER SCHEMA public OWNER TO {}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            t.name
+        ))
         .output()
         .expect("psql");
     assert!(out.status.success(), "{}", stderr(&out));

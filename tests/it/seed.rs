@@ -673,3 +673,48 @@ fn duplicate_accounts_and_absurd_counts_are_usage_errors() {
     assert!(stderr(&out).contains("--users"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #16: Ctrl-C (SIGINT) while the logs load rolls back everything of the run and says so.
+#[tokio::test]
+async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
+    let t = TestDb::new("seedint");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let db = t.admin().await;
+    let child = t
+        .cmd()
+        .env("AIDOCK__SEED__COPY_CONNECTIONS", "2")
+        .args(["seed", "--dev", "--users", "20", "--usage-logs", "400000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    loop {
+        let copying: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if copying > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // SAFETY: kill(2) with a pid we spawned and a standard signal.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "an interrupted seed is not a success"
+    );
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(count(&db, "usage_logs").await, 0);
+    assert_eq!(count(&db, "users").await, 0, "the run's users went too");
+    assert_eq!(count(&db, "roles").await, 0, "and its reference data");
+}

@@ -349,8 +349,8 @@ async fn server_checks(
     };
     match app_client
         .query_one(
-            "SELECT CASE WHEN pg_get_userbyid(nspowner) = 'pg_database_owner' \
-                         AND pg_has_role(current_user, 'pg_database_owner', 'USAGE') \
+            "SELECT CASE WHEN pg_has_role(current_user, nspowner, 'USAGE') \
+                           OR has_schema_privilege(current_user, 'public', 'CREATE') \
                     THEN current_user::text ELSE pg_get_userbyid(nspowner)::text END \
              FROM pg_namespace WHERE nspname = 'public'",
             &[],
