@@ -545,7 +545,7 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
             "--users",
             "20",
             "--usage-logs",
-            "400000",
+            "150000",
             "-q",
         ])
         .stdout(std::process::Stdio::null())
@@ -574,7 +574,7 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
     let _ = child.kill();
     let _ = child.wait();
     let n = count(&db, "usage_logs").await;
-    assert!(n == 0 || n == 400_000, "all or nothing: {n}");
+    assert!(n == 0 || n == 150_000, "all or nothing: {n}");
     quotas_match_logs(&db).await;
     run_ok(t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
         "seed",
@@ -582,10 +582,10 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
         "--users",
         "20",
         "--usage-logs",
-        "400000",
+        "150000",
         "-q",
     ]));
-    assert_eq!(count(&db, "usage_logs").await, 400_000);
+    assert_eq!(count(&db, "usage_logs").await, 150_000);
     quotas_match_logs(&db).await;
     let left: i64 = db
         .query_one(
@@ -683,7 +683,7 @@ async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
     let child = t
         .cmd()
         .env("AIDOCK__SEED__COPY_CONNECTIONS", "2")
-        .args(["seed", "--dev", "--users", "20", "--usage-logs", "400000"])
+        .args(["seed", "--dev", "--users", "20", "--usage-logs", "150000"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
