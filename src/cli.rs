@@ -64,7 +64,8 @@ pub struct Global {
     )]
     pub database_url: Option<String>,
 
-    /// Read migrations from this directory instead of the ones built into the binary.
+    /// Read migrations from this directory [default: the project's sql/, found from the project
+    /// root; outside a project, the copy built into the binary].
     #[arg(
         long,
         global = true,
@@ -257,6 +258,10 @@ pub enum MigrateCommand {
     /// Identical: records 1..V as baselined and stamps alembic_version. Different: lists every
     /// difference (safe, blocked by data with the rows, lossy) and exits 1, changing nothing.
     /// --dry-run prints the transaction --reconcile would run; --reconcile runs it.
+    #[command(after_help = "Examples:\n  \
+        aidock-provision migrate baseline                     # compare; identical: record and stamp\n  \
+        aidock-provision migrate baseline --dry-run           # the exact transaction\n  \
+        aidock-provision migrate baseline --reconcile --yes   # run it")]
     Baseline(BaselineArgs),
     /// Check migrations for DDL that locks or rewrites busy tables (the squawk rule set).
     ///
@@ -264,6 +269,10 @@ pub enum MigrateCommand {
     /// not applied). Each finding names the rule, file:line and the safer form; exit 1 on
     /// findings. In the production profile `migrate up` and `init` refuse a migration with
     /// findings unless the statement carries `-- squawk-ignore RULE` (say why after it).
+    #[command(after_help = "Examples:\n  \
+        aidock-provision migrate lint                      # every up script\n  \
+        aidock-provision migrate lint --pending            # what `migrate up` would run\n  \
+        aidock-provision migrate lint sql/0002_add.up.sql  # one file")]
     Lint(LintArgs),
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
     New {
