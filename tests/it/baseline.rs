@@ -426,3 +426,25 @@ async fn a_lossy_difference_needs_allow_data_loss() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+/// The backend's Alembic with no revision of its own (`alembic upgrade head` on an empty
+/// `versions/`) leaves only an empty `alembic_version`: that is no schema, and `init` migrates it.
+#[tokio::test]
+async fn an_empty_alembic_version_alone_is_not_a_foreign_schema() {
+    let t = TestDb::new("adopt_empty");
+    let app = legacy(
+        &t,
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));",
+        "",
+    )
+    .await;
+    run_ok(t.cmd().args(["init", "-q"]));
+    let status = run_ok(t.cmd().args(["migrate", "status"]));
+    assert!(status.contains("up to date"), "{status}");
+    let stamp: String = app
+        .query_one("SELECT version_num::text FROM alembic_version", &[])
+        .await
+        .expect("stamp")
+        .get(0);
+    assert_eq!(stamp, builtin_head());
+}
