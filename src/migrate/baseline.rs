@@ -130,6 +130,8 @@ pub async fn baseline(
             "the database is managed by aidock-provision already (its ledger records up to {top:04}); use `aidock-provision migrate up` to go further"
         )));
     }
+    // Everything below acts as the app's role through the admin (scratch database, reconcile).
+    may_act_for(roles, &[]).await?;
     let versions: Vec<i64> = migrations
         .iter()
         .map(|m| m.version)
@@ -203,6 +205,13 @@ pub async fn baseline(
                     report.lossy.join("\n  ")
                 )));
             }
+            let old_owners: Vec<String> = owners
+                .iter()
+                .filter_map(|s| s.object.strip_prefix("owner "))
+                .filter_map(|k| found.objects.get(&("owner".to_string(), k.to_string())))
+                .cloned()
+                .collect();
+            may_act_for(roles, &old_owners).await?;
             if !report.blocked.is_empty() {
                 anyhow::bail!(
                     "existing rows block {} step(s), so nothing was changed:\n{}\nfix those rows (or the schema), then run `migrate baseline --reconcile` again",
@@ -222,6 +231,42 @@ pub async fn baseline(
             Ok(report)
         }
     }
+}
+
+/// The reconcile runs as the admin (owner changes) and then as the app's role (`SET LOCAL ROLE`):
+/// the admin must be a superuser, or a member of the app's role and of every role whose objects
+/// change hands. Said before anything runs, naming the roles.
+async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result<()> {
+    let client = roles.admin.connect().await?;
+    let mut needed: Vec<String> = old_owners.to_vec();
+    needed.push(roles.app.user().to_string());
+    needed.sort();
+    needed.dedup();
+    let row = client
+        .query_one(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                    ARRAY(SELECT r FROM unnest($1::text[]) r
+                          WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
+                             OR NOT pg_has_role(current_user, r::name, 'MEMBER'))",
+            &[&needed],
+        )
+        .await
+        .context("reading the admin's memberships")?;
+    let (superuser, missing): (bool, Vec<String>) = (row.get(0), row.get(1));
+    if superuser || missing.is_empty() {
+        return Ok(());
+    }
+    Err(error::refused(format!(
+        "baseline builds a scratch database owned by `{app}` and reconciles as `{app}` (and, where tables belong to other roles, as their owners), and the admin `{admin}` is neither a superuser nor a member of {}; nothing was changed. Run it with a superuser admin (--admin-url), or GRANT {} TO {admin} first",
+        missing
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing.join(", "),
+        app = roles.app.user(),
+        admin = roles.admin.user()
+    )))
 }
 
 /// `init`'s database-level steps still to do (as the admin): PUBLIC's rights on the database,

@@ -261,11 +261,18 @@ pub(super) async fn create_scratch(
         db::quote_literal(collate),
         db::quote_literal(ctype)
     );
-    admin
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("creating the scratch database `{scratch}`"))
+    admin.batch_execute(&sql).await.map_err(|e| {
+        if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+            error::usage(format!(
+                "the admin connection may create databases, but not one owned by `{app}` (the role the migrations run as): {}. Use an admin that is a superuser or a member of `{app}` (GRANT {app} TO <admin>)",
+                db::describe_error(&e),
+                app = app.user()
+            ))
+        } else {
+            anyhow::anyhow!(db::describe_error(&e))
+                .context(format!("creating the scratch database `{scratch}`"))
+        }
+    })
 }
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one

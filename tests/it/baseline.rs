@@ -448,3 +448,34 @@ async fn an_empty_alembic_version_alone_is_not_a_foreign_schema() {
         .get(0);
     assert_eq!(stamp, builtin_head());
 }
+
+/// An admin that may not act for the app's role (not a superuser, not a member) is told so
+/// before anything changes.
+#[tokio::test]
+async fn an_admin_that_may_not_act_for_the_role_is_refused_up_front() {
+    let t = TestDb::new("adopt_weak");
+    let _app = legacy(&t, SQLALCHEMY, ROWS).await;
+    let admin = connect(&cluster().admin_url).await;
+    let weak = format!("{}_adm", t.name);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {weak} LOGIN CREATEDB CREATEROLE PASSWORD 'weak-pw'"
+        ))
+        .await
+        .expect("weak admin");
+    let url = format!(
+        "postgresql://{weak}:weak-pw@127.0.0.1:{}/postgres",
+        crate::support::cluster().port
+    );
+    let before = dump(&t);
+    let out = expect_exit(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", &url)
+            .args(["migrate", "baseline", "--reconcile", "--yes"]),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("neither a superuser nor a member"), "{err}");
+    assert!(err.contains(&t.name), "{err}");
+    assert_eq!(dump(&t), before, "nothing changed");
+}
