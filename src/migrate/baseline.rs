@@ -20,7 +20,7 @@ use super::{ledger, runner, verify};
 use crate::db::{self, Target, quote_literal};
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
-use crate::schema::ddl::{self, Direction, Place};
+use crate::schema::ddl::{self, Direction, Place, split_member};
 
 /// What `baseline` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,19 +520,6 @@ async fn blockers(
         }
     }
     Ok(out)
-}
-
-fn split_member(name: &str) -> (&str, &str) {
-    let mut quoted = false;
-    let mut at = None;
-    for (i, c) in name.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '.' if !quoted => at = Some(i),
-            _ => {}
-        }
-    }
-    at.map_or(("", name), |i| (&name[..i], &name[i + 1..]))
 }
 
 /// How to name a row of `table` in messages: its one-column primary key, else `ctid`.

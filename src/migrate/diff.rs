@@ -122,19 +122,6 @@ impl Scratch {
     }
 }
 
-/// The encoding and locale of the admin connection's database (scratch databases use them).
-async fn locale(admin: &Client) -> anyhow::Result<[String; 3]> {
-    let row = admin
-        .query_one(
-            "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \
-             WHERE datname = current_database()",
-            &[],
-        )
-        .await
-        .context("reading the server's encoding and locale")?;
-    Ok([row.get(0), row.get(1), row.get(2)])
-}
-
 fn pseudo(version: i64, name: &str, up: Script, down: Option<Script>) -> Migration {
     Migration {
         version,
@@ -164,7 +151,8 @@ pub async fn generate(
     let admin = pad.admin.connect().await?;
     verify::require_createdb(&admin, pad.admin).await?;
     verify::drop_stale_scratch_databases(&admin).await;
-    let locale = locale(&admin).await?;
+    // The encoding and locale of the admin connection's database.
+    let (locale, _) = verify::live_settings(&admin).await?;
     let current = Scratch::create(&admin, pad.app, &locale).await?;
     let target = match Scratch::create(&admin, pad.app, &locale).await {
         Ok(t) => t,

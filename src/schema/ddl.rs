@@ -200,7 +200,8 @@ fn ident(name: &str) -> String {
 }
 
 /// `table.column` key -> (table, column), splitting at the last unquoted dot.
-fn split_member(name: &str) -> (&str, &str) {
+#[must_use]
+pub fn split_member(name: &str) -> (&str, &str) {
     let mut quoted = false;
     let mut at = None;
     for (i, c) in name.char_indices() {

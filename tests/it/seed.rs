@@ -416,6 +416,39 @@ async fn bcrypt_for_the_backend_argon2id_by_default_and_an_adopted_scheme_follow
     assert!(crate::support::stderr(&out).contains("seed.password_scheme"));
 }
 
+/// Staging tables of seed --dev in the database.
+async fn staging_tables(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
+        &[],
+    )
+    .await
+    .expect("staging")
+    .get(0)
+}
+
+/// Until a COPY runs in this database, the child ends, or a minute passes.
+async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    loop {
+        let copying: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if copying > 0
+            || child.try_wait().expect("wait").is_some()
+            || std::time::Instant::now() > deadline
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Every quota counter equals this month's tokens of the stored logs.
 async fn quotas_match_logs(db: &tokio_postgres::Client) {
     let off: i64 = db
@@ -498,16 +531,7 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
     db.batch_execute("DROP TRIGGER fail_at_commit ON usage_logs")
         .await
         .expect("drop");
-    let staged: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
-            &[],
-        )
-        .await
-        .expect("staging")
-        .get(0);
     // Whatever a failed run left, the next one clears, and loads everything.
-    let _ = staged;
     run_ok(t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
         "seed",
         "--dev",
@@ -518,14 +542,7 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
     ]));
     assert_eq!(count(&db, "usage_logs").await, 20000);
     quotas_match_logs(&db).await;
-    let left: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
-            &[],
-        )
-        .await
-        .expect("staging")
-        .get(0);
+    let left = staging_tables(&db).await;
     assert_eq!(left, 0, "no staging table is left behind");
 }
 
@@ -553,24 +570,7 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
         .spawn()
         .expect("spawn");
     // Wait until COPY is running on a staging table (or the run ended first on a fast machine).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    loop {
-        let copying: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if copying > 0
-            || child.try_wait().expect("wait").is_some()
-            || std::time::Instant::now() > deadline
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_copy(&db, &mut child).await;
     let _ = child.kill();
     let _ = child.wait();
     let n = count(&db, "usage_logs").await;
@@ -587,14 +587,7 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
     ]));
     assert_eq!(count(&db, "usage_logs").await, 150_000);
     quotas_match_logs(&db).await;
-    let left: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
-            &[],
-        )
-        .await
-        .expect("staging")
-        .get(0);
+    let left = staging_tables(&db).await;
     assert_eq!(left, 0);
 }
 
@@ -680,7 +673,7 @@ async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
     let t = TestDb::new("seedint");
     run_ok(t.cmd().args(["init", "-q"]));
     let db = t.admin().await;
-    let child = t
+    let mut child = t
         .cmd()
         .env("AIDOCK__SEED__COPY_CONNECTIONS", "2")
         .args(["seed", "--dev", "--users", "20", "--usage-logs", "150000"])
@@ -688,21 +681,7 @@ async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    loop {
-        let copying: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if copying > 0 || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_copy(&db, &mut child).await;
     // SAFETY: kill(2) with a pid we spawned and a standard signal.
     unsafe {
         libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGINT);
