@@ -228,12 +228,7 @@ impl LocalPg {
         }
         // None yet, or /tmp was cleaned: a new random name, created exclusively.
         for _ in 0..16 {
-            let suffix: String = rand::rng()
-                .sample_iter(rand::distr::Alphanumeric)
-                .take(12)
-                .map(|c| char::from(c).to_ascii_lowercase())
-                .collect();
-            let dir = PathBuf::from(format!("/tmp/aidock-{suffix}"));
+            let dir = PathBuf::from(format!("/tmp/aidock-{}", crate::db::random_tag()));
             match create_private_dir(&dir) {
                 Ok(()) => {
                     if let Some(user) = &self.run_as {

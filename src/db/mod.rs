@@ -389,6 +389,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Twelve random lower-case letters and digits: unique names for scratch databases, staging
+/// tables and socket directories.
+#[must_use]
+pub fn random_tag() -> String {
+    use rand::RngExt as _;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(12)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect()
+}
+
 /// Quote an identifier for SQL (`"name"`, doubling embedded quotes).
 #[must_use]
 pub fn quote_ident(name: &str) -> String {

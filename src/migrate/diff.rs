@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 
 use super::runner;
 use super::source::{self, Migration, NO_TRANSACTION, Script};
-use super::verify;
+use super::verify::{self, Scratch};
 use crate::db::{self, Target};
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
@@ -86,41 +86,6 @@ const READ: ReadOptions<'static> = ReadOptions {
     exclude: &verify::ENGINE_TABLES,
     meta: true,
 };
-
-/// One scratch database, dropped by [`Scratch::drop`] (and by the next verify or diff if this
-/// process dies first: it holds an advisory lock named after it while alive).
-struct Scratch {
-    name: String,
-    key: i64,
-}
-
-impl Scratch {
-    async fn create(admin: &Client, app: &Target, locale: &[String; 3]) -> anyhow::Result<Self> {
-        let name = verify::scratch_name();
-        let key = crate::db::advisory::key("verify", &name);
-        admin
-            .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
-            .await
-            .context("taking the scratch database's lock")?;
-        verify::create_scratch(admin, app, &name, locale).await?;
-        Ok(Scratch { name, key })
-    }
-
-    async fn drop(self, admin: &Client) -> anyhow::Result<()> {
-        let dropped = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                db::quote_ident(&self.name)
-            ))
-            .await;
-        let _ = admin
-            .batch_execute(&format!("SELECT pg_advisory_unlock({})", self.key))
-            .await;
-        dropped
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .with_context(|| format!("dropping the scratch database `{}`", self.name))
-    }
-}
 
 fn pseudo(version: i64, name: &str, up: Script, down: Option<Script>) -> Migration {
     Migration {

@@ -99,29 +99,21 @@ pub async fn expected_and_live(
     let admin_client = admin.connect().await?;
     require_createdb(&admin_client, admin).await?;
     drop_stale_scratch_databases(&admin_client).await;
-    let scratch = scratch_name();
-    // Held for the scratch database's whole life, so no other verify takes it for stale.
-    let key = crate::db::advisory::key("verify", &scratch);
-    admin_client
-        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
-        .await
-        .context("taking the scratch database's lock")?;
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
         meta,
     };
     let (locale, public) = live_settings(live).await?;
     // The live catalog is read while the server creates the scratch database.
-    let (found, created) = tokio::join!(
+    let (found, scratch) = tokio::join!(
         catalog::read(live, options),
-        create_scratch(&admin_client, app, &scratch, &locale)
+        Scratch::create(&admin_client, app, &locale)
     );
-
+    let scratch = scratch?;
     let work = async {
-        created?;
         let found = found?;
-        mirror_public_schema(admin, public, &scratch).await?;
-        let mut replay = app.with_dbname(&scratch).connect().await?;
+        mirror_public_schema(admin, public, &scratch.name).await?;
+        let mut replay = app.with_dbname(&scratch.name).connect().await?;
         runner::replay(&mut replay, migrations, versions, opts)
             .await
             .context("replaying the migrations in a scratch database")?;
@@ -133,20 +125,56 @@ pub async fn expected_and_live(
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch database was dropped")),
     };
     // Dropped whatever happened above; WITH (FORCE) ends the replay connection if still open.
-    let dropped = admin_client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            db::quote_ident(&scratch)
-        ))
-        .await;
-    let _ = admin_client
-        .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
-        .await;
+    let dropped = scratch.drop(&admin_client).await;
     let pair = result?;
-    dropped
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("dropping the scratch database `{scratch}`"))?;
+    dropped?;
     Ok(pair)
+}
+
+/// One scratch database (verify's, diff's), dropped by [`Scratch::drop`], or by the next verify
+/// or diff if this process dies first: it holds an advisory lock named after it while alive.
+pub(super) struct Scratch {
+    pub(super) name: String,
+    key: i64,
+}
+
+impl Scratch {
+    /// Lock a new name, then create the database from template0 with `locale`, owned by `app`'s
+    /// role.
+    pub(super) async fn create(
+        admin: &Client,
+        app: &Target,
+        locale: &[String; 3],
+    ) -> anyhow::Result<Self> {
+        let name = format!("{SCRATCH_PREFIX}{}", db::random_tag());
+        let key = crate::db::advisory::key("verify", &name);
+        admin
+            .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+            .await
+            .context("taking the scratch database's lock")?;
+        let scratch = Scratch { name, key };
+        if let Err(e) = create_scratch(admin, app, &scratch.name, locale).await {
+            let _ = scratch.drop(admin).await;
+            return Err(e);
+        }
+        Ok(scratch)
+    }
+
+    /// `DROP DATABASE ... WITH (FORCE)` and release the lock.
+    pub(super) async fn drop(self, admin: &Client) -> anyhow::Result<()> {
+        let dropped = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db::quote_ident(&self.name)
+            ))
+            .await;
+        let _ = admin
+            .batch_execute(&format!("SELECT pg_advisory_unlock({})", self.key))
+            .await;
+        dropped
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| format!("dropping the scratch database `{}`", self.name))
+    }
 }
 
 /// What verify found: every difference, and both catalogs (with parts, for `--fix`).
@@ -154,16 +182,6 @@ pub struct Report {
     pub drift: Vec<Drift>,
     pub expected: catalog::Catalog,
     pub live: catalog::Catalog,
-}
-
-pub(super) fn scratch_name() -> String {
-    use rand::RngExt as _;
-    let suffix: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(12)
-        .map(|c| char::from(c).to_ascii_lowercase())
-        .collect();
-    format!("{SCRATCH_PREFIX}{suffix}")
 }
 
 /// Verify creates a database: the admin needs CREATEDB (or to be a superuser).
@@ -247,7 +265,7 @@ pub(super) async fn live_settings(
 
 /// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
 /// by the role that replays the migrations.
-pub(super) async fn create_scratch(
+async fn create_scratch(
     admin: &Client,
     app: &Target,
     scratch: &str,

@@ -314,7 +314,6 @@ const META: &[&str] = &[
     "SELECT '~routine', p.name,
             json_build_object('prokind', p.prokind::text, 'result', pg_get_function_result(p.oid),
               'arguments', pg_get_function_arguments(p.oid),
-              'qualified', CASE WHEN p.name LIKE '%(%' THEN split_part(p.name, '(', 1) END,
               'sfunc', a.aggtransfn::regproc::text, 'stype', format_type(a.aggtranstype, NULL),
               'finalfunc', CASE WHEN a.aggfinalfn <> 0 THEN a.aggfinalfn::regproc::text END,
               'combinefunc', CASE WHEN a.aggcombinefn <> 0 THEN a.aggcombinefn::regproc::text END,

@@ -520,24 +520,11 @@ impl Planner<'_> {
             "constraint" => self.create_constraint(k, &def),
             "index" => self.create_index(k, &def),
             "trigger" => {
-                let mut sql = format!("{def};");
-                if let Some(m) = Self::meta(self.to, "trigger", name) {
-                    let (on, tg) = (s(m, "on").unwrap_or(""), s(m, "name").unwrap_or(""));
-                    sql = format!(
-                        "{};{}",
-                        def.split(" (DISABLED)")
-                            .next()
-                            .unwrap_or(&def)
-                            .split(" (ENABLED")
-                            .next()
-                            .unwrap_or(&def),
-                        match s(m, "enabled") {
-                            Some("D") => format!("\nALTER TABLE {on} DISABLE TRIGGER {tg};"),
-                            Some("R") => format!("\nALTER TABLE {on} ENABLE REPLICA TRIGGER {tg};"),
-                            Some("A") => format!("\nALTER TABLE {on} ENABLE ALWAYS TRIGGER {tg};"),
-                            _ => String::new(),
-                        }
-                    );
+                let mut sql = format!("{};", trigger_body(&def));
+                if let Some(m) = Self::meta(self.to, "trigger", name)
+                    && s(m, "enabled").is_some_and(|e| e != "O")
+                {
+                    let _ = write!(sql, "\n{}", trigger_state(m));
                 }
                 self.push(Op::Create, k, Place::Main, sql);
             }
@@ -1001,10 +988,9 @@ impl Planner<'_> {
                     k,
                     Place::Main,
                     format!(
-                        "ALTER SEQUENCE {name} {} RESTART;\nALTER SEQUENCE {name} OWNED BY {owned};",
+                        "ALTER SEQUENCE {name} {};\nALTER SEQUENCE {name} OWNED BY {owned};",
                         Self::sequence_options(&m).replacen("START WITH", "START", 1)
-                    )
-                    .replace(" RESTART;", ";"),
+                    ),
                 );
             }
             "function" | "procedure" => {
@@ -1040,32 +1026,11 @@ impl Planner<'_> {
                 self.push(Op::Alter, k, Place::Main, sql);
             }
             "trigger" => {
-                let strip = |d: &str| {
-                    d.split(" (DISABLED)")
-                        .next()
-                        .unwrap_or(d)
-                        .split(" (ENABLED")
-                        .next()
-                        .unwrap_or(d)
-                        .to_string()
-                };
-                if strip(&self.from.objects[k]) == strip(&self.to.objects[k]) {
+                if trigger_body(&self.from.objects[k]) == trigger_body(&self.to.objects[k]) {
                     let m = Self::meta(self.to, "trigger", name)
                         .cloned()
                         .unwrap_or(Value::Null);
-                    let (on, tg) = (s(&m, "on").unwrap_or(""), s(&m, "name").unwrap_or(""));
-                    let state = match s(&m, "enabled") {
-                        Some("D") => "DISABLE",
-                        Some("R") => "ENABLE REPLICA",
-                        Some("A") => "ENABLE ALWAYS",
-                        _ => "ENABLE",
-                    };
-                    self.push(
-                        Op::Alter,
-                        k,
-                        Place::Main,
-                        format!("ALTER TABLE {on} {state} TRIGGER {tg};"),
-                    );
+                    self.push(Op::Alter, k, Place::Main, trigger_state(&m));
                 } else {
                     self.recreate(k);
                 }
@@ -1593,7 +1558,7 @@ impl Planner<'_> {
         let owner = self
             .to
             .objects
-            .get(&key("owner", owner_key(&k.1)))
+            .get(&key("owner", &k.1))
             .cloned()
             .unwrap_or_else(|| self.role.to_string());
         let (on, column) = match target.strip_prefix("COLUMN ") {
@@ -1971,9 +1936,24 @@ pub fn init_owned(k: &(String, String)) -> bool {
     (k.0 == "owner" || k.0 == "privileges") && k.1 == "schema public"
 }
 
-/// The `owner` entry's name for a privileges entry's object (columns: their table).
-fn owner_key(name: &str) -> &str {
-    name
+/// A trigger's catalog definition without the enabled state the catalog appends to it.
+fn trigger_body(def: &str) -> &str {
+    [" (DISABLED)", " (ENABLED"]
+        .iter()
+        .find_map(|m| def.find(m))
+        .map_or(def, |at| &def[..at])
+}
+
+/// The statement that gives a trigger the enabled state its meta records.
+fn trigger_state(m: &Value) -> String {
+    let (on, tg) = (s(m, "on").unwrap_or(""), s(m, "name").unwrap_or(""));
+    let state = match s(m, "enabled") {
+        Some("D") => "DISABLE",
+        Some("R") => "ENABLE REPLICA",
+        Some("A") => "ENABLE ALWAYS",
+        _ => "ENABLE",
+    };
+    format!("ALTER TABLE {on} {state} TRIGGER {tg};")
 }
 
 /// `'a', 'b'` from an enum's meta.

@@ -402,17 +402,31 @@ fn chunk_seed(rng_seed: u64, chunk: u64, salt: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Chunk `chunk`'s generator for the rest of each row, and for the row ids: two streams, so the
+/// ids of any range can be made again without the rows.
+const ROW_STREAM: u64 = 1;
+const ID_STREAM: u64 = 2;
+
+fn chunk_rng(rng_seed: u64, chunk: u64, stream: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, chunk, stream))
+}
+
+fn next_id(ids: &mut ChaCha8Rng) -> Uuid {
+    let mut id = [0u8; 16];
+    ids.fill_bytes(&mut id);
+    Uuid::v4(id)
+}
+
 /// The ids of rows `from..to` of a run (without the rest of each row).
 fn log_ids(rng_seed: u64, from: u64, to: u64) -> Vec<Uuid> {
     let mut out = Vec::new();
     let mut k = from / CHUNK;
     while k * CHUNK < to {
-        let mut ids = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 2));
-        for i in k * CHUNK..(k + 1) * CHUNK {
-            let mut id = [0u8; 16];
-            ids.fill_bytes(&mut id);
-            if i >= from && i < to {
-                out.push(Uuid::v4(id));
+        let mut ids = chunk_rng(rng_seed, k, ID_STREAM);
+        for i in k * CHUNK..((k + 1) * CHUNK).min(to) {
+            let id = next_id(&mut ids);
+            if i >= from {
+                out.push(id);
             }
         }
         k += 1;
@@ -672,18 +686,16 @@ async fn generate_and_load(
         let mut k = from / CHUNK;
         let mut turn = 0;
         while k * CHUNK < n {
-            let mut rng = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 1));
-            let mut ids = ChaCha8Rng::seed_from_u64(chunk_seed(rng_seed, k, 2));
+            let mut rng = chunk_rng(rng_seed, k, ROW_STREAM);
+            let mut ids = chunk_rng(rng_seed, k, ID_STREAM);
             let mut chunk = Vec::with_capacity(8192);
             for i in k * CHUNK..(k + 1) * CHUNK {
                 if i >= n {
                     break;
                 }
-                let mut id = [0u8; 16];
-                ids.fill_bytes(&mut id);
                 let log = fake_log(
                     &mut rng,
-                    Uuid::v4(id),
+                    next_id(&mut ids),
                     &users,
                     &model_meta,
                     anchor,
@@ -735,12 +747,7 @@ async fn staged(
     month_start: SystemTime,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<(u64, usize, Deltas)> {
-    use rand::RngExt as _;
-    let run: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(12)
-        .map(|c| char::from(c).to_ascii_lowercase())
-        .collect();
+    let run = crate::db::random_tag();
     let key = crate::db::advisory::key("seed-stage", &run);
     tx.batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await

@@ -29,21 +29,24 @@ async fn verify_is_clean_after_init_and_after_down_up() {
     assert_eq!(scratch_schemas(&t.admin().await).await, 0);
 }
 
+/// Changes made by hand to a verified AI Dock database, one of several kinds.
+const MANUAL_CHANGES: &str = "DROP INDEX ix_users_is_active;
+ALTER TABLE roles ALTER COLUMN permissions DROP DEFAULT;
+ALTER TABLE users ADD COLUMN nickname text;
+ALTER TABLE departments ALTER COLUMN description TYPE varchar(20);
+ALTER TABLE usage_logs DROP CONSTRAINT usage_logs_llm_config_id_fkey;
+ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_user_id_fkey,
+    ADD CONSTRAINT refresh_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;
+ALTER TABLE llm_configurations OWNER TO CURRENT_USER;
+";
+
 #[tokio::test]
 async fn verify_reports_each_manual_change_by_name() {
     let t = TestDb::new("drifted");
     run_ok(t.cmd().args(["init", "-q"]));
     let db = t.admin().await;
     db.batch_execute(
-        "DROP INDEX ix_users_is_active;
-         ALTER TABLE roles ALTER COLUMN permissions DROP DEFAULT;
-         ALTER TABLE users ADD COLUMN nickname text;
-         ALTER TABLE departments ALTER COLUMN description TYPE varchar(20);
-         ALTER TABLE usage_logs DROP CONSTRAINT usage_logs_llm_config_id_fkey;
-         ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_user_id_fkey,
-             ADD CONSTRAINT refresh_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;
-         ALTER TABLE llm_configurations OWNER TO CURRENT_USER;
-         INSERT INTO departments (name, description) VALUES ('a', 'same'), ('b', 'same');",
+        &format!("{MANUAL_CHANGES}INSERT INTO departments (name, description) VALUES ('a', 'same'), ('b', 'same');"),
     )
     .await
     .expect("drift");
@@ -186,17 +189,9 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     let t = TestDb::new("fixable");
     run_ok(t.cmd().args(["init", "-q"]));
     let db = t.admin().await;
-    db.batch_execute(
-        "DROP INDEX ix_users_is_active;
-         ALTER TABLE roles ALTER COLUMN permissions DROP DEFAULT;
-         ALTER TABLE users ADD COLUMN nickname text;
-         ALTER TABLE departments ALTER COLUMN description TYPE varchar(20);
-         ALTER TABLE usage_logs DROP CONSTRAINT usage_logs_llm_config_id_fkey;
-         ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_user_id_fkey,
-             ADD CONSTRAINT refresh_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;
-         ALTER TABLE llm_configurations OWNER TO CURRENT_USER;
-         CREATE TABLE scratchpad (id int);",
-    )
+    db.batch_execute(&format!(
+        "{MANUAL_CHANGES}CREATE TABLE scratchpad (id int);"
+    ))
     .await
     .expect("drift");
     let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
