@@ -4,6 +4,7 @@
 
 pub mod advisory;
 pub mod endpoint;
+pub mod ident;
 pub mod tls;
 
 pub use endpoint::{ConnectOptions, Secret, TlsMode, url_sslmode};

@@ -76,6 +76,23 @@ WITH ns AS (
       AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                       AND d.objid = t.oid AND d.deptype = 'e')
+), acls AS (
+    -- ACLs that differ from the defaults (as a set: a default restored by GRANTs reads as none).
+    SELECT what, acl FROM (
+        SELECT name AS what, relacl AS acl,
+               acldefault(CASE WHEN relkind = 'S' THEN 's' ELSE 'r' END::\"char\", relowner) AS dflt
+        FROM rels WHERE relkind <> 'i'
+        UNION ALL
+        SELECT r.name || '.' || quote_ident(a.attname), a.attacl, acldefault('c', r.relowner) FROM rels r
+          JOIN pg_attribute a ON a.attrelid = r.oid WHERE a.attnum > 0
+        UNION ALL
+        SELECT 'schema ' || quote_ident(n.nspname), p.nspacl, acldefault('n', p.nspowner)
+        FROM ns n JOIN pg_namespace p ON p.oid = n.oid
+        UNION ALL
+        SELECT name, proacl, acldefault('f', proowner) FROM procs
+        UNION ALL
+        SELECT 'type ' || name, typacl, acldefault('T', typowner) FROM types
+    ) x WHERE acl IS NOT NULL AND NOT (acl @> dflt AND acl <@ dflt)
 )
 ";
 
@@ -179,7 +196,7 @@ const KINDS: &[&str] = &[
             format('%s FOR %s TO %s%s%s', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
                    CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                   (SELECT string_agg(CASE WHEN x = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x)::text END, ', ' ORDER BY 1)
+                   (SELECT string_agg(CASE WHEN x = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x)) END, ', ' ORDER BY 1)
                     FROM unnest(p.polroles) x),
                    coalesce(' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')', ''),
                    coalesce(' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
@@ -201,39 +218,50 @@ const KINDS: &[&str] = &[
      SELECT 'owner', name, pg_get_userbyid(proowner)::text FROM procs
      UNION ALL
      SELECT 'owner', 'type ' || name, pg_get_userbyid(typowner)::text FROM types WHERE typtype <> 'c'",
-    // Privileges (ACLs), as sorted grantee=privileges lists; NULL means the defaults.
+    // Privileges (ACLs), as sorted grantee=privileges lists (grantees quoted as names are);
+    // none means the defaults.
     "SELECT 'privileges', what, (SELECT string_agg(entry, ', ' ORDER BY entry) FROM (
-               SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END || '='
+               SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END || '='
                       || string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type) AS entry
                FROM aclexplode(acl) a GROUP BY a.grantee) e)
-     FROM (SELECT name AS what, relacl AS acl FROM rels WHERE relacl IS NOT NULL AND relkind <> 'i'
-           UNION ALL
-           SELECT r.name || '.' || quote_ident(a.attname), a.attacl FROM rels r
-             JOIN pg_attribute a ON a.attrelid = r.oid WHERE a.attacl IS NOT NULL AND a.attnum > 0
-           UNION ALL
-           SELECT 'schema ' || quote_ident(n.nspname), p.nspacl FROM ns n JOIN pg_namespace p ON p.oid = n.oid
-             WHERE p.nspacl IS NOT NULL
-           UNION ALL
-           SELECT name, proacl FROM procs WHERE proacl IS NOT NULL
-           UNION ALL
-           SELECT 'type ' || name, typacl FROM types WHERE typacl IS NOT NULL) acls",
-    // Comments on anything in scope (user objects have OIDs from 16384 on; extension members
-    // and the excluded tables are left out).
-    "SELECT 'comment', pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description
-     FROM pg_description d
-     WHERE d.objoid >= 16384
-       AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classoid AND e.objid = d.objoid AND e.deptype = 'e')
-       AND (d.classoid <> 'pg_class'::regclass OR d.objoid IN (SELECT oid FROM rels))
-       AND (d.classoid <> 'pg_namespace'::regclass OR d.objoid IN (SELECT oid FROM ns))
-       AND (d.classoid <> 'pg_proc'::regclass OR d.objoid IN (SELECT oid FROM procs))
-       AND (d.classoid <> 'pg_type'::regclass OR d.objoid IN (SELECT oid FROM types))
-       AND (d.classoid <> 'pg_constraint'::regclass OR d.objoid IN (
-             SELECT c.oid FROM pg_constraint c WHERE c.conrelid IN (SELECT oid FROM rels)
-                                                  OR c.contypid IN (SELECT oid FROM types)))
-       AND (d.classoid <> 'pg_trigger'::regclass OR d.objoid IN (
-             SELECT t.oid FROM pg_trigger t WHERE t.tgrelid IN (SELECT oid FROM rels)))
-       AND (d.classoid <> 'pg_policy'::regclass OR d.objoid IN (
-             SELECT p.oid FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)))",
+     FROM acls",
+    // Comments on anything in scope, keyed by the commented object's own key (`comment column
+    // users.email`), built from catalog parts like every other key: never description text.
+    "SELECT 'comment', k.kind || ' ' || k.name, d.description
+     FROM pg_description d JOIN (
+        SELECT 'pg_class'::regclass::oid AS classid, r.oid AS objid, 0 AS objsubid,
+               CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                              WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+                              WHEN 'f' THEN 'foreign table' WHEN 'c' THEN 'type' ELSE 'index' END AS kind,
+               r.name
+        FROM rels r
+        UNION ALL
+        SELECT 'pg_class'::regclass::oid, r.oid, a.attnum, 'column', r.name || '.' || quote_ident(a.attname)
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid WHERE a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT 'pg_proc'::regclass::oid, p.oid, 0,
+               CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END, p.name
+        FROM procs p
+        UNION ALL
+        SELECT 'pg_type'::regclass::oid, t.oid, 0, 'type', t.name FROM types t
+        UNION ALL
+        SELECT 'pg_constraint'::regclass::oid, c.oid, 0, 'constraint', r.name || '.' || quote_ident(c.conname)
+        FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
+        UNION ALL
+        SELECT 'pg_constraint'::regclass::oid, c.oid, 0, 'constraint', 'domain ' || t.name || '.' || quote_ident(c.conname)
+        FROM types t JOIN pg_constraint c ON c.contypid = t.oid
+        UNION ALL
+        SELECT 'pg_trigger'::regclass::oid, g.oid, 0, 'trigger', r.name || '.' || quote_ident(g.tgname)
+        FROM rels r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+        UNION ALL
+        SELECT 'pg_policy'::regclass::oid, p.oid, 0, 'policy', r.name || '.' || quote_ident(p.polname)
+        FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
+        UNION ALL
+        SELECT 'pg_namespace'::regclass::oid, n.oid, 0, 'schema', quote_ident(n.nspname) FROM ns n
+        UNION ALL
+        SELECT 'pg_extension'::regclass::oid, e.oid, 0, 'extension', quote_ident(e.extname)
+        FROM pg_extension e WHERE e.extname <> 'plpgsql'
+     ) k ON k.classid = d.classoid AND k.objid = d.objoid AND k.objsubid = d.objsubid",
     // Invalid indexes (reported on their own).
     "SELECT 'invalid', i.name, '' FROM pg_index x JOIN rels i ON i.oid = x.indexrelid WHERE NOT x.indisvalid",
 ];
@@ -286,8 +314,25 @@ const META: &[&str] = &[
                               'enabled', t.tgenabled::text)::text
      FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal",
     "SELECT '~policy', r.name || '.' || quote_ident(p.polname),
-            json_build_object('on', r.name, 'name', quote_ident(p.polname))::text
+            json_build_object('on', r.name, 'name', quote_ident(p.polname),
+              'permissive', p.polpermissive,
+              'cmd', CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                   WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+              'roles', (SELECT json_agg(CASE WHEN x = 0 THEN NULL ELSE pg_get_userbyid(x)::text END ORDER BY 1)
+                        FROM unnest(p.polroles) x),
+              'using', pg_get_expr(p.polqual, p.polrelid),
+              'check', pg_get_expr(p.polwithcheck, p.polrelid))::text
      FROM rels r JOIN pg_policy p ON p.polrelid = r.oid",
+    "SELECT '~privileges', what,
+            (SELECT json_agg(json_build_object(
+                      'grantee', CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END,
+                      'privilege', a.privilege_type, 'grantable', a.is_grantable)
+                    ORDER BY a.grantee, a.privilege_type)
+             FROM aclexplode(acl) a)::text
+     FROM acls",
+    "SELECT '~extension', quote_ident(e.extname),
+            json_build_object('schema', n.nspname, 'version', e.extversion)::text
+     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql'",
     "SELECT '~type', t.name,
             json_build_object('typtype', t.typtype::text,
               'values', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
@@ -298,7 +343,7 @@ const META: &[&str] = &[
               'notnull', t.typnotnull, 'default', t.typdefault,
               'subtype', (SELECT format_type(rngsubtype, NULL) FROM pg_range WHERE rngtypid = t.oid),
               'attributes', CASE WHEN t.typtype = 'c' THEN
-                   (SELECT json_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+                   (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
                     FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) END)::text
      FROM types t",
     "SELECT '~sequence', r.name,

@@ -265,7 +265,7 @@ async fn one_change_to_any_kind_of_object_is_found_and_named() {
         ),
         (
             "REVOKE SELECT ON app.happy FROM PUBLIC",
-            "privileges app.happy: differs",
+            "privileges app.happy: missing",
         ),
         (
             "CREATE TABLE app.extra (id int)",

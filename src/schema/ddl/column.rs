@@ -1,0 +1,337 @@
+//! Columns: added (with a note when the desired order cannot be reached), dropped (lossy),
+//! renamed when a same-shaped column replaces one (a guess, said so), and changed in place:
+//! type (with `USING`), collation, default, NOT NULL, identity, generated expression, storage.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::{Check, Effect, Generator, Key, Op, Place, Planner, b, key, s, split_member};
+use crate::db::ident::Member;
+use crate::schema::catalog::Catalog;
+
+pub(super) struct Columns;
+
+/// `name type [COLLATE c] [DEFAULT d | GENERATED ...] [NOT NULL]` for the column `name` of
+/// `p.to`, or `None` (with a note) when its key is not a name.
+pub(super) fn definition(p: &mut Planner, name: &str) -> Option<String> {
+    let k = key("column", name);
+    let col = p.member(&k)?;
+    let m = Planner::meta_or_null(p.to, "column", name);
+    let mut sql = format!("{} {}", col.name, s(&m, "type").unwrap_or("text"));
+    if let Some(c) = s(&m, "collate") {
+        let _ = write!(sql, " COLLATE {c}");
+    }
+    if let Some(g) = s(&m, "generated") {
+        let _ = write!(sql, " GENERATED ALWAYS AS ({g}) STORED");
+    } else if let Some(d) = s(&m, "default") {
+        let _ = write!(sql, " DEFAULT {d}");
+    }
+    if let Some(i) = s(&m, "identity") {
+        let _ = write!(sql, " GENERATED {i} AS IDENTITY");
+    }
+    if b(&m, "notnull") {
+        sql.push_str(" NOT NULL");
+    }
+    Some(sql)
+}
+
+impl Generator for Columns {
+    fn create(&self, p: &mut Planner, k: &Key) {
+        let Some(col) = p.member(k) else { return };
+        let Some(def) = definition(p, &k.1) else {
+            return;
+        };
+        order_note(p, &k.1);
+        p.unit(
+            Op::Create,
+            k,
+            Place::Main,
+            format!("ALTER TABLE {} ADD COLUMN {def};", col.of),
+        );
+    }
+
+    fn drop(&self, p: &mut Planner, k: &Key) {
+        let Some(col) = p.member(k) else { return };
+        p.unit(
+            Op::Drop,
+            k,
+            Place::Main,
+            format!("ALTER TABLE {} DROP COLUMN {};", col.of, col.name),
+        )
+        .lossy(format!("column {} is dropped with its values", k.1));
+    }
+
+    fn alter(&self, p: &mut Planner, k: &Key) {
+        change(p, k);
+    }
+}
+
+fn order_note(p: &mut Planner, name: &str) {
+    let (table, _) = split_member(name);
+    let num = Planner::meta(p.to, "column", name).and_then(|m| m["num"].as_i64());
+    let later = Planner::columns_of(p.to, table)
+        .iter()
+        .any(|(n, c)| Some(*n) > num && p.from.objects.contains_key(&key("column", c)));
+    if later {
+        p.note(format!(
+            "column {name} is added last: PostgreSQL cannot put a new column between existing ones (the desired schema has it earlier)"
+        ));
+    }
+}
+
+fn change(p: &mut Planner, k: &Key) {
+    let (Some(was), Some(want)) = (
+        Planner::meta(p.from, "column", &k.1).cloned(),
+        Planner::meta(p.to, "column", &k.1).cloned(),
+    ) else {
+        return;
+    };
+    if Planner::automatic(p.to, k) {
+        return;
+    }
+    let Some(Member {
+        of: table,
+        name: col,
+    }) = p.member(k)
+    else {
+        return;
+    };
+    let alter = |what: String| format!("ALTER TABLE {table} ALTER COLUMN {col} {what};");
+    // Generated columns: an expression cannot be changed in place.
+    if was["generated"] != want["generated"] {
+        if want["generated"].is_null() {
+            p.unit(Op::Alter, k, Place::Main, alter("DROP EXPRESSION".into()));
+        } else {
+            let Some(def) = definition(p, &k.1) else {
+                return;
+            };
+            let unit = p.unit(
+                Op::Alter,
+                k,
+                Place::Main,
+                format!(
+                    "ALTER TABLE {table} DROP COLUMN {col};\nALTER TABLE {table} ADD COLUMN {def};"
+                ),
+            );
+            if was["generated"].is_null() {
+                unit.lossy(format!(
+                    "column {} is dropped and added again as a generated column (its values are replaced)",
+                    k.1
+                ))
+                .check(Check::GeneratedMatches {
+                    table: table.clone(),
+                    column: col.clone(),
+                    expr: s(&want, "generated").unwrap_or_default().to_string(),
+                });
+            }
+            return;
+        }
+    }
+    let mut drop_part = Vec::new();
+    let mut set_part = Vec::new();
+    let mut lossy = None;
+    let mut check = None;
+    if was["identity"] != want["identity"] {
+        match (s(&was, "identity"), s(&want, "identity")) {
+            (Some(_), None) => drop_part.push(alter("DROP IDENTITY".into())),
+            (None, Some(i)) => set_part.push(alter(format!("ADD GENERATED {i} AS IDENTITY"))),
+            (_, Some(i)) => set_part.push(alter(format!("SET GENERATED {i}"))),
+            _ => {}
+        }
+    }
+    if was["default"] != want["default"] && !was["default"].is_null() {
+        drop_part.push(alter("DROP DEFAULT".into()));
+    }
+    let retyped = was["type"] != want["type"] || was["collate"] != want["collate"];
+    if retyped {
+        let (old, new) = (
+            s(&was, "type").unwrap_or(""),
+            s(&want, "type").unwrap_or(""),
+        );
+        if !widening(old, new) {
+            lossy = Some(format!(
+                "column {} changes type from {old} to {new}, which can fail or lose precision on existing values",
+                k.1
+            ));
+        }
+        let collate = s(&want, "collate")
+            .map(|c| format!(" COLLATE {c}"))
+            .unwrap_or_default();
+        let using = if old == new {
+            String::new()
+        } else {
+            format!(" USING {col}::{new}")
+        };
+        set_part.push(alter(format!("TYPE {new}{collate}{using}")));
+    }
+    if was["default"] != want["default"]
+        && let Some(d) = s(&want, "default")
+    {
+        set_part.push(alter(format!("SET DEFAULT {d}")));
+    }
+    if b(&was, "notnull") != b(&want, "notnull") {
+        if b(&want, "notnull") {
+            set_part.push(alter("SET NOT NULL".into()));
+            check = Some(Check::NotNull {
+                table: table.clone(),
+                column: col.clone(),
+            });
+        } else {
+            drop_part.push(alter("DROP NOT NULL".into()));
+        }
+    }
+    if was["storage"] != want["storage"] {
+        set_part.push(alter(format!(
+            "SET STORAGE {}",
+            s(&want, "storage").unwrap_or("EXTENDED")
+        )));
+    }
+    // Loosening comes before the drops it makes possible; tightening after the creates it
+    // needs (a default naming a new function or sequence).
+    if !drop_part.is_empty() {
+        p.unit(
+            Op::Drop,
+            &key("column loosened", &k.1),
+            Place::Main,
+            drop_part.join("\n"),
+        );
+    }
+    if !set_part.is_empty() {
+        let unit = p.unit(Op::Alter, k, Place::Main, set_part.join("\n"));
+        if retyped {
+            unit.effect(Effect::Retype);
+        }
+        if let Some(l) = lossy {
+            unit.lossy(l);
+        }
+        if let Some(c) = check {
+            unit.check(c);
+        }
+    }
+}
+
+/// A column that disappears while one with the same definition appears in the same table is
+/// taken for a rename (and said so).
+pub(super) fn guess_renames(p: &mut Planner) {
+    let cols = |cat: &Catalog| -> BTreeSet<String> {
+        cat.objects
+            .keys()
+            .filter(|(k, _)| k == "column")
+            .map(|(_, n)| n.clone())
+            .collect()
+    };
+    let (before, after) = (cols(p.from), cols(p.to));
+    let gone: Vec<&String> = before.difference(&after).collect();
+    let new: Vec<&String> = after.difference(&before).collect();
+    let shape = |cat: &Catalog, name: &str| {
+        Planner::meta(cat, "column", name).map(|m| {
+            let mut m = m.clone();
+            for f in ["num", "name"] {
+                m.as_object_mut().map(|o| o.remove(f));
+            }
+            m
+        })
+    };
+    for old in &gone {
+        let (table, _) = split_member(old);
+        if !p.to.objects.contains_key(&key("table", table)) {
+            continue;
+        }
+        let old_shape = shape(p.from, old);
+        let same = |n: &&&String| split_member(n).0 == table && shape(p.to, n) == old_shape;
+        let candidates: Vec<&&String> = new.iter().filter(same).collect();
+        let rivals = gone
+            .iter()
+            .filter(|g| split_member(g).0 == table && shape(p.from, g) == old_shape)
+            .count();
+        if let ([one], 1) = (candidates.as_slice(), rivals) {
+            p.renamed.insert(key("column", one), key("column", old));
+        }
+    }
+    for (new, old) in p.renamed.clone() {
+        let (Some(from), Some(to)) = (Member::parse(&old.1), Member::parse(&new.1)) else {
+            p.renamed.remove(&new);
+            continue;
+        };
+        p.note(format!(
+            "guessed a rename: column {} disappears and {} with the same definition appears, so the migration renames it (edit to DROP and ADD if it is not the same data)",
+            old.1, new.1
+        ));
+        p.unit(
+            Op::Alter,
+            &new,
+            Place::Main,
+            format!(
+                "ALTER TABLE {} RENAME COLUMN {} TO {};",
+                from.of, from.name, to.name
+            ),
+        );
+    }
+}
+
+/// Type changes that keep every value (no rewrite risk of loss).
+#[must_use]
+pub fn widening(old: &str, new: &str) -> bool {
+    let len = |t: &str, base: &str| -> Option<Option<u32>> {
+        let rest = t.strip_prefix(base)?;
+        if rest.is_empty() {
+            return Some(None);
+        }
+        rest.strip_prefix('(')?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+            .map(Some)
+    };
+    for base in ["character varying", "bit varying"] {
+        if let (Some(a), Some(b)) = (len(old, base), len(new, base)) {
+            return match (a, b) {
+                (_, None) => true,
+                (Some(x), Some(y)) => y >= x,
+                (None, Some(_)) => false,
+            };
+        }
+    }
+    if old.starts_with("character varying") && new == "text" {
+        return true;
+    }
+    if old == "text" && new == "character varying" {
+        return true;
+    }
+    if old.starts_with("numeric") && new == "numeric" {
+        return true;
+    }
+    // numeric(p, s) -> numeric(p2, s2) keeps every value when neither the scale nor the digits
+    // before the point shrink.
+    let precision = |t: &str| -> Option<(i64, i64)> {
+        let inner = t.strip_prefix("numeric(")?.strip_suffix(')')?;
+        let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+        Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+    };
+    if let (Some((p, s)), Some((p2, s2))) = (precision(old), precision(new)) {
+        return s2 >= s && p2 - s2 >= p - s;
+    }
+    matches!(
+        (old, new),
+        ("smallint", "integer" | "bigint")
+            | ("integer", "bigint")
+            | ("real", "double precision")
+            | ("json", "jsonb")
+            | ("timestamp without time zone", "timestamp with time zone")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_type_changes_keep_every_value() {
+        assert!(widening("character varying(50)", "character varying(100)"));
+        assert!(widening("character varying(50)", "text"));
+        assert!(widening("integer", "bigint"));
+        assert!(!widening("character varying(100)", "character varying(50)"));
+        assert!(!widening("bigint", "integer"));
+        assert!(!widening("text", "integer"));
+    }
+}

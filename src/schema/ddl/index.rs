@@ -1,0 +1,48 @@
+//! Indexes, from the server's `pg_get_indexdef`. On a table that exists before and after (and is
+//! not partitioned) an index is built and dropped `CONCURRENTLY` in the script after the
+//! transaction, re-runnable (`IF NOT EXISTS` / `IF EXISTS`); a change is a re-make.
+
+use super::{Check, Generator, Key, Op, Place, Planner};
+use crate::db::ident::Name;
+
+pub(super) struct Indexes;
+
+impl Generator for Indexes {
+    fn create(&self, p: &mut Planner, k: &Key) {
+        let def = p.to.objects[k].replacen(" ON ONLY ", " ON ", 1);
+        let table = Planner::owner_table(p.to, k).unwrap_or_default();
+        let check = (!p.table_is_new(&table) && def.starts_with("CREATE UNIQUE INDEX "))
+            .then(|| Name::parse(&table))
+            .flatten()
+            .map(|table| Check::UniqueIndex {
+                table,
+                def: def.clone(),
+            });
+        let unit = if p.concurrent_ok(&table) {
+            let concurrent = def.replacen(" INDEX ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1);
+            p.unit(Op::Create, k, Place::Post, format!("{concurrent};"))
+                .in_transaction(format!("{def};"))
+        } else {
+            p.unit(Op::Create, k, Place::Main, format!("{def};"))
+        };
+        if let Some(c) = check {
+            unit.check(c);
+        }
+    }
+
+    fn drop(&self, p: &mut Planner, k: &Key) {
+        let Some(name) = p.name(k) else { return };
+        let table = Planner::owner_table(p.from, k).unwrap_or_default();
+        if p.concurrent_ok(&table) {
+            p.unit(
+                Op::Drop,
+                k,
+                Place::Post,
+                format!("DROP INDEX CONCURRENTLY IF EXISTS {name};"),
+            )
+            .in_transaction(format!("DROP INDEX IF EXISTS {name};"));
+        } else {
+            p.unit(Op::Drop, k, Place::Main, format!("DROP INDEX {name};"));
+        }
+    }
+}

@@ -1,0 +1,835 @@
+//! From two catalogs to the DDL that turns one into the other. Pure: no I/O.
+//!
+//! Every difference becomes one or more *units* (a statement or a few that belong together),
+//! each creating, changing or dropping one object. [`plan_with`] walks the differences and asks
+//! the generator of each object's kind (one file per kind, the same small [`Generator`]
+//! interface: create, drop, alter) for its units; [`order`] then sorts them by what the objects
+//! need: `pg_depend` as read into [`Catalog::deps`] on both sides (a drop waits for what depends
+//! on the object to go first; a create waits for what it needs), with a phase per kind as the
+//! tie-break, so the result reads the way an expert writes it. Objects that PostgreSQL makes by
+//! itself (a partition's copy of its parent's index, constraint or trigger; an identity column's
+//! sequence; a column's NOT NULL constraint on 18) are never written, and what goes with a
+//! dropped table is not dropped twice.
+//!
+//! Names enter the SQL only through [`crate::db::ident`]: generators parse the catalog's keys
+//! (which the server wrote with `quote_ident`) into [`Name`], [`Member`] and [`Routine`], and
+//! role names into [`Ident`], whose `Display` quotes. Description text (the server's
+//! describe/identify functions, ACL item text) is never read by the catalog, so it cannot reach
+//! SQL; a key that does not parse as names is left out with a note instead of being written.
+//!
+//! Where an expert splits work out of the one transaction, so does this: an index on a table
+//! that already exists is built `CONCURRENTLY` in a `no-transaction` script that runs after
+//! ([`Place::Post`]), a foreign key or check added to an existing table is added `NOT VALID` and
+//! validated there, and enum values are added in a script of their own before ([`Place::Pre`]).
+//!
+//! What loses data (a dropped table or column, a narrowing type change, a removed enum value) is
+//! marked on its step and listed in [`Plan::lossy`]; guesses (a column renamed) and what cannot
+//! be reached (column order) in [`Plan::notes`]. Steps that existing rows could make fail carry
+//! a [`Check`] that `migrate baseline` runs first.
+
+mod column;
+mod comment;
+mod constraint;
+mod index;
+mod order;
+mod owner;
+mod policy;
+mod privilege;
+mod routine;
+mod schema;
+mod sequence;
+mod table;
+mod target;
+mod trigger;
+mod types;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::catalog::Catalog;
+use crate::db::ident::{Ident, Member, Name, Routine};
+
+pub use column::widening;
+
+type Key = (String, String);
+
+/// Which script a unit belongs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    /// A `no-transaction` script before the main one (enum values).
+    Pre,
+    /// The one-transaction script.
+    Main,
+    /// A `no-transaction` script after the main one (concurrent index builds, validations).
+    Post,
+}
+
+/// Which way the plan goes: up runs pre, main, post; down runs post, main, pre (the reverse
+/// versions), so a down's post units may not need anything its main units make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// What existing rows must satisfy for a step to succeed (or to keep every value): `migrate
+/// baseline` turns each into a read-only query before it reconciles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// `SET NOT NULL`: no NULL in the column.
+    NotNull { table: Name, column: Ident },
+    /// A constraint added to an existing table; `def` is the server's `pg_get_constraintdef`.
+    Constraint { table: Name, def: String },
+    /// A unique index built on an existing table; `def` is the server's `pg_get_indexdef`.
+    UniqueIndex { table: Name, def: String },
+    /// A plain column re-made as a generated one: each stored value must equal what `expr`
+    /// (the server's text) computes, or the re-make changes it.
+    GeneratedMatches {
+        table: Name,
+        column: Ident,
+        expr: String,
+    },
+}
+
+/// One statement group, with the object it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub place: Place,
+    pub object: String,
+    pub sql: String,
+    /// What this step loses, if anything.
+    pub lossy: Option<String>,
+    /// What existing rows must satisfy.
+    pub check: Option<Check>,
+}
+
+/// The ordered DDL, and what a reviewer must know about it.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Steps that lose data, named (refused unless the caller allows it).
+    pub lossy: Vec<String>,
+    /// Guesses and limits worth reading (a rename guessed, a column order not reachable).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Nothing to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The SQL of one script, `None` when it has nothing.
+    #[must_use]
+    pub fn script(&self, place: Place) -> Option<String> {
+        let steps: Vec<&Step> = self.steps.iter().filter(|s| s.place == place).collect();
+        if steps.is_empty() {
+            return None;
+        }
+        let text = steps
+            .iter()
+            .map(|s| s.sql.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if place == Place::Main && steps.iter().any(|s| is_routine_step(&s.object)) {
+            // As pg_dump does: bodies are checked when called, so order among functions and
+            // the tables their bodies read does not matter.
+            return Some(format!("SET LOCAL check_function_bodies = off;\n\n{text}"));
+        }
+        Some(text)
+    }
+}
+
+/// Whether a step creates or changes a function, procedure or aggregate.
+#[must_use]
+pub fn is_routine_step(object: &str) -> bool {
+    ["function ", "procedure ", "aggregate "]
+        .iter()
+        .any(|p| object.starts_with(p))
+}
+
+/// What a unit does to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Drop,
+    Alter,
+    Create,
+}
+
+/// What else a unit does that its dependents must know of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    None,
+    /// A column's type changes (views and policies on it are re-made).
+    Retype,
+    /// An enum is swapped for a new one (every column of the type is converted).
+    EnumSwap,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    op: Op,
+    key: Key,
+    place: Place,
+    sql: String,
+    /// For a unit outside the transaction: the same work inside it (used when it must move).
+    in_transaction: Option<String>,
+    /// Extra keys this unit needs created first (beyond `to.deps[key]`).
+    needs: Vec<Key>,
+    effect: Effect,
+    lossy: Option<String>,
+    check: Option<Check>,
+}
+
+impl Unit {
+    fn needing(&mut self, keys: Vec<Key>) -> &mut Unit {
+        self.needs.extend(keys);
+        self
+    }
+
+    fn lossy(&mut self, what: String) -> &mut Unit {
+        self.lossy = Some(what);
+        self
+    }
+
+    fn check(&mut self, check: Check) -> &mut Unit {
+        self.check = Some(check);
+        self
+    }
+
+    fn in_transaction(&mut self, sql: String) -> &mut Unit {
+        self.in_transaction = Some(sql);
+        self
+    }
+
+    fn effect(&mut self, effect: Effect) -> &mut Unit {
+        self.effect = effect;
+        self
+    }
+}
+
+/// How to write the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub direction: Direction,
+    /// Everything in the one transaction (no concurrent builds, no `NOT VALID` split): for
+    /// `migrate baseline --reconcile`, which must change all or nothing.
+    pub one_transaction: bool,
+    /// Take a column that disappears while a same-shaped one appears for a rename (off for
+    /// adoption, where a wrong guess would move data into another column's meaning).
+    pub guess_renames: bool,
+}
+
+/// The DDL that turns `from` into `to`. `role` runs it (new objects are its own).
+#[must_use]
+pub fn plan(from: &Catalog, to: &Catalog, role: &str, direction: Direction) -> Plan {
+    plan_with(
+        from,
+        to,
+        role,
+        Options {
+            direction,
+            one_transaction: false,
+            guess_renames: true,
+        },
+    )
+}
+
+/// As [`plan`], with [`Options`].
+#[must_use]
+pub fn plan_with(from: &Catalog, to: &Catalog, role: &str, options: Options) -> Plan {
+    Planner {
+        from,
+        to,
+        role,
+        direction: options.direction,
+        options,
+        units: Vec::new(),
+        notes: Vec::new(),
+        renamed: BTreeMap::new(),
+    }
+    .run()
+}
+
+/// Schema public's owner and privileges are `init`'s, not the migrations' business.
+#[must_use]
+pub fn init_owned(k: &(String, String)) -> bool {
+    (k.0 == "owner" || k.0 == "privileges") && k.1 == "schema public"
+}
+
+/// The same small interface for every kind of object: how to create, drop and change one.
+trait Generator: Sync {
+    fn create(&self, p: &mut Planner, k: &Key);
+    fn drop(&self, p: &mut Planner, k: &Key);
+    /// Change in place where PostgreSQL can; by default drop and create again.
+    fn alter(&self, p: &mut Planner, k: &Key) {
+        p.recreate(k);
+    }
+}
+
+/// The generator for a kind of object, if the tool writes that kind.
+fn generator(kind: &str) -> Option<&'static dyn Generator> {
+    Some(match kind {
+        "schema" => &schema::Schemas,
+        "extension" => &schema::Extensions,
+        "publication" => &schema::Publications,
+        "type" => &types::Types,
+        "function" | "procedure" | "aggregate" => &routine::Routines,
+        "sequence" => &sequence::Sequences,
+        "table" | "foreign table" => &table::Tables,
+        "column" => &column::Columns,
+        "view" | "materialized view" => &view::Views,
+        "constraint" => &constraint::Constraints,
+        "index" => &index::Indexes,
+        "trigger" => &trigger::Triggers,
+        "policy" => &policy::Policies,
+        "comment" => &comment::Comments,
+        "privileges" => &privilege::Privileges,
+        "owner" => &owner::Owners,
+        _ => return None,
+    })
+}
+
+struct Planner<'a> {
+    from: &'a Catalog,
+    to: &'a Catalog,
+    role: &'a str,
+    direction: Direction,
+    options: Options,
+    units: Vec<Unit>,
+    notes: Vec<String>,
+    /// Column renames guessed: new column key -> old column key.
+    renamed: BTreeMap<Key, Key>,
+}
+
+fn key(kind: &str, name: &str) -> Key {
+    (kind.to_string(), name.to_string())
+}
+
+fn s<'v>(v: &'v Value, field: &str) -> Option<&'v str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+fn b(v: &Value, field: &str) -> bool {
+    v.get(field).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The strings of a JSON array field.
+fn strings(v: &Value, field: &str) -> Vec<String> {
+    v[field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `table.column` key -> (table, column), splitting at the last unquoted dot. For keys only
+/// (comparisons, grouping); SQL takes names from [`Member::parse`].
+#[must_use]
+pub fn split_member(name: &str) -> (&str, &str) {
+    let mut quoted = false;
+    let mut at = None;
+    for (i, c) in name.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => at = Some(i),
+            _ => {}
+        }
+    }
+    at.map_or(("", name), |i| (&name[..i], &name[i + 1..]))
+}
+
+const RELATION_KINDS: [&str; 5] = [
+    "table",
+    "view",
+    "materialized view",
+    "sequence",
+    "foreign table",
+];
+
+impl Planner<'_> {
+    fn run(mut self) -> Plan {
+        if self.options.guess_renames {
+            column::guess_renames(&mut self);
+        }
+        let kinds: BTreeSet<&str> = self
+            .from
+            .objects
+            .keys()
+            .chain(self.to.objects.keys())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        for kind in kinds {
+            let names: BTreeSet<&String> = self
+                .from
+                .objects
+                .keys()
+                .chain(self.to.objects.keys())
+                .filter(|(k, _)| k == kind)
+                .map(|(_, n)| n)
+                .collect();
+            for name in names {
+                let k = key(kind, name);
+                if init_owned(&k) {
+                    continue;
+                }
+                let before = self.from.objects.get(&k);
+                let after = self.to.objects.get(&k);
+                match (before, after) {
+                    (None, Some(_)) => self.create(&k),
+                    (Some(_), None) => self.drop(&k),
+                    (Some(x), Some(y)) if x != y => self.change(&k),
+                    _ => {}
+                }
+            }
+        }
+        self.recreate_dependents();
+        let steps = order::order(&mut self);
+        let lossy = steps.iter().filter_map(|s| s.lossy.clone()).collect();
+        Plan {
+            steps,
+            lossy,
+            notes: self.notes,
+        }
+    }
+
+    // ------------------------------------------------------------ what generators build with
+
+    fn unit(&mut self, op: Op, k: &Key, place: Place, sql: String) -> &mut Unit {
+        self.units.push(Unit {
+            op,
+            key: k.clone(),
+            place,
+            sql,
+            in_transaction: None,
+            needs: Vec::new(),
+            effect: Effect::None,
+            lossy: None,
+            check: None,
+        });
+        self.units.last_mut().expect("just pushed")
+    }
+
+    fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+
+    /// A key's name as typed names, or a note and `None` (never raw text in SQL).
+    fn parsed<T>(&mut self, k: &Key, parse: fn(&str) -> Option<T>) -> Option<T> {
+        let parsed = parse(k.1.strip_prefix("domain ").unwrap_or(&k.1));
+        if parsed.is_none() {
+            self.note(format!(
+                "{} {} is not written by the tool: its name is not one the catalog writes; add it by hand",
+                k.0, k.1
+            ));
+        }
+        parsed
+    }
+
+    fn name(&mut self, k: &Key) -> Option<Name> {
+        self.parsed(k, Name::parse)
+    }
+
+    fn member(&mut self, k: &Key) -> Option<Member> {
+        self.parsed(k, Member::parse)
+    }
+
+    fn routine(&mut self, k: &Key) -> Option<Routine> {
+        self.parsed(k, Routine::parse)
+    }
+
+    fn meta<'c>(cat: &'c Catalog, kind: &str, name: &str) -> Option<&'c Value> {
+        cat.meta.get(&key(kind, name))
+    }
+
+    /// A meta record, or `Null` when the catalog has none.
+    fn meta_or_null(cat: &Catalog, kind: &str, name: &str) -> Value {
+        Self::meta(cat, kind, name).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The table a column, constraint, trigger, policy or index belongs to (its key name).
+    fn owner_table(cat: &Catalog, k: &Key) -> Option<String> {
+        let (kind, name) = (k.0.as_str(), k.1.as_str());
+        match kind {
+            "column" => {
+                Self::meta(cat, "column", name).and_then(|m| s(m, "table").map(str::to_string))
+            }
+            "constraint" | "trigger" | "policy" => {
+                Self::meta(cat, kind, name).and_then(|m| s(m, "on").map(str::to_string))
+            }
+            "index" => {
+                Self::meta(cat, "rel", name).and_then(|m| s(m, "index_table").map(str::to_string))
+            }
+            _ => None,
+        }
+    }
+
+    /// A relation's kind word in `cat` (`table`, `view` ...), if `name` is one.
+    fn relation_kind(cat: &Catalog, name: &str) -> Option<&'static str> {
+        RELATION_KINDS
+            .iter()
+            .find(|k| cat.objects.contains_key(&key(k, name)))
+            .copied()
+    }
+
+    fn is_partitioned(cat: &Catalog, table: &str) -> bool {
+        Self::meta(cat, "rel", table).and_then(|m| s(m, "relkind")) == Some("p")
+    }
+
+    fn table_is_new(&self, table: &str) -> bool {
+        !RELATION_KINDS
+            .iter()
+            .any(|k| self.from.objects.contains_key(&key(k, table)))
+    }
+
+    fn columns_of(cat: &Catalog, table: &str) -> Vec<(i64, String)> {
+        let mut cols: Vec<(i64, String)> = cat
+            .meta
+            .iter()
+            .filter(|((k, _), m)| k == "column" && s(m, "table") == Some(table))
+            .map(|((_, n), m)| (m["num"].as_i64().unwrap_or(0), n.clone()))
+            .collect();
+        cols.sort();
+        cols
+    }
+
+    /// An index or constraint on a table that exists before and after (and is not
+    /// partitioned) is built, dropped or validated outside the transaction.
+    fn concurrent_ok(&self, table: &str) -> bool {
+        !self.options.one_transaction
+            && !self.table_is_new(table)
+            && RELATION_KINDS
+                .iter()
+                .any(|k| self.to.objects.contains_key(&key(k, table)))
+            && !Self::is_partitioned(self.to, table)
+            && !Self::is_partitioned(self.from, table)
+    }
+
+    // ------------------------------------------------------------ the walk
+
+    /// Made by PostgreSQL itself: not written, not dropped.
+    fn automatic(cat: &Catalog, k: &Key) -> bool {
+        let (kind, name) = (k.0.as_str(), k.1.as_str());
+        match kind {
+            "constraint" => Self::meta(cat, "constraint", name)
+                .is_some_and(|m| b(m, "inherited") || s(m, "type") == Some("n")),
+            "trigger" => Self::meta(cat, "trigger", name).is_some_and(|m| b(m, "inherited")),
+            "index" => Self::meta(cat, "rel", name)
+                .is_some_and(|m| b(m, "index_partition") || !m["index_constraint"].is_null()),
+            "sequence" => Self::meta(cat, "rel", name).is_some_and(|m| b(m, "identity_seq")),
+            "column" => Self::meta(cat, "column", name).is_some_and(|m| !b(m, "local")),
+            _ => false,
+        }
+    }
+
+    /// Dropped with something else that is dropped (a table takes its columns, indexes ...; a
+    /// partitioned table its partitions; a column its sequence).
+    fn goes_with_drop(&self, k: &Key) -> bool {
+        let cat = self.from;
+        let dropped = |kind: &str, name: &str| {
+            cat.objects.contains_key(&key(kind, name))
+                && !self.to.objects.contains_key(&key(kind, name))
+        };
+        let table_dropped =
+            |t: &str| RELATION_KINDS.iter().any(|rk| dropped(rk, t)) || self.parent_dropped(t);
+        // A foreign key to another table is dropped on its own first: two tables that point at
+        // each other could not otherwise be dropped one after the other.
+        let foreign_key = k.0 == "constraint"
+            && Self::meta(cat, "constraint", &k.1).and_then(|m| s(m, "type")) == Some("f");
+        if let Some(t) = Self::owner_table(cat, k)
+            && table_dropped(&t)
+            && !foreign_key
+        {
+            return true;
+        }
+        let (kind, name) = (k.0.as_str(), k.1.as_str());
+        match kind {
+            "table" | "foreign table" => self.parent_dropped(name),
+            "sequence" => Self::meta(cat, "sequence", name)
+                .and_then(|m| s(m, "owned_by"))
+                .is_some_and(|col| {
+                    let (t, _) = split_member(col);
+                    table_dropped(t) || dropped("column", col)
+                }),
+            "constraint" if name.starts_with("domain ") => {
+                let (d, _) = split_member(&name["domain ".len()..]);
+                dropped("type", d)
+            }
+            "comment" | "privileges" | "owner" => {
+                target::object_of(cat, kind, name).is_some_and(|obj| {
+                    !self.to.objects.contains_key(&obj) && cat.objects.contains_key(&obj)
+                        || Self::owner_table(cat, &obj).is_some_and(|t| table_dropped(&t))
+                        || (obj.0 == "table" && self.parent_dropped(&obj.1))
+                })
+            }
+            _ => false,
+        }
+    }
+
+    fn parent_dropped(&self, table: &str) -> bool {
+        let mut current = table.to_string();
+        for _ in 0..32 {
+            let Some(parent) = Self::meta(self.from, "rel", &current)
+                .and_then(|m| s(m, "parent"))
+                .map(str::to_string)
+            else {
+                return false;
+            };
+            if !self.to.objects.contains_key(&key("table", &parent)) {
+                return true;
+            }
+            current = parent;
+        }
+        false
+    }
+
+    /// Created together with something else that is created (a new table's columns).
+    fn comes_with_create(&self, k: &Key) -> bool {
+        if k.0 == "column"
+            && let Some(t) = Self::owner_table(self.to, k)
+        {
+            return !self.from.objects.contains_key(&key("table", &t))
+                && !self.from.objects.contains_key(&key("foreign table", &t));
+        }
+        false
+    }
+
+    fn is_renamed_from(&self, old: &Key) -> bool {
+        self.renamed.values().any(|o| o == old)
+    }
+
+    fn create(&mut self, k: &Key) {
+        if Self::automatic(self.to, k) || self.comes_with_create(k) || self.renamed.contains_key(k)
+        {
+            return;
+        }
+        match generator(&k.0) {
+            Some(g) => g.create(self, k),
+            None => self.note(format!(
+                "{} {} is not written by the tool: add it by hand",
+                k.0, k.1
+            )),
+        }
+    }
+
+    fn drop(&mut self, k: &Key) {
+        if Self::automatic(self.from, k) || self.goes_with_drop(k) || self.is_renamed_from(k) {
+            return;
+        }
+        if let Some(g) = generator(&k.0) {
+            g.drop(self, k);
+        }
+    }
+
+    fn change(&mut self, k: &Key) {
+        match generator(&k.0) {
+            Some(g) => g.alter(self, k),
+            None => self.recreate(k),
+        }
+    }
+
+    /// Drop and create again (views, constraints, indexes, policies, routines whose result
+    /// type changes ...).
+    fn recreate(&mut self, k: &Key) {
+        self.drop(k);
+        self.create(k);
+        self.reapply_attached(k);
+    }
+
+    /// A dropped and re-made object loses its grants, comment and owner: write them again
+    /// (those that differ are written by the main loop anyway).
+    fn reapply_attached(&mut self, k: &Key) {
+        let attached: Vec<(Key, String)> = self
+            .to
+            .objects
+            .iter()
+            .filter(|((kind, _), _)| matches!(kind.as_str(), "privileges" | "comment" | "owner"))
+            .filter(|(ek, v)| self.from.objects.get(*ek) == Some(*v))
+            .filter(|((kind, name), _)| {
+                target::object_of(self.to, kind, name).is_some_and(|obj| &obj == k)
+            })
+            .map(|(ek, v)| (ek.clone(), v.clone()))
+            .collect();
+        for (ek, v) in attached {
+            match ek.0.as_str() {
+                "privileges" => privilege::write(self, &ek),
+                "comment" => comment::write(self, &ek, Some(&v)),
+                _ => {
+                    if v != self.role {
+                        owner::write(self, &ek, &v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Objects that use what is dropped and made again (or a column whose type changes) must
+    /// be dropped before and made again after: views, triggers, policies, constraints, indexes.
+    fn recreate_dependents(&mut self) {
+        let mut work: Vec<(Key, bool)> = Vec::new();
+        for u in &self.units {
+            if u.op == Op::Drop && self.to.objects.contains_key(&u.key) {
+                work.push((u.key.clone(), false));
+            }
+            if u.op == Op::Alter && u.effect == Effect::Retype {
+                work.push((u.key.clone(), true));
+            }
+            if u.op == Op::Alter && u.effect == Effect::EnumSwap {
+                // An enum swap converts every column of the type.
+                for (col, m) in self.from.meta.iter().filter(|((k, _), _)| k == "column") {
+                    let ty = s(m, "type").unwrap_or("");
+                    if ty == u.key.1 || ty == format!("{}[]", u.key.1) {
+                        work.push((col.clone(), true));
+                    }
+                }
+            }
+        }
+        let mut seen: BTreeSet<Key> = work.iter().map(|(k, _)| k.clone()).collect();
+        while let Some((x, column_type)) = work.pop() {
+            let users: Vec<Key> = self
+                .from
+                .deps
+                .iter()
+                .filter(|(_, ds)| ds.contains(&x))
+                .map(|(j, _)| j.clone())
+                .collect();
+            for j in users {
+                let kinds: &[&str] = if column_type {
+                    &["view", "materialized view", "policy"]
+                } else {
+                    &[
+                        "view",
+                        "materialized view",
+                        "trigger",
+                        "policy",
+                        "constraint",
+                        "index",
+                    ]
+                };
+                if !kinds.contains(&j.0.as_str())
+                    || seen.contains(&j)
+                    || !self.to.objects.contains_key(&j)
+                    || Self::automatic(self.from, &j)
+                {
+                    continue;
+                }
+                seen.insert(j.clone());
+                if !self.units.iter().any(|u| u.key == j && u.op == Op::Drop) {
+                    self.drop(&j);
+                    if !self.units.iter().any(|u| u.key == j && u.op == Op::Create) {
+                        self.create(&j);
+                    }
+                    self.reapply_attached(&j);
+                }
+                work.push((j, false));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(super) fn cat(objects: &[(&str, &str, &str)], meta: &[(&str, &str, Value)]) -> Catalog {
+        Catalog {
+            objects: objects
+                .iter()
+                .map(|(k, n, d)| (key(k, n), (*d).to_string()))
+                .collect(),
+            meta: meta
+                .iter()
+                .map(|(k, n, v)| (key(k, n), v.clone()))
+                .collect(),
+            ..Catalog::default()
+        }
+    }
+
+    #[test]
+    fn enum_values_are_added_in_place_in_a_script_of_their_own() {
+        let t = |values: Value| json!({"typtype": "e", "values": values});
+        let from = cat(
+            &[("type", "state", "ENUM ('a', 'c')")],
+            &[("type", "state", t(json!(["a", "c"])))],
+        );
+        let to = cat(
+            &[("type", "state", "ENUM ('a', 'b', 'c', 'd')")],
+            &[("type", "state", t(json!(["a", "b", "c", "d"])))],
+        );
+        let up = plan(&from, &to, "app", Direction::Up);
+        assert_eq!(
+            up.script(Place::Pre).expect("pre"),
+            "ALTER TYPE state ADD VALUE IF NOT EXISTS 'd';\nALTER TYPE state ADD VALUE IF NOT EXISTS 'b' BEFORE 'c';"
+        );
+        assert!(up.script(Place::Main).is_none());
+        let down = plan(&to, &from, "app", Direction::Down);
+        let sql = down.script(Place::Pre).expect("down swaps the type");
+        assert!(
+            sql.contains("CREATE TYPE state AS ENUM ('a', 'c');"),
+            "{sql}"
+        );
+        assert!(
+            down.lossy.iter().any(|l| l.contains("'b', 'd'")),
+            "{:?}",
+            down.lossy
+        );
+    }
+
+    #[test]
+    fn a_dropped_column_is_lossy_and_a_same_shaped_new_one_is_a_rename() {
+        let col = |t: &str, n: &str, num: i64| {
+            (
+                "column",
+                format!("{t}.{n}"),
+                json!({"table": t, "name": n, "num": num, "type": "text", "notnull": false, "local": true}),
+            )
+        };
+        let (a, b) = (col("users", "nick", 2), col("users", "nickname", 2));
+        let from = cat(
+            &[
+                ("table", "users", "table"),
+                ("column", "users.nick", "text NULL"),
+            ],
+            &[(a.0, &a.1, a.2.clone())],
+        );
+        let to = cat(
+            &[
+                ("table", "users", "table"),
+                ("column", "users.nickname", "text NULL"),
+            ],
+            &[(b.0, &b.1, b.2.clone())],
+        );
+        let up = plan(&from, &to, "app", Direction::Up);
+        assert_eq!(
+            up.script(Place::Main).expect("main"),
+            "ALTER TABLE users RENAME COLUMN nick TO nickname;"
+        );
+        assert!(up.lossy.is_empty(), "{:?}", up.lossy);
+        assert!(up.notes.iter().any(|n| n.contains("guessed a rename")));
+        let gone = cat(&[("table", "users", "table")], &[]);
+        let up = plan(&from, &gone, "app", Direction::Up);
+        assert_eq!(up.lossy, ["column users.nick is dropped with its values"]);
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_name_is_never_written() {
+        // As if description text had reached a key: a note, no SQL.
+        let hostile = "k ON users IS NULL;RESET ROLE;ALTER ROLE app SUPERUSER;--";
+        let to = cat(&[("schema", hostile, "")], &[]);
+        let up = plan(&Catalog::default(), &to, "app", Direction::Up);
+        assert!(up.steps.is_empty(), "{:?}", up.steps);
+        assert!(
+            up.notes
+                .iter()
+                .any(|n| n.contains("not one the catalog writes"))
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Privileges: an object's grants are written whole (revoke from everyone involved, then grant
+//! what the desired ACL holds), from the catalog's `aclexplode()` parts: each grantee is a role
+//! name from `pg_roles` (or PUBLIC) and goes through [`Grantee`], never parsed from ACL text.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::target::{Target, object_of, target};
+use super::{Generator, Key, Op, Place, Planner, key, s};
+use crate::db::ident::{Grantee, Ident};
+use crate::schema::catalog::Catalog;
+
+pub(super) struct Privileges;
+
+impl Generator for Privileges {
+    fn create(&self, p: &mut Planner, k: &Key) {
+        write(p, k);
+    }
+
+    fn drop(&self, p: &mut Planner, k: &Key) {
+        write(p, k);
+    }
+
+    fn alter(&self, p: &mut Planner, k: &Key) {
+        write(p, k);
+    }
+}
+
+/// Each grantee's privileges on an object (`*` marks WITH GRANT OPTION); `None` when the
+/// catalog holds the entry but not its parts.
+fn grants(cat: &Catalog, k: &Key) -> Option<BTreeMap<Grantee, Vec<String>>> {
+    if !cat.objects.contains_key(k) {
+        return Some(BTreeMap::new());
+    }
+    let entries = Planner::meta(cat, "privileges", &k.1)?.as_array()?;
+    let mut out: BTreeMap<Grantee, Vec<String>> = BTreeMap::new();
+    for e in entries {
+        let grantee = match e.get("grantee").and_then(Value::as_str) {
+            None => Grantee::Public,
+            Some(role) => Grantee::Role(Ident::new(role)),
+        };
+        let privilege = s(e, "privilege")?;
+        // aclexplode() names privileges in upper-case words; anything else is not one.
+        if privilege.is_empty()
+            || !privilege
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == ' ')
+        {
+            return None;
+        }
+        let grantable = e.get("grantable").and_then(Value::as_bool) == Some(true);
+        out.entry(grantee)
+            .or_default()
+            .push(format!("{privilege}{}", if grantable { "*" } else { "" }));
+    }
+    Some(out)
+}
+
+/// Make the privileges of entry `k` what the desired catalog says (its defaults when it has no
+/// entry).
+pub(super) fn write(p: &mut Planner, k: &Key) {
+    let cat = if p.to.objects.contains_key(k) {
+        p.to
+    } else {
+        p.from
+    };
+    let parts = object_of(cat, "privileges", &k.1)
+        .and_then(|o| Some((o.clone(), target(cat, &o, "privileges")?)));
+    let (Some((object, on)), Some(before), Some(after)) =
+        (parts, grants(p.from, k), grants(p.to, k))
+    else {
+        p.note(format!(
+            "privileges on {} are not written by the tool: grant them by hand",
+            k.1
+        ));
+        return;
+    };
+    let owner =
+        p.to.objects
+            .get(&key("owner", &k.1))
+            .cloned()
+            .unwrap_or_else(|| p.role.to_string());
+    let owner = Grantee::Role(Ident::new(owner));
+    // What PUBLIC holds by default: EXECUTE on routines, USAGE on types and domains.
+    let public_default = match &on {
+        Target::Routine { .. } => Some("EXECUTE"),
+        Target::Type { .. } => Some("USAGE"),
+        _ => None,
+    };
+    let (on, column) = match &on {
+        Target::Column(m) => (format!("TABLE {}", m.of), format!(" ({})", m.name)),
+        other => (other.to_string(), String::new()),
+    };
+    let mut grantees: BTreeSet<Grantee> = before.keys().chain(after.keys()).cloned().collect();
+    grantees.insert(Grantee::Public);
+    if column.is_empty() {
+        grantees.insert(owner.clone());
+    }
+    let mut sql: Vec<String> = grantees
+        .iter()
+        .map(|g| format!("REVOKE ALL{column} ON {on} FROM {g};"))
+        .collect();
+    if after.is_empty() && column.is_empty() {
+        sql.push(format!("GRANT ALL ON {on} TO {owner};"));
+        if let Some(privilege) = public_default {
+            sql.push(format!("GRANT {privilege} ON {on} TO PUBLIC;"));
+        }
+        p.note(format!(
+            "privileges on {} go back to the defaults, written as explicit grants",
+            k.1
+        ));
+    }
+    for (g, privs) in &after {
+        let plain: Vec<&str> = privs
+            .iter()
+            .filter(|p| !p.ends_with('*'))
+            .map(String::as_str)
+            .collect();
+        let with: Vec<&str> = privs.iter().filter_map(|p| p.strip_suffix('*')).collect();
+        for (list, option) in [(plain, ""), (with, " WITH GRANT OPTION")] {
+            if !list.is_empty() {
+                sql.push(format!(
+                    "GRANT {}{column} ON {on} TO {g}{option};",
+                    list.join(", ")
+                ));
+            }
+        }
+    }
+    let op = if p.to.objects.contains_key(k) {
+        Op::Create
+    } else {
+        Op::Drop
+    };
+    p.unit(op, k, Place::Main, sql.join("\n"))
+        .needing(vec![object]);
+}

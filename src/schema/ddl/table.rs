@@ -1,0 +1,203 @@
+//! Tables and foreign tables: created with their columns (partitions as `PARTITION OF` their
+//! parent), dropped with their rows (lossy), and changed in place where PostgreSQL can:
+//! partition attachment, logging, row-level security, storage parameters.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::column::definition;
+use super::{Generator, Key, Op, Place, Planner, b, key, s, strings};
+use crate::db::ident::{Member, Name};
+
+pub(super) struct Tables;
+
+/// A relation name found in a meta field (the parent of a partition ...), or a note.
+fn named(p: &mut Planner, what: &str, text: &str) -> Option<Name> {
+    let name = Name::parse(text);
+    if name.is_none() {
+        p.note(format!(
+            "{what} `{text}` is not a name the catalog writes: write that part by hand"
+        ));
+    }
+    name
+}
+
+impl Generator for Tables {
+    fn create(&self, p: &mut Planner, k: &Key) {
+        let Some(name) = p.name(k) else { return };
+        let m = Planner::meta_or_null(p.to, "rel", &k.1);
+        let unlogged = if b(&m, "unlogged") { "UNLOGGED " } else { "" };
+        let foreign = k.0 == "foreign table";
+        let mut sql = if let Some(parent) = s(&m, "parent") {
+            let Some(parent) = named(p, "the parent table", parent) else {
+                return;
+            };
+            format!(
+                "CREATE {unlogged}TABLE {name} PARTITION OF {parent} {}",
+                s(&m, "bound").unwrap_or("DEFAULT")
+            )
+        } else {
+            let mut cols = Vec::new();
+            for (_, c) in Planner::columns_of(p.to, &k.1) {
+                if Planner::automatic(p.to, &key("column", &c)) {
+                    continue;
+                }
+                let Some(def) = definition(p, &c) else { return };
+                cols.push(format!("    {def}"));
+            }
+            let body = if cols.is_empty() {
+                "()".to_string()
+            } else {
+                format!("(\n{}\n)", cols.join(",\n"))
+            };
+            let mut sql = format!(
+                "CREATE {unlogged}{}TABLE {name} {body}",
+                if foreign { "FOREIGN " } else { "" }
+            );
+            let parents = strings(&m, "inherits");
+            if !parents.is_empty() {
+                let mut list = Vec::new();
+                for parent in &parents {
+                    let Some(parent) = named(p, "the parent table", parent) else {
+                        return;
+                    };
+                    list.push(parent.to_string());
+                }
+                let _ = write!(sql, " INHERITS ({})", list.join(", "));
+            }
+            sql
+        };
+        if let Some(k) = s(&m, "partkey") {
+            let _ = write!(sql, " PARTITION BY {k}");
+        }
+        let options = strings(&m, "options");
+        if !options.is_empty() {
+            let _ = write!(sql, " WITH ({})", options.join(", "));
+        }
+        sql.push(';');
+        if b(&m, "rls") {
+            let _ = write!(sql, "\nALTER TABLE {name} ENABLE ROW LEVEL SECURITY;");
+        }
+        if b(&m, "force_rls") {
+            let _ = write!(sql, "\nALTER TABLE {name} FORCE ROW LEVEL SECURITY;");
+        }
+        for (_, c) in Planner::columns_of(p.to, &k.1) {
+            let storage = Planner::meta(p.to, "column", &c).and_then(|m| s(m, "storage"));
+            if let (Some(st), Some(col)) = (storage, Member::parse(&c)) {
+                let _ = write!(
+                    sql,
+                    "\nALTER TABLE {name} ALTER COLUMN {} SET STORAGE {st};",
+                    col.name
+                );
+            }
+        }
+        p.unit(Op::Create, k, Place::Main, sql);
+    }
+
+    fn drop(&self, p: &mut Planner, k: &Key) {
+        let Some(name) = p.name(k) else { return };
+        let foreign = if k.0 == "foreign table" {
+            "FOREIGN "
+        } else {
+            ""
+        };
+        p.unit(
+            Op::Drop,
+            k,
+            Place::Main,
+            format!("DROP {foreign}TABLE {name};"),
+        )
+        .lossy(format!("table {} is dropped with its rows", k.1));
+    }
+
+    fn alter(&self, p: &mut Planner, k: &Key) {
+        if k.0 == "foreign table" {
+            p.recreate(k);
+            return;
+        }
+        let (Some(a), Some(z)) = (
+            Planner::meta(p.from, "rel", &k.1).cloned(),
+            Planner::meta(p.to, "rel", &k.1).cloned(),
+        ) else {
+            return;
+        };
+        let Some(name) = p.name(k) else { return };
+        if a["partkey"] != z["partkey"]
+            || a["relkind"] != z["relkind"]
+            || a["inherits"] != z["inherits"]
+        {
+            p.note(format!(
+                "table {}: its partitioning or inheritance changes, which PostgreSQL cannot alter; write that migration by hand (create the new table, copy, swap)",
+                k.1
+            ));
+            return;
+        }
+        let mut sql = Vec::new();
+        if a["parent"] != z["parent"] || a["bound"] != z["bound"] {
+            if let Some(parent) = s(&a, "parent") {
+                let Some(parent) = named(p, "the parent table", parent) else {
+                    return;
+                };
+                sql.push(format!("ALTER TABLE {parent} DETACH PARTITION {name};"));
+            }
+            if let Some(parent) = s(&z, "parent") {
+                let Some(parent) = named(p, "the parent table", parent) else {
+                    return;
+                };
+                sql.push(format!(
+                    "ALTER TABLE {parent} ATTACH PARTITION {name} {};",
+                    s(&z, "bound").unwrap_or("DEFAULT")
+                ));
+            }
+        }
+        if b(&a, "unlogged") != b(&z, "unlogged") {
+            sql.push(format!(
+                "ALTER TABLE {name} SET {};",
+                if b(&z, "unlogged") {
+                    "UNLOGGED"
+                } else {
+                    "LOGGED"
+                }
+            ));
+        }
+        if b(&a, "rls") != b(&z, "rls") {
+            sql.push(format!(
+                "ALTER TABLE {name} {} ROW LEVEL SECURITY;",
+                if b(&z, "rls") { "ENABLE" } else { "DISABLE" }
+            ));
+        }
+        if b(&a, "force_rls") != b(&z, "force_rls") {
+            sql.push(format!(
+                "ALTER TABLE {name} {}FORCE ROW LEVEL SECURITY;",
+                if b(&z, "force_rls") { "" } else { "NO " }
+            ));
+        }
+        if a["options"] != z["options"] {
+            sql.extend(storage_parameters(&name, &a, &z));
+        }
+        if !sql.is_empty() {
+            p.unit(Op::Alter, k, Place::Main, sql.join("\n"));
+        }
+    }
+}
+
+/// `RESET` what the desired table no longer sets, `SET` what it does (server-normalised
+/// `name=value` options).
+fn storage_parameters(name: &Name, a: &Value, z: &Value) -> Vec<String> {
+    let (old, new) = (strings(a, "options"), strings(z, "options"));
+    let option_name = |o: &str| o.split('=').next().unwrap_or_default().to_string();
+    let reset: Vec<String> = old
+        .iter()
+        .map(|o| option_name(o))
+        .filter(|n| !new.iter().any(|o| option_name(o) == *n))
+        .collect();
+    let mut sql = Vec::new();
+    if !reset.is_empty() {
+        sql.push(format!("ALTER TABLE {name} RESET ({});", reset.join(", ")));
+    }
+    if !new.is_empty() {
+        sql.push(format!("ALTER TABLE {name} SET ({});", new.join(", ")));
+    }
+    sql
+}
