@@ -1,4 +1,5 @@
-//! Exit-code classification: the few error kinds a caller (main) must tell apart.
+//! Exit-code classification: the few error kinds a caller (main) must tell apart, and why a
+//! connection failed. Depends on nothing else in the crate (`db` builds on it).
 
 use std::fmt;
 
@@ -69,12 +70,54 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(c) = err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
         return c.kind.exit_code();
     }
-    match crate::db::connect_reason(err) {
-        Some(
-            crate::db::Reason::Unreachable
-            | crate::db::Reason::NoSlot
-            | crate::db::Reason::StartingUp,
-        ) => Kind::Unreachable.exit_code(),
+    match connect_reason(err) {
+        Some(Reason::Unreachable | Reason::NoSlot | Reason::StartingUp) => {
+            Kind::Unreachable.exit_code()
+        }
         _ => 1,
     }
+}
+
+/// Why a connection failed, for callers that give advice (doctor) and for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Down, unreachable, timed out (exit 4).
+    Unreachable,
+    /// No free connection slot, SQLSTATE 53300 (exit 4).
+    NoSlot,
+    /// Starting up or shutting down, SQLSTATE 57P03 (exit 4).
+    StartingUp,
+    WrongPassword,
+    /// pg_hba.conf or a missing role.
+    Refused,
+    NoDatabase,
+    Tls,
+    Other,
+}
+
+/// A failed connection: what happened, in words, and the [`Reason`].
+#[derive(Debug)]
+pub struct ConnectError {
+    pub reason: Reason,
+    message: String,
+}
+
+pub(crate) fn connect_error(reason: Reason, message: String) -> anyhow::Error {
+    anyhow::Error::new(ConnectError { reason, message })
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// The connection failure's reason anywhere in an error chain.
+#[must_use]
+pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ConnectError>())
+        .map(|c| c.reason)
 }

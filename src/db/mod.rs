@@ -17,7 +17,9 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error;
+use crate::error::{self, connect_error};
+
+pub use crate::error::{ConnectError, Reason, connect_reason};
 
 /// Where and how to connect: a parsed URL plus the TLS policy.
 #[derive(Clone)]
@@ -278,50 +280,6 @@ impl Target {
         };
         connect_error(reason, message)
     }
-}
-
-/// Why a connection failed, for callers that give advice (doctor) and for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Down, unreachable, timed out (exit 4).
-    Unreachable,
-    /// No free connection slot, SQLSTATE 53300 (exit 4).
-    NoSlot,
-    /// Starting up or shutting down, SQLSTATE 57P03 (exit 4).
-    StartingUp,
-    WrongPassword,
-    /// pg_hba.conf or a missing role.
-    Refused,
-    NoDatabase,
-    Tls,
-    Other,
-}
-
-/// A failed connection: what happened, in words, and the [`Reason`].
-#[derive(Debug)]
-pub struct ConnectError {
-    pub reason: Reason,
-    message: String,
-}
-
-fn connect_error(reason: Reason, message: String) -> anyhow::Error {
-    anyhow::Error::new(ConnectError { reason, message })
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
-/// The connection failure's reason anywhere in an error chain.
-#[must_use]
-pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<ConnectError>())
-        .map(|c| c.reason)
 }
 
 /// Whether the server is a streaming-replication standby (`pg_is_in_recovery()`); a simple query,

@@ -13,14 +13,14 @@
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio_postgres::GenericClient;
 
 use super::source::Migration;
 use super::{ledger, runner, verify};
+use crate::db::ident::{Ident, Name};
 use crate::db::{self, Target, quote_literal};
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
-use crate::schema::ddl::{self, Direction, Place, split_member};
+use crate::schema::ddl::{self, Action, Check, Direction, Place, split_member};
 
 /// What `baseline` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +70,15 @@ pub struct Report {
     pub database: String,
     pub version: i64,
     pub outcome: Outcome,
-    /// Steps that change no row: `object: first line of its SQL`.
+    /// Steps that keep every row and value: `object: first line of its SQL`.
     pub safe: Vec<String>,
+    /// Objects only the live database has (indexes, constraints, triggers, functions ...),
+    /// dropped without losing a row.
+    pub dropped: Vec<String>,
     pub blocked: Vec<Blocked>,
+    /// Steps whose data check could not run (why); the reconcile's own transaction still stops
+    /// on rows that fail them.
+    pub not_checked: Vec<String>,
     pub lossy: Vec<String>,
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,7 +122,9 @@ pub async fn baseline(
         version,
         outcome: Outcome::AlreadyAdopted,
         safe: Vec::new(),
+        dropped: Vec::new(),
         blocked: Vec::new(),
+        not_checked: Vec::new(),
         lossy: Vec::new(),
         notes: Vec::new(),
         sql: None,
@@ -150,7 +158,6 @@ pub async fn baseline(
             guess_renames: false,
         },
     );
-    report.lossy.clone_from(&plan.lossy);
     report.notes.clone_from(&plan.notes);
     let ledger_sql = ledger_statements(migrations, &versions);
     // What `init` would do to the database and schema public next: done here, so that `init`
@@ -169,17 +176,18 @@ pub async fn baseline(
         }
         return Ok(report);
     }
-    report.blocked = blockers(&live, &plan, &found, &expected).await?;
-    report.safe = plan
-        .steps
-        .iter()
-        .filter(|s| !report.blocked.iter().any(|b| b.step == s.object))
-        .map(|s| format!("{}: {}", s.object, s.sql.lines().next().unwrap_or_default()))
-        .collect();
-    let (owners, ddl_steps): (Vec<&ddl::Step>, Vec<&ddl::Step>) = plan
-        .steps
-        .iter()
-        .partition(|s| s.object.starts_with("owner ") && s.place == Place::Main);
+    classify(roles, &plan, &found, &mut report).await?;
+    // Owner changes of objects that exist now run first, as the admin; an owner change of an
+    // object the reconcile makes follows its creation, as the app's role.
+    let (owners, ddl_steps): (Vec<&ddl::Step>, Vec<&ddl::Step>) =
+        plan.steps.iter().partition(|s| {
+            s.place == Place::Main
+                && s.object.strip_prefix("owner ").is_some_and(|name| {
+                    found
+                        .objects
+                        .contains_key(&("owner".to_string(), name.to_string()))
+                })
+        });
     let mut owner_sql: Vec<String> = prepare;
     owner_sql.extend(owners.iter().map(|s| s.sql.clone()));
     let ddl_sql: Vec<String> = ddl_steps.iter().map(|s| s.sql.clone()).collect();
@@ -269,8 +277,9 @@ async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result
     )))
 }
 
-/// `init`'s database-level steps still to do (as the admin): PUBLIC's rights on the database,
-/// schema public's owner and PUBLIC's CREATE there. Skipped, with a note, when the admin may not.
+/// `init`'s database-level steps still to do (as the admin): the database's owner, PUBLIC's
+/// rights on it, schema public's owner and PUBLIC's CREATE there, so that `init` after an
+/// adoption changes nothing. Skipped, with a note, when the admin may not.
 async fn init_preparation(
     roles: &Roles<'_>,
     notes: &mut Vec<String>,
@@ -285,22 +294,45 @@ async fn init_preparation(
                     (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
                       OR pg_has_role(current_user, n.nspowner, 'MEMBER'),
                     (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-                      OR pg_has_role(current_user, d.datdba, 'MEMBER')
+                      OR pg_has_role(current_user, d.datdba, 'MEMBER'),
+                    pg_get_userbyid(d.datdba)::text
              FROM pg_database d, pg_namespace n
              WHERE d.datname = current_database() AND n.nspname = 'public'",
             &[],
         )
         .await
         .context("reading the database's and schema public's privileges")?;
-    let (public_connect, schema_owner, public_create, may_schema, may_db): (
+    let (public_connect, schema_owner, public_create, may_schema, may_db, db_owner): (
         bool,
         String,
         bool,
         bool,
         bool,
-    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        String,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
     let mut sql = Vec::new();
     let role = db::quote_ident(app.user());
+    if db_owner != app.user() {
+        if may_db {
+            sql.push(format!(
+                "ALTER DATABASE {} OWNER TO {role};",
+                db::quote_ident(app.dbname())
+            ));
+        } else {
+            notes.push(format!(
+                "database {} stays owned by `{db_owner}` (the admin may not change it); `init` will hand it to `{}`",
+                app.dbname(),
+                app.user()
+            ));
+        }
+    }
     if public_connect {
         if may_db {
             sql.push(format!(
@@ -455,87 +487,208 @@ async fn run_transaction(
     Ok(())
 }
 
-/// Read-only checks for the steps existing rows would make fail: NULLs before NOT NULL,
-/// duplicates before a unique constraint or index, rows failing a new CHECK, orphans before a
-/// foreign key. Up to five rows each, named by primary key (or `ctid`).
-async fn blockers(
-    client: &impl GenericClient,
-    plan: &ddl::Plan,
-    found: &Catalog,
-    expected: &Catalog,
-) -> anyhow::Result<Vec<Blocked>> {
-    let mut out = Vec::new();
-    for step in &plan.steps {
-        let Some((kind, name)) = step.object.split_once(' ') else {
-            continue;
-        };
-        let query = match kind {
-            "column" if step.sql.contains("SET NOT NULL") => {
-                let (table, col) = split_member(name);
-                let id = row_id(found, table);
-                Some((
-                    format!(
-                        "SELECT {id}::text FROM {table} WHERE {col} IS NULL ORDER BY 1 LIMIT 5"
-                    ),
-                    format!("{col} IS NULL in these rows, and the migrations make it NOT NULL"),
-                ))
-            }
-            "constraint" if !name.starts_with("domain ") => {
-                let (table, _) = split_member(name);
-                if found.objects.contains_key(&("table".into(), table.into())) {
-                    let def = expected
-                        .objects
-                        .get(&("constraint".into(), name.into()))
-                        .cloned()
-                        .unwrap_or_default();
-                    constraint_query(found, table, &def)
-                } else {
-                    None
-                }
-            }
-            "index" => {
-                let def = expected
-                    .objects
-                    .get(&("index".into(), name.into()))
-                    .cloned()
-                    .unwrap_or_default();
-                unique_index_query(found, &def)
-            }
-            _ => None,
-        };
-        let Some((sql, problem)) = query else {
-            continue;
-        };
-        // A check that reads a column whose type the reconcile changes first (json -> jsonb)
-        // cannot be evaluated before it: the transaction itself finds such rows.
-        let Ok(rows) = ledger::simple_rows(client, &sql).await else {
-            continue;
-        };
-        if !rows.is_empty() {
-            out.push(Blocked {
-                step: step.object.clone(),
-                problem,
-                rows: rows.into_iter().map(|r| r.join(", ")).collect(),
-            });
-        }
-    }
-    Ok(out)
+/// What a step's [`Check`] found.
+enum Checked {
+    /// No step, or no row against it.
+    Clear,
+    /// These rows stop the step (or would change their value).
+    Rows(String, Vec<String>),
+    /// The check could not run; why.
+    Failed(String),
 }
 
-/// How to name a row of `table` in messages: its one-column primary key, else `ctid`.
-fn row_id(found: &Catalog, table: &str) -> String {
+/// The report's groups, from the plan and what each step's check found: read-only queries run
+/// as the admin (who sees every row, with row-level security off) in their own read-only
+/// transaction each. A check that cannot run is "not checked", never "safe".
+async fn classify(
+    roles: &Roles<'_>,
+    plan: &ddl::Plan,
+    found: &Catalog,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let client = roles
+        .admin
+        .with_dbname(roles.app.dbname())
+        .connect()
+        .await?;
+    let mut objects: Vec<(String, Vec<&ddl::Step>)> = Vec::new();
+    for step in &plan.steps {
+        match objects.iter_mut().find(|(o, _)| *o == step.object) {
+            Some((_, steps)) => steps.push(step),
+            None => objects.push((step.object.clone(), vec![step])),
+        }
+    }
+    for (object, steps) in objects {
+        let mut blocked = false;
+        let mut unchecked = None;
+        let mut lossy: Vec<String> = Vec::new();
+        for step in &steps {
+            let checked = match &step.check {
+                Some(check) => run_check(&client, found, check).await,
+                None => Checked::Clear,
+            };
+            let generated = matches!(step.check, Some(Check::GeneratedMatches { .. }));
+            match checked {
+                Checked::Rows(problem, rows) => {
+                    blocked = true;
+                    report.blocked.push(Blocked {
+                        step: object.clone(),
+                        problem,
+                        rows,
+                    });
+                }
+                Checked::Failed(why) => {
+                    unchecked = Some(why);
+                    lossy.extend(step.lossy.clone());
+                }
+                // A re-made generated column whose every stored value is what the expression
+                // gives loses nothing.
+                Checked::Clear if generated => {}
+                Checked::Clear => lossy.extend(step.lossy.clone()),
+            }
+        }
+        report.lossy.extend(lossy.iter().cloned());
+        if blocked || !lossy.is_empty() {
+            continue;
+        }
+        let first = |s: &&ddl::Step| s.sql.lines().next().unwrap_or_default().to_string();
+        let generated = steps.iter().find_map(|s| match &s.check {
+            Some(Check::GeneratedMatches { expr, .. }) => Some(expr.clone()),
+            _ => None,
+        });
+        let made = steps.iter().find(|s| s.action == Action::Create);
+        let line = if steps.iter().all(|s| s.removes) {
+            report
+                .dropped
+                .push(format!("{object}: {}", first(&steps[0])));
+            continue;
+        } else if let Some(expr) = generated {
+            format!(
+                "{object}: made again as GENERATED ALWAYS AS ({expr}) STORED (every stored value already equals it)"
+            )
+        } else if let Some(made) = made
+            && steps.iter().any(|s| s.action == Action::Drop)
+        {
+            format!("{object}: made again: {}", first(made))
+        } else {
+            let main = steps
+                .iter()
+                .find(|s| s.action != Action::Drop)
+                .unwrap_or(&steps[0]);
+            format!("{object}: {}", first(main))
+        };
+        match unchecked {
+            Some(why) => report
+                .not_checked
+                .push(format!("{line} (not checked: {why})")),
+            None => report.safe.push(line),
+        }
+    }
+    Ok(())
+}
+
+/// Run one check in a read-only transaction of its own.
+async fn run_check(client: &tokio_postgres::Client, found: &Catalog, check: &Check) -> Checked {
+    let Some((sql, problem)) = check_query(found, check) else {
+        return Checked::Failed("the tool cannot write a query for it".into());
+    };
+    let begin =
+        "BEGIN READ ONLY; SET LOCAL row_security = off; SET LOCAL statement_timeout = '60s'";
+    let result = match client.batch_execute(begin).await {
+        Ok(()) => client.simple_query(&sql).await,
+        Err(e) => Err(e),
+    };
+    let _ = client.batch_execute("ROLLBACK").await;
+    match result {
+        Ok(messages) => {
+            let rows: Vec<String> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some(r.get(0).unwrap_or("NULL").to_string())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if rows.is_empty() {
+                Checked::Clear
+            } else {
+                Checked::Rows(problem, rows)
+            }
+        }
+        Err(e) => Checked::Failed(
+            db::describe_error(&e)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    }
+}
+
+/// The read-only query for a check (up to five rows, each named by its primary key or
+/// `ctid`), and what the rows it finds mean.
+fn check_query(found: &Catalog, check: &Check) -> Option<(String, String)> {
+    match check {
+        Check::NotNull { table, column } => {
+            let id = row_id(found, table);
+            Some((
+                format!(
+                    "SELECT {id}::text FROM {table} t WHERE t.{column} IS NULL ORDER BY 1 LIMIT 5"
+                ),
+                format!(
+                    "{} IS NULL in these rows, and the migrations make it NOT NULL",
+                    column.raw()
+                ),
+            ))
+        }
+        Check::Constraint { table, def, rows } => constraint_query(found, table, def, rows),
+        Check::UniqueIndex { table, def } => unique_index_query(table, def),
+        Check::GeneratedMatches {
+            table,
+            column,
+            expr,
+            rows,
+        } => {
+            let id = row_id(found, table);
+            Some((
+                format!(
+                    "SELECT {id} || {label} || coalesce(t.{column}::text, 'NULL') FROM {rows} WHERE t.{column} IS DISTINCT FROM ({expr}) ORDER BY 1 LIMIT 5",
+                    label = quote_literal(&format!(", {}=", column.raw()))
+                ),
+                format!(
+                    "these rows store a {} that differs from what the generated expression {expr} gives, so re-making it as a generated column would change them",
+                    column.raw()
+                ),
+            ))
+        }
+    }
+}
+
+/// How to name a row of `table` (aliased `t`) in messages: its one-column primary key, else
+/// `ctid`.
+fn row_id(found: &Catalog, table: &Name) -> String {
+    let key = table.to_string();
     found
         .objects
         .iter()
-        .filter(|((k, n), _)| k == "constraint" && split_member(n).0 == table)
+        .filter(|((k, n), _)| k == "constraint" && split_member(n).0 == key)
         .find_map(|(_, def)| {
-            let cols = def.strip_prefix("PRIMARY KEY (")?.strip_suffix(')')?;
-            (!cols.contains(',')).then(|| format!("'{}=' || {cols}", cols.trim_matches('"')))
+            let col = Ident::parse(def.strip_prefix("PRIMARY KEY (")?.strip_suffix(')')?)?;
+            Some(format!(
+                "{} || t.{col}",
+                quote_literal(&format!("{}=", col.raw()))
+            ))
         })
-        .unwrap_or_else(|| "'ctid=' || ctid".to_string())
+        .unwrap_or_else(|| "'ctid=' || t.ctid".to_string())
 }
 
-fn constraint_query(found: &Catalog, table: &str, def: &str) -> Option<(String, String)> {
+fn constraint_query(
+    found: &Catalog,
+    table: &Name,
+    def: &str,
+    rows: &str,
+) -> Option<(String, String)> {
     let id = row_id(found, table);
     if let Some(cols) = def
         .strip_prefix("UNIQUE (")
@@ -544,7 +697,7 @@ fn constraint_query(found: &Catalog, table: &str, def: &str) -> Option<(String, 
     {
         return Some((
             format!(
-                "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {table} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+                "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {rows} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
             ),
             format!("duplicate values of ({cols}), and the migrations make them unique ({def})"),
         ));
@@ -552,7 +705,7 @@ fn constraint_query(found: &Catalog, table: &str, def: &str) -> Option<(String, 
     if let Some(expr) = def.strip_prefix("CHECK ") {
         let expr = expr.strip_suffix(" NOT VALID").unwrap_or(expr);
         return Some((
-            format!("SELECT {id}::text FROM {table} WHERE NOT {expr} ORDER BY 1 LIMIT 5"),
+            format!("SELECT {id}::text FROM {rows} WHERE NOT {expr} ORDER BY 1 LIMIT 5"),
             format!("these rows fail {def}"),
         ));
     }
@@ -560,36 +713,30 @@ fn constraint_query(found: &Catalog, table: &str, def: &str) -> Option<(String, 
     let (col, rest) = rest.split_once(") REFERENCES ")?;
     let (target, rest) = rest.split_once('(')?;
     let (ref_col, _) = rest.split_once(')')?;
-    if col.contains(',') {
-        return None;
-    }
+    let (col, ref_col) = (Ident::parse(col)?, Ident::parse(ref_col)?);
+    let target = Name::parse(target)?;
     Some((
         format!(
-            "SELECT {id} || ', {col}=' || t.{col}::text FROM {table} t WHERE t.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} r WHERE r.{ref_col} = t.{col}) ORDER BY 1 LIMIT 5"
-        )
-        .replace("SELECT 'ctid=' || ctid ||", "SELECT 'ctid=' || t.ctid ||"),
+            "SELECT {id} || {label} || t.{col}::text FROM {rows} WHERE t.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} r WHERE r.{ref_col} = t.{col}) ORDER BY 1 LIMIT 5",
+            label = quote_literal(&format!(", {}=", col.raw()))
+        ),
         format!("these rows point at no {target} row, and the migrations add {def}"),
     ))
 }
 
-fn unique_index_query(found: &Catalog, def: &str) -> Option<(String, String)> {
+fn unique_index_query(table: &Name, def: &str) -> Option<(String, String)> {
     let rest = def.strip_prefix("CREATE UNIQUE INDEX ")?;
     if rest.contains(" WHERE ") {
         return None;
     }
-    let (_, rest) = rest.split_once(" ON ")?;
-    let (table, rest) = rest.split_once(" USING ")?;
+    let (_, rest) = rest.split_once(" USING ")?;
     let cols = rest.split_once('(')?.1.strip_suffix(')')?;
     if cols.contains('(') {
         return None;
     }
-    let table = table.strip_prefix("public.").unwrap_or(table);
-    if !found.objects.contains_key(&("table".into(), table.into())) {
-        return None;
-    }
     Some((
         format!(
-            "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {table} GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+            "SELECT concat_ws(', ', {cols}) || ' (' || count(*) || ' rows)' FROM {table} t GROUP BY {cols} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
         ),
         format!("duplicate values of ({cols}), and the migrations add a unique index on them"),
     ))

@@ -371,10 +371,14 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
         let _ = writeln!(text, "{title}");
         if place == Place::Main {
             text.push_str("BEGIN;\n");
-            // As whoever runs it (the admin): owner changes, and what objects owned by other
-            // roles need (dropping a table someone else made).
+            // As whoever runs it (the admin): owner changes of objects that exist now, and what
+            // objects owned by other roles need (dropping a table someone else made). An owner
+            // change of an object the fix makes again follows its creation, as the role.
             let foreign = |s: &&&ddl::Step| {
-                s.object.starts_with("owner ") || owned_by_other(live, &s.object, role)
+                s.object.strip_prefix("owner ").is_some_and(|name| {
+                    live.objects
+                        .contains_key(&("owner".to_string(), name.to_string()))
+                }) || owned_by_other(live, &s.object, role)
             };
             for s in steps.iter().filter(foreign) {
                 let _ = writeln!(text, "{}", s.sql);

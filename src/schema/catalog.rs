@@ -327,8 +327,8 @@ const META: &[&str] = &[
             (SELECT json_agg(json_build_object(
                       'grantee', CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END,
                       'privilege', a.privilege_type, 'grantable', a.is_grantable)
-                    ORDER BY a.grantee, a.privilege_type)
-             FROM aclexplode(acl) a)::text
+                    ORDER BY a.n)
+             FROM aclexplode(acl) WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, n))::text
      FROM acls",
     "SELECT '~extension', quote_ident(e.extname),
             json_build_object('schema', n.nspname, 'version', e.extversion)::text

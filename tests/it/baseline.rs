@@ -479,3 +479,144 @@ async fn an_admin_that_may_not_act_for_the_role_is_refused_up_front() {
     assert!(err.contains(&t.name), "{err}");
     assert_eq!(dump(&t), before, "nothing changed");
 }
+
+/// The database as the seed guide's manual steps left it when the admin ran `createdb` without
+/// OWNER: the admin owns it, the app's role has `GRANT ALL`, and its tables are the role's.
+async fn legacy_owned_by_admin(t: &TestDb, schema: &str, rows: &str) -> tokio_postgres::Client {
+    let admin = connect(&cluster().admin_url).await;
+    for sql in [
+        format!(
+            "CREATE ROLE {n} LOGIN PASSWORD '{p}'",
+            n = t.name,
+            p = t.password
+        ),
+        format!("CREATE DATABASE {n}", n = t.name),
+        format!("GRANT ALL ON DATABASE {n} TO {n}", n = t.name),
+    ] {
+        admin.batch_execute(&sql).await.expect("manual setup");
+    }
+    connect(&with_db(&cluster().admin_url, &t.name))
+        .await
+        .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {}", t.name))
+        .await
+        .expect("grant on public");
+    let app = connect(&t.app_url()).await;
+    app.batch_execute(schema)
+        .await
+        .expect("the backend's schema");
+    app.batch_execute(rows).await.expect("rows");
+    app
+}
+
+/// Blockers are found with rights that see the rows (a table the app's role cannot read); the
+/// report's groups say what the reconcile does (no DROP under "safe", a plain `tokens_total`
+/// that already holds the sums is re-made as generated without loss); `init` after the
+/// adoption changes nothing, even where the admin owned the database.
+#[tokio::test]
+async fn the_report_says_what_the_reconcile_does() {
+    let t = TestDb::new("adopt_groups");
+    // A team's variant: tokens_total stored by the ORM, holding the sums.
+    let schema = SQLALCHEMY.replace(
+        "tokens_completion INTEGER NOT NULL,",
+        "tokens_completion INTEGER NOT NULL, tokens_total INTEGER,",
+    );
+    let rows = ROWS
+        .replace(", 120, 80, 0.0125,", ", 120, 80, 200, 0.0125,")
+        .replace(", 0, 0, 0.0000,", ", 0, 0, 0, 0.0000,");
+    let app = legacy_owned_by_admin(&t, &schema, &rows).await;
+    let out = expect_exit(t.cmd().args(["migrate", "baseline", "--json"]), 1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let list = |field: &str| -> Vec<String> {
+        report[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} in {report}"))
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let safe = list("safe");
+    assert!(
+        safe.iter()
+            .all(|s| !s.contains(" DROP ") && !s.contains(": DROP")),
+        "nothing under safe drops: {safe:#?}"
+    );
+    assert!(
+        safe.iter()
+            .any(|s| s.starts_with("column usage_logs.tokens_total: made again as GENERATED")),
+        "{safe:#?}"
+    );
+    assert!(list("lossy").is_empty(), "{report}");
+    assert!(
+        list("dropped")
+            .iter()
+            .any(|s| s.starts_with("index ix_department_quotas_department_id")),
+        "{report}"
+    );
+    // A stored total that differs from the sum blocks the re-make instead.
+    app.batch_execute("UPDATE usage_logs SET tokens_total = 1 WHERE tokens_prompt = 0")
+        .await
+        .expect("update");
+    let out = expect_exit(t.cmd().args(["migrate", "baseline"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("column usage_logs.tokens_total: these rows store a tokens_total")
+            && text.contains("id=00000000-0000-0000-0000-0000000000b2, tokens_total=1"),
+        "{text}"
+    );
+    app.batch_execute("UPDATE usage_logs SET tokens_total = 0 WHERE tokens_prompt = 0")
+        .await
+        .expect("update");
+
+    // A NULL the app's role cannot see (the table is another role's, and closed to it).
+    let admin = t.admin().await;
+    let other = format!("{}_other", t.name);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {other} NOLOGIN;
+             UPDATE users SET is_active = NULL WHERE username = 'bob';
+             ALTER TABLE users OWNER TO {other};
+             REVOKE ALL ON users FROM {app};",
+            app = t.name
+        ))
+        .await
+        .expect("hide users");
+    let out = expect_exit(t.cmd().args(["migrate", "baseline"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let blocked = text.split("blocked by data").nth(1).unwrap_or_default();
+    assert!(
+        blocked.contains("column users.is_active: is_active IS NULL")
+            && blocked.contains("id=00000000-0000-0000-0000-0000000000a2"),
+        "{text}"
+    );
+    admin
+        .batch_execute(&format!(
+            "UPDATE users SET is_active = false WHERE username = 'bob';
+             ALTER TABLE users OWNER TO {app};",
+            app = t.name
+        ))
+        .await
+        .expect("give users back");
+
+    run_ok(
+        t.cmd()
+            .args(["migrate", "baseline", "--reconcile", "--yes"]),
+    );
+    let owner: String = admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(
+        owner, t.name,
+        "the database is the role's, as init makes it"
+    );
+    let facts = db_facts(&t).await;
+    let schema = dump(&t);
+    let init = run_ok(t.cmd().arg("init"));
+    assert!(init.contains("nothing to change"), "{init}");
+    assert_eq!(db_facts(&t).await, facts, "init after adoption is a no-op");
+    assert_eq!(dump(&t), schema);
+}

@@ -7,6 +7,7 @@ mod diff;
 mod doctor;
 mod guards;
 mod ha;
+mod hostile;
 mod init;
 mod integrity;
 mod layering;

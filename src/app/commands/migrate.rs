@@ -250,7 +250,15 @@ compared with the schema migrations 0001..{:04} make (built in a scratch databas
                 }
             }
         };
-        group("safe to reconcile", &report.safe);
+        group("safe to reconcile (every row and value kept)", &report.safe);
+        group(
+            "dropped, no row lost (only the live database has them)",
+            &report.dropped,
+        );
+        group(
+            "not checked against the data (the reconcile's transaction still stops on rows that fail them)",
+            &report.not_checked,
+        );
         group("lossy (only with --allow-data-loss)", &report.lossy);
         group("notes", &report.notes);
         if !report.blocked.is_empty() {

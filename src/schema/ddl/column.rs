@@ -105,6 +105,7 @@ fn change(p: &mut Planner, k: &Key) {
             let Some(def) = definition(p, &k.1) else {
                 return;
             };
+            let rows = p.converted_rows(split_member(&k.1).0, &table);
             let unit = p.unit(
                 Op::Alter,
                 k,
@@ -122,6 +123,7 @@ fn change(p: &mut Planner, k: &Key) {
                     table: table.clone(),
                     column: col.clone(),
                     expr: s(&want, "generated").unwrap_or_default().to_string(),
+                    rows: rows.clone(),
                 });
             }
             return;

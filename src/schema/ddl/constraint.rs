@@ -32,6 +32,7 @@ impl Generator for Constraints {
         let check = existing.then(|| Check::Constraint {
             table: of.clone(),
             def: def.clone(),
+            rows: p.converted_rows(&table, of),
         });
         if p.direction == Direction::Up
             && !p.options.one_transaction

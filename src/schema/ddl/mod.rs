@@ -12,7 +12,7 @@
 //! dropped table is not dropped twice.
 //!
 //! Names enter the SQL only through [`crate::db::ident`]: generators parse the catalog's keys
-//! (which the server wrote with `quote_ident`) into [`Name`], [`Member`] and [`Routine`], and
+//! (which the server itself quoted) into [`Name`], [`Member`] and [`Routine`], and
 //! role names into [`Ident`], whose `Display` quotes. Description text (the server's
 //! describe/identify functions, ACL item text) is never read by the catalog, so it cannot reach
 //! SQL; a key that does not parse as names is left out with a note instead of being written.
@@ -80,8 +80,13 @@ pub enum Direction {
 pub enum Check {
     /// `SET NOT NULL`: no NULL in the column.
     NotNull { table: Name, column: Ident },
-    /// A constraint added to an existing table; `def` is the server's `pg_get_constraintdef`.
-    Constraint { table: Name, def: String },
+    /// A constraint added to an existing table; `def` is the server's `pg_get_constraintdef`,
+    /// `rows` the table's rows as the plan converts them first (`(SELECT ... ) t`).
+    Constraint {
+        table: Name,
+        def: String,
+        rows: String,
+    },
     /// A unique index built on an existing table; `def` is the server's `pg_get_indexdef`.
     UniqueIndex { table: Name, def: String },
     /// A plain column re-made as a generated one: each stored value must equal what `expr`
@@ -90,12 +95,22 @@ pub enum Check {
         table: Name,
         column: Ident,
         expr: String,
+        rows: String,
     },
+}
+
+/// What a step does to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Drop,
+    Alter,
+    Create,
 }
 
 /// One statement group, with the object it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    pub action: Action,
     pub place: Place,
     pub object: String,
     pub sql: String,
@@ -103,6 +118,8 @@ pub struct Step {
     pub lossy: Option<String>,
     /// What existing rows must satisfy.
     pub check: Option<Check>,
+    /// It drops an object the desired schema does not have (not part of a re-make).
+    pub removes: bool,
 }
 
 /// The ordered DDL, and what a reviewer must know about it.
@@ -151,13 +168,7 @@ pub fn is_routine_step(object: &str) -> bool {
         .any(|p| object.starts_with(p))
 }
 
-/// What a unit does to its object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Op {
-    Drop,
-    Alter,
-    Create,
-}
+use Action as Op;
 
 /// What else a unit does that its dependents must know of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -498,6 +509,32 @@ impl Planner<'_> {
             .collect();
         cols.sort();
         cols
+    }
+
+    /// The rows of the existing table `table` as the plan converts them (columns whose type
+    /// changes cast to their new type), for checks that must read them the way the new
+    /// constraint will: `(SELECT ctid, a, b::jsonb AS b FROM t) t`.
+    fn converted_rows(&self, table: &str, name: &Name) -> String {
+        let mut columns = vec!["ctid".to_string()];
+        let mut cast = false;
+        for (_, c) in Self::columns_of(self.from, table) {
+            let Some(col) = Member::parse(&c) else {
+                continue;
+            };
+            let ty = |cat| Self::meta(cat, "column", &c).and_then(|m| s(m, "type"));
+            match (ty(self.from), ty(self.to)) {
+                (Some(old), Some(new)) if old != new => {
+                    cast = true;
+                    columns.push(format!("{n}::{new} AS {n}", n = col.name));
+                }
+                _ => columns.push(col.name.to_string()),
+            }
+        }
+        if cast {
+            format!("(SELECT {} FROM {name}) t", columns.join(", "))
+        } else {
+            format!("{name} t")
+        }
     }
 
     /// An index or constraint on a table that exists before and after (and is not

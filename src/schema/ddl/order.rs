@@ -213,11 +213,15 @@ pub(super) fn order(p: &mut Planner) -> Vec<Step> {
         .map(|i| {
             let u = &p.units[i];
             Step {
+                action: u.op,
                 place: u.place,
                 object: format!("{} {}", u.key.0, u.key.1),
                 sql: u.sql.clone(),
                 lossy: u.lossy.clone(),
                 check: u.check.clone(),
+                removes: u.op == Op::Drop
+                    && base(&u.key) == u.key
+                    && !p.to.objects.contains_key(&u.key),
             }
         })
         .collect()

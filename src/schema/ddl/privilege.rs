@@ -2,7 +2,7 @@
 //! what the desired ACL holds), from the catalog's `aclexplode()` parts: each grantee is a role
 //! name from `pg_roles` (or PUBLIC) and goes through [`Grantee`], never parsed from ACL text.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -27,14 +27,15 @@ impl Generator for Privileges {
     }
 }
 
-/// Each grantee's privileges on an object (`*` marks WITH GRANT OPTION); `None` when the
-/// catalog holds the entry but not its parts.
-fn grants(cat: &Catalog, k: &Key) -> Option<BTreeMap<Grantee, Vec<String>>> {
+/// Each grantee's privileges on an object (`*` marks WITH GRANT OPTION), in the ACL's own
+/// order (granting in that order gives back the same ACL); `None` when the catalog holds the
+/// entry but not its parts.
+fn grants(cat: &Catalog, k: &Key) -> Option<Vec<(Grantee, Vec<String>)>> {
     if !cat.objects.contains_key(k) {
-        return Some(BTreeMap::new());
+        return Some(Vec::new());
     }
     let entries = Planner::meta(cat, "privileges", &k.1)?.as_array()?;
-    let mut out: BTreeMap<Grantee, Vec<String>> = BTreeMap::new();
+    let mut out: Vec<(Grantee, Vec<String>)> = Vec::new();
     for e in entries {
         let grantee = match e.get("grantee").and_then(Value::as_str) {
             None => Grantee::Public,
@@ -50,9 +51,11 @@ fn grants(cat: &Catalog, k: &Key) -> Option<BTreeMap<Grantee, Vec<String>>> {
             return None;
         }
         let grantable = e.get("grantable").and_then(Value::as_bool) == Some(true);
-        out.entry(grantee)
-            .or_default()
-            .push(format!("{privilege}{}", if grantable { "*" } else { "" }));
+        let privilege = format!("{privilege}{}", if grantable { "*" } else { "" });
+        match out.iter_mut().find(|(g, _)| *g == grantee) {
+            Some((_, privileges)) => privileges.push(privilege),
+            None => out.push((grantee, vec![privilege])),
+        }
     }
     Some(out)
 }
@@ -92,7 +95,11 @@ pub(super) fn write(p: &mut Planner, k: &Key) {
         Target::Column(m) => (format!("TABLE {}", m.of), format!(" ({})", m.name)),
         other => (other.to_string(), String::new()),
     };
-    let mut grantees: BTreeSet<Grantee> = before.keys().chain(after.keys()).cloned().collect();
+    let mut grantees: BTreeSet<Grantee> = before
+        .iter()
+        .chain(&after)
+        .map(|(g, _)| g.clone())
+        .collect();
     grantees.insert(Grantee::Public);
     if column.is_empty() {
         grantees.insert(owner.clone());
