@@ -143,6 +143,11 @@ impl ConnectOptions {
 pub struct Endpoint {
     pub config: Config,
     pub tls: TlsMode,
+    /// With several hosts and the password from the password file: each host's own password
+    /// (libpq matches the file per host; a host with no line gets none). Empty otherwise.
+    pub host_passwords: Vec<Option<Secret>>,
+    /// Where the password came from, when it was the password file (for authentication errors).
+    pub passfile: Option<PathBuf>,
 }
 
 /// Parse `url` (`postgres://` or key=value) and fill what it leaves out from libpq's environment,
@@ -182,24 +187,38 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
     {
         config.dbname(dbname);
     }
+    let mut host_passwords = Vec::new();
+    let mut passfile = None;
     if config.get_password().is_none()
         && let Some(file) = &options.passfile
     {
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            // libpq: a Unix-socket connection matches `localhost` lines.
-            _ => "localhost".to_string(),
-        };
-        let port = config
-            .get_ports()
-            .first()
-            .copied()
-            .unwrap_or(5432)
-            .to_string();
         let user = config.get_user().unwrap_or("postgres").to_string();
         let dbname = config.get_dbname().unwrap_or(&user).to_string();
-        if let Some(password) = passfile_password(file, [&host, &port, &dbname, &user])? {
-            config.password(password);
+        let ports = config.get_ports().to_vec();
+        let mut found = Vec::new();
+        for (i, host) in config.get_hosts().iter().enumerate() {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                // libpq: a Unix-socket connection matches `localhost` lines.
+                tokio_postgres::config::Host::Unix(_) => "localhost".to_string(),
+            };
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432)
+                .to_string();
+            found.push(passfile_password(file, [&host, &port, &dbname, &user])?);
+        }
+        if found.iter().any(Option::is_some) {
+            passfile = Some(file.clone());
+        }
+        match found.as_slice() {
+            [Some(password)] => {
+                config.password(password.as_str());
+            }
+            [_] | [] => {}
+            _ => host_passwords = found.into_iter().map(|p| p.map(Secret::new)).collect(),
         }
     }
     config.connect_timeout(options.connect_timeout);
@@ -210,7 +229,12 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
         Some(mode) => TlsMode::from_sslmode(&mode, source)?,
         None => options.tls,
     };
-    Ok(Endpoint { config, tls })
+    Ok(Endpoint {
+        config,
+        tls,
+        host_passwords,
+        passfile,
+    })
 }
 
 /// The password of the first line of libpq's password file that matches
@@ -228,7 +252,10 @@ pub fn passfile_password(
         return Ok(None);
     };
     if !meta.is_file() {
-        return Ok(None);
+        return Err(error::usage(format!(
+            "the password file `{}` (PGPASSFILE, else ~/.pgpass) is not a plain file; point PGPASSFILE at the file itself, or remove it",
+            file.display()
+        )));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(error::usage(format!(
@@ -253,26 +280,38 @@ pub fn passfile_password(
                 && fields[..4]
                     .iter()
                     .zip(wanted)
-                    .all(|(field, want)| field == "*" || field == want))
-            .then(|| fields[4].clone())
+                    .all(|((field, wildcard), want)| *wildcard || field == want))
+            .then(|| fields[4].0.clone())
         }))
 }
 
-/// Split a password-file line at unescaped colons, undoing `\:` and `\\`.
-fn passfile_fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
+/// Split a password-file line at unescaped colons, undoing `\:` and `\\`; each field with
+/// whether it is the wildcard (a bare `*`: an escaped `\*` is a literal star, as in libpq).
+fn passfile_fields(line: &str) -> Vec<(String, bool)> {
+    let mut fields = vec![(String::new(), false)];
+    let mut escaped_any = false;
     let mut chars = line.chars();
+    let close = |fields: &mut Vec<(String, bool)>, escaped: bool| {
+        let last = fields.last_mut().expect("one field");
+        last.1 = last.0 == "*" && !escaped;
+    };
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 if let Some(next) = chars.next() {
-                    fields.last_mut().expect("one field").push(next);
+                    fields.last_mut().expect("one field").0.push(next);
+                    escaped_any = true;
                 }
             }
-            ':' if fields.len() < 5 => fields.push(String::new()),
-            c => fields.last_mut().expect("one field").push(c),
+            ':' if fields.len() < 5 => {
+                close(&mut fields, escaped_any);
+                escaped_any = false;
+                fields.push((String::new(), false));
+            }
+            c => fields.last_mut().expect("one field").0.push(c),
         }
     }
+    close(&mut fields, escaped_any);
     fields
 }
 
@@ -457,6 +496,31 @@ mod tests {
             Some("wild:card")
         );
         assert_eq!(get(["db.internal", "5432", "ops", "bob"]), None);
+        // An escaped star is a literal star, not a wildcard.
+        let literal = passfile("h:5432:\\*:u:star\n", 0o600);
+        let star = |db: &str| passfile_password(&literal.0, ["h", "5432", db, "u"]).expect("ok");
+        assert_eq!(star("*").as_deref(), Some("star"));
+        assert_eq!(star("other"), None);
+        // Several hosts: each gets only its own line's password.
+        let two = passfile("127.0.0.2:6001:*:u:for-a\n", 0o600);
+        let options = ConnectOptions {
+            passfile: Some(two.0.clone()),
+            ..ConnectOptions::default()
+        };
+        let e = resolve(
+            "postgresql://u@127.0.0.2:6001,127.0.0.1:6002/db",
+            "t",
+            &options,
+        )
+        .expect("resolves");
+        assert_eq!(e.config.get_password(), None, "no shared password");
+        assert_eq!(
+            e.host_passwords
+                .iter()
+                .map(|p| p.as_ref().map(|s| s.expose().to_string()))
+                .collect::<Vec<_>>(),
+            [Some("for-a".to_string()), None]
+        );
         // Through resolve: only when neither the URL nor PGPASSWORD has one.
         let options = ConnectOptions {
             passfile: Some(file.0.clone()),

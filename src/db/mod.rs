@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -32,6 +32,10 @@ pub struct Target {
     source: String,
     /// How long to keep retrying a server that is down, starting or full (`--wait`).
     wait: Duration,
+    /// Each host's own password from the password file (several hosts, none in the URL).
+    host_passwords: Vec<Option<Secret>>,
+    /// The password file the password came from, for authentication errors.
+    passfile: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -47,7 +51,12 @@ impl Target {
     /// # Errors
     /// A usage error naming `source` (the password is never shown); an unreadable root cert.
     pub fn parse(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Result<Target> {
-        let endpoint::Endpoint { config, tls } = endpoint::resolve(url, source, options)?;
+        let endpoint::Endpoint {
+            config,
+            tls,
+            host_passwords,
+            passfile,
+        } = endpoint::resolve(url, source, options)?;
         let connector = match tls {
             TlsMode::Disable => None,
             mode => Some(tls::connector(mode, options.root_cert.as_deref())?),
@@ -58,6 +67,8 @@ impl Target {
             connector,
             source: source.to_string(),
             wait: options.wait,
+            host_passwords,
+            passfile,
         })
     }
 
@@ -72,6 +83,8 @@ impl Target {
             connector: self.connector.clone(),
             source: format!("role `{user}` on {}", self.source),
             wait: self.wait,
+            host_passwords: Vec::new(),
+            passfile: None,
         }
     }
 
@@ -86,6 +99,8 @@ impl Target {
             connector: self.connector.clone(),
             source: self.source.clone(),
             wait: self.wait,
+            host_passwords: self.host_passwords.clone(),
+            passfile: self.passfile.clone(),
         }
     }
 
@@ -101,33 +116,51 @@ impl Target {
         self.config.get_dbname().unwrap_or_else(|| self.user())
     }
 
-    /// A URL for people: the password is masked.
+    /// A URL for people: the password is masked; every host and `target_session_attrs` are
+    /// kept, so what is printed reaches the same server (the primary of an HA group).
     #[must_use]
     pub fn describe(&self) -> String {
-        let host = match self.config.get_hosts().first() {
-            Some(Host::Tcp(h)) => h.clone(),
-            Some(Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".into(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let password = if self.config.get_password().is_some() {
+        let password = if self.config.get_password().is_some() || !self.host_passwords.is_empty() {
             ":***"
         } else {
             ""
         };
-        if host.starts_with('/') {
-            format!(
-                "postgresql://{}{password}@/{}?host={host}&port={port}",
-                self.user(),
-                self.dbname()
-            )
-        } else {
-            format!(
-                "postgresql://{}{password}@{host}:{port}/{}",
-                self.user(),
-                self.dbname()
-            )
+        let ports = self.config.get_ports();
+        let port = |i: usize| {
+            ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432)
+        };
+        let mut tcp = Vec::new();
+        let mut params = Vec::new();
+        for (i, host) in self.config.get_hosts().iter().enumerate() {
+            match host {
+                Host::Tcp(h) if h.contains(':') => tcp.push(format!("[{h}]:{}", port(i))),
+                Host::Tcp(h) => tcp.push(format!("{h}:{}", port(i))),
+                Host::Unix(p) => {
+                    params.push(format!("host={}", p.display()));
+                    params.push(format!("port={}", port(i)));
+                }
+            }
         }
+        match self.config.get_target_session_attrs() {
+            TargetSessionAttrs::ReadWrite => params.push("target_session_attrs=read-write".into()),
+            TargetSessionAttrs::ReadOnly => params.push("target_session_attrs=read-only".into()),
+            _ => {}
+        }
+        let query = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        };
+        format!(
+            "postgresql://{}{password}@{}/{}{query}",
+            self.user(),
+            tcp.join(","),
+            self.dbname()
+        )
     }
 
     /// Open a connection; its driver task runs on the current tokio runtime.
@@ -186,7 +219,58 @@ impl Target {
     /// # Errors
     /// The driver's error.
     pub async fn connect_raw(&self) -> Result<Client, tokio_postgres::Error> {
-        let mut config = self.config.clone();
+        if self.host_passwords.is_empty() {
+            return self.connect_config(self.config.clone()).await;
+        }
+        // libpq's way with a password file: each host in turn, with only its own password.
+        let mut last = None;
+        for (i, password) in self.host_passwords.iter().enumerate() {
+            match self
+                .connect_config(self.one_host(i, password.as_ref()))
+                .await
+            {
+                Ok(client) => return Ok(client),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("several hosts"))
+    }
+
+    /// This target's settings for host `i` alone, with `password` (or none).
+    fn one_host(&self, i: usize, password: Option<&Secret>) -> Config {
+        let from = &self.config;
+        let mut config = Config::new();
+        match &from.get_hosts()[i] {
+            Host::Tcp(h) => config.host(h),
+            Host::Unix(p) => config.host_path(p),
+        };
+        let ports = from.get_ports();
+        if let Some(port) = ports.get(i).or_else(|| ports.first()) {
+            config.port(*port);
+        }
+        if let Some(user) = from.get_user() {
+            config.user(user);
+        }
+        if let Some(dbname) = from.get_dbname() {
+            config.dbname(dbname);
+        }
+        if let Some(options) = from.get_options() {
+            config.options(options);
+        }
+        if let Some(name) = from.get_application_name() {
+            config.application_name(name);
+        }
+        if let Some(timeout) = from.get_connect_timeout() {
+            config.connect_timeout(*timeout);
+        }
+        config.target_session_attrs(from.get_target_session_attrs());
+        if let Some(password) = password {
+            config.password(password.expose());
+        }
+        config
+    }
+
+    async fn connect_config(&self, mut config: Config) -> Result<Client, tokio_postgres::Error> {
         if let Some(connector) = &self.connector {
             config.ssl_mode(if self.tls == TlsMode::Prefer {
                 SslMode::Prefer
@@ -202,8 +286,27 @@ impl Target {
 
     fn classify(&self, e: &tokio_postgres::Error) -> anyhow::Error {
         let who = format!("{} ({})", self.describe(), self.source);
+        let from_file = self
+            .passfile
+            .as_ref()
+            .map(|f| {
+                format!(
+                    " (the password came from the password file `{}`)",
+                    f.display()
+                )
+            })
+            .unwrap_or_default();
         let Some(db) = e.as_db_error() else {
             let chain = error_chain(e);
+            if chain.contains("password missing") {
+                return connect_error(
+                    Reason::WrongPassword,
+                    format!(
+                        "{who} asks role `{}` for a password and none was given; put it in the URL, PGPASSWORD, or a line of the password file (PGPASSFILE, else ~/.pgpass) for that host, port, database and role",
+                        self.user()
+                    ),
+                );
+            }
             if chain.contains("certificate") || chain.contains("CertificateRequired") {
                 return connect_error(
                     Reason::Tls,
@@ -234,7 +337,7 @@ impl Target {
             (
                 Reason::WrongPassword,
                 format!(
-                    "password authentication failed for role `{}` at {who}; check the password in the URL or settings",
+                    "password authentication failed for role `{}` at {who}{from_file}; check the password in the URL or settings",
                     self.user()
                 ),
             )
@@ -282,20 +385,51 @@ impl Target {
     }
 }
 
-/// Whether the server is a streaming-replication standby (`pg_is_in_recovery()`); a simple query,
-/// so it also works behind PgBouncer in transaction pooling mode.
+/// Whether a session can write, and if not why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writable {
+    Yes,
+    /// A streaming-replication standby (`pg_is_in_recovery()`).
+    Standby,
+    /// The session's transactions are read-only by setting (the role's or the database's
+    /// `default_transaction_read_only`): the role, for the message.
+    ReadOnly(String),
+}
+
+/// Whether this session can write; a simple query, so it also works behind PgBouncer in
+/// transaction pooling mode.
+///
+/// # Errors
+/// The query failing.
+pub async fn writable(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<Writable> {
+    let messages = client
+        .simple_query(
+            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only'), current_user",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(describe_error(&e)))
+        .context("asking the server whether this session can write")?;
+    let Some(row) = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    }) else {
+        return Ok(Writable::Yes);
+    };
+    Ok(if row.get(0) == Some("t") {
+        Writable::Standby
+    } else if row.get(1) == Some("on") {
+        Writable::ReadOnly(row.get(2).unwrap_or_default().to_string())
+    } else {
+        Writable::Yes
+    })
+}
+
+/// Whether the server is a streaming-replication standby.
 ///
 /// # Errors
 /// The query failing.
 pub async fn is_standby(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<bool> {
-    let messages = client
-        .simple_query("SELECT pg_is_in_recovery()")
-        .await
-        .map_err(|e| anyhow::anyhow!(describe_error(&e)))
-        .context("asking the server whether it is a standby")?;
-    Ok(messages.iter().any(
-        |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")),
-    ))
+    Ok(writable(client).await? == Writable::Standby)
 }
 
 /// The refusal for writing through a standby: exit 4, naming the server and the fix.
@@ -307,16 +441,26 @@ pub fn standby_error(target: &Target) -> anyhow::Error {
     ))
 }
 
-/// Refuse to write through a streaming-replication standby (every write would fail with SQLSTATE
-/// 25006 "read-only transaction"): exit 4 naming the server, with the fix.
+/// The refusal for a role whose transactions are read-only by setting: exit 2, with the fix.
+#[must_use]
+pub fn read_only_error(role: &str) -> anyhow::Error {
+    error::usage(format!(
+        "role `{role}` works in read-only transactions (default_transaction_read_only = on, set for the role or the database), so nothing can be written; as an admin run `ALTER ROLE {role} RESET default_transaction_read_only` (or for the database: `ALTER DATABASE ... RESET default_transaction_read_only`), or use a role that may write",
+        role = quote_ident(role)
+    ))
+}
+
+/// Refuse to write through a standby (every write would fail with SQLSTATE 25006 "read-only
+/// transaction", exit 4 naming the server) or as a role that is read-only by setting (exit 2).
 ///
 /// # Errors
-/// The server is in recovery (a standby), or the check itself failed.
+/// The server is in recovery, the session is read-only, or the check itself failed.
 pub async fn require_primary(client: &Client, target: &Target) -> anyhow::Result<()> {
-    if is_standby(client).await? {
-        return Err(standby_error(target));
+    match writable(client).await? {
+        Writable::Yes => Ok(()),
+        Writable::Standby => Err(standby_error(target)),
+        Writable::ReadOnly(role) => Err(read_only_error(&role)),
     }
-    Ok(())
 }
 
 /// Connect and drive the connection on its own task.

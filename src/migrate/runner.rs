@@ -94,9 +94,12 @@ pub async fn run(
             foreign.first.join(", ")
         )));
     }
-    // There is work: a standby cannot take it (its first write would fail half-way).
-    if db::is_standby(&*client).await? {
-        return Err(Standby.into());
+    // There is work: a standby or a read-only role cannot take it (its first write would fail
+    // half-way).
+    match db::writable(&*client).await? {
+        db::Writable::Yes => {}
+        db::Writable::Standby => return Err(Standby.into()),
+        db::Writable::ReadOnly(role) => return Err(db::read_only_error(&role)),
     }
     let deadline = Instant::now() + opts.wait_timeout;
     let key = lock_key();

@@ -15,11 +15,19 @@ use crate::support::{
 
 /// A hot standby of `primary`, started on its own port.
 fn standby_of(primary: &LocalPg) -> LocalPg {
+    // The layout LocalPg keeps: the root the tool user's, pgdata/ the server user's.
     let root = scratch_dir("standby");
-    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::create_dir_all(root.join("pgdata")).expect("mkdir");
+    std::fs::set_permissions(
+        root.join("pgdata"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
     let owner = server_owner();
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&root, Some(uid), Some(gid)).expect("chown");
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod");
+        std::os::unix::fs::chown(root.join("pgdata"), Some(uid), Some(gid)).expect("chown");
     }
     let bindir = local_pg::find_bindir().expect("server binaries");
     let mut cmd = Command::new(bindir.join("pg_basebackup"));

@@ -13,6 +13,7 @@ mod integrity;
 mod layering;
 mod lint;
 mod local;
+mod local_root;
 mod migrate;
 mod pgbouncer;
 mod reset;

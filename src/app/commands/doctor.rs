@@ -192,11 +192,14 @@ async fn server_checks(
     let admin = match targets::admin(settings, targets::Local::Existing) {
         Ok(t) => t,
         Err(e) => {
-            checks.fail(
-                "server",
-                format!("{e:#}"),
-                "set server.admin_url (AIDOCK_ADMIN_URL or --admin-url)",
-            );
+            let text = format!("{e:#}");
+            // A password file libpq would refuse: its own fix is in the message.
+            let fix = if text.contains("password file") {
+                "fix the password file as said above (`chmod 0600` it, or point PGPASSFILE at the file itself)"
+            } else {
+                "set server.admin_url (AIDOCK_ADMIN_URL or --admin-url)"
+            };
+            checks.fail("server", text, fix);
             return;
         }
     };
@@ -211,7 +214,10 @@ async fn server_checks(
         Err(e) => {
             let text = format!("{e:#}");
             let reason = db::connect_reason(&e);
-            let fix = if reason == Some(db::Reason::WrongPassword) {
+            let fix = if reason == Some(db::Reason::WrongPassword) && text.contains("password file")
+            {
+                "correct the admin role's line in the password file named above, or put the password in server.admin_url (AIDOCK_ADMIN_URL) or PGPASSWORD"
+            } else if reason == Some(db::Reason::WrongPassword) {
                 "put the admin role's password in server.admin_url (AIDOCK_ADMIN_URL), or in PGPASSWORD"
             } else if reason == Some(db::Reason::Tls) {
                 "check tls.mode (AIDOCK__TLS__MODE) and tls.root_cert against the server's TLS setup"

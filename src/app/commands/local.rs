@@ -17,6 +17,11 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
         }
     };
     let pg = targets::local_cluster(settings)?;
+    if let Some(why) = pg.ignored_record()
+        && !out.quiet
+    {
+        crate::errln!("warning: {why}");
+    }
     match cmd {
         LocalCommand::Start => {
             let what = match pg.start()? {
@@ -57,6 +62,11 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                     pg.root().display(),
                     pg.port(),
                     pg.socket_dir().display()
+                );
+            }
+            if let Some(pid) = pg.orphaned_server() {
+                crate::errln!(
+                    "a server (pid {pid}) still runs on the cluster's deleted data directory; `aidock-provision local destroy --yes` stops it"
                 );
             }
             // As `pg_ctl status`: a cluster that does not run is exit 3.

@@ -1,13 +1,20 @@
 //! The project-local PostgreSQL cluster: find the system's server binaries, `initdb`, start and stop
 //! (as the `postgres` system user when we are root), used by the CLI and by the test harness.
 //!
-//! Layout under the data directory: `pgdata/` (the cluster), `admin.password` (0600, the generated
-//! superuser password), `server.log`, `.lock` (serialises concurrent starts), and a socket directory
-//! (`sock/`, or a short directory under /tmp when that path would be too long for a Unix socket).
+//! Layout under the data directory (the *root*), which belongs to whoever runs the tool:
+//! `admin.password` (0600, the generated superuser password), `aidock.conf` (the runtime settings
+//! the server includes), `.lock` (serialises starts and destroys), `socket_dir` (where a socket
+//! directory under /tmp was made, when `sock/` would be too long a path); and the server user's own
+//! `pgdata/` (the cluster), `log/` (its log) and `sock/` (its Unix socket). Root never writes,
+//! chowns, reads or deletes through a path the server's user (or anyone else) could change:
+//! everything root touches is in directories root alone can change ([`fsguard`]), files are
+//! opened without following links and checked, and what must be written inside `pgdata/` is
+//! written by the server's user itself.
 
-use std::ffi::{CStr, CString};
+mod fsguard;
+mod process;
+
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -16,10 +23,14 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context as _, bail};
 use rand::RngExt as _;
 
+pub use process::find_bindir;
+use process::{SystemUser, current_uid, is_root};
+
 const SUPERUSER: &str = "postgres";
-const MARKER: &str = "# aidock-provision settings";
 /// Unix socket paths are limited to 107 bytes (`sun_path`); leave room for `.s.PGSQL.NNNNN`.
 const MAX_SOCKET_DIR_LEN: usize = 90;
+/// The line `postgresql.conf` ends with: the runtime settings, from the root (one level up).
+const INCLUDE: &str = "include_if_exists = '../aidock.conf'";
 
 /// How a cluster is created; the CLI uses the defaults, the test harness tunes it.
 #[derive(Debug, Clone)]
@@ -62,18 +73,13 @@ pub struct LocalPg {
     root: PathBuf,
     /// The configured data directory when the cluster lives elsewhere ([`RELOCATED_PARENT`]).
     relocated_from: Option<PathBuf>,
+    /// A location record that was not honoured, and why (said by `status` and `destroy`).
+    ignored_record: Option<String>,
     port: u16,
     run_as: Option<SystemUser>,
     /// As root without a `postgres` system user: why nothing can be started (said on first use).
     run_as_missing: Option<String>,
     options: Options,
-}
-
-#[derive(Debug, Clone)]
-struct SystemUser {
-    name: String,
-    uid: u32,
-    gid: u32,
 }
 
 impl LocalPg {
@@ -100,14 +106,15 @@ impl LocalPg {
         // As root, the server runs as `postgres`, which cannot enter a mode-700 home (a
         // container's /root): the cluster then lives in a private per-project directory it can
         // reach, recorded next to the configured one so every later command finds it.
-        let recorded = fs::read_to_string(location_record(&root))
-            .ok()
-            .map(|text| PathBuf::from(text.trim()));
+        let (recorded, ignored_record) = match honoured_location(&root) {
+            Ok(found) => (found, None),
+            Err(why) => (None, Some(why)),
+        };
         let relocate = recorded.or_else(|| {
             run_as
                 .as_ref()
                 .filter(|user| check_reachable(&root, user).is_err())
-                .map(|_| relocated(&root))
+                .map(|_| Path::new(RELOCATED_PARENT).join(crate::db::random_tag()))
         });
         let (root, relocated_from) = match relocate {
             Some(elsewhere) => (elsewhere, Some(root)),
@@ -117,6 +124,7 @@ impl LocalPg {
             bindir,
             root,
             relocated_from,
+            ignored_record,
             port,
             run_as,
             run_as_missing,
@@ -156,13 +164,18 @@ impl LocalPg {
     /// The server log file.
     #[must_use]
     pub fn log_file(&self) -> PathBuf {
-        self.root.join("server.log")
+        self.root.join("log").join("server.log")
     }
 
-    /// The TCP port.
+    /// A location record next to the configured data directory that was not honoured, and why.
     #[must_use]
+    pub fn ignored_record(&self) -> Option<&str> {
+        self.ignored_record.as_deref()
+    }
+
     /// The TCP port: the one the running server listens on (from its pid file), else the
     /// configured one (which the next start applies).
+    #[must_use]
     pub fn port(&self) -> u16 {
         self.running_port().unwrap_or(self.port)
     }
@@ -172,8 +185,25 @@ impl LocalPg {
         if self.state().ok()? != State::Running {
             return None;
         }
-        let text = fs::read_to_string(self.pgdata().join("postmaster.pid")).ok()?;
-        text.lines().nth(3)?.trim().parse().ok()
+        self.pid_file_line(3)?.trim().parse().ok()
+    }
+
+    /// The uids whose files the tool reads in the cluster: its own and the server's.
+    fn owners(&self) -> Vec<u32> {
+        let mut owners = vec![current_uid()];
+        owners.extend(self.run_as.as_ref().map(|u| u.uid));
+        owners
+    }
+
+    /// The uid that owns the server's directories.
+    fn server_uid(&self) -> u32 {
+        self.run_as.as_ref().map_or_else(current_uid, |u| u.uid)
+    }
+
+    fn pid_file_line(&self, n: usize) -> Option<String> {
+        let text =
+            fsguard::read_checked(&self.pgdata().join("postmaster.pid"), &self.owners()).ok()?;
+        text.lines().nth(n).map(str::to_string)
     }
 
     fn password_file(&self) -> PathBuf {
@@ -189,7 +219,7 @@ impl LocalPg {
         if inside.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
             return inside;
         }
-        fs::read_to_string(self.socket_record())
+        fsguard::read_checked(&self.socket_record(), &[current_uid()])
             .ok()
             .map(|s| PathBuf::from(s.trim()))
             .unwrap_or(inside)
@@ -204,50 +234,36 @@ impl LocalPg {
     /// found with another owner, a wider mode or as a symlink is refused, never adopted: another
     /// local user could otherwise move the live socket or have us chown a directory of theirs.
     fn prepare_socket_dir(&self) -> anyhow::Result<PathBuf> {
-        let owner = self.run_as.as_ref().map_or_else(current_uid, |u| u.uid);
+        let owner = self.server_uid();
         let inside = self.root.join("sock");
         if inside.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
-            if !inside.exists() {
-                create_private_dir(&inside)?;
-                self.give_to_server_user(&inside)?;
-            }
-            // Inside our own data directory an older, wider mode is ours to tighten.
-            let meta = fs::symlink_metadata(&inside)
-                .with_context(|| format!("reading `{}`", inside.display()))?;
-            if meta.is_dir() && meta.uid() == owner && meta.mode() & 0o077 != 0 {
-                fs::set_permissions(&inside, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("making `{}` private", inside.display()))?;
-            }
-            check_private_dir(&inside, owner)?;
+            self.server_dir(&inside, "socket directory")?;
             return Ok(inside);
         }
         let recorded = self.socket_dir();
         if recorded != inside && fs::symlink_metadata(&recorded).is_ok() {
-            check_private_dir(&recorded, owner)?;
+            check_private_dir(&recorded, owner, "socket directory")?;
             return Ok(recorded);
         }
         // None yet, or /tmp was cleaned: a new random name, created exclusively.
         for _ in 0..16 {
             let dir = PathBuf::from(format!("/tmp/aidock-{}", crate::db::random_tag()));
-            match create_private_dir(&dir) {
+            match fsguard::create_dir(&dir, 0o700) {
                 Ok(()) => {
-                    if let Some(user) = &self.run_as {
-                        std::os::unix::fs::lchown(&dir, Some(user.uid), Some(user.gid))
-                            .with_context(|| {
-                                format!("giving `{}` to the {} user", dir.display(), user.name)
-                            })?;
-                    }
-                    check_private_dir(&dir, owner)?;
-                    write_private(
+                    self.give_to_server_user(&dir)?;
+                    check_private_dir(&dir, owner, "socket directory")?;
+                    fsguard::write_new(
                         &self.socket_record(),
                         dir.to_str().context("socket directory path is not UTF-8")?,
+                        0o600,
                     )?;
                     return Ok(dir);
                 }
-                Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => {}
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("creating socket directory `{}`", dir.display()));
+                }
             }
         }
         bail!("could not create a private socket directory under /tmp (16 names were taken)")
@@ -256,14 +272,17 @@ impl LocalPg {
     /// The generated superuser password.
     ///
     /// # Errors
-    /// When the cluster was never initialised or the file is unreadable.
+    /// When the cluster was never initialised, or the file is not the tool's own.
     pub fn admin_password(&self) -> anyhow::Result<String> {
-        let text = fs::read_to_string(self.password_file()).with_context(|| {
-            format!(
-                "reading the local cluster's admin password `{}`; run `aidock-provision local start` first",
-                self.password_file().display()
-            )
-        })?;
+        self.guard()?;
+        let text = fsguard::read_checked(&self.password_file(), &[current_uid()]).with_context(
+            || {
+                format!(
+                    "reading the local cluster's admin password `{}`; run `aidock-provision local start` first",
+                    self.password_file().display()
+                )
+            },
+        )?;
         Ok(text.trim().to_string())
     }
 
@@ -282,31 +301,44 @@ impl LocalPg {
     /// Whether the cluster exists and runs.
     ///
     /// # Errors
-    /// Never, today; kept fallible for callers that may need to read more.
+    /// A data directory that is a symbolic link.
     pub fn state(&self) -> anyhow::Result<State> {
-        if !self.pgdata().join("PG_VERSION").is_file() {
+        if fs::symlink_metadata(&self.root).is_ok_and(|m| m.file_type().is_symlink()) {
+            fsguard::check_dir(&self.root, current_uid())?;
+        }
+        if !fs::symlink_metadata(self.pgdata().join("PG_VERSION")).is_ok_and(|m| m.is_file()) {
             return Ok(State::Absent);
         }
-        // What `pg_ctl status` checks, without needing the binaries: the postmaster's pid file
-        // names a live process.
-        let pid = fs::read_to_string(self.pgdata().join("postmaster.pid"))
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .next()
-                    .and_then(|l| l.trim().parse::<i32>().ok())
-            })
-            .filter(|pid| *pid > 0);
-        let running = pid.is_some_and(|pid| {
-            // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-            let rc = unsafe { libc::kill(pid, 0) };
-            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-        });
-        Ok(if running {
-            State::Running
-        } else {
-            State::Stopped
-        })
+        // What `pg_ctl status` checks, without needing the binaries, and more: the pid file
+        // names a live postmaster of this very data directory (a stale pid may now be another's).
+        let pid = self
+            .pid_file_line(0)
+            .and_then(|l| l.trim().parse::<i32>().ok());
+        Ok(
+            if pid.is_some_and(|pid| process::is_our_postmaster(pid, &self.pgdata())) {
+                State::Running
+            } else {
+                State::Stopped
+            },
+        )
+    }
+
+    /// A server still running on this cluster's data directory after it was deleted.
+    #[must_use]
+    pub fn orphaned_server(&self) -> Option<i32> {
+        process::orphaned_postmaster(&self.pgdata())
+    }
+
+    /// As root: the paths root acts on are root's alone.
+    fn guard(&self) -> anyhow::Result<()> {
+        if !is_root() {
+            return Ok(());
+        }
+        fsguard::check_root_only_path(self.relocated_from.as_ref().unwrap_or(&self.root))?;
+        if self.relocated_from.is_some() {
+            fsguard::check_root_only_path(&self.root)?;
+        }
+        Ok(())
     }
 
     /// Create the cluster if needed and start it if it is not running; returns what it did.
@@ -315,14 +347,22 @@ impl LocalPg {
     /// When initdb or the server fails; the message carries the end of the server log.
     pub fn start(&self) -> anyhow::Result<Started> {
         self.require_runnable()?;
+        self.guard()?;
         self.prepare_root()?;
         let _lock = DirLock::acquire(&self.root.join(".lock"))?;
+        if let Some(pid) = self.orphaned_server() {
+            bail!(
+                "a PostgreSQL server (pid {pid}) still runs on `{}`, which was deleted under it; stop it first (`aidock-provision local destroy --yes` does, or `kill -INT {pid}`)",
+                self.pgdata().display()
+            );
+        }
         let created = if self.pgdata().join("PG_VERSION").is_file() {
             false
         } else {
             self.initdb()?;
             true
         };
+        self.ensure_include()?;
         if self.state()? == State::Running {
             return Ok(if created {
                 Started::Created
@@ -330,11 +370,26 @@ impl LocalPg {
                 Started::AlreadyRunning
             });
         }
-        // A postmaster.pid left by a crash names a dead process; pg_ctl said it is not running.
+        // A postmaster.pid left by a crash (or naming another cluster's server now): not ours.
         let stale = self.pgdata().join("postmaster.pid");
-        if stale.exists() {
+        if fs::symlink_metadata(&stale).is_ok() {
             fs::remove_file(&stale)
                 .with_context(|| format!("removing stale `{}`", stale.display()))?;
+        }
+        if process::port_taken(self.port) && self.options.tcp {
+            bail!(
+                "port {} on 127.0.0.1 is taken by another server (another checkout's local cluster?), so the cluster in `{}` cannot start there; set local.port (AIDOCK__LOCAL__PORT) to a free port, or stop the other server",
+                self.port,
+                self.root.display()
+            );
+        }
+        // The log is the server user's to write; one that is not a plain file of its own (a
+        // link it planted) is removed, never followed by anyone but that user.
+        let log = self.log_file();
+        if fs::symlink_metadata(&log)
+            .is_ok_and(|m| !m.is_file() || m.nlink() != 1 || m.uid() != self.server_uid())
+        {
+            fs::remove_file(&log).with_context(|| format!("removing `{}`", log.display()))?;
         }
         let socket_dir = self.prepare_socket_dir()?;
         self.write_runtime_conf(&socket_dir)?;
@@ -373,6 +428,7 @@ impl LocalPg {
             return Ok(false);
         }
         self.require_runnable()?;
+        self.guard()?;
         let out = self
             .pg_command("pg_ctl")
             .arg("stop")
@@ -390,25 +446,37 @@ impl LocalPg {
         Ok(true)
     }
 
-    /// Stop the cluster and remove the data directory and socket directory.
+    /// Stop the cluster (also a server left running on a deleted data directory) and remove the
+    /// data directory and socket directory: exactly what this project made, nothing a record or
+    /// a link names.
     ///
     /// # Errors
     /// When stopping or deleting fails.
     pub fn destroy(&self) -> anyhow::Result<bool> {
-        if !self.root.exists() {
+        let orphan = self.orphaned_server();
+        if fs::symlink_metadata(&self.root).is_err() {
+            if let Some(pid) = orphan {
+                process::stop_process(pid);
+                return Ok(true);
+            }
             return Ok(false);
+        }
+        self.guard()?;
+        fsguard::check_dir(&self.root, current_uid())?;
+        let _lock = DirLock::acquire(&self.root.join(".lock"))?;
+        if let Some(pid) = orphan {
+            process::stop_process(pid);
         }
         self.stop()?;
         let socket_dir = self.socket_dir();
         // Only what we made: a private directory of ours under /tmp, never what a tampered
         // record names.
-        let owner = self.run_as.as_ref().map_or_else(current_uid, |u| u.uid);
         if !socket_dir.starts_with(&self.root)
             && socket_dir.parent() == Some(Path::new("/tmp"))
             && socket_dir
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("aidock-"))
-            && check_private_dir(&socket_dir, owner).is_ok()
+            && check_private_dir(&socket_dir, self.server_uid(), "socket directory").is_ok()
         {
             fs::remove_dir_all(&socket_dir)
                 .with_context(|| format!("removing `{}`", socket_dir.display()))?;
@@ -430,7 +498,7 @@ impl LocalPg {
     /// The last `lines` lines of the server log (for error messages).
     #[must_use]
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(self.log_file()).unwrap_or_default();
+        let text = fsguard::read_checked(&self.log_file(), &self.owners()).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -446,34 +514,117 @@ impl LocalPg {
         }
     }
 
+    /// The root (the tool user's), and in it the server user's `pgdata/`, `log/` directories.
     fn prepare_root(&self) -> anyhow::Result<()> {
+        let me = current_uid();
         if let Some(configured) = &self.relocated_from {
             prepare_relocated_parent()?;
+            match fsguard::create_dir(&self.root, 0o711) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("creating `{}`", self.root.display()));
+                }
+            }
+            fsguard::check_dir(&self.root, me)?;
+            let configured_text = configured
+                .to_str()
+                .context("the data directory path is not UTF-8")?;
+            fsguard::write_new(&self.root.join(PROJECT_RECORD), configured_text, 0o644)?;
             let record = location_record(configured);
             if let Some(parent) = record.parent() {
                 fs::create_dir_all(parent)
                     .with_context(|| format!("creating `{}`", parent.display()))?;
             }
-            write_private(
+            fsguard::write_new(
                 &record,
                 self.root
                     .to_str()
                     .context("the cluster path is not UTF-8")?,
+                0o644,
             )?;
+        } else {
+            if let Some(parent) = self.root.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating `{}`", parent.display()))?;
+            }
+            match fsguard::create_dir(&self.root, 0o700) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e)).with_context(|| {
+                        format!("creating data directory `{}`", self.root.display())
+                    });
+                }
+            }
+            self.adopt_old_layout()?;
+            fsguard::check_dir(&self.root, me).with_context(|| {
+                format!(
+                    "the local cluster's data directory must belong to the user running aidock-provision (uid {me})"
+                )
+            })?;
         }
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating data directory `{}`", self.root.display()))?;
         if let Some(user) = &self.run_as {
             check_reachable(&self.root, user)?;
-            self.give_to_server_user(&self.root)?;
+            // The server's user passes through to its own directories; nothing more.
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("setting the mode of `{}`", self.root.display()))?;
+        }
+        self.server_dir(&self.pgdata(), "data directory")?;
+        self.server_dir(&self.root.join("log"), "log directory")
+    }
+
+    /// Clusters made by earlier versions gave the whole root to the server's user: take it back
+    /// (its parent is root's alone, so it cannot have been swapped) and check what it holds.
+    fn adopt_old_layout(&self) -> anyhow::Result<()> {
+        let Some(user) = &self.run_as else {
+            return Ok(());
+        };
+        let meta = fs::symlink_metadata(&self.root)
+            .with_context(|| format!("reading `{}`", self.root.display()))?;
+        if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != user.uid {
+            return Ok(());
+        }
+        std::os::unix::fs::lchown(&self.root, Some(0), Some(0))
+            .with_context(|| format!("taking back `{}`", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("setting the mode of `{}`", self.root.display()))?;
+        // What the server's user could have replaced while it owned the directory.
+        for name in [".lock", "socket_dir", ".initdb-password", "server.log"] {
+            let path = self.root.join(name);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.uid() != 0 || !m.is_file()) {
+                fs::remove_file(&path).with_context(|| format!("removing `{}`", path.display()))?;
+            }
+        }
+        if fs::symlink_metadata(self.password_file()).is_ok() {
+            fsguard::read_checked(&self.password_file(), &[0]).context(
+                "the local cluster's admin password file was replaced while the server's user owned its directory; run `aidock-provision local destroy --yes` and start again",
+            )?;
         }
         Ok(())
     }
 
-    fn give_to_server_user(&self, dir: &Path) -> anyhow::Result<()> {
+    /// A directory of the server's user inside the root: made private and given to it when
+    /// new, else checked to be its own, really a directory.
+    fn server_dir(&self, dir: &Path, what: &str) -> anyhow::Result<()> {
+        match fsguard::create_dir(dir, 0o700) {
+            Ok(()) => self.give_to_server_user(dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e))
+                    .with_context(|| format!("creating `{}`", dir.display()));
+            }
+        }
+        check_private_dir(dir, self.server_uid(), what)
+    }
+
+    /// `lchown` to the server's user: never through a link.
+    fn give_to_server_user(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(user) = &self.run_as {
-            std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("giving `{}` to the {} user", dir.display(), user.name))?;
+            std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).with_context(|| {
+                format!("giving `{}` to the {} user", path.display(), user.name)
+            })?;
         }
         Ok(())
     }
@@ -484,15 +635,17 @@ impl LocalPg {
             .take(32)
             .map(char::from)
             .collect();
-        // initdb reads the password from a file; it lives only while initdb runs.
-        let pwfile = self.root.join(".initdb-password");
-        write_private(&pwfile, &password)?;
+        // initdb reads the password from a file the server's user can read, which lives only
+        // while initdb runs: created anew (never through a link) in that user's `log/`.
+        let pwfile = self.root.join("log").join(".initdb-password");
+        fsguard::write_new(&pwfile, &password, 0o600)?;
         self.give_to_server_user(&pwfile)?;
         let pgdata = self.pgdata();
-        if pgdata.exists() {
+        if fs::read_dir(&pgdata).is_ok_and(|mut d| d.next().is_some()) {
             // A previous initdb died half-way (no PG_VERSION): start over.
             fs::remove_dir_all(&pgdata)
                 .with_context(|| format!("removing incomplete `{}`", pgdata.display()))?;
+            self.server_dir(&pgdata, "data directory")?;
         }
         let mut cmd = self.pg_command("initdb");
         cmd.arg("-D")
@@ -520,13 +673,40 @@ impl LocalPg {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let mut conf = fs::OpenOptions::new()
-            .append(true)
-            .open(pgdata.join("postgresql.conf"))
-            .context("opening postgresql.conf")?;
-        writeln!(conf, "\n{MARKER}\ninclude_if_exists = 'aidock.conf'")
-            .context("writing postgresql.conf")?;
-        write_private(&self.password_file(), &password)
+        fsguard::write_new(&self.password_file(), &password, 0o600)
+    }
+
+    /// `postgresql.conf` ends by including the root's `aidock.conf`; written by the server's
+    /// user (the file is its own), once.
+    fn ensure_include(&self) -> anyhow::Result<()> {
+        let conf = self.pgdata().join("postgresql.conf");
+        if fsguard::read_checked(&conf, &self.owners())?
+            .lines()
+            .any(|l| l == INCLUDE)
+        {
+            return Ok(());
+        }
+        if self.run_as.is_none() {
+            return fsguard::append_checked(&conf, &[current_uid()], INCLUDE);
+        }
+        let out = self
+            .pg_command("sh")
+            .args([
+                "-c",
+                "printf '\\n# aidock-provision settings\\n%s\\n' \"$1\" >> \"$2\"",
+            ])
+            .arg("sh")
+            .arg(INCLUDE)
+            .arg(&conf)
+            .output_named()?;
+        if !out.status.success() {
+            bail!(
+                "adding the settings include to `{}` failed: {}",
+                conf.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
     }
 
     /// Rewrite `aidock.conf` from the current settings (the port may have changed since initdb).
@@ -535,7 +715,7 @@ impl LocalPg {
             .to_str()
             .context("socket directory path is not UTF-8")?;
         let mut text = format!(
-            "{MARKER}: rewritten at every start\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\n",
+            "# aidock-provision settings: rewritten at every start\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\n",
             self.port,
             if self.options.tcp { "127.0.0.1" } else { "" },
             socket.replace('\'', "''")
@@ -547,17 +727,19 @@ impl LocalPg {
             text.push_str(line);
             text.push('\n');
         }
-        let path = self.pgdata().join("aidock.conf");
-        fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
-        self.give_to_server_user(&path)
+        // Read by the server's user; nothing secret in it.
+        fsguard::write_new(&self.root.join("aidock.conf"), &text, 0o644)
     }
 
     fn pg_command(&self, program: &str) -> Command {
         // Callers went through `require_runnable` (start) or found a running cluster (stop).
-        let bindir = self
-            .bindir()
-            .map_or_else(|_| PathBuf::from(program), |d| d.join(program));
-        let mut cmd = Command::new(bindir);
+        let path = if program == "sh" {
+            PathBuf::from("/bin/sh")
+        } else {
+            self.bindir()
+                .map_or_else(|_| PathBuf::from(program), |d| d.join(program))
+        };
+        let mut cmd = Command::new(path);
         cmd.stdin(Stdio::null()).current_dir("/");
         // Never let a caller's libpq environment redirect the tools at another server.
         for var in ["PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE"] {
@@ -590,20 +772,11 @@ impl OutputExt for Command {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let _ = fs::remove_file(path);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating `{}`", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing `{}`", path.display()))
-}
-
 /// Where clusters go that the server's user could not reach where they were configured.
 const RELOCATED_PARENT: &str = "/var/lib/aidock-provision";
+
+/// Inside a relocated cluster: the configured data directory it was made for.
+const PROJECT_RECORD: &str = "project";
 
 /// The file next to a configured data directory that names where its cluster really lives.
 fn location_record(configured: &Path) -> PathBuf {
@@ -612,10 +785,54 @@ fn location_record(configured: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// `/var/lib/aidock-provision/<hash of the configured path>`.
-fn relocated(configured: &Path) -> PathBuf {
-    let hash = crate::migrate::source::checksum(&configured.to_string_lossy());
-    Path::new(RELOCATED_PARENT).join(&hash[..16])
+/// The relocated cluster `configured`'s record names, when it is one this project made: a
+/// directory of root's own directly under [`RELOCATED_PARENT`] with a random name, whose own
+/// record names this very configured directory (a copied checkout's record names a cluster made
+/// for the original, and is not honoured). `Err` says why a record was not honoured.
+fn honoured_location(configured: &Path) -> Result<Option<PathBuf>, String> {
+    let record = location_record(configured);
+    if fs::symlink_metadata(&record).is_err() {
+        return Ok(None);
+    }
+    let ignore = |why: String| {
+        Err(format!(
+            "ignoring `{}`: {why}; it is replaced when the cluster starts",
+            record.display()
+        ))
+    };
+    if !is_root() {
+        return ignore("only root relocates clusters".into());
+    }
+    let text = match fsguard::read_checked(&record, &[0]) {
+        Ok(text) => text,
+        Err(e) => return ignore(format!("{e:#}")),
+    };
+    let named = PathBuf::from(text.trim());
+    let tag_ok = named.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.len() == 12
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    if named.parent() != Some(Path::new(RELOCATED_PARENT)) || !tag_ok {
+        return ignore(format!(
+            "it names `{}`, which is not a cluster directory this tool makes under {RELOCATED_PARENT}",
+            named.display()
+        ));
+    }
+    if fs::symlink_metadata(&named).is_err() {
+        return Ok(None);
+    }
+    if let Err(e) = fsguard::check_dir(&named, 0) {
+        return ignore(format!("{e:#}"));
+    }
+    match fsguard::read_checked(&named.join(PROJECT_RECORD), &[0]) {
+        Ok(owner) if Path::new(owner.trim()) == configured => Ok(Some(named)),
+        Ok(owner) => ignore(format!(
+            "it names the cluster made for `{}` (a copied checkout?), not for this one",
+            owner.trim()
+        )),
+        Err(e) => ignore(format!("{e:#}")),
+    }
 }
 
 /// The parent of relocated clusters: root's own, not writable by others (nobody else may plant
@@ -639,19 +856,9 @@ fn prepare_relocated_parent() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mkdir` with mode 0700 (never following or reusing what is there).
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("creating socket directory `{}`", dir.display()))
-}
-
-/// Refuse a socket directory that is a symlink, not a directory, not owned by `uid`, or open to
-/// anyone else.
-fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
+/// Refuse a directory that is a symlink, not a directory, not owned by `uid`, or open to anyone
+/// else.
+fn check_private_dir(dir: &Path, uid: u32, what: &str) -> anyhow::Result<()> {
     let meta = fs::symlink_metadata(dir).with_context(|| format!("reading `{}`", dir.display()))?;
     let problem = if meta.file_type().is_symlink() {
         Some("is a symbolic link".to_string())
@@ -666,55 +873,11 @@ fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
     };
     match problem {
         Some(problem) => bail!(
-            "refusing socket directory `{}`: it {problem}, so another local user could reach or replace the server's socket; remove it (`rm -rf {}`) and start again",
+            "refusing {what} `{}`: it {problem}, so another local user could reach or replace what the server keeps there; remove it (`rm -rf {}`) and start again",
             dir.display(),
             dir.display()
         ),
         None => Ok(()),
-    }
-}
-
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-impl SystemUser {
-    fn lookup(name: &str) -> anyhow::Result<SystemUser> {
-        let cname = CString::new(name).expect("user names have no NUL");
-        let mut buf = vec![0u8; 16 * 1024];
-        // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the duration of the call and buf's length is passed.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &raw mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &raw mut result,
-            )
-        };
-        if rc != 0 || result.is_null() {
-            bail!(
-                "running as root, but there is no `{name}` system user to run PostgreSQL as (initdb refuses root); install the server package (`apt-get install postgresql` creates it) or run as an ordinary user"
-            );
-        }
-        // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
-        let found = unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned();
-        Ok(SystemUser {
-            name: found,
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-        })
     }
 }
 
@@ -742,64 +905,32 @@ fn check_reachable(dir: &Path, user: &SystemUser) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Find the directory holding `initdb` and `pg_ctl`: PATH, `pg_config --bindir`, then
-/// `/usr/lib/postgresql/*/bin` (newest version first).
-///
-/// # Errors
-/// When none has them; the message names the package to install.
-pub fn find_bindir() -> anyhow::Result<PathBuf> {
-    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_tools(&dir) {
-                // Debian links some tools into /usr/bin via a wrapper; resolve to the real bindir.
-                let real = fs::canonicalize(dir.join("initdb"))
-                    .ok()
-                    .and_then(|p| p.parent().map(Path::to_path_buf))
-                    .unwrap_or(dir);
-                return Ok(real);
-            }
-        }
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has_tools(&dir) {
-            return Ok(dir);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            has_tools(&bin).then_some((version, bin))
-        })
-        .collect();
-    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
-    if let Some((_, dir)) = versions.into_iter().next() {
-        return Ok(dir);
-    }
-    bail!(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, via `pg_config --bindir`, or in /usr/lib/postgresql/*/bin; install the server: `apt-get install postgresql` (Debian/Ubuntu), `dnf install postgresql-server` (Fedora), `brew install postgresql` (macOS), or set server.admin_url (AIDOCK_ADMIN_URL) to use an existing server"
-    )
-}
-
-/// An exclusive `flock` on a file, released on drop: serialises concurrent `start`s.
+/// An exclusive `flock` on a file of the tool's user (never a link), released on drop:
+/// serialises starts and destroys.
 struct DirLock(fs::File);
 
 impl DirLock {
     fn acquire(path: &Path) -> anyhow::Result<DirLock> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening lock file `{}`", path.display()))?;
+        let open = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        };
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                fs::remove_file(path).with_context(|| format!("removing `{}`", path.display()))?;
+                open().with_context(|| format!("opening lock file `{}`", path.display()))?
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e))
+                    .with_context(|| format!("opening lock file `{}`", path.display()));
+            }
+        };
         // SAFETY: the fd is valid while `file` lives.
         let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
         if rc != 0 {
