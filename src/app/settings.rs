@@ -111,6 +111,8 @@ pub struct Server {
     pub connect_timeout: Duration,
     /// How long to keep retrying a server that refuses connections, starts up or is full.
     pub wait: Duration,
+    /// What a pooler in between keeps (`server.pool_mode`).
+    pub pool_mode: crate::db::pooler::PoolMode,
 }
 
 #[derive(Debug, Clone)]
@@ -671,6 +673,17 @@ impl Reader {
                 admin_url: self.optional("server.admin_url")?,
                 connect_timeout: self.duration("server.connect_timeout")?,
                 wait: self.duration("server.wait")?,
+                pool_mode: match self.string("server.pool_mode")?.as_str() {
+                    "" => crate::db::pooler::PoolMode::Detect,
+                    "transaction" => crate::db::pooler::PoolMode::Transaction,
+                    "session" => crate::db::pooler::PoolMode::Session,
+                    _ => {
+                        return Err(self.bad(
+                            "server.pool_mode",
+                            "\"\" (find out), \"transaction\" or \"session\"",
+                        ));
+                    }
+                },
             },
             database: Database {
                 url: self.optional("database.url")?,

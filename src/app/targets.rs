@@ -8,8 +8,10 @@ use anyhow::Context as _;
 
 use super::settings::Settings;
 use crate::db::Target;
+use crate::db::sql::Sql as _;
 use crate::local_pg::{self, LocalPg, State};
 use crate::{error, migrate, provision, seed};
+use tokio_postgres::types::Type;
 
 /// Whether to start the project-local cluster when no admin URL is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +153,7 @@ pub fn runner_options(settings: &Settings) -> migrate::runner::Options {
         wait_timeout: settings.migrate.wait_timeout,
         verbose: settings.output.verbose,
         log: log_line,
+        pool_mode: settings.server.pool_mode,
     }
 }
 
@@ -244,6 +247,7 @@ pub fn database(settings: &Settings) -> provision::Database {
 pub fn provision_options(settings: &Settings) -> provision::Options {
     provision::Options {
         wait_timeout: settings.migrate.wait_timeout,
+        pool_mode: settings.server.pool_mode,
         log: settings.output.verbose.then_some(log_line as fn(&str)),
     }
 }
@@ -262,6 +266,7 @@ pub fn seed_options(settings: &Settings) -> seed::Options {
         hash_threads: s.hash_threads,
         copy_connections: s.copy_connections,
         production: settings.production,
+        pool_mode: settings.server.pool_mode,
     }
 }
 
@@ -282,7 +287,10 @@ pub fn explain_app_error(settings: &Settings, err: anyhow::Error) -> anyhow::Err
         crate::db::block_on(async {
             let client = admin.connect().await?;
             let row = client
-                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[owner])
+                .opt(
+                    "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                    &[(owner, Type::TEXT)],
+                )
                 .await?;
             Ok(row.is_some())
         })

@@ -5,6 +5,8 @@
 pub mod advisory;
 pub mod endpoint;
 pub mod ident;
+pub mod pooler;
+pub mod sql;
 pub mod tls;
 
 pub use endpoint::{ConnectOptions, Secret, TlsMode, url_sslmode};
@@ -102,6 +104,14 @@ impl Target {
             host_passwords: self.host_passwords.clone(),
             passfile: self.passfile.clone(),
         }
+    }
+
+    /// The same connection under another `application_name` (what `pg_stat_activity` shows).
+    #[must_use]
+    pub fn named(&self, application_name: &str) -> Target {
+        let mut named = self.clone();
+        named.config.application_name(application_name);
+        named
     }
 
     /// The role this target logs in as.

@@ -17,10 +17,12 @@ use serde::Serialize;
 use super::source::Migration;
 use super::{ledger, runner, verify};
 use crate::db::ident::{Ident, Name};
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target, quote_literal};
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
 use crate::schema::ddl::{self, Action, Check, Direction, Place, split_member};
+use tokio_postgres::types::Type;
 
 /// What `baseline` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +172,12 @@ pub async fn baseline(
                 report.outcome = Outcome::Planned;
             }
             Mode::Report | Mode::Reconcile => {
-                run_transaction(roles, &[prepare], &ledger_sql, opts, None).await?;
-                report.outcome = Outcome::Recorded;
+                report.outcome =
+                    if run_transaction(roles, &[prepare], &ledger_sql, opts, None).await? {
+                        Outcome::Recorded
+                    } else {
+                        Outcome::AlreadyAdopted
+                    };
             }
         }
         return Ok(report);
@@ -227,15 +233,19 @@ pub async fn baseline(
                     describe_blocked(&report.blocked)
                 );
             }
-            run_transaction(
+            report.outcome = if run_transaction(
                 roles,
                 &[owner_sql, ddl_sql],
                 &ledger_sql,
                 opts,
                 Some(&expected),
             )
-            .await?;
-            report.outcome = Outcome::Reconciled;
+            .await?
+            {
+                Outcome::Reconciled
+            } else {
+                Outcome::AlreadyAdopted
+            };
             Ok(report)
         }
     }
@@ -251,12 +261,12 @@ async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result
     needed.sort();
     needed.dedup();
     let row = client
-        .query_one(
+        .one(
             "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
                     ARRAY(SELECT r FROM unnest($1::text[]) r
                           WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
                              OR NOT pg_has_role(current_user, r::name, 'MEMBER'))",
-            &[&needed],
+            &[(&needed, Type::TEXT_ARRAY)],
         )
         .await
         .context("reading the admin's memberships")?;
@@ -287,7 +297,7 @@ async fn init_preparation(
     let app = roles.app;
     let client = roles.admin.with_dbname(app.dbname()).connect().await?;
     let row = client
-        .query_one(
+        .one(
             "SELECT d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0),
                     pg_get_userbyid(n.nspowner)::text,
                     EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'),
@@ -406,37 +416,56 @@ fn transaction_text(owners: &[String], ddl: &[String], ledger_sql: &str, role: &
 
 /// One transaction on the admin's connection to the app database: lock, timeouts, owner changes
 /// (as the admin), then the DDL and the ledger as the app's role; with `expected`, the catalog is
-/// read back and must match before the commit.
+/// read back and must match before the commit. `false`: another run recorded the ledger while
+/// this one waited for the lock, and nothing was done.
 async fn run_transaction(
     roles: &Roles<'_>,
     groups: &[Vec<String>],
     ledger_sql: &str,
     opts: &runner::Options,
     expected: Option<&Catalog>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let app = roles.app;
     let mut client = roles.admin.with_dbname(app.dbname()).connect().await?;
-    let tx = client
-        .transaction()
-        .await
-        .context("starting the baseline transaction")?;
+    // The migration lock, polled in short transactions as the runner does (a concurrent
+    // baseline or migrator finishes first); then the ledger is read again under it.
+    let deadline = std::time::Instant::now() + opts.wait_timeout;
+    let tx = loop {
+        let tx = client
+            .transaction()
+            .await
+            .context("starting the baseline transaction")?;
+        let locked: bool = tx
+            .one(
+                &format!("SELECT pg_try_advisory_xact_lock({})", runner::lock_key()),
+                &[],
+            )
+            .await
+            .context("taking the migration lock")?
+            .get(0);
+        if locked {
+            break tx;
+        }
+        tx.rollback().await.context("polling the migration lock")?;
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "another aidock-provision run held the migration lock on {} for more than {:?}; try again when it is done, or raise migrate.wait_timeout",
+                app.describe(),
+                opts.wait_timeout
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    if !ledger::read(&tx).await?.is_empty() {
+        // Another run recorded (or migrated) meanwhile: nothing of this run is needed.
+        tx.rollback()
+            .await
+            .context("ending the baseline transaction")?;
+        return Ok(false);
+    }
     tx.batch_execute(&runner::session_settings(opts, true))
         .await
         .context("setting lock_timeout and statement_timeout")?;
-    let locked: bool = tx
-        .query_one(
-            &format!("SELECT pg_try_advisory_xact_lock({})", runner::lock_key()),
-            &[],
-        )
-        .await
-        .context("taking the migration lock")?
-        .get(0);
-    if !locked {
-        anyhow::bail!(
-            "another aidock-provision run holds the migration lock on {}; try again when it is done",
-            app.describe()
-        );
-    }
     let run = |sql: &str| {
         let tx = &tx;
         let sql = sql.to_string();
@@ -484,7 +513,7 @@ async fn run_transaction(
         run("RESET search_path").await?;
     }
     tx.commit().await.context("committing the baseline")?;
-    Ok(())
+    Ok(true)
 }
 
 /// What a step's [`Check`] found.

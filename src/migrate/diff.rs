@@ -115,11 +115,11 @@ pub async fn generate(
     }
     let admin = pad.admin.connect().await?;
     verify::require_createdb(&admin, pad.admin).await?;
-    verify::drop_stale_scratch_databases(&admin).await;
+    verify::drop_stale_scratch_databases(&admin, pad.opts).await;
     // The encoding and locale of the admin connection's database.
     let (locale, _) = verify::live_settings(&admin).await?;
-    let current = Scratch::create(&admin, pad.app, &locale).await?;
-    let target = match Scratch::create(&admin, pad.app, &locale).await {
+    let current = Scratch::create(&admin, pad.admin, pad.app, &locale).await?;
+    let target = match Scratch::create(&admin, pad.admin, pad.app, &locale).await {
         Ok(t) => t,
         Err(e) => {
             let _ = current.drop(&admin).await;

@@ -355,6 +355,7 @@ mod tests {
             wait_timeout: std::time::Duration::from_mins(1),
             verbose: false,
             log: |_| {},
+            pool_mode: crate::db::pooler::PoolMode::Detect,
         }
     }
 

@@ -6,6 +6,7 @@
 //! migrator's `CREATE INDEX CONCURRENTLY`). A run that includes a `-- aidock:no-transaction`
 //! script takes the same key as a session lock on this dedicated connection instead.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,6 +18,8 @@ use super::lexer;
 use super::plan::{self, Step, Target};
 use super::source::{Migration, Script};
 use crate::db;
+use crate::db::sql::Sql as _;
+use tokio_postgres::types::Type;
 
 /// The server is a streaming-replication standby: nothing can be applied there (the caller, who
 /// knows the server's name, says so; exit 4).
@@ -36,6 +39,8 @@ pub struct Options {
     pub verbose: bool,
     /// Where notes and verbose lines go; the engine itself never prints.
     pub log: fn(&str),
+    /// What a connection pooler in between keeps (no-transaction scripts need a session).
+    pub pool_mode: db::pooler::PoolMode,
 }
 
 /// One script that ran.
@@ -123,11 +128,17 @@ pub async fn run(
             return Ok(Vec::new());
         }
         check_scripts(migrations, &steps)?;
-        if steps.iter().any(|s| script(migrations, *s).no_transaction) {
+        if let Some(step) = steps
+            .iter()
+            .find(|s| script(migrations, **s).no_transaction)
+        {
             tx.rollback().await.context("leaving the transaction")?;
+            if !opts.pool_mode.sessions_hold(client).await {
+                return Err(pooled_no_transaction(migration(migrations, step.version)));
+            }
             return run_with_session_lock(client, migrations, target, &session, deadline).await;
         }
-        tx.batch_execute(&session_settings(opts, true))
+        tx.batch_execute(&session.restore(true))
             .await
             .context("setting lock_timeout and statement_timeout")?;
         tx.batch_execute(ledger::CREATE)
@@ -154,23 +165,34 @@ struct Session {
 }
 
 impl Session {
-    /// Undo what a script changed in the session, then put back the runner's own settings
-    /// (`in_tx`: also its transaction-local timeouts, for the scripts still to come).
+    /// Undo what a script changed in the session, then put back the runner's own settings: in a
+    /// transaction, local to it (nothing outlives the transaction, as a pooler needs), outside
+    /// one for the session.
     fn restore(&self, in_tx: bool) -> String {
         let mut sql = ledger::RESET_SESSION.to_string();
+        let scope = if in_tx { "SET LOCAL" } else { "SET" };
         if self.check_interval {
-            sql.push_str("; ");
-            sql.push_str(CHECK_INTERVAL);
+            let _ = write!(sql, "; {scope} {CHECK_INTERVAL}");
         }
-        if in_tx {
-            sql.push_str("; ");
-            sql.push_str(&session_settings(&self.opts, true));
-        }
+        sql.push_str("; ");
+        sql.push_str(&session_settings(&self.opts, in_tx));
         sql
     }
 }
 
-const CHECK_INTERVAL: &str = "SET client_connection_check_interval = '1s'";
+/// Make the server notice promptly when this process dies mid-script (killed, crashed), so its
+/// transaction rolls back and the lock frees within a second rather than when a long statement
+/// ends (PostgreSQL 14+).
+const CHECK_INTERVAL: &str = "client_connection_check_interval = '1s'";
+
+/// The refusal for a no-transaction migration through a transaction pooler: exit 2, with the two
+/// ways through.
+fn pooled_no_transaction(m: &Migration) -> anyhow::Error {
+    crate::error::usage(format!(
+        "migration {} runs outside a transaction (`-- aidock:no-transaction`), statement by statement under a session lock and session settings, and this connection goes through a connection pooler that may hand each transaction to another server session (PgBouncer's pool_mode = transaction), so nothing was applied. Run it against the server directly (--database-url, or DATABASE_URL, with the server's own host and port), or, if the pooler keeps whole sessions (pool_mode = session), set server.pool_mode = \"session\" (AIDOCK__SERVER__POOL_MODE=session)",
+        m.label()
+    ))
+}
 
 /// The ledger as planning input (it is not created when missing).
 async fn read_applied(client: &impl GenericClient) -> anyhow::Result<Vec<plan::Applied>> {
@@ -192,10 +214,8 @@ fn check_scripts(migrations: &[Migration], steps: &[Step]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Make the server notice promptly when this process dies mid-script (killed, crashed), so its
-/// transaction rolls back and the lock frees within a second rather than when a long statement
-/// ends. PostgreSQL 14+ only (returns whether it was set); older servers notice at the next
-/// write to the socket.
+/// Whether the server has `client_connection_check_interval` (PostgreSQL 14+; older servers
+/// notice a dead client at the next write to its socket). Set with each transaction's settings.
 async fn watch_for_client_death(client: &Client) -> anyhow::Result<bool> {
     let rows = ledger::simple_rows(client, "SHOW server_version_num").await?;
     let version: i32 = rows
@@ -203,14 +223,7 @@ async fn watch_for_client_death(client: &Client) -> anyhow::Result<bool> {
         .and_then(|r| r.first())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    if version < 140_000 {
-        return Ok(false);
-    }
-    client
-        .batch_execute(CHECK_INTERVAL)
-        .await
-        .context("setting client_connection_check_interval")?;
-    Ok(true)
+    Ok(version >= 140_000)
 }
 
 /// Runs that include a no-transaction script: a session lock, polled, on this connection.
@@ -240,7 +253,7 @@ async fn run_with_session_lock(
         for step in steps {
             if script(migrations, step).no_transaction {
                 client
-                    .batch_execute(&session_settings(opts, false))
+                    .batch_execute(&session.restore(false))
                     .await
                     .context("setting lock_timeout and statement_timeout")?;
                 done.push(apply(&*client, migrations, step, session, false).await?);
@@ -253,7 +266,7 @@ async fn run_with_session_lock(
                     .transaction()
                     .await
                     .context("starting a transaction")?;
-                tx.batch_execute(&session_settings(opts, true))
+                tx.batch_execute(&session.restore(true))
                     .await
                     .context("setting timeouts")?;
                 done.push(apply(&tx, migrations, step, session, true).await?);
@@ -405,6 +418,9 @@ pub async fn run_script(
     opts: &Options,
 ) -> anyhow::Result<()> {
     script.statements()?;
+    if script.no_transaction && !opts.pool_mode.sessions_hold(client).await {
+        return Err(pooled_no_transaction(m));
+    }
     if script.no_transaction {
         client
             .batch_execute(&session_settings(opts, false))
@@ -525,13 +541,13 @@ async fn wait_or_fail(client: &Client, deadline: Instant, wait: Duration) -> any
     #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
     let (classid, objid) = ((key >> 32) as u32, key as u32);
     let holder = client
-        .query_opt(
+        .opt(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.query, ''), \
                     coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::float8, 0) \
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 \
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[&classid, &objid],
+            &[(&classid, Type::OID), (&objid, Type::OID)],
         )
         .await
         .ok()

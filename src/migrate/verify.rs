@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 use super::ledger;
 use super::runner;
 use super::source::Migration;
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
 use crate::error;
 use crate::schema::catalog::{self, ReadOptions};
@@ -98,7 +99,7 @@ pub async fn expected_and_live(
 ) -> anyhow::Result<(catalog::Catalog, catalog::Catalog)> {
     let admin_client = admin.connect().await?;
     require_createdb(&admin_client, admin).await?;
-    drop_stale_scratch_databases(&admin_client).await;
+    drop_stale_scratch_databases(&admin_client, opts).await;
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
         meta,
@@ -107,7 +108,7 @@ pub async fn expected_and_live(
     // The live catalog is read while the server creates the scratch database.
     let (found, scratch) = tokio::join!(
         catalog::read(live, options),
-        Scratch::create(&admin_client, app, &locale)
+        Scratch::create(&admin_client, admin, app, &locale)
     );
     let scratch = scratch?;
     let work = async {
@@ -132,46 +133,63 @@ pub async fn expected_and_live(
 }
 
 /// One scratch database (verify's, diff's), dropped by [`Scratch::drop`], or by the next verify
-/// or diff if this process dies first: it holds an advisory lock named after it while alive.
+/// or diff if this process dies first. While it lives, a connection named after it
+/// (`application_name`) is open, and beats: it keeps the database's comment at the server's
+/// current time every [`HEARTBEAT`]. A scratch database with no such connection, or (behind a
+/// pooler, whose server connections outlive their clients) no heartbeat for [`STALE_AFTER`]
+/// seconds, was left by a run that died. No session state and no held-open transaction.
 pub(super) struct Scratch {
     pub(super) name: String,
-    key: i64,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
+/// How often a live scratch database says so.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// After how long without a heartbeat a scratch database is taken for abandoned.
+const STALE_AFTER: i64 = 60;
+
 impl Scratch {
-    /// Lock a new name, then create the database from template0 with `locale`, owned by `app`'s
-    /// role.
+    /// Create the database from template0 with `locale`, owned by `app`'s role, named with the
+    /// server's clock, and start its heartbeat.
     pub(super) async fn create(
         admin: &Client,
+        admin_target: &Target,
         app: &Target,
         locale: &[String; 3],
     ) -> anyhow::Result<Self> {
-        let name = format!("{SCRATCH_PREFIX}{}", db::random_tag());
-        let key = crate::db::advisory::key("verify", &name);
-        admin
-            .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        let now: i64 = admin
+            .one("SELECT extract(epoch FROM now())::bigint", &[])
             .await
-            .context("taking the scratch database's lock")?;
-        let scratch = Scratch { name, key };
-        if let Err(e) = create_scratch(admin, app, &scratch.name, locale).await {
-            let _ = scratch.drop(admin).await;
-            return Err(e);
-        }
-        Ok(scratch)
+            .context("reading the server's clock")?
+            .get(0);
+        let name = format!("{SCRATCH_PREFIX}{now}_{}", db::random_tag());
+        // The heartbeat's connection, opened first and named after the database: while it is
+        // connected, the scratch database is alive (a killed run's connection goes with it).
+        let beating = admin_target.named(&name).connect().await?;
+        create_scratch(admin, app, &name, locale).await?;
+        let beat = format!(
+            "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, 'aidock-provision scratch database, alive at ' || extract(epoch FROM now())::bigint); END $$",
+            db::quote_literal(&name)
+        );
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                let _ = beating.batch_execute(&beat).await;
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        });
+        Ok(Scratch { name, heartbeat })
     }
 
-    /// `DROP DATABASE ... WITH (FORCE)` and release the lock.
+    /// `DROP DATABASE ... WITH (FORCE)`, and stop the heartbeat.
     pub(super) async fn drop(self, admin: &Client) -> anyhow::Result<()> {
-        let dropped = admin
+        self.heartbeat.abort();
+        let _ = self.heartbeat.await;
+        admin
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 db::quote_ident(&self.name)
             ))
-            .await;
-        let _ = admin
-            .batch_execute(&format!("SELECT pg_advisory_unlock({})", self.key))
-            .await;
-        dropped
+            .await
             .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
             .with_context(|| format!("dropping the scratch database `{}`", self.name))
     }
@@ -187,7 +205,7 @@ pub struct Report {
 /// Verify creates a database: the admin needs CREATEDB (or to be a superuser).
 pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
     let may: bool = client
-        .query_one(
+        .one(
             "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -204,11 +222,20 @@ pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow:
     }
 }
 
-/// Drop the scratch databases of verifies that died without cleaning up: nobody holds their lock.
-pub(super) async fn drop_stale_scratch_databases(client: &Client) {
+/// Drop the scratch databases of runs that died without cleaning up: no connection named after
+/// it (when sessions are the server's own: behind a transaction pooler a client's name stays on
+/// the pooled server connection), or no heartbeat (nor, before the first, creation) within
+/// [`STALE_AFTER`] seconds, by the server's clock.
+pub(super) async fn drop_stale_scratch_databases(client: &Client, opts: &runner::Options) {
+    let named_connections_count = opts.pool_mode.sessions_hold(client).await;
     let Ok(rows) = client
-        .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'aidock\\_verify\\_%'",
+        .rows(
+            "SELECT d.datname::text, \
+                    coalesce(substring(shobj_description(d.oid, 'pg_database') FROM 'alive at ([0-9]+)$'), \
+                             substring(d.datname FROM '^aidock_verify_([0-9]+)_'))::bigint, \
+                    extract(epoch FROM now())::bigint, \
+                    EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname) \
+             FROM pg_database d WHERE d.datname LIKE 'aidock\\_verify\\_%'",
             &[],
         )
         .await
@@ -216,21 +243,16 @@ pub(super) async fn drop_stale_scratch_databases(client: &Client) {
         return;
     };
     for row in rows {
-        let name: String = row.get(0);
-        let key = crate::db::advisory::key("verify", &name);
-        let free = client
-            .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
-            .await
-            .is_ok_and(|r| r.get::<_, bool>(0));
-        if free {
+        let (name, alive, now, connected): (String, Option<i64>, i64, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        // Scratch databases of earlier versions had no timestamp: stale as well.
+        if (named_connections_count && !connected) || alive.is_none_or(|at| now - at > STALE_AFTER)
+        {
             let _ = client
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     db::quote_ident(&name)
                 ))
-                .await;
-            let _ = client
-                .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
                 .await;
         }
     }
@@ -242,7 +264,7 @@ pub(super) async fn live_settings(
     live: &Client,
 ) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
-        .query_one(
+        .one(
             "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text FROM pg_database \
              WHERE datname = current_database()",
             &[],
@@ -251,7 +273,7 @@ pub(super) async fn live_settings(
         .context("reading the live database's encoding and locale")?;
     let locale = [row.get(0), row.get(1), row.get(2)];
     let public = live
-        .query_opt(
+        .opt(
             "SELECT pg_get_userbyid(nspowner), \
                     EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
              FROM pg_namespace WHERE nspname = 'public'",

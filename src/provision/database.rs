@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 
 use super::{AdminRights, Executor, Item, Outcome};
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
+use tokio_postgres::types::Type;
 
 /// What we require of the database.
 #[derive(Debug, Clone)]
@@ -37,9 +39,9 @@ pub async fn ensure_membership(
     };
     let row = exec
         .client()
-        .query_opt(
+        .opt(
             "SELECT pg_has_role(current_user, r.oid, $2) FROM pg_roles r WHERE r.rolname = $1",
-            &[&spec.owner, &privilege],
+            &[(&spec.owner, Type::TEXT), (&privilege, Type::TEXT)],
         )
         .await
         .context("checking the admin's membership in the owner role")?;
@@ -73,9 +75,9 @@ pub async fn ensure(
 
     let exists = exec
         .client()
-        .query_opt(
+        .opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&spec.name],
+            &[(&spec.name, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading database `{}`", spec.name))?
@@ -105,9 +107,9 @@ pub async fn ensure(
     if !created {
         let row = exec
             .client()
-            .query_one(
+            .one(
                 "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = $1",
-                &[&spec.name],
+                &[(&spec.name, Type::TEXT)],
             )
             .await
             .with_context(|| format!("reading database `{}`", spec.name))?;
@@ -135,10 +137,10 @@ pub async fn ensure(
         true
     } else {
         exec.client()
-            .query_one(
+            .one(
                 "SELECT datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(datacl) a WHERE a.grantee = 0) \
                  FROM pg_database WHERE datname = $1",
-                &[&spec.name],
+                &[(&spec.name, Type::TEXT)],
             )
             .await
             .with_context(|| format!("reading the privileges on database `{}`", spec.name))?
@@ -197,7 +199,7 @@ pub async fn ensure_schema(
         } else {
             let row = exec
                 .client()
-                .query_one("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
+                .one("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
                 .await
                 .context("reading the bootstrap superuser's name")?;
             (row.get(0), true, rights.superuser)
@@ -205,7 +207,7 @@ pub async fn ensure_schema(
     } else {
         let row = exec
                 .client()
-                .query_one(
+                .one(
                     "SELECT pg_get_userbyid(nspowner), \
                             EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'), \
                             pg_has_role(current_user, nspowner, 'MEMBER') \

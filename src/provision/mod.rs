@@ -6,13 +6,16 @@ pub mod preflight;
 pub mod role;
 pub mod template;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::db::advisory::Holder;
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
+use tokio_postgres::types::Type;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -61,6 +64,9 @@ pub struct Database {
 #[derive(Clone, Copy)]
 pub struct Options {
     pub wait_timeout: Duration,
+    /// What a connection pooler in between keeps: clones through a transaction pooler take no
+    /// locks (each would hold a pooled server connection), and check the template afterwards.
+    pub pool_mode: crate::db::pooler::PoolMode,
     /// Each statement as it runs (secrets redacted), or `None`.
     pub log: Option<fn(&str)>,
 }
@@ -190,7 +196,7 @@ pub enum RightsError {
 /// [`RightsError`] naming the admin role and the rights it lacks, or a too old server.
 pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<AdminRights> {
     let row = client
-        .query_one(
+        .one(
             "SELECT rolsuper, rolcreaterole, rolcreatedb, current_setting('server_version_num')::int \
              FROM pg_roles WHERE rolname = current_user",
             &[],
@@ -228,35 +234,6 @@ pub async fn admin_rights(client: &Client, target: &Target) -> anyhow::Result<Ad
     })
 }
 
-/// Serialise concurrent `init`s on the same names: poll a session advisory lock on the admin
-/// connection (never a blocking wait). Released when the connection closes.
-///
-/// # Errors
-/// When the wait times out; the message says who holds the lock.
-pub async fn lock_init(client: &Client, key: i64, wait: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + wait;
-    let sql = format!("SELECT pg_try_advisory_lock({key})");
-    loop {
-        let rows = client
-            .simple_query(&sql)
-            .await
-            .context("taking the init lock")?;
-        let got = rows.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
-            _ => None,
-        });
-        if got == Some(true) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!(
-                "another aidock-provision init held the provisioning lock for more than {wait:?}; wait for it to finish or raise migrate.wait_timeout"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Everything `init` did (or would do, with `--dry-run`).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -272,26 +249,35 @@ pub struct Report {
 }
 
 /// What `init`, `init --from-template` and `reset` do first: connect as the admin, check its
-/// rights, take the per-database init lock (held until the connection closes), and run the
-/// pre-flight, so that everything is read and decided before the first change.
+/// rights, take the per-database init lock (held while the returned [`Holder`] lives), and run
+/// the pre-flight, so that everything is read and decided before the first change.
 async fn prepare(
     d: &Database,
     admin: &Target,
     opts: &Options,
     purpose: preflight::Purpose,
-) -> anyhow::Result<(Client, AdminRights)> {
+    lock: bool,
+) -> anyhow::Result<(Client, AdminRights, Option<Holder>)> {
     let client = admin.connect().await?;
     crate::db::require_primary(&client, admin).await?;
     let rights = admin_rights(&client, admin).await?;
-    lock_init(
-        &client,
-        crate::db::advisory::key("init", &d.name),
-        opts.wait_timeout,
-    )
-    .await?;
+    let lock = if lock {
+        Some(
+            Holder::acquire(
+                admin,
+                crate::db::advisory::key("init", &d.name),
+                false,
+                opts.wait_timeout,
+                "provisioning lock",
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let observed = preflight::observe(&client, admin, &d.name, &d.owner, rights, purpose).await?;
     preflight::check(&d.name, &d.owner, &observed, purpose)?;
-    Ok((client, rights))
+    Ok((client, rights, lock))
 }
 
 /// Ensure role, database and schema. The caller runs migrations afterwards.
@@ -304,7 +290,7 @@ pub async fn provision(
     dry_run: bool,
     opts: &Options,
 ) -> anyhow::Result<Report> {
-    let (client, rights) = prepare(d, admin, opts, preflight::Purpose::Init).await?;
+    let (client, rights, _lock) = prepare(d, admin, opts, preflight::Purpose::Init, true).await?;
 
     let mut exec = Executor::new(&client, dry_run, opts.log);
     let role_spec = role::Spec {
@@ -360,9 +346,21 @@ pub async fn from_template(
     migrations: &[crate::migrate::source::Migration],
     opts: &Options,
 ) -> anyhow::Result<Report> {
-    let (client, rights) = prepare(d, admin, opts, preflight::Purpose::Init).await?;
-    // Held until this connection closes: no rebuild of the template while it is being copied.
-    template::lock(&client, template_name, true, opts.wait_timeout).await?;
+    // Through a transaction pooler no lock is held (a held lock keeps a pooled server connection,
+    // and a clone per test outnumbers any pool): concurrent clones have distinct names, and a
+    // rebuild meanwhile is caught by reading the template's fingerprint again after the copy.
+    let sessions_hold = {
+        let probe = admin.connect().await?;
+        opts.pool_mode.sessions_hold(&probe).await
+    };
+    let (client, rights, _lock) =
+        prepare(d, admin, opts, preflight::Purpose::Init, sessions_hold).await?;
+    // Held until the end: no rebuild of the template while it is being copied.
+    let _template = if sessions_hold {
+        Some(template::lock(admin, template_name, true, opts.wait_timeout).await?)
+    } else {
+        None
+    };
     let found = template::find(&client, template_name).await?;
     template::check_current(template_name, found.as_ref(), migrations)?;
     let found = found.expect("checked above");
@@ -387,6 +385,19 @@ pub async fn from_template(
     };
     database::ensure_membership(&mut exec, &spec, rights).await?;
     let db_item = template::clone(&client, admin, &found, template_name, d).await?;
+    let after = template::find(&client, template_name).await?;
+    if after.as_ref().map(|f| &f.fingerprint) != Some(&found.fingerprint) {
+        let _ = client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db::quote_ident(&d.name)
+            ))
+            .await;
+        anyhow::bail!(
+            "template `{template_name}` was rebuilt while `{}` was being cloned from it, so the clone was dropped; run `init --from-template` again",
+            d.name
+        );
+    }
     // Now as `init` leaves a database: PUBLIC's rights revoked, schema public the role's.
     let reconciled = database::ensure(&mut exec, &spec, rights).await?;
     let app_db = database::connect_to_app_db(admin, &d.name).await?;
@@ -424,11 +435,14 @@ pub struct Dropped {
 /// # Errors
 /// Connection failures; a role that still owns objects elsewhere (the message says where to look).
 pub async fn reset(d: &Database, admin: &Target, opts: &Options) -> anyhow::Result<Vec<Dropped>> {
-    let (client, _) = prepare(d, admin, opts, preflight::Purpose::Reset).await?;
+    let (client, _, _lock) = prepare(d, admin, opts, preflight::Purpose::Reset, true).await?;
     let mut exec = Executor::new(&client, false, opts.log);
     let mut items = Vec::new();
     let db_exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&d.name])
+        .opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[(&d.name, Type::TEXT)],
+        )
         .await
         .context("reading pg_database")?
         .is_some();
@@ -450,7 +464,10 @@ pub async fn reset(d: &Database, admin: &Target, opts: &Options) -> anyhow::Resu
         },
     });
     let role_exists = client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
+        .opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[(&d.owner, Type::TEXT)],
+        )
         .await
         .context("reading pg_roles")?
         .is_some();

@@ -9,8 +9,10 @@ use anyhow::Context as _;
 use tokio_postgres::Client;
 
 use super::AdminRights;
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
 use crate::error;
+use tokio_postgres::types::Type;
 
 /// Databases this tool never provisions into or drops, whatever the flags.
 pub const SYSTEM_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
@@ -151,11 +153,11 @@ pub async fn observe(
 ) -> anyhow::Result<Observed> {
     let role = observe_role(client, name, owner).await?;
     let Some(row) = client
-        .query_opt(
+        .opt(
             "SELECT pg_get_userbyid(datdba), datistemplate, datallowconn, \
                     pg_has_role(current_user, datdba, 'MEMBER') \
              FROM pg_database WHERE datname = $1",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading database `{name}`"))?
@@ -199,10 +201,10 @@ async fn observe_role(
     owner: &str,
 ) -> anyhow::Result<Option<RoleState>> {
     let Some(row) = client
-        .query_opt(
+        .opt(
             "SELECT oid, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls \
              FROM pg_roles WHERE rolname = $1",
-            &[&owner],
+            &[(&owner, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading role `{owner}`"))?
@@ -222,12 +224,12 @@ async fn observe_role(
     .map(|(_, what)| what)
     .collect();
     let privileged_memberships = client
-        .query(
+        .rows(
             "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
              WHERE m.member = $1 AND (r.rolsuper OR r.rolcreatedb OR r.rolcreaterole \
                    OR r.rolreplication OR r.rolbypassrls OR r.rolname LIKE 'pg\\_%') \
              ORDER BY 1",
-            &[&oid],
+            &[(&oid, Type::OID)],
         )
         .await
         .with_context(|| format!("reading the memberships of role `{owner}`"))?
@@ -238,7 +240,7 @@ async fn observe_role(
     // shared ones (dbid 0: databases, tablespaces). The app database itself, and everything in
     // it, may be the role's.
     let owns_elsewhere = client
-        .query(
+        .rows(
             "SELECT CASE WHEN s.dbid = 0 AND s.classid = 'pg_database'::regclass \
                            THEN format('database %s', (SELECT datname FROM pg_database WHERE oid = s.objid)) \
                          WHEN s.dbid = 0 AND s.classid = 'pg_tablespace'::regclass \
@@ -249,7 +251,7 @@ async fn observe_role(
                AND s.dbid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = $2) \
                AND NOT (s.dbid = 0 AND s.classid = 'pg_database'::regclass \
                         AND s.objid IS NOT DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = $2))",
-            &[&oid, &name],
+            &[(&oid, Type::OID), (&name, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading what role `{owner}` owns"))?

@@ -5,7 +5,9 @@ use tokio_postgres::error::SqlState;
 
 use super::{Executor, Item, Outcome};
 use crate::db::Secret;
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
+use tokio_postgres::types::Type;
 
 /// What we require of the role.
 #[derive(Debug, Clone)]
@@ -29,11 +31,11 @@ struct Attributes {
 
 async fn read(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Option<Attributes>> {
     let row = client
-        .query_opt(
+        .opt(
             "SELECT rolcanlogin, rolconnlimit, \
                     CASE WHEN rolvaliduntil < now() THEN rolvaliduntil::text END \
              FROM pg_roles WHERE rolname = $1",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading role `{name}`"))?;

@@ -1,21 +1,28 @@
 //! Template databases: a database at head (and seeded) that `CREATE DATABASE ... TEMPLATE` copies
 //! in one statement, so a test suite gets a fresh, seeded database per test in milliseconds.
 //!
-//! A template this tool built carries a comment `aidock-provision template <fingerprint>`: the
-//! migrations' checksums and the seed inputs it was built from. Building takes an exclusive
-//! advisory lock on its name; cloning takes the same lock shared, so a clone never copies a
+//! A template belongs to the admin that built it (the app's role, whose password every developer
+//! has, can neither connect to it nor alter it), is closed to connections and to PUBLIC, and
+//! carries a comment `aidock-provision template <fingerprint>`: the migrations' checksums and the
+//! seed inputs it was built from, and a fingerprint of its contents (every table's row count and
+//! a digest of its schema). A clone is checked against that contents fingerprint before it is
+//! handed over, so a template changed since it was built is refused, naming what changed.
+//! Building takes an exclusive advisory lock on its name; cloning takes the same lock shared
+//! (not through a transaction pooler: see `provision::from_template`), so a clone never copies a
 //! template that is being rebuilt.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_postgres::Client;
 
 use super::{Database, Item, Outcome};
+use crate::db::sql::Sql as _;
 use crate::db::{self, Target};
 use crate::error;
 use crate::migrate::source::{Migration, checksum};
+use tokio_postgres::types::Type;
 
 /// How our templates' comments begin.
 const MARKER: &str = "aidock-provision template";
@@ -49,9 +56,128 @@ fn migrations_part(fingerprint: &str) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub is_template: bool,
+    /// Whether anyone may connect to it (a template of ours never allows it).
+    pub allows_connections: bool,
     pub owner: String,
     /// The fingerprint in our comment; `None` when the comment is not ours.
     pub fingerprint: Option<String>,
+}
+
+impl Found {
+    /// The contents fingerprint recorded at build time, if any.
+    #[must_use]
+    pub fn contents(&self) -> Option<Contents> {
+        let (_, json) = self.fingerprint.as_deref()?.split_once(" contents=")?;
+        serde_json::from_str(json).ok()
+    }
+
+    /// What was built from (migrations and seed inputs), without the contents.
+    #[must_use]
+    pub fn inputs(&self) -> Option<&str> {
+        let f = self.fingerprint.as_deref()?;
+        Some(f.split_once(" contents=").map_or(f, |(inputs, _)| inputs))
+    }
+}
+
+/// What a template holds: each table's row count, and a digest of its schema (tables, columns,
+/// constraints, indexes, routines, triggers, types; owners and grants left out, since a clone's
+/// objects are handed to its own role).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Contents {
+    pub tables: std::collections::BTreeMap<String, i64>,
+    pub schema: String,
+}
+
+/// One query: every user table with its exact row count, and the schema digest.
+const CONTENTS: &str = "
+WITH rels AS (
+    SELECT c.oid, c.oid::regclass::text AS name FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+), parts AS (
+    SELECT 'column ' || r.name || '.' || quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+           || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS part
+    FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    UNION ALL
+    SELECT 'constraint ' || r.name || ' ' || pg_get_constraintdef(c.oid) FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(x.indexrelid) FROM rels r JOIN pg_index x ON x.indrelid = r.oid
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(g.oid) FROM rels r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+    UNION ALL
+    SELECT 'routine ' || p.oid::regprocedure::text || ' ' || md5(coalesce(p.prosrc, '')) FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'view ' || c.oid::regclass::text || ' ' || md5(pg_get_viewdef(c.oid)) FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+)
+SELECT 'table', r.name, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', r.name), false, true, '')))[1]::text
+FROM rels r
+UNION ALL
+SELECT 'schema', '', md5(coalesce(string_agg(part, E'\\n' ORDER BY part), '')) FROM parts
+";
+
+/// The contents fingerprint of the database `client` is connected to.
+///
+/// # Errors
+/// The query failing.
+pub async fn contents(client: &Client) -> anyhow::Result<Contents> {
+    let messages = client
+        .simple_query(CONTENTS)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("reading the template's contents")?;
+    let mut found = Contents {
+        tables: std::collections::BTreeMap::new(),
+        schema: String::new(),
+    };
+    for m in messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            match r.get(0) {
+                Some("table") => {
+                    found.tables.insert(
+                        r.get(1).unwrap_or_default().to_string(),
+                        r.get(2).and_then(|n| n.parse().ok()).unwrap_or(-1),
+                    );
+                }
+                _ => found.schema = r.get(2).unwrap_or_default().to_string(),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// What differs between the contents a template was built with and a clone's, in words.
+#[must_use]
+pub fn changes(built: &Contents, now: &Contents) -> Vec<String> {
+    let mut out = Vec::new();
+    if built.schema != now.schema {
+        out.push(
+            "its schema (tables, columns, constraints, indexes, routines, triggers or views)"
+                .into(),
+        );
+    }
+    for (table, rows) in &now.tables {
+        match built.tables.get(table) {
+            Some(was) if was != rows => {
+                out.push(format!("table {table}: {rows} rows, built with {was}"));
+            }
+            None => out.push(format!("table {table}: not there when it was built")),
+            Some(_) => {}
+        }
+    }
+    for table in built.tables.keys().filter(|t| !now.tables.contains_key(*t)) {
+        out.push(format!("table {table}: gone since it was built"));
+    }
+    out
 }
 
 /// Read what is there under `name`.
@@ -60,11 +186,11 @@ pub struct Found {
 /// Catalog reads failing.
 pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> {
     let row = client
-        .query_opt(
+        .opt(
             "SELECT datistemplate, pg_get_userbyid(datdba)::text, \
-                    shobj_description(oid, 'pg_database') \
+                    shobj_description(oid, 'pg_database'), datallowconn \
              FROM pg_database WHERE datname = $1",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .with_context(|| format!("reading database `{name}`"))?;
@@ -72,6 +198,7 @@ pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> 
         let comment: Option<String> = r.get(2);
         Found {
             is_template: r.get(0),
+            allows_connections: r.get(3),
             owner: r.get(1),
             fingerprint: comment
                 .as_deref()
@@ -81,34 +208,25 @@ pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> 
     }))
 }
 
-/// Take the template's advisory lock (exclusive to build, shared to clone), polling.
+/// Take the template's advisory lock (exclusive to build, shared to clone), polling; held while
+/// the returned [`Holder`] lives.
 ///
 /// # Errors
 /// When another build holds it longer than `wait`.
-pub async fn lock(client: &Client, name: &str, shared: bool, wait: Duration) -> anyhow::Result<()> {
-    let key = db::advisory::key("template", name);
-    let function = if shared {
-        "pg_try_advisory_lock_shared"
-    } else {
-        "pg_try_advisory_lock"
-    };
-    let deadline = Instant::now() + wait;
-    loop {
-        let got: bool = client
-            .query_one(&format!("SELECT {function}({key})"), &[])
-            .await
-            .context("taking the template lock")?
-            .get(0);
-        if got {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!(
-                "template `{name}` was being built or cloned by another process for more than {wait:?}; let it finish, or raise migrate.wait_timeout"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+pub async fn lock(
+    admin: &Target,
+    name: &str,
+    shared: bool,
+    wait: Duration,
+) -> anyhow::Result<db::advisory::Holder> {
+    db::advisory::Holder::acquire(
+        admin,
+        db::advisory::key("template", name),
+        shared,
+        wait,
+        &format!("lock of template `{name}` (it is being built or cloned)"),
+    )
+    .await
 }
 
 /// Mark a database as ours while it is being built (a crashed build is then recognised as ours
@@ -140,22 +258,62 @@ pub async fn drop_ours(client: &Client, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Record what the database is being built from (`fingerprint: None` while building).
+/// Create the template database as the admin's own (encoding and locale as the app database
+/// would have them), closed to PUBLIC, marked as being built (a crashed build is then recognised
+/// as ours and rebuilt).
 ///
 /// # Errors
 /// Statement failures.
-pub async fn mark(client: &Client, name: &str, fingerprint: Option<&str>) -> anyhow::Result<()> {
+pub async fn create(client: &Client, name: &str, d: &Database) -> anyhow::Result<()> {
     let ident = db::quote_ident(name);
-    let comment = format!("{MARKER} {}", fingerprint.unwrap_or("building"));
+    let mut sql = format!(
+        "CREATE DATABASE {ident} TEMPLATE template0 ENCODING {}",
+        db::quote_literal(&d.encoding)
+    );
+    if let Some(locale) = &d.locale {
+        let _ = write!(sql, " LOCALE {}", db::quote_literal(locale));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("creating the template database `{name}`"))?;
+    mark(client, name, None, None).await?;
+    client
+        .batch_execute(&format!("REVOKE ALL ON DATABASE {ident} FROM PUBLIC"))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("closing `{name}` to PUBLIC"))
+}
+
+/// Record what the database is being built from (`fingerprint: None` while building), with its
+/// contents once built; a built one is marked as a template and closed to connections.
+///
+/// # Errors
+/// Statement failures.
+pub async fn mark(
+    client: &Client,
+    name: &str,
+    fingerprint: Option<&str>,
+    contents: Option<&Contents>,
+) -> anyhow::Result<()> {
+    let ident = db::quote_ident(name);
+    let contents = contents
+        .map(|c| format!(" contents={}", serde_json::to_string(c).unwrap_or_default()))
+        .unwrap_or_default();
+    let comment = format!("{MARKER} {}{contents}", fingerprint.unwrap_or("building"));
     let mut sql = format!(
         "COMMENT ON DATABASE {ident} IS {}",
         db::quote_literal(&comment)
     );
     if fingerprint.is_some() {
-        // Closed to connections: CREATE DATABASE ... TEMPLATE needs nobody connected to it.
+        // Closed to connections: CREATE DATABASE ... TEMPLATE needs nobody connected to it. The
+        // build's own sessions (a pooler keeps them open after the build let go) end too.
         let _ = write!(
             sql,
-            "; ALTER DATABASE {ident} IS_TEMPLATE true; ALTER DATABASE {ident} ALLOW_CONNECTIONS false"
+            "; ALTER DATABASE {ident} IS_TEMPLATE true; ALTER DATABASE {ident} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+            db::quote_literal(name)
         );
     }
     client
@@ -178,11 +336,16 @@ pub fn check_current(
     let Some(found) = found else {
         anyhow::bail!("template `{name}` does not exist; {rebuild}");
     };
-    let Some(fingerprint) = found.fingerprint.as_deref().filter(|_| found.is_template) else {
+    let Some(fingerprint) = found.inputs().filter(|_| found.is_template) else {
         anyhow::bail!(
             "database `{name}` is not a finished template aidock-provision built; {rebuild}"
         );
     };
+    if found.allows_connections || found.contents().is_none() {
+        return Err(error::refused(format!(
+            "template `{name}` is open to connections or was built by an earlier version, so what it holds is not what was built; {rebuild} again"
+        )));
+    }
     if migrations_part(fingerprint) != migrations_part(&self::fingerprint(migrations, "")) {
         anyhow::bail!(
             "template `{name}` is stale: it was built from other migrations than these; {rebuild} again"
@@ -204,7 +367,10 @@ pub async fn clone(
     d: &Database,
 ) -> anyhow::Result<Item> {
     let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&d.name])
+        .opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[(&d.name, Type::TEXT)],
+        )
         .await
         .context("reading pg_database")?
         .is_some();
@@ -215,24 +381,58 @@ pub async fn clone(
         );
     }
     let ident = db::quote_ident(&d.name);
-    client
-        .batch_execute(&format!(
-            "CREATE DATABASE {ident} OWNER {} TEMPLATE {}",
-            db::quote_ident(&d.owner),
-            db::quote_ident(template_name)
-        ))
-        .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("cloning `{template_name}` into `{}`", d.name))?;
+    let create = format!(
+        "CREATE DATABASE {ident} OWNER {} TEMPLATE {}",
+        db::quote_ident(&d.owner),
+        db::quote_ident(template_name)
+    );
+    // A session of the build that is still ending (55006: the template is being accessed) is
+    // waited for a moment.
+    let mut tries = 0;
+    loop {
+        match client.batch_execute(&create).await {
+            Ok(()) => break,
+            Err(e)
+                if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    && tries < 40 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(db::describe_error(&e)))
+                    .with_context(|| format!("cloning `{template_name}` into `{}`", d.name));
+            }
+        }
+    }
     // The clone must not inherit the template's marks (nor its comment).
     client
         .batch_execute(&format!("COMMENT ON DATABASE {ident} IS NULL"))
         .await
         .context("clearing the clone's comment")?;
+    // What was copied must be what was built: the template may have been changed since.
+    let app_db = admin.with_dbname(&d.name).connect().await?;
+    let now = contents(&app_db).await?;
+    let changed = template.contents().map_or_else(
+        || vec!["it records no contents".to_string()],
+        |built| changes(&built, &now),
+    );
+    if !changed.is_empty() {
+        drop(app_db);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+            .await;
+        return Err(error::refused(format!(
+            "template `{template_name}` changed since it was built, so no clone was made:\n  {}\nrebuild it with `aidock-provision template` (same --dev flags)",
+            changed.join("\n  ")
+        )));
+    }
     if template.owner != d.owner {
-        let app_db = admin.with_dbname(&d.name).connect().await?;
         let rows = app_db
-            .query(REASSIGN, &[&template.owner, &d.owner])
+            .rows(
+                REASSIGN,
+                &[(&template.owner, Type::TEXT), (&d.owner, Type::TEXT)],
+            )
             .await
             .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
             .context("listing the objects to hand over")?;
@@ -311,20 +511,38 @@ mod tests {
         let ms = migrations("SELECT 1;");
         let found = |is_template: bool, fp: Option<String>| Found {
             is_template,
+            allows_connections: false,
             owner: "app".into(),
             fingerprint: fp,
         };
-        let current = fingerprint(&ms, "x");
-        check_current("t", Some(&found(true, Some(current.clone()))), &ms).expect("current");
+        let contents = Contents {
+            tables: [("users".to_string(), 25)].into_iter().collect(),
+            schema: "abc".into(),
+        };
+        let with_contents = |f: String| {
+            format!(
+                "{f} contents={}",
+                serde_json::to_string(&contents).expect("json")
+            )
+        };
+        let current = with_contents(fingerprint(&ms, "x"));
+        let ok = found(true, Some(current.clone()));
+        check_current("t", Some(&ok), &ms).expect("current");
+        assert_eq!(ok.contents(), Some(contents.clone()));
+        let reopened = Found {
+            allows_connections: true,
+            ..ok.clone()
+        };
         for (what, f) in [
             ("does not exist", None),
             ("not a finished", Some(found(false, Some(current.clone())))),
             ("not a finished", Some(found(true, None))),
+            ("open to connections", Some(reopened)),
             (
                 "stale",
                 Some(found(
                     true,
-                    Some(fingerprint(&migrations("SELECT 2;"), "x")),
+                    Some(with_contents(fingerprint(&migrations("SELECT 2;"), "x"))),
                 )),
             ),
         ] {
@@ -335,5 +553,11 @@ mod tests {
                 "{err}"
             );
         }
+        let mut more = contents.clone();
+        more.tables.insert("users".into(), 26);
+        assert_eq!(
+            changes(&contents, &more),
+            ["table users: 26 rows, built with 25"]
+        );
     }
 }

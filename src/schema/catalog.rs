@@ -447,15 +447,19 @@ pub async fn read(
     client: &impl GenericClient,
     options: ReadOptions<'_>,
 ) -> anyhow::Result<Catalog> {
-    client
-        .batch_execute("SET search_path = public")
-        .await
-        .context("setting search_path for reading the catalog")?;
-    let exclude: Vec<String> = options.exclude.iter().map(ToString::to_string).collect();
-    // One round trip: the scope is planned once and the server reads every kind in one go.
+    // One round trip, one statement string: `search_path` is set for this transaction only (an
+    // implicit one, or the caller's), so nothing of it outlives the read or reaches another
+    // client's session behind a pooler; the excluded names are our own constants.
+    let exclude = options
+        .exclude
+        .iter()
+        .map(|t| crate::db::quote_literal(t))
+        .collect::<Vec<_>>()
+        .join(", ");
     let meta: &[&str] = if options.meta { META } else { &[] };
     let query = format!(
-        "{SCOPE}{}",
+        "SET LOCAL search_path = public;\n{}{}",
+        SCOPE.replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]")),
         KINDS
             .iter()
             .chain(meta)
@@ -463,16 +467,22 @@ pub async fn read(
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
     );
-    let rows = client
-        .query(&query, &[&exclude])
+    let rows: Vec<tokio_postgres::SimpleQueryRow> = client
+        .simple_query(&query)
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-        .context("reading the catalog")?;
+        .context("reading the catalog")?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect();
     let mut catalog = Catalog::default();
     for row in rows {
-        let kind: Option<String> = row.get(0);
-        let name: Option<String> = row.get(1);
-        let definition: Option<String> = row.get(2);
+        let kind = row.get(0).map(str::to_string);
+        let name = row.get(1).map(str::to_string);
+        let definition = row.get(2).map(str::to_string);
         let (Some(kind), Some(name)) = (kind, name) else {
             continue;
         };
@@ -496,9 +506,5 @@ pub async fn read(
                 .insert((kind, name), definition.unwrap_or_default());
         }
     }
-    client
-        .batch_execute("RESET search_path")
-        .await
-        .context("resetting search_path")?;
     Ok(catalog)
 }

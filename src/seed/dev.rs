@@ -20,6 +20,7 @@ use super::binary::{Micros, RawJson, Uuid};
 use super::files::Seeds;
 use super::reference::Counts;
 use crate::db::Target;
+use crate::db::sql::Sql as _;
 
 /// A user to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,16 +279,16 @@ pub async fn insert_users(
          ORDER BY u.username {conflict}"
     );
     let rows = tx
-        .query(
+        .rows(
             &sql,
             &[
-                &usernames,
-                &emails,
-                &hashes,
-                &roles,
-                &departments,
-                &superusers,
-                &active,
+                (&usernames, Type::TEXT_ARRAY),
+                (&emails, Type::TEXT_ARRAY),
+                (&hashes, Type::TEXT_ARRAY),
+                (&roles, Type::TEXT_ARRAY),
+                (&departments, Type::TEXT_ARRAY),
+                (&superusers, Type::BOOL_ARRAY),
+                (&active, Type::BOOL_ARRAY),
             ],
         )
         .await
@@ -459,9 +460,9 @@ pub async fn load_usage_logs(
         .context("creating the seed bookkeeping table")?;
     drop_stale_stages(tx).await?;
     let row = tx
-        .query_opt(
+        .opt(
             "SELECT usage_logs, extract(epoch FROM anchor)::float8 FROM public.aidock_seed_runs WHERE identity = $1",
-            &[&identity],
+            &[(&identity, Type::TEXT)],
         )
         .await
         .context("reading the seed bookkeeping")?;
@@ -472,7 +473,7 @@ pub async fn load_usage_logs(
         ),
         None => (
             0,
-            tx.query_one("SELECT extract(epoch FROM now())::float8", &[])
+            tx.one("SELECT extract(epoch FROM now())::float8", &[])
                 .await
                 .context("reading the time")?
                 .get(0),
@@ -480,7 +481,7 @@ pub async fn load_usage_logs(
     };
     let anchor = UNIX_EPOCH + Duration::from_secs_f64(anchor_epoch);
     let month_start: f64 = tx
-        .query_one(
+        .one(
             "SELECT extract(epoch FROM date_trunc('month', now()))::float8",
             &[],
         )
@@ -500,10 +501,10 @@ pub async fn load_usage_logs(
             .map(ToString::to_string)
             .collect();
         let deleted = tx
-            .query(
+            .rows(
                 "DELETE FROM usage_logs WHERE id = ANY($1::text[]::uuid[]) \
                  RETURNING department_id::text, llm_config_id::text, tokens_total::bigint, \"timestamp\" >= date_trunc('month', now())",
-                &[&as_strs(&ids)],
+                &[(&as_strs(&ids), Type::TEXT_ARRAY)],
             )
             .await
             .context("trimming usage logs")?;
@@ -531,21 +532,29 @@ pub async fn load_usage_logs(
     let quotas_updated = if departments.is_empty() {
         0
     } else {
-        tx.execute(
+        tx.exec(
             "UPDATE department_quotas q SET current_usage_tokens = greatest(0, q.current_usage_tokens + v.tokens) \
              FROM unnest($1::text[], $2::text[], $3::bigint[]) v(dept, llm, tokens) \
              WHERE q.department_id = v.dept::uuid AND q.llm_config_id = v.llm::uuid",
-            &[&as_strs(&departments), &as_strs(&configs), &tokens],
+            &[
+                (&as_strs(&departments), Type::TEXT_ARRAY),
+                (&as_strs(&configs), Type::TEXT_ARRAY),
+                (&tokens, Type::INT8_ARRAY),
+            ],
         )
         .await
         .context("updating quota usage")?
     };
     let n = i64::try_from(run.n).unwrap_or(i64::MAX);
-    tx.execute(
+    tx.exec(
         "INSERT INTO public.aidock_seed_runs (identity, usage_logs, anchor) \
          VALUES ($1, $2, to_timestamp($3)) \
          ON CONFLICT (identity) DO UPDATE SET usage_logs = EXCLUDED.usage_logs, updated_at = now()",
-        &[&identity, &n, &anchor_epoch],
+        &[
+            (&identity, Type::TEXT),
+            (&n, Type::INT8),
+            (&anchor_epoch, Type::FLOAT8),
+        ],
     )
     .await
     .context("recording the seed run")?;
@@ -561,7 +570,7 @@ pub async fn load_usage_logs(
 /// Drop staging tables that no live run holds (a run killed before its transaction ended).
 async fn drop_stale_stages(tx: &Transaction<'_>) -> anyhow::Result<()> {
     let rows = tx
-        .query(
+        .rows(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'public' AND c.relname LIKE 'aidock\\_seed\\_stage\\_%'",
             &[],
@@ -578,13 +587,13 @@ async fn drop_stale_stages(tx: &Transaction<'_>) -> anyhow::Result<()> {
             .to_string();
         let key = crate::db::advisory::key("seed-stage", &run);
         let free: bool = tx
-            .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
+            .one(&format!("SELECT pg_try_advisory_xact_lock({key})"), &[])
             .await
             .context("checking a staging table's run")?
             .get(0);
         if free {
             tx.batch_execute(&format!(
-                "DROP TABLE IF EXISTS public.{}; SELECT pg_advisory_unlock({key})",
+                "DROP TABLE IF EXISTS public.{}",
                 crate::db::quote_ident(&name)
             ))
             .await
@@ -598,7 +607,7 @@ async fn drop_stale_stages(tx: &Transaction<'_>) -> anyhow::Result<()> {
 /// free slots, whichever is smaller.
 async fn free_connections(tx: &Transaction<'_>) -> anyhow::Result<usize> {
     let row = tx
-        .query_one(
+        .one(
             "SELECT (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
                     (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),
                     current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
@@ -627,7 +636,7 @@ async fn generate_and_load(
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<(u64, usize, Deltas)> {
     let users: Vec<(Uuid, Uuid)> = tx
-        .query(
+        .rows(
             "SELECT id::text, department_id::text FROM users WHERE department_id IS NOT NULL ORDER BY username",
             &[],
         )
@@ -637,7 +646,7 @@ async fn generate_and_load(
         .filter_map(|r| Some((Uuid::parse(r.get(0))?, Uuid::parse(r.get(1))?)))
         .collect();
     let models: Vec<Model> = tx
-        .query(
+        .rows(
             "SELECT id::text, config_json::text FROM llm_configurations WHERE enabled ORDER BY provider, model_name",
             &[],
         )
@@ -717,8 +726,7 @@ async fn generate_and_load(
     });
 
     let result = if workers == 0 {
-        let sink = tx
-            .copy_in(&copy_sql("usage_logs"))
+        let sink = crate::db::sql::copy_in(tx, &copy_sql("usage_logs"))
             .await
             .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
             .context("starting COPY into usage_logs")?;
@@ -749,7 +757,8 @@ async fn staged(
 ) -> anyhow::Result<(u64, usize, Deltas)> {
     let run = crate::db::random_tag();
     let key = crate::db::advisory::key("seed-stage", &run);
-    tx.batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+    // Held as long as `tx`, which is as long as the staging tables live (they go at its end).
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({key})"))
         .await
         .context("taking the staging lock")?;
     let names: Vec<String> = (0..receivers.len())
@@ -757,10 +766,16 @@ async fn staged(
         .collect();
     let mut handles = Vec::new();
     for (name, receiver) in names.iter().zip(receivers) {
-        let client = target.connect().await?;
+        let mut client = target.connect().await?;
         let (name, model_ids, progress) = (name.clone(), model_ids.clone(), progress.clone());
         handles.push(tokio::spawn(async move {
-            client
+            // Each worker's table and rows commit together, in a transaction of its own (a
+            // pooler then keeps the COPY on one server connection).
+            let tx = client
+                .transaction()
+                .await
+                .context("starting a staging transaction")?;
+            tx
                 .batch_execute(&format!(
                     "CREATE UNLOGGED TABLE public.{name} (id uuid, user_id uuid, department_id uuid, llm_config_id uuid, \
                      \"timestamp\" timestamptz, tokens_prompt integer, tokens_completion integer, \
@@ -769,12 +784,16 @@ async fn staged(
                 .await
                 .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
                 .context("creating a staging table")?;
-            let sink = client
-                .copy_in(&copy_sql(&format!("public.{name}")))
+            let sink = crate::db::sql::copy_in(&tx, &copy_sql(&format!("public.{name}")))
                 .await
                 .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
                 .context("starting COPY into a staging table")?;
-            write_logs(sink, receiver, model_ids, month_start, progress).await
+            let written = write_logs(sink, receiver, model_ids, month_start, progress).await?;
+            tx.commit()
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+                .context("committing a staging table")?;
+            Ok(written)
         }));
     }
     let mut written = 0;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::db::Target;
+use crate::db::sql::Sql as _;
 use files::Seeds;
 use reference::{Counts, TableReport};
 
@@ -25,6 +26,10 @@ pub struct Options {
     pub copy_connections: u32,
     /// Dev-only reference rows (e.g. the local ollama configuration) are left out.
     pub production: bool,
+    /// What a connection pooler in between keeps: through a transaction pooler the logs load
+    /// over the seed's own connection only (its open transaction would otherwise hold a pooled
+    /// server connection while helpers wait for one).
+    pub pool_mode: crate::db::pooler::PoolMode,
 }
 
 /// What `seed --dev` adds.
@@ -64,7 +69,7 @@ pub struct PasswordScheme {
 /// The one scheme every user's hash is in, if they agree (and are ours to recognise).
 async fn existing_scheme(client: &tokio_postgres::Client) -> anyhow::Result<Option<dev::Scheme>> {
     let rows = client
-        .query(
+        .rows(
             "SELECT DISTINCT substr(hashed_password, 1, 10) FROM users",
             &[],
         )
@@ -108,9 +113,10 @@ pub async fn seed(
     }
     // Connect first: an unreachable server is said at once, not after seconds of hashing.
     let mut client = target.connect().await?;
+    let sessions_hold = options.pool_mode.sessions_hold(&client).await;
     crate::db::require_primary(&client, target).await?;
     let migrated: bool = client
-        .query_one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
+        .one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
         .await
         .context("checking the schema")?
         .get(0);
@@ -194,7 +200,11 @@ pub async fn seed(
                         days: seeds.dev.usage_days,
                         rng_seed: opts.rng_seed,
                         users: opts.users,
-                        connections: per_core(options.copy_connections),
+                        connections: if sessions_hold {
+                            per_core(options.copy_connections)
+                        } else {
+                            1
+                        },
                     },
                     progress,
                 )

@@ -5,8 +5,10 @@
 use anyhow::Context as _;
 use serde::Serialize;
 use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
 
 use super::files::Seeds;
+use crate::db::sql::Sql as _;
 
 /// What happened to one table.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -29,11 +31,11 @@ async fn upsert(
     tx: &Transaction<'_>,
     table: &'static str,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[crate::db::sql::Param<'_>],
     total: usize,
 ) -> anyhow::Result<TableReport> {
     let rows = tx
-        .query(sql, params)
+        .rows(sql, params)
         .await
         .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
         .with_context(|| format!("seeding {table}"))?;
@@ -101,7 +103,11 @@ pub async fn seed(
             tx,
             "roles",
             &sql,
-            &[&names, &descriptions, &permissions],
+            &[
+                (&names, Type::TEXT_ARRAY),
+                (&descriptions, Type::TEXT_ARRAY),
+                (&permissions, Type::JSONB_ARRAY),
+            ],
             names.len(),
         )
         .await?,
@@ -122,7 +128,10 @@ pub async fn seed(
             tx,
             "departments",
             &sql,
-            &[&names, &descriptions],
+            &[
+                (&names, Type::TEXT_ARRAY),
+                (&descriptions, Type::TEXT_ARRAY),
+            ],
             names.len(),
         )
         .await?,
@@ -161,7 +170,14 @@ pub async fn seed(
             tx,
             "llm_configurations",
             &sql,
-            &[&providers, &models, &keys, &urls, &enabled, &configs],
+            &[
+                (&providers, Type::TEXT_ARRAY),
+                (&models, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&urls, Type::TEXT_ARRAY),
+                (&enabled, Type::BOOL_ARRAY),
+                (&configs, Type::JSONB_ARRAY),
+            ],
             providers.len(),
         )
         .await?,
@@ -171,10 +187,10 @@ pub async fn seed(
     let departments: Vec<&str> = seeds.quota_limits.keys().map(String::as_str).collect();
     let limits: Vec<i64> = seeds.quota_limits.values().copied().collect();
     let total: i64 = tx
-        .query_one(
+        .one(
             "SELECT count(*) FROM unnest($1::text[]) q(dept) JOIN departments d ON d.name = q.dept \
              CROSS JOIN llm_configurations l WHERE l.enabled",
-            &[&departments],
+            &[(&departments, Type::TEXT_ARRAY)],
         )
         .await
         .context("counting quotas")?
@@ -196,7 +212,10 @@ pub async fn seed(
             tx,
             "department_quotas",
             &sql,
-            &[&departments, &limits],
+            &[
+                (&departments, Type::TEXT_ARRAY),
+                (&limits, Type::INT8_ARRAY),
+            ],
             usize::try_from(total).unwrap_or(0),
         )
         .await?,

@@ -9,8 +9,10 @@ use crate::app::settings::Settings;
 use crate::app::targets;
 use crate::cli::Global;
 use crate::db;
+use crate::db::sql::Sql as _;
 use crate::local_pg::{self, LocalPg, State};
 use crate::migrate;
+use tokio_postgres::types::Type;
 
 /// One check's result.
 #[derive(Debug, Serialize)]
@@ -266,9 +268,9 @@ async fn server_checks(
     }
     let d = &settings.database;
     let role = client
-        .query_opt(
+        .opt(
             "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
-            &[&d.owner],
+            &[(&d.owner, Type::TEXT)],
         )
         .await;
     match role {
@@ -301,9 +303,9 @@ async fn server_checks(
         }
     }
     let owners = client
-        .query_opt(
+        .opt(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1",
-            &[&d.name],
+            &[(&d.name, Type::TEXT)],
         )
         .await;
     match owners {
@@ -354,7 +356,7 @@ async fn server_checks(
         }
     };
     match app_client
-        .query_one(
+        .one(
             "SELECT CASE WHEN pg_has_role(current_user, nspowner, 'USAGE') \
                            OR has_schema_privilege(current_user, 'public', 'CREATE') \
                     THEN current_user::text ELSE pg_get_userbyid(nspowner)::text END \
@@ -457,7 +459,7 @@ async fn server_checks(
 
 async fn untracked_tables(client: &tokio_postgres::Client) -> i64 {
     client
-        .query_one(
+        .one(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' \
              AND tablename NOT IN ('aidock_schema_history', 'alembic_version')",
             &[],

@@ -35,10 +35,13 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         let client = admin.connect().await?;
         provision::admin_rights(&client, &admin).await?;
         // Exclusive: concurrent `template` runs build once; clones wait for the build.
-        template::lock(&client, &name, false, settings.migrate.wait_timeout).await?;
+        let _lock = template::lock(&admin, &name, false, settings.migrate.wait_timeout).await?;
         if let Some(found) = template::find(&client, &name).await?
             && found.is_template
-            && found.fingerprint.as_deref() == Some(fingerprint.as_str())
+            && !found.allows_connections
+            && found.owner == admin.user()
+            && found.inputs() == Some(fingerprint.as_str())
+            && found.contents().is_some()
         {
             if !quiet {
                 crate::outln!("template {name} is current ({fingerprint}); nothing to do");
@@ -46,19 +49,12 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         template::drop_ours(&client, &name).await?;
-        let mut database = targets::database(settings);
-        database.name.clone_from(&name);
-        provision::provision(
-            &database,
-            &admin,
-            false,
-            &targets::provision_options(settings),
-        )
-        .await?;
-        template::mark(&client, &name, None).await?;
-        let app = admin.as_role(&database.owner, &database.password, &name);
+        // The admin's own database, built as the admin: the app's role (whose password every
+        // developer has) never owns or enters it; clones are handed to their own roles.
+        template::create(&client, &name, &targets::database(settings)).await?;
+        let build = admin.with_dbname(&name);
         migrate::migrate(
-            &app,
+            &build,
             &migrations,
             PlanTarget::Up(None),
             &targets::runner_options(settings),
@@ -66,17 +62,18 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         .await?;
         let report = seed::seed(
             &targets::seed_options(settings),
-            &app,
+            &build,
             &seeds,
             false,
             dev.clone(),
             &super::seed::progress_bar(quiet),
         )
         .await?;
-        template::mark(&client, &name, Some(&fingerprint)).await?;
+        let contents = template::contents(&build.connect().await?).await?;
+        template::mark(&client, &name, Some(&fingerprint), Some(&contents)).await?;
         if !quiet {
             crate::outln!(
-                "template {name} built: {} migration(s), reference data{} ({fingerprint})\nclone it with: aidock-provision init --from-template {name}",
+                "template {name} built: {} migration(s), reference data{} ({fingerprint}); owned by `{}`, closed to connections\nclone it with: aidock-provision init --from-template {name}",
                 migrations.len(),
                 match (&report.fake_users, &report.usage_logs) {
                     (Some(users), logs) => format!(
@@ -85,7 +82,8 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
                         logs.as_ref().map_or(0, |l| l.rows)
                     ),
                     _ => String::new(),
-                }
+                },
+                admin.user()
             );
         }
         Ok(())
