@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run README.md's quick start exactly as written, in a fresh clone inside a mode-700 directory
-# (as a container's /root is), then tear down with `scripts/reset.sh --all` (with CARGO_TARGET_DIR
+# (as a container's /root is), then walk every other README block and --help example
+# (scripts/readme_walk.py), then tear down with `scripts/reset.sh --all` (with CARGO_TARGET_DIR
 # set, as CI caches and shared targets do) and check that nothing is left, including the cluster's
-# directory outside the checkout. CI runs it as root.
+# directory outside the checkout. CI runs it as root, and as an ordinary user.
 #   QUICKSTART_TARGET_DIR=dir   reuse a cargo target directory between runs
 #   QUICKSTART_USER=name        as root: afterwards run it again as that ordinary user (created
 #                               if missing, with a mode-700 home), on the same toolchain
@@ -24,6 +25,8 @@ run_in_clone() {
   extract README.md > ../quickstart.sh
   echo "quickstart ($(id -un)): running"; sed 's/^/  /' ../quickstart.sh
   bash -euo pipefail ../quickstart.sh
+  # Then every README block and --help example, from the root and from src/ (scripts/readme_walk.py).
+  PATH="$CARGO_TARGET_DIR/release:$PATH" python3 scripts/readme_walk.py
   local record=".aidock/pg.location" elsewhere=""
   [ -f "$record" ] && elsewhere="$(cat "$record")"
   # README's teardown, through cargo (CARGO_TARGET_DIR is set: the binary is not in ./target).

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Local teardown: drop the AI Dock database and role with the built binary (built when needed).
+# Local teardown: drop the AI Dock database and role (and with --all the project-local cluster).
 #   scripts/reset.sh [--yes] [other aidock-provision flags]
 #   scripts/reset.sh --all [--yes]    also destroy the project-local cluster
-# AIDOCK_PROVISION_BIN=path uses that binary instead of building one.
+# Which binary: AIDOCK_PROVISION_BIN if set, else `aidock-provision` on PATH, else one already
+# built in this checkout's target directory (any build will do: reset reads the project's own
+# config/ and sql/ at run time), else it is built first, saying so.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-# Through cargo itself, so a CARGO_TARGET_DIR elsewhere (CI caches, shared targets) is found.
-if [ -n "${AIDOCK_PROVISION_BIN:-}" ]; then
-  run() { "$AIDOCK_PROVISION_BIN" "$@"; }
-else
-  cargo build --release --quiet
-  run() { cargo run --release --quiet -- "$@"; }
+bin="${AIDOCK_PROVISION_BIN:-}"
+if [ -z "$bin" ] && command -v aidock-provision >/dev/null 2>&1; then
+  bin="$(command -v aidock-provision)"
+fi
+if [ -z "$bin" ]; then
+  # Through cargo, so a CARGO_TARGET_DIR elsewhere (CI caches, shared targets) is found.
+  target="$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  for candidate in "${target:-target}/release/aidock-provision" "${target:-target}/debug/aidock-provision"; do
+    if [ -x "$candidate" ]; then bin="$candidate"; break; fi
+  done
+fi
+if [ -z "$bin" ]; then
+  echo "reset.sh: building aidock-provision first (cargo build --release; a few minutes the first time)" >&2
+  cargo build --release
+  bin="${target:-target}/release/aidock-provision"
 fi
 
 all=false
@@ -23,7 +35,7 @@ for arg in "$@"; do
   esac
 done
 
-run reset "${args[@]+"${args[@]}"}"
+"$bin" reset "${args[@]+"${args[@]}"}"
 if "$all"; then
-  run local destroy "${args[@]+"${args[@]}"}"
+  "$bin" local destroy "${args[@]+"${args[@]}"}"
 fi

@@ -35,7 +35,19 @@ pub struct Global {
     )]
     pub profile: Option<String>,
 
-    /// Directory holding default.toml and <profile>.toml [default: ./config, else built-in].
+    /// The project to work on: its config/, sql/, seeds/ and local cluster, from anywhere
+    /// (a test suite in another repository) [default: the nearest directory upward holding
+    /// .aidock/, config/ or sql/]. [env: AIDOCK_PROJECT_DIR]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub project: Option<PathBuf>,
+
+    /// Directory holding default.toml and <profile>.toml [default: the project's config/, else
+    /// built-in].
     #[arg(
         long,
         global = true,
@@ -136,14 +148,18 @@ pub enum Command {
     Local(LocalCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(
-        after_help = "Example: aidock-provision completions bash > /etc/bash_completion.d/aidock-provision"
+        after_help = "Install (one of):\n  mkdir -p ~/.local/share/bash-completion/completions && aidock-provision completions bash > ~/.local/share/bash-completion/completions/aidock-provision\n  mkdir -p ~/.zfunc && aidock-provision completions zsh > ~/.zfunc/_aidock-provision   # with fpath+=(~/.zfunc) before compinit\n  mkdir -p ~/.config/fish/completions && aidock-provision completions fish > ~/.config/fish/completions/aidock-provision.fish"
     )]
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff) to stdout.
+    /// Print the man page (roff) to stdout, or write one page per command into a directory.
     #[command(
-        after_help = "Example: aidock-provision man > aidock-provision.1 && man ./aidock-provision.1"
+        after_help = "Examples:\n  aidock-provision man > aidock-provision.1   # then: man ./aidock-provision.1\n  aidock-provision man --dir ~/.local/share/man/man1   # every page; then: man aidock-provision-migrate-up"
     )]
-    Man,
+    Man {
+        /// Write aidock-provision.1 and a page per subcommand (aidock-provision-init.1 ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Build or refresh the template database <database.name>_template: schema at head and
     /// reference data (with --dev also the dev data), closed to connections; a no-op when it is
     /// current. `init --from-template` then clones it in one statement.
@@ -248,8 +264,9 @@ pub enum MigrateCommand {
     /// tested (up, then down) before it is written. Indexes on existing tables get a
     /// `-- aidock:no-transaction` pair of their own (CREATE INDEX CONCURRENTLY); new enum values
     /// one before the main pair.
-    ///
-    /// Example: pg_dump -s mydb > desired.sql; edit it; aidock-provision migrate diff add_avatar --to desired.sql
+    #[command(after_help = "Example: the schema as it is, edited, then the migration that makes it\n  \
+        pg_dump -s \"$(aidock-provision local url)\" > desired.sql   # then edit desired.sql\n  \
+        aidock-provision migrate diff add_avatar --to desired.sql --print")]
     Diff(DiffArgs),
     /// Adopt a database whose schema other tools made (the backend's Alembic or create_all),
     /// keeping every row.
@@ -272,7 +289,7 @@ pub enum MigrateCommand {
     #[command(after_help = "Examples:\n  \
         aidock-provision migrate lint                      # every up script\n  \
         aidock-provision migrate lint --pending            # what `migrate up` would run\n  \
-        aidock-provision migrate lint sql/0002_add.up.sql  # one file")]
+        aidock-provision migrate lint sql/0001_initial_tables.up.sql  # one file")]
     Lint(LintArgs),
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory.
     New {

@@ -12,6 +12,8 @@ pub enum Kind {
     Refused,
     /// The server could not be reached (exit 4).
     Unreachable,
+    /// Ctrl-C (exit 130, as a shell reports SIGINT), after cleaning up.
+    Interrupted,
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
             Kind::Usage => 2,
             Kind::Refused => 3,
             Kind::Unreachable => 4,
+            Kind::Interrupted => 130,
         }
     }
 }
@@ -54,6 +57,11 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
 /// The server is unreachable (exit 4).
 pub fn unreachable(message: impl Into<String>) -> anyhow::Error {
     classified(Kind::Unreachable, message)
+}
+
+/// Interrupted by Ctrl-C, after cleaning up (exit 130).
+pub fn interrupted(message: impl Into<String>) -> anyhow::Error {
+    classified(Kind::Interrupted, message)
 }
 
 fn classified(kind: Kind, message: impl Into<String>) -> anyhow::Error {

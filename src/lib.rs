@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             commands::shell::completions(shell);
             return Ok(());
         }
-        Command::Man => return commands::shell::man(),
+        Command::Man { dir } => return commands::shell::man(dir.as_deref()),
         _ => {}
     }
     let settings = settings::Settings::load(&cli.global)?;
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reset(args) => commands::reset::run(&settings, &args),
         Command::Local(cmd) => commands::local::run(&settings, &cmd),
         Command::Template(args) => commands::template::run(&settings, &args),
-        Command::Doctor | Command::Completions { .. } | Command::Man => {
+        Command::Doctor | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled above")
         }
     }

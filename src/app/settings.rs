@@ -102,6 +102,10 @@ pub struct Settings {
     pub libpq_env: Vec<(String, String)>,
     /// libpq's password file: PGPASSFILE, else ~/.pgpass.
     pub passfile: Option<PathBuf>,
+    /// The project root (`--project`, `AIDOCK_PROJECT_DIR`, else the nearest directory upward
+    /// holding `.aidock/`, `config/` or `sql/`): its `config/`, `sql/`, `seeds/` and local cluster
+    /// are used, whichever directory a command runs from.
+    pub project: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,10 +206,16 @@ impl Settings {
             )));
         }
 
+        let project = project_root(global, env)?;
         let mut layers = vec![Layer::from_toml(BUILTIN_DEFAULT, Origin::BUILT_IN)?];
         let (config_dir, explicit_dir) = match &global.config_dir {
             Some(dir) => (dir.clone(), true),
-            None => (PathBuf::from("config"), false),
+            None => (
+                project
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("config"), |p| p.join("config")),
+                false,
+            ),
         };
         if explicit_dir && !config_dir.is_dir() {
             return Err(error::usage(format!(
@@ -251,8 +261,9 @@ impl Settings {
             .map_err(|e| error::usage(format!("reading settings: {e}")))?;
         let reader = Reader { root };
         reader.reject_unknown_keys()?;
-        let mut settings = reader.settings(profile, global)?;
+        let mut settings = reader.settings(profile, global, project.as_deref())?;
         settings.production = production;
+        settings.project = project;
         settings.libpq_env = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
             .iter()
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
@@ -283,6 +294,7 @@ impl Settings {
             connect_timeout: self.server.connect_timeout,
             wait: self.server.wait,
             passfile: self.passfile.clone(),
+            notify: (!self.output.quiet).then_some(say_waiting as fn(&str)),
         }
     }
 
@@ -615,7 +627,12 @@ impl Reader {
         origin_of(&self.raw(key))
     }
 
-    fn settings(&self, profile: String, global: &Global) -> anyhow::Result<Settings> {
+    fn settings(
+        &self,
+        profile: String,
+        global: &Global,
+        project: Option<&Path>,
+    ) -> anyhow::Result<Settings> {
         let password_file = self.optional("database.password_file")?;
         let (password, password_source) = match password_file {
             Some(path) => {
@@ -696,10 +713,13 @@ impl Reader {
                 locale,
             },
             local: Local {
-                data_dir: project_relative(PathBuf::from(
-                    self.optional("local.data_dir")?
-                        .ok_or_else(|| self.bad("local.data_dir", "a directory path"))?,
-                )),
+                data_dir: project_relative(
+                    PathBuf::from(
+                        self.optional("local.data_dir")?
+                            .ok_or_else(|| self.bad("local.data_dir", "a directory path"))?,
+                    ),
+                    project,
+                ),
                 port,
             },
             tls: Tls {
@@ -714,7 +734,12 @@ impl Reader {
                 wait_timeout: self.duration("migrate.wait_timeout")?,
             },
             seed: Seed {
-                dir: self.optional("seed.dir")?.map(PathBuf::from),
+                // The project's seeds/ when it has one, else the copy built into the binary.
+                dir: self.optional("seed.dir")?.map(PathBuf::from).or_else(|| {
+                    project
+                        .map(|p| p.join("seeds"))
+                        .filter(|s| s.join("roles.toml").is_file())
+                }),
                 rng_seed: self.int("seed.rng_seed", "a whole number of at least 0")?,
                 dev_users: self.int("seed.dev_users", "a whole number of at least 0")?,
                 dev_usage_logs: self.int("seed.dev_usage_logs", "a whole number of at least 0")?,
@@ -747,23 +772,54 @@ impl Reader {
             profile,
             libpq_env: Vec::new(),
             passfile: None,
+            project: None,
         })
     }
 }
 
-/// A relative `local.data_dir` belongs to the project, not to the current directory: it is taken
-/// from the project root, the nearest directory upward that holds `.aidock/` or `config/` (run from
-/// `src/`, `init` must find the cluster it made from the root, not make a second one).
-fn project_relative(path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        return path;
+/// What `--wait` says while it waits (on stderr).
+fn say_waiting(line: &str) {
+    crate::errln!("{line}");
+}
+
+/// The project root: `--project`, else `AIDOCK_PROJECT_DIR`, else the nearest directory upward
+/// from the current one that holds `.aidock/`, `config/` or `sql/` (none: not in a project).
+fn project_root(global: &Global, env: &HashMap<String, String>) -> anyhow::Result<Option<PathBuf>> {
+    let named = match (&global.project, env.get("AIDOCK_PROJECT_DIR")) {
+        (Some(dir), _) => Some((dir.clone(), "--project")),
+        (None, Some(dir)) if !dir.is_empty() => {
+            Some((PathBuf::from(dir), "environment variable AIDOCK_PROJECT_DIR"))
+        }
+        _ => None,
+    };
+    if let Some((dir, source)) = named {
+        if !dir.is_dir() {
+            return Err(error::usage(format!(
+                "project directory `{}` (from {source}) does not exist",
+                dir.display()
+            )));
+        }
+        return Ok(Some(std::path::absolute(&dir).unwrap_or(dir)));
     }
     let Ok(cwd) = std::env::current_dir() else {
-        return path;
+        return Ok(None);
     };
-    cwd.ancestors()
-        .find(|dir| dir.join(".aidock").is_dir() || dir.join("config").is_dir())
-        .map_or(path.clone(), |root| root.join(&path))
+    Ok(cwd
+        .ancestors()
+        .find(|dir| {
+            dir.join(".aidock").is_dir() || dir.join("config").is_dir() || dir.join("sql").is_dir()
+        })
+        .map(Path::to_path_buf))
+}
+
+/// A relative `local.data_dir` belongs to the project, not to the current directory: it is taken
+/// from the project root (run from `src/`, `init` must find the cluster it made from the root,
+/// not make a second one).
+fn project_relative(path: PathBuf, project: Option<&Path>) -> PathBuf {
+    match project {
+        Some(root) if !path.is_absolute() => root.join(&path),
+        _ => path,
+    }
 }
 
 fn walk_values(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, Value)>) {

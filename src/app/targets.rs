@@ -202,11 +202,10 @@ pub fn migration_source(settings: &Settings) -> MigrationSource {
     if let Some(dir) = &settings.migrate.dir {
         return MigrationSource::Configured(dir.clone());
     }
-    let Ok(cwd) = std::env::current_dir() else {
-        return MigrationSource::BuiltIn;
-    };
-    cwd.ancestors()
-        .find(|d| d.join(".aidock").is_dir() || d.join("config").is_dir() || d.join("sql").is_dir())
+    let cwd = std::env::current_dir().unwrap_or_default();
+    settings
+        .project
+        .as_ref()
         .map(|root| root.join("sql"))
         .filter(|sql| sql.is_dir())
         .map_or(MigrationSource::BuiltIn, |sql| {
@@ -214,10 +213,14 @@ pub fn migration_source(settings: &Settings) -> MigrationSource {
         })
 }
 
-/// `sql` rather than `/home/me/app/sql` when run from the root: shorter messages.
+/// `sql` rather than `/home/me/app/sql` when run from the root (`.` from inside it): shorter
+/// messages.
 fn relative_to_cwd(path: &Path, cwd: &Path) -> PathBuf {
-    path.strip_prefix(cwd)
-        .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
+    match path.strip_prefix(cwd) {
+        Ok(rest) if rest.as_os_str().is_empty() => PathBuf::from("."),
+        Ok(rest) => rest.to_path_buf(),
+        Err(_) => path.to_path_buf(),
+    }
 }
 
 /// The migrations, from [`migration_source`].

@@ -114,6 +114,8 @@ pub struct ConnectOptions {
     /// libpq's password file (`PGPASSFILE`, else `~/.pgpass`), read when neither the URL nor
     /// `PGPASSWORD` gives a password.
     pub passfile: Option<PathBuf>,
+    /// Where `--wait` says that it is waiting, and for what (none: quiet).
+    pub notify: Option<fn(&str)>,
 }
 
 impl Default for ConnectOptions {
@@ -125,6 +127,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             wait: Duration::ZERO,
             passfile: None,
+            notify: None,
         }
     }
 }
@@ -157,6 +160,7 @@ pub struct Endpoint {
 /// # Errors
 /// A usage error for a URL that does not parse, a bad `PGPORT` or a bad `sslmode`.
 pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Result<Endpoint> {
+    check_userinfo(url, source)?;
     let (url, sslmode) = take_sslmode(url);
     let mut config: Config = url.parse().map_err(|e| {
         error::usage(format!(
@@ -235,6 +239,24 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
         host_passwords,
         passfile,
     })
+}
+
+/// A URL whose user or password holds a raw `@` (`postgres://u:p@ss@host/db`) would be read with
+/// part of the password as the host: refuse it, showing no part of it.
+fn check_userinfo(url: &str, source: &str) -> anyhow::Result<()> {
+    let Some(rest) = url
+        .strip_prefix("postgresql://")
+        .or_else(|| url.strip_prefix("postgres://"))
+    else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.matches('@').count() > 1 {
+        return Err(error::usage(format!(
+            "{source} has more than one `@` before the host, so part of the user or password would be taken for the host (the URL is not shown: it holds a password); write each `@` in the user or password as %40 (and `:` as %3A, `/` as %2F)"
+        )));
+    }
+    Ok(())
 }
 
 /// The password of the first line of libpq's password file that matches
@@ -421,6 +443,27 @@ mod tests {
         let err =
             resolve("postgresql://h/x?sslmode=bogus", "database.url", &env(&[])).expect_err("mode");
         assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn a_raw_at_sign_in_the_password_is_refused_without_showing_it() {
+        let err = resolve(
+            "postgresql://postgres:Bad@Mk3@127.0.0.1:5432/postgres",
+            "server.admin_url",
+            &env(&[]),
+        )
+        .expect_err("two @");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let text = format!("{err:#}");
+        assert!(text.contains("%40"), "{text}");
+        assert!(!text.contains("Bad") && !text.contains("Mk3"), "{text}");
+        let e = resolve(
+            "postgresql://postgres:Bad%40Mk3@127.0.0.1:5432/postgres",
+            "t",
+            &env(&[]),
+        )
+        .expect("encoded");
+        assert_eq!(e.config.get_password(), Some(&b"Bad@Mk3"[..]));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Target {
     host_passwords: Vec<Option<Secret>>,
     /// The password file the password came from, for authentication errors.
     passfile: Option<std::path::PathBuf>,
+    /// Where `--wait` says it waits.
+    notify: Option<fn(&str)>,
 }
 
 impl std::fmt::Debug for Target {
@@ -71,6 +73,7 @@ impl Target {
             wait: options.wait,
             host_passwords,
             passfile,
+            notify: options.notify,
         })
     }
 
@@ -87,6 +90,7 @@ impl Target {
             wait: self.wait,
             host_passwords: Vec::new(),
             passfile: None,
+            notify: self.notify,
         }
     }
 
@@ -103,6 +107,7 @@ impl Target {
             wait: self.wait,
             host_passwords: self.host_passwords.clone(),
             passfile: self.passfile.clone(),
+            notify: self.notify,
         }
     }
 
@@ -180,8 +185,10 @@ impl Target {
     /// password, a missing database or role, and other refusals by the server.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         // Under --wait, a server that is down, starting up or full is retried with backoff.
-        let deadline = std::time::Instant::now() + self.wait;
+        let started = std::time::Instant::now();
+        let deadline = started + self.wait;
         let mut pause = Duration::from_millis(100);
+        let mut said = None::<std::time::Instant>;
         loop {
             match self.connect_once().await {
                 Err(e)
@@ -190,6 +197,20 @@ impl Target {
                         Some(Reason::Unreachable | Reason::NoSlot | Reason::StartingUp)
                     ) && std::time::Instant::now() + pause < deadline =>
                 {
+                    // Said at once, then every 5 s: a wait that says nothing looks like a hang.
+                    if let Some(notify) = self.notify
+                        && said.is_none_or(|at| at.elapsed() >= Duration::from_secs(5))
+                    {
+                        let why = e.to_string();
+                        let why = why.split(';').next().unwrap_or_default();
+                        notify(&format!(
+                            "waiting for {} ({}s of {:?} so far): {why}",
+                            self.describe(),
+                            started.elapsed().as_secs(),
+                            self.wait
+                        ));
+                        said = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }

@@ -132,13 +132,14 @@ pub async fn baseline(
         sql: None,
         alembic_version_before: alembic_before,
     };
-    if let Some(top) = applied.iter().map(|r| r.version).max() {
-        if top >= version {
-            return Ok(report);
-        }
-        return Err(error::usage(format!(
-            "the database is managed by aidock-provision already (its ledger records up to {top:04}); use `aidock-provision migrate up` to go further"
-        )));
+    let top = applied.iter().map(|r| r.version).max();
+    if top.is_some_and(|top| top >= version) {
+        return Ok(report);
+    }
+    if let Some(top) = top {
+        // A hotfix made by hand and then written as migrations top+1..V: recorded (never
+        // applied) only when the live schema is exactly what 1..V make.
+        return record_hotfix(roles, &live, migrations, opts, options, top, report).await;
     }
     // Everything below acts as the app's role through the admin (scratch database, reconcile).
     may_act_for(roles, &[]).await?;
@@ -161,7 +162,7 @@ pub async fn baseline(
         },
     );
     report.notes.clone_from(&plan.notes);
-    let ledger_sql = ledger_statements(migrations, &versions);
+    let ledger_sql = ledger_statements(migrations, &versions, true);
     // What `init` would do to the database and schema public next: done here, so that `init`
     // after an adoption is a no-op.
     let prepare = init_preparation(roles, &mut report.notes).await?;
@@ -173,7 +174,7 @@ pub async fn baseline(
             }
             Mode::Report | Mode::Reconcile => {
                 report.outcome =
-                    if run_transaction(roles, &[prepare], &ledger_sql, opts, None).await? {
+                    if run_transaction(roles, &[prepare], &ledger_sql, opts, None, None).await? {
                         Outcome::Recorded
                     } else {
                         Outcome::AlreadyAdopted
@@ -239,6 +240,7 @@ pub async fn baseline(
                 &ledger_sql,
                 opts,
                 Some(&expected),
+                None,
             )
             .await?
             {
@@ -249,6 +251,60 @@ pub async fn baseline(
             Ok(report)
         }
     }
+}
+
+/// `migrate baseline --to V` on a database whose ledger stops at `top` < V: the schema must be
+/// exactly what 1..V make (the hand-made change is what top+1..V say), and then top+1..V are
+/// recorded as baselined; otherwise the differences are listed and nothing is recorded.
+async fn record_hotfix(
+    roles: &Roles<'_>,
+    live: &tokio_postgres::Client,
+    migrations: &[Migration],
+    opts: &runner::Options,
+    options: Options,
+    top: i64,
+    mut report: Report,
+) -> anyhow::Result<Report> {
+    let app = roles.app;
+    may_act_for(roles, &[]).await?;
+    let all: Vec<i64> = migrations
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v <= options.to.unwrap_or(report.version))
+        .collect();
+    let (expected, found) =
+        verify::expected_and_live(roles.admin, app, live, migrations, &all, opts, true).await?;
+    let mut drift = crate::schema::diff::diff(&expected, &found);
+    drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
+    let new: Vec<i64> = all.iter().copied().filter(|v| *v > top).collect();
+    if !drift.is_empty() {
+        report.notes.push(format!(
+            "the ledger records up to {top:04}, and the live schema is not what 0001..{:04} make, so {} cannot be recorded as applied; `aidock-provision migrate up` applies them, or make the schema match (the differences are below) and run `migrate baseline` again",
+            report.version,
+            new.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ")
+        ));
+        report
+            .notes
+            .extend(drift.iter().map(|d| format!("differs: {d}")));
+        report.outcome = Outcome::Differs;
+        return Ok(report);
+    }
+    let ledger_sql = ledger_statements(migrations, &new, false);
+    match options.mode {
+        Mode::DryRun => {
+            report.sql = Some(transaction_text(&[], &[], &ledger_sql, app.user()));
+            report.outcome = Outcome::Planned;
+        }
+        Mode::Report | Mode::Reconcile => {
+            report.outcome =
+                if run_transaction(roles, &[Vec::new()], &ledger_sql, opts, None, Some(top)).await? {
+                    Outcome::Recorded
+                } else {
+                    Outcome::AlreadyAdopted
+                };
+        }
+    }
+    Ok(report)
 }
 
 /// The reconcile runs as the admin (owner changes) and then as the app's role (`SET LOCAL ROLE`):
@@ -389,9 +445,14 @@ pub fn describe_blocked(blocked: &[Blocked]) -> String {
         .join("\n")
 }
 
-/// The ledger rows for 1..V, marked as baselined, and the Alembic stamp.
-fn ledger_statements(migrations: &[Migration], versions: &[i64]) -> String {
-    let mut sql = vec![ledger::CREATE.to_string()];
+/// The ledger rows for `versions`, marked as baselined (after creating the ledger when `create`),
+/// and the Alembic stamp.
+fn ledger_statements(migrations: &[Migration], versions: &[i64], create: bool) -> String {
+    let mut sql = if create {
+        vec![ledger::CREATE.to_string()]
+    } else {
+        Vec::new()
+    };
     for m in migrations.iter().filter(|m| versions.contains(&m.version)) {
         sql.push(format!(
             "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms, applied_by) VALUES ({}, {}, {}, 0, 'migrate baseline (' || current_user || ')')",
@@ -416,14 +477,15 @@ fn transaction_text(owners: &[String], ddl: &[String], ledger_sql: &str, role: &
 
 /// One transaction on the admin's connection to the app database: lock, timeouts, owner changes
 /// (as the admin), then the DDL and the ledger as the app's role; with `expected`, the catalog is
-/// read back and must match before the commit. `false`: another run recorded the ledger while
-/// this one waited for the lock, and nothing was done.
+/// read back and must match before the commit. `false`: the ledger no longer ends at
+/// `ledger_top` (another run recorded or migrated while this one waited), and nothing was done.
 async fn run_transaction(
     roles: &Roles<'_>,
     groups: &[Vec<String>],
     ledger_sql: &str,
     opts: &runner::Options,
     expected: Option<&Catalog>,
+    ledger_top: Option<i64>,
 ) -> anyhow::Result<bool> {
     let app = roles.app;
     let mut client = roles.admin.with_dbname(app.dbname()).connect().await?;
@@ -456,7 +518,7 @@ async fn run_transaction(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    if !ledger::read(&tx).await?.is_empty() {
+    if ledger::read(&tx).await?.iter().map(|r| r.version).max() != ledger_top {
         // Another run recorded (or migrated) meanwhile: nothing of this run is needed.
         tx.rollback()
             .await

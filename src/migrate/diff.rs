@@ -150,7 +150,7 @@ pub async fn generate(
     );
     let result = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch databases were dropped")),
+        _ = tokio::signal::ctrl_c() => Err(error::interrupted("interrupted (Ctrl-C); the scratch databases were dropped")),
     };
     let a = current.drop(&admin).await;
     let b = target.drop(&admin).await;
@@ -199,21 +199,32 @@ async fn generate_in(
     let next = migrations.iter().map(|m| m.version).max().unwrap_or(0) + 1;
     let pairs = files(&up, &down, next, name);
     // The test: up on top of the migrations reaches the desired catalog; down comes back.
+    // Named as what they are: generated, and not written anywhere (yet).
     let generated: Vec<Migration> = pairs
         .iter()
         .map(|(v, n, u, d)| {
             pseudo(
                 *v,
                 n,
-                Script::new(format!("{v:04}_{n}.up.sql"), u),
-                Some(Script::new(format!("{v:04}_{n}.down.sql"), d)),
+                Script::new(format!("the generated {v:04}_{n}.up.sql (not written)"), u),
+                Some(Script::new(
+                    format!("the generated {v:04}_{n}.down.sql (not written)"),
+                    d,
+                )),
             )
         })
         .collect();
+    // The failure first, then what was tried.
+    let failed = |which: &str, e: anyhow::Error| {
+        anyhow::anyhow!(
+            "{e:#}\n\nthe generated {which} script failed its test in a scratch database, so nothing was written; this is a limit of the diff engine, please report it. The scripts tried:\n{}",
+            show(&pairs)
+        )
+    };
     for m in &generated {
         runner::run_script(&mut here, m, &m.up, pad.opts)
             .await
-            .with_context(|| format!("testing the generated up script in a scratch database, where it failed (nothing was written); this is a limit of the diff engine, please report it. The scripts tried:\n{}", show(&pairs)))?;
+            .map_err(|e| failed("up", e))?;
     }
     let reached = catalog::read(&here, READ).await?;
     check_same(&to, &reached, "up", &pairs)?;
@@ -221,7 +232,7 @@ async fn generate_in(
         let down = m.down.as_ref().expect("generated pairs have a down");
         runner::run_script(&mut here, m, down, pad.opts)
             .await
-            .with_context(|| format!("testing the generated down script in a scratch database, where it failed (nothing was written); this is a limit of the diff engine, please report it. The scripts tried:\n{}", show(&pairs)))?;
+            .map_err(|e| failed("down", e))?;
     }
     let back = catalog::read(&here, READ).await?;
     check_same(&from, &back, "down", &pairs)?;
@@ -289,8 +300,15 @@ async fn apply_desired(
         let m = pseudo(0, "desired_schema", script.clone(), None);
         runner::run_script(client, &m, &script, opts)
             .await
-            .with_context(|| {
-                format!("applying the desired schema `{file}` in a scratch database")
+            .map_err(|e| {
+                let cause = format!("{e:#}").replacen(
+                    "migration 0000_desired_schema failed at ",
+                    "the desired schema failed at ",
+                    1,
+                );
+                anyhow::anyhow!(
+                    "{cause}\n(`{file}` was applied as psql applies a file, in a scratch database; nothing was written)"
+                )
             })?;
     }
     Ok(())
@@ -356,19 +374,18 @@ fn files(
 pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
     let plan = ddl::plan(live, expected, role, Direction::Up);
     let mut text = String::new();
+    let mut number = 0;
     for (place, title) in [
-        (Place::Pre, "-- 1. outside a transaction (enum values):"),
-        (Place::Main, "-- 2. in one transaction:"),
-        (
-            Place::Post,
-            "-- 3. outside a transaction, statement by statement:",
-        ),
+        (Place::Pre, "outside a transaction (enum values):"),
+        (Place::Main, "in one transaction:"),
+        (Place::Post, "outside a transaction, statement by statement:"),
     ] {
         let steps: Vec<&ddl::Step> = plan.steps.iter().filter(|s| s.place == place).collect();
         if steps.is_empty() {
             continue;
         }
-        let _ = writeln!(text, "{title}");
+        number += 1;
+        let _ = writeln!(text, "-- {number}. {title}");
         if place == Place::Main {
             text.push_str("BEGIN;\n");
             // As whoever runs it (the admin): owner changes of objects that exist now, and what

@@ -64,6 +64,16 @@ pub enum Problem {
         file: String,
         later: i64,
     },
+    #[error(
+        "there is no migration {missing:04} between {before:04} and {after:04} `{name}`: migrations are numbered without gaps, so nothing was applied; restore {missing:04}, or renumber `{file}` to {missing:04}"
+    )]
+    Missing {
+        missing: i64,
+        before: i64,
+        after: i64,
+        name: String,
+        file: String,
+    },
 }
 
 /// Why a plan cannot be made.
@@ -104,6 +114,21 @@ pub fn problems(applied: &[Applied], available: &[Migration]) -> Vec<Problem> {
                 file: m.up.file.clone(),
             }),
             Some(_) => {}
+        }
+    }
+    // A hole in the numbering (0001 and 0003, no 0002): applying past it would make a 0002
+    // added later an out-of-order migration that can never run.
+    let mut versions: Vec<&Migration> = available.iter().collect();
+    versions.sort_by_key(|m| m.version);
+    for pair in versions.windows(2) {
+        if pair[1].version > pair[0].version + 1 {
+            out.push(Problem::Missing {
+                missing: pair[0].version + 1,
+                before: pair[0].version,
+                after: pair[1].version,
+                name: pair[1].name.clone(),
+                file: pair[1].up.file.clone(),
+            });
         }
     }
     // Gaps are measured against the newest applied migration we know; an unknown newer one is
@@ -191,7 +216,7 @@ pub fn plan(
                     Problem::Edited { version: v, .. } | Problem::Unknown { version: v, .. } => {
                         *v == version
                     }
-                    Problem::Gap { .. } => false,
+                    Problem::Gap { .. } | Problem::Missing { .. } => false,
                 }) {
                     return Err(p.clone().into());
                 }
@@ -382,5 +407,17 @@ mod tests {
         )
         .expect_err("duplicate");
         assert!(err.to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn a_hole_in_the_numbering_is_refused_before_anything_runs() {
+        let files = available(&[1, 3]);
+        let err = plan(&[], &files, Target::Up(None)).expect_err("a hole");
+        assert!(
+            err.to_string().contains("no migration 0002 between 0001 and 0003"),
+            "{err}"
+        );
+        let err = plan(&applied(&files, &[1]), &files, Target::Up(None)).expect_err("still");
+        assert!(err.to_string().contains("renumber `0003_m3.up.sql`"), "{err}");
     }
 }

@@ -508,7 +508,7 @@ fn script_error(
         );
     } else if db::sqlstate(e) == Some(&SqlState::DUPLICATE_TABLE) {
         message.push_str(
-            "\nhint: the object exists but no recorded migration made it: the schema was changed outside aidock-provision (e.g. by the backend's create_all or its own alembic run); `aidock-provision migrate verify` lists what differs",
+            "\nhint: the object exists but no recorded migration made it: the schema was changed outside aidock-provision (e.g. by hand as a hotfix, or by the backend's create_all or its own alembic run); `aidock-provision migrate verify` lists what differs. If this migration captures a change already made by hand, record it instead of applying it: `aidock-provision migrate baseline --to <its version>` (it checks that the schema is exactly what the migrations make first)",
         );
     } else if db::sqlstate(e) == Some(&SqlState::QUERY_CANCELED) {
         message.push_str("\nhint: the statement ran longer than migrate.statement_timeout; raise it for this migration");

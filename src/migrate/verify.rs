@@ -123,7 +123,7 @@ pub async fn expected_and_live(
     };
     let result = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the scratch database was dropped")),
+        _ = tokio::signal::ctrl_c() => Err(error::interrupted("interrupted (Ctrl-C); the scratch database was dropped")),
     };
     // Dropped whatever happened above; WITH (FORCE) ends the replay connection if still open.
     let dropped = scratch.drop(&admin_client).await;
@@ -302,7 +302,12 @@ async fn create_scratch(
         db::quote_literal(ctype)
     );
     admin.batch_execute(&sql).await.map_err(|e| {
-        if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+        if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) {
+            error::usage(format!(
+                "role `{app}` (database.owner) does not exist, and the scratch databases migrate verify, diff and baseline build belong to it: run `aidock-provision init` first",
+                app = app.user()
+            ))
+        } else if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
             error::usage(format!(
                 "the admin connection may create databases, but not one owned by `{app}` (the role the migrations run as): {}. Use an admin that is a superuser or a member of `{app}` (GRANT {app} TO <admin>)",
                 db::describe_error(&e),

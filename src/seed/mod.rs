@@ -215,7 +215,7 @@ pub async fn seed(
     };
     let report = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+        _ = tokio::signal::ctrl_c() => Err(crate::error::interrupted(
             "interrupted (Ctrl-C): the seed transaction was rolled back; nothing of this run was kept"
         )),
     };

@@ -148,7 +148,7 @@ async fn an_interrupted_or_killed_verify_leaves_no_scratch_database() {
     // SAFETY: kill has no memory-safety preconditions; pid is our own child.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(130), "as a shell reports SIGINT");
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert!(
         !database_exists(&admin, &scratch).await,

@@ -1,7 +1,6 @@
 //! `doctor`: run the checks a person would run by hand, in order, and print a fix for each failure.
 //! Later checks that depend on a failed one are skipped.
 
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -55,7 +54,8 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
     if global.json {
         crate::outln!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print(&checks);
+        // -q: only what failed.
+        print(checks.iter().filter(|c| !global.quiet || !c.ok));
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
@@ -71,16 +71,22 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
 #[must_use]
 pub fn checks(global: &Global) -> Vec<Check> {
     let mut checks = Checks(Vec::new());
-    let here = if let Some(dir) = &global.config_dir {
-        format!("settings from {}", dir.display())
-    } else if Path::new("config").is_dir() {
-        "settings from ./config".to_string()
-    } else {
-        "no ./config here: built-in settings (run from the project root to use its config/)"
-            .to_string()
-    };
     let settings = match Settings::load(global) {
         Ok(s) => {
+            let config = global.config_dir.clone().or_else(|| {
+                s.project
+                    .as_ref()
+                    .map(|p| p.join("config"))
+                    .filter(|c| c.is_dir())
+            });
+            let here = match (&config, &s.project) {
+                (Some(dir), _) => format!("settings from {}", dir.display()),
+                (None, Some(p)) => format!(
+                    "project {} has no config/: built-in settings",
+                    p.display()
+                ),
+                (None, None) => "not in a project (no .aidock/, config/ or sql/ here or above): built-in settings; --project DIR names one".to_string(),
+            };
             checks.pass("settings", format!("profile {}; {here}", s.profile));
             s
         }
@@ -267,6 +273,23 @@ async fn server_checks(
         }
     }
     let d = &settings.database;
+    // A database built by other tools (no ledger of ours, but tables): `init` refuses it, and
+    // `migrate baseline` adopts it (owner and schema public included), so that is the advice.
+    let foreign = match admin.with_dbname(&d.name).connect().await {
+        Ok(c) => crate::migrate::ledger::foreign_objects(&c)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
+    let init_or_baseline = |what: &str| match &foreign {
+        Some(f) => format!(
+            "run `aidock-provision migrate baseline`: the database holds {} object(s) no migration of ours made ({}), which `init` refuses to touch; baseline compares them with the migrations and adopts them, {what} included, keeping every row",
+            f.count,
+            f.first.join(", ")
+        ),
+        None => format!("run `aidock-provision init` ({what})"),
+    };
     let role = client
         .opt(
             "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
@@ -281,7 +304,7 @@ async fn server_checks(
             checks.fail(
                 "app role",
                 format!("`{}` exists but has no LOGIN", d.owner),
-                "run `aidock-provision init` (it grants LOGIN)",
+                init_or_baseline("it grants LOGIN"),
             );
             return;
         }
@@ -289,7 +312,14 @@ async fn server_checks(
             checks.fail(
                 "app role",
                 format!("role `{}` does not exist", d.owner),
-                "run `aidock-provision init`",
+                if foreign.is_some() {
+                    format!(
+                        "the database holds a schema other tools made, which `init` refuses to touch: create the role as an admin (`CREATE ROLE {} LOGIN`), then run `aidock-provision migrate baseline` to adopt the schema (it sets the role's owner rights; `init` then sets its password)",
+                        db::quote_ident(&d.owner)
+                    )
+                } else {
+                    "run `aidock-provision init` (it creates the role)".to_string()
+                },
             );
             return;
         }
@@ -319,7 +349,7 @@ async fn server_checks(
                     row.get::<_, String>(0),
                     d.owner
                 ),
-                "run `aidock-provision init` (it reconciles the owner)",
+                init_or_baseline("the database's owner"),
             );
             return;
         }
@@ -382,7 +412,7 @@ async fn server_checks(
                     row.get::<_, String>(0),
                     d.owner
                 ),
-                "run `aidock-provision init` (it gives schema public to the role)",
+                init_or_baseline("schema public's owner"),
             );
             return;
         }
@@ -451,7 +481,7 @@ async fn server_checks(
         Ok(drift) => checks.fail(
             "schema",
             drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-            "each line names an object changed by hand; undo the change or capture it in a new migration (`aidock-provision migrate verify` lists them)",
+            "each line names an object changed by hand; undo the change, or capture it: `aidock-provision migrate diff NAME --to <the schema as it is>` writes the migration, and `aidock-provision migrate baseline` then records it as applied (it checks the schema equals what the migrations make)",
         ),
         Err(e) => checks.fail("schema", format!("{e:#}"), "run `aidock-provision migrate verify` and read its error"),
     }
@@ -469,7 +499,7 @@ async fn untracked_tables(client: &tokio_postgres::Client) -> i64 {
 }
 
 /// Print the checks for people.
-fn print(checks: &[Check]) {
+fn print<'a>(checks: impl Iterator<Item = &'a Check>) {
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };
         let mut lines = c.detail.lines();

@@ -32,7 +32,9 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
         MigrateCommand::New { name } => {
             let source = targets::migration_source(settings);
             let (up, down) = migrate::new_migration(source.dir(), &name)?;
-            crate::outln!("created {}\ncreated {}", up.display(), down.display());
+            if !out.quiet {
+                crate::outln!("created {}\ncreated {}", up.display(), down.display());
+            }
             Ok(())
         }
         MigrateCommand::AlembicExport { dir, force } => {
@@ -137,20 +139,23 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 Ok(())
             } else {
                 // Drift is printed even with --quiet: it is the answer.
-                let text = || {
-                    let mut t = drift
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    if let Some(sql) = &fix_sql {
-                        let _ = write!(
-                            t,
-                            "\n\n-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{sql}"
-                        );
-                    }
-                    t
-                };
+                let lines = drift
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if let Some(sql) = fix_sql.as_ref().filter(|_| !out.json) {
+                    // stdout is only SQL (`verify --fix | psql` runs it); the drift goes to stderr.
+                    crate::errln!("{lines}");
+                    crate::out!(
+                        "-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{sql}"
+                    );
+                    return Err(anyhow::anyhow!(
+                        "{} difference(s) between the live schema and the migrations (listed above; the repair SQL is on stdout)",
+                        drift.len()
+                    ));
+                }
+                let text = || lines.clone();
                 if out.quiet && !out.json {
                     crate::out!("{}", text());
                 } else {
