@@ -108,7 +108,16 @@ def run(script, cwd, what):
 
 
 home = tempfile.mkdtemp(prefix="aidock-walk-home-")
-ENV = dict(os.environ, HOME=home, MANPAGER="cat", PAGER="cat")
+real_home = os.path.expanduser("~")
+ENV = dict(
+    os.environ,
+    HOME=home,
+    MANPAGER="cat",
+    PAGER="cat",
+    # The toolchain stays where it is, whatever HOME says.
+    RUSTUP_HOME=os.environ.get("RUSTUP_HOME", os.path.join(real_home, ".rustup")),
+    CARGO_HOME=os.environ.get("CARGO_HOME", os.path.join(real_home, ".cargo")),
+)
 os.makedirs(os.path.join(os.path.dirname(ROOT), "Back", "alembic", "versions"), exist_ok=True)
 os.makedirs(os.path.join(ROOT, "Back", "alembic", "versions"), exist_ok=True)
 

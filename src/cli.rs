@@ -264,9 +264,11 @@ pub enum MigrateCommand {
     /// tested (up, then down) before it is written. Indexes on existing tables get a
     /// `-- aidock:no-transaction` pair of their own (CREATE INDEX CONCURRENTLY); new enum values
     /// one before the main pair.
-    #[command(after_help = "Example: the schema as it is, edited, then the migration that makes it\n  \
+    #[command(
+        after_help = "Example: the schema as it is, edited, then the migration that makes it\n  \
         pg_dump -s \"$(aidock-provision local url)\" > desired.sql   # then edit desired.sql\n  \
-        aidock-provision migrate diff add_avatar --to desired.sql --print")]
+        aidock-provision migrate diff add_avatar --to desired.sql --print"
+    )]
     Diff(DiffArgs),
     /// Adopt a database whose schema other tools made (the backend's Alembic or create_all),
     /// keeping every row.

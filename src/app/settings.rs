@@ -787,9 +787,10 @@ fn say_waiting(line: &str) {
 fn project_root(global: &Global, env: &HashMap<String, String>) -> anyhow::Result<Option<PathBuf>> {
     let named = match (&global.project, env.get("AIDOCK_PROJECT_DIR")) {
         (Some(dir), _) => Some((dir.clone(), "--project")),
-        (None, Some(dir)) if !dir.is_empty() => {
-            Some((PathBuf::from(dir), "environment variable AIDOCK_PROJECT_DIR"))
-        }
+        (None, Some(dir)) if !dir.is_empty() => Some((
+            PathBuf::from(dir),
+            "environment variable AIDOCK_PROJECT_DIR",
+        )),
         _ => None,
     };
     if let Some((dir, source)) = named {

@@ -297,7 +297,8 @@ async fn record_hotfix(
         }
         Mode::Report | Mode::Reconcile => {
             report.outcome =
-                if run_transaction(roles, &[Vec::new()], &ledger_sql, opts, None, Some(top)).await? {
+                if run_transaction(roles, &[Vec::new()], &ledger_sql, opts, None, Some(top)).await?
+                {
                     Outcome::Recorded
                 } else {
                     Outcome::AlreadyAdopted

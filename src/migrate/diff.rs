@@ -378,7 +378,10 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
     for (place, title) in [
         (Place::Pre, "outside a transaction (enum values):"),
         (Place::Main, "in one transaction:"),
-        (Place::Post, "outside a transaction, statement by statement:"),
+        (
+            Place::Post,
+            "outside a transaction, statement by statement:",
+        ),
     ] {
         let steps: Vec<&ddl::Step> = plan.steps.iter().filter(|s| s.place == place).collect();
         if steps.is_empty() {

@@ -414,10 +414,14 @@ mod tests {
         let files = available(&[1, 3]);
         let err = plan(&[], &files, Target::Up(None)).expect_err("a hole");
         assert!(
-            err.to_string().contains("no migration 0002 between 0001 and 0003"),
+            err.to_string()
+                .contains("no migration 0002 between 0001 and 0003"),
             "{err}"
         );
         let err = plan(&applied(&files, &[1]), &files, Target::Up(None)).expect_err("still");
-        assert!(err.to_string().contains("renumber `0003_m3.up.sql`"), "{err}");
+        assert!(
+            err.to_string().contains("renumber `0003_m3.up.sql`"),
+            "{err}"
+        );
     }
 }

@@ -108,7 +108,7 @@ async fn clones_hold_the_data_belong_to_their_role_and_refuse_a_stale_template()
     // A migration added after `template`: clones refuse until it is rebuilt.
     crate::support::write_files(
         &dir,
-        &[("0099_later.up.sql", "CREATE TABLE later (id int);\n")],
+        &[("0002_later.up.sql", "CREATE TABLE later (id int);\n")],
     );
     let (_, mut cmd) = clone_cmd("tmplstale", &template, &dir);
     let out = expect_exit(&mut cmd, 1);

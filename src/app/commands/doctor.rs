@@ -1,7 +1,6 @@
 //! `doctor`: run the checks a person would run by hand, in order, and print a fix for each failure.
 //! Later checks that depend on a failed one are skipped.
 
-
 use serde::Serialize;
 
 use crate::app::settings::Settings;
@@ -481,7 +480,7 @@ async fn server_checks(
         Ok(drift) => checks.fail(
             "schema",
             drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-            "each line names an object changed by hand; undo the change, or capture it: `aidock-provision migrate diff NAME --to <the schema as it is>` writes the migration, and `aidock-provision migrate baseline` then records it as applied (it checks the schema equals what the migrations make)",
+            "each line names an object changed by hand; undo the changes (`aidock-provision migrate verify --fix` prints the SQL that does, for psql), or capture them: `aidock-provision migrate diff NAME --to <the schema as it is>` writes the migration, and `aidock-provision migrate baseline` then records it as applied (it checks the schema equals what the migrations make)",
         ),
         Err(e) => checks.fail("schema", format!("{e:#}"), "run `aidock-provision migrate verify` and read its error"),
     }
