@@ -71,6 +71,17 @@ fn classified(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
+/// `err`'s message with `more` after it, keeping its kind (and so its exit code): for a
+/// second failure while handling the first (the cause stays first).
+#[must_use]
+pub fn and_also(err: &anyhow::Error, more: &str) -> anyhow::Error {
+    let message = format!("{err:#}; and {more}");
+    match err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
+        Some(c) => classified(c.kind, message),
+        None => anyhow::Error::msg(message),
+    }
+}
+
 /// The exit code for an error: the first classified error in its chain (a connection that
 /// could not be made counts as unreachable when the server is down, full or starting), else 1.
 #[must_use]

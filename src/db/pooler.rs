@@ -27,12 +27,14 @@ pub enum PoolMode {
 
 impl PoolMode {
     /// Whether session state (a session lock, a `SET`, a second connection's work waiting on
-    /// the first's open transaction) may be relied on over `client`.
+    /// the first's open transaction) may be relied on over `client`. When detection cannot tell
+    /// (the probe failed or timed out), no: the pooled way is only slower, or asks for
+    /// `server.pool_mode`, where relying on a session that is not there can deadlock.
     pub async fn sessions_hold(self, client: &Client) -> bool {
         match self {
             PoolMode::Session => true,
             PoolMode::Transaction => false,
-            PoolMode::Detect => behind_pooler(client).await != Some(true),
+            PoolMode::Detect => behind_pooler(client).await == Some(false),
         }
     }
 }

@@ -115,17 +115,18 @@ pub async fn generate(
     }
     let admin = pad.admin.connect().await?;
     verify::require_createdb(&admin, pad.admin).await?;
-    verify::drop_stale_scratch_databases(&admin, pad.opts).await;
+    verify::drop_stale_scratch_databases(&admin).await;
     // The encoding and locale of the admin connection's database.
     let (locale, _) = verify::live_settings(&admin).await?;
-    let current = Scratch::create(&admin, pad.admin, pad.app, &locale).await?;
-    let target = match Scratch::create(&admin, pad.admin, pad.app, &locale).await {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = current.drop(&admin).await;
-            return Err(e);
-        }
-    };
+    let current = Scratch::create(&admin, pad.admin, pad.app, &locale, pad.opts.pool_mode).await?;
+    let target =
+        match Scratch::create(&admin, pad.admin, pad.app, &locale, pad.opts.pool_mode).await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = current.drop(&admin).await;
+                return Err(e);
+            }
+        };
     // Schema public as `init` leaves it (owned by the app's role, no CREATE for PUBLIC), in
     // both: on PostgreSQL 13 and 14 template0 gives it to the bootstrap superuser, and a
     // desired schema dumped from an app database says `ALTER SCHEMA public OWNER TO` the role.

@@ -99,7 +99,10 @@ WITH objects AS (
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
 )
-SELECT to_regclass('public.aidock_schema_history') IS NOT NULL,
+-- The ledger is looked for in pg_class, as the objects are: one snapshot for both (to_regclass
+-- reads the relation cache, which may not yet know a table another run just committed).
+SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relname = 'aidock_schema_history'),
        (SELECT count(*) FROM objects),
        array_to_string(ARRAY(SELECT what FROM objects ORDER BY what LIMIT 6), chr(31))";
 

@@ -189,7 +189,7 @@ const CHECK_INTERVAL: &str = "client_connection_check_interval = '1s'";
 /// ways through.
 fn pooled_no_transaction(m: &Migration) -> anyhow::Error {
     crate::error::usage(format!(
-        "migration {} runs outside a transaction (`-- aidock:no-transaction`), statement by statement under a session lock and session settings, and this connection goes through a connection pooler that may hand each transaction to another server session (PgBouncer's pool_mode = transaction), so nothing was applied. Run it against the server directly (--database-url, or DATABASE_URL, with the server's own host and port), or, if the pooler keeps whole sessions (pool_mode = session), set server.pool_mode = \"session\" (AIDOCK__SERVER__POOL_MODE=session)",
+        "migration {} runs outside a transaction (`-- aidock:no-transaction`), statement by statement under a session lock and session settings, and this connection goes (or may go: it could not be told) through a connection pooler that may hand each transaction to another server session (PgBouncer's pool_mode = transaction), so nothing was applied. Run it against the server directly (--database-url, or DATABASE_URL, with the server's own host and port), or, if the pooler keeps whole sessions (pool_mode = session), set server.pool_mode = \"session\" (AIDOCK__SERVER__POOL_MODE=session)",
         m.label()
     ))
 }

@@ -99,7 +99,7 @@ pub async fn expected_and_live(
 ) -> anyhow::Result<(catalog::Catalog, catalog::Catalog)> {
     let admin_client = admin.connect().await?;
     require_createdb(&admin_client, admin).await?;
-    drop_stale_scratch_databases(&admin_client, opts).await;
+    drop_stale_scratch_databases(&admin_client).await;
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
         meta,
@@ -108,7 +108,7 @@ pub async fn expected_and_live(
     // The live catalog is read while the server creates the scratch database.
     let (found, scratch) = tokio::join!(
         catalog::read(live, options),
-        Scratch::create(&admin_client, admin, app, &locale)
+        Scratch::create(&admin_client, admin, app, &locale, opts.pool_mode)
     );
     let scratch = scratch?;
     let work = async {
@@ -135,9 +135,10 @@ pub async fn expected_and_live(
 /// One scratch database (verify's, diff's), dropped by [`Scratch::drop`], or by the next verify
 /// or diff if this process dies first. While it lives, a connection named after it
 /// (`application_name`) is open, and beats: it keeps the database's comment at the server's
-/// current time every [`HEARTBEAT`]. A scratch database with no such connection, or (behind a
-/// pooler, whose server connections outlive their clients) no heartbeat for [`STALE_AFTER`]
-/// seconds, was left by a run that died. No session state and no held-open transaction.
+/// current time every [`HEARTBEAT`], saying whether that connection is a server session of its
+/// own. A scratch database whose own session is gone, or that has had no heartbeat for
+/// [`STALE_AFTER`] seconds (behind a pooler, where a server connection's name is whichever
+/// client last used it), was left by a run that died. No session state, no held-open transaction.
 pub(super) struct Scratch {
     pub(super) name: String,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -147,6 +148,8 @@ pub(super) struct Scratch {
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// After how long without a heartbeat a scratch database is taken for abandoned.
 const STALE_AFTER: i64 = 60;
+/// The heartbeat's words for "my named connection is a server session of its own".
+const OWN_SESSION: &str = ", named session";
 
 impl Scratch {
     /// Create the database from template0 with `locale`, owned by `app`'s role, named with the
@@ -156,6 +159,7 @@ impl Scratch {
         admin_target: &Target,
         app: &Target,
         locale: &[String; 3],
+        pool_mode: crate::db::pooler::PoolMode,
     ) -> anyhow::Result<Self> {
         let now: i64 = admin
             .one("SELECT extract(epoch FROM now())::bigint", &[])
@@ -166,10 +170,12 @@ impl Scratch {
         // The heartbeat's connection, opened first and named after the database: while it is
         // connected, the scratch database is alive (a killed run's connection goes with it).
         let beating = admin_target.named(&name).connect().await?;
+        let own_session = pool_mode.sessions_hold(&beating).await;
         create_scratch(admin, app, &name, locale).await?;
         let beat = format!(
-            "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, 'aidock-provision scratch database, alive at ' || extract(epoch FROM now())::bigint); END $$",
-            db::quote_literal(&name)
+            "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, 'aidock-provision scratch database, alive at ' || extract(epoch FROM now())::bigint || {}); END $$",
+            db::quote_literal(&name),
+            db::quote_literal(if own_session { OWN_SESSION } else { "" })
         );
         let heartbeat = tokio::spawn(async move {
             loop {
@@ -222,32 +228,33 @@ pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow:
     }
 }
 
-/// Drop the scratch databases of runs that died without cleaning up: no connection named after
-/// it (when sessions are the server's own: behind a transaction pooler a client's name stays on
-/// the pooled server connection), or no heartbeat (nor, before the first, creation) within
-/// [`STALE_AFTER`] seconds, by the server's clock.
-pub(super) async fn drop_stale_scratch_databases(client: &Client, opts: &runner::Options) {
-    let named_connections_count = opts.pool_mode.sessions_hold(client).await;
+/// Drop the scratch databases of runs that died without cleaning up: one whose run said its
+/// named connection is a session of its own (not through a transaction pooler) and that has no
+/// such connection now, or one with no heartbeat (nor, before the first, creation) within
+/// [`STALE_AFTER`] seconds, by the server's clock. What this run's own connection goes through
+/// does not matter: `pg_stat_activity` shows the server's sessions either way.
+pub(super) async fn drop_stale_scratch_databases(client: &Client) {
     let Ok(rows) = client
         .rows(
             "SELECT d.datname::text, \
-                    coalesce(substring(shobj_description(d.oid, 'pg_database') FROM 'alive at ([0-9]+)$'), \
+                    coalesce(substring(c.comment FROM 'alive at ([0-9]+)'), \
                              substring(d.datname FROM '^aidock_verify_([0-9]+)_'))::bigint, \
                     extract(epoch FROM now())::bigint, \
+                    coalesce(c.comment LIKE '%' || $1, false), \
                     EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname) \
-             FROM pg_database d WHERE d.datname LIKE 'aidock\\_verify\\_%'",
-            &[],
+             FROM pg_database d, LATERAL (SELECT shobj_description(d.oid, 'pg_database') AS comment) c \
+             WHERE d.datname LIKE 'aidock\\_verify\\_%'",
+            &[(&OWN_SESSION, tokio_postgres::types::Type::TEXT)],
         )
         .await
     else {
         return;
     };
     for row in rows {
-        let (name, alive, now, connected): (String, Option<i64>, i64, bool) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (name, alive, now, own_session, connected): (String, Option<i64>, i64, bool, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         // Scratch databases of earlier versions had no timestamp: stale as well.
-        if (named_connections_count && !connected) || alive.is_none_or(|at| now - at > STALE_AFTER)
-        {
+        if (own_session && !connected) || alive.is_none_or(|at| now - at > STALE_AFTER) {
             let _ = client
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",

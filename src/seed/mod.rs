@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod dev;
 pub mod files;
+pub mod logs;
 pub mod reference;
 
 use anyhow::Context as _;
@@ -49,7 +50,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fake_users: Option<Counts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage_logs: Option<dev::UsageReport>,
+    pub usage_logs: Option<logs::UsageReport>,
     /// The fixed test accounts' credentials (dev only), printed once.
     #[serde(skip)]
     pub credentials: Vec<(String, String, String)>,
@@ -160,11 +161,24 @@ pub async fn seed(
         None => None,
     };
 
+    // Staging tables a killed run left go first, each in a committed transaction of its own.
+    if dev_options.is_some() {
+        logs::drop_stale_stages(&mut client).await?;
+    }
+    let stages = logs::Stages::default();
     let tx = client
         .transaction()
         .await
         .context("starting the seed transaction")?;
     let work = async {
+        // The seed's own limits, as migrations set theirs: a role's statement_timeout or
+        // idle_in_transaction_session_timeout (the transaction waits while helpers COPY) would
+        // otherwise end a long load half-way.
+        tx.batch_execute(
+            "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+        )
+        .await
+        .context("setting the seed's timeouts")?;
         let tables = reference::seed(&tx, seeds, overwrite, options.production).await?;
         let mut report = Report {
             tables,
@@ -192,10 +206,10 @@ pub async fn seed(
         // appear with everything else when this one transaction commits.
         if let Some(opts) = &dev_options {
             report.usage_logs = Some(
-                dev::load_usage_logs(
+                logs::load(
                     &tx,
                     target,
-                    dev::LogRun {
+                    logs::LogRun {
                         n: opts.usage_logs,
                         days: seeds.dev.usage_days,
                         rng_seed: opts.rng_seed,
@@ -206,6 +220,7 @@ pub async fn seed(
                             1
                         },
                     },
+                    &stages,
                     progress,
                 )
                 .await?,
@@ -213,16 +228,34 @@ pub async fn seed(
         }
         anyhow::Ok(report)
     };
-    let report = tokio::select! {
+    let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(crate::error::interrupted(
             "interrupted (Ctrl-C): the seed transaction was rolled back; nothing of this run was kept"
         )),
     };
     progress.finish_and_clear();
-    let report = report?;
-    tx.commit().await.context("committing the seed data")?;
-    Ok(report)
+    let result = match result {
+        Ok(report) => tx
+            .commit()
+            .await
+            .map(|()| report)
+            .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+            .context("committing the seed data"),
+        Err(e) => {
+            drop(tx);
+            Err(e)
+        }
+    };
+    // Whatever ended the run, its staging tables go with it (moved-in ones were already dropped
+    // by the committed transaction).
+    if result.is_err()
+        && !stages.is_empty()
+        && let Err(clean) = stages.clean(&client, target).await
+    {
+        return result.map_err(|e| crate::error::and_also(&e, &format!("{clean:#}")));
+    }
+    result
 }
 
 /// The largest `--users` and `--usage-logs` a run accepts (memory for users; a day's work for
@@ -276,8 +309,17 @@ impl std::fmt::Display for Report {
         if let Some(u) = &self.usage_logs {
             writeln!(
                 f,
-                "{:<20} {} inserted, {} removed, {} kept; {} quotas' current usage updated",
-                "usage_logs", u.rows, u.trimmed, u.already, u.quotas_updated
+                "{:<20} {} inserted, {} removed{}, {} kept; {} quotas' current usage set to this month's tokens",
+                "usage_logs",
+                u.rows,
+                u.trimmed,
+                if u.earlier_release > 0 {
+                    format!(" ({} made by an earlier release's seed)", u.earlier_release)
+                } else {
+                    String::new()
+                },
+                u.already,
+                u.quotas_updated
             )?;
         }
         if let Some(p) = &self.password_scheme {

@@ -6,7 +6,7 @@ use crate::support::{
     TestDb, bin, expect_exit, free_port, run_ok, scratch_dir, stderr, write_files,
 };
 
-async fn count(db: &tokio_postgres::Client, table: &str) -> i64 {
+pub(crate) async fn count(db: &tokio_postgres::Client, table: &str) -> i64 {
     db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .expect("count")
@@ -297,6 +297,11 @@ async fn a_failed_usage_log_load_leaves_no_logs_on_any_connection() {
         stderr(&out)
     );
     assert_eq!(count(&db, "usage_logs").await, 0, "no connection committed");
+    assert_eq!(
+        staging_tables(&db).await,
+        0,
+        "the failed run dropped its staging tables"
+    );
     let used: i64 = db
         .query_one(
             "SELECT coalesce(sum(current_usage_tokens), 0)::bigint FROM department_quotas",
@@ -417,7 +422,7 @@ async fn bcrypt_for_the_backend_argon2id_by_default_and_an_adopted_scheme_follow
 }
 
 /// Staging tables of seed --dev in the database.
-async fn staging_tables(db: &tokio_postgres::Client) -> i64 {
+pub(crate) async fn staging_tables(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
         "SELECT count(*) FROM pg_class WHERE relname LIKE 'aidock\\_seed\\_stage\\_%'",
         &[],
@@ -428,7 +433,7 @@ async fn staging_tables(db: &tokio_postgres::Client) -> i64 {
 }
 
 /// Until a COPY runs in this database, the child ends, or a minute passes.
-async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::process::Child) {
+pub(crate) async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let copying: i64 = db
@@ -450,7 +455,7 @@ async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::process::Ch
 }
 
 /// Every quota counter equals this month's tokens of the stored logs.
-async fn quotas_match_logs(db: &tokio_postgres::Client) {
+pub(crate) async fn quotas_match_logs(db: &tokio_postgres::Client) {
     let off: i64 = db
         .query_one(
             "SELECT count(*) FROM department_quotas q WHERE q.current_usage_tokens <> coalesce((
@@ -468,7 +473,7 @@ async fn quotas_match_logs(db: &tokio_postgres::Client) {
     );
 }
 
-async fn logs_digest(db: &tokio_postgres::Client) -> String {
+pub(crate) async fn logs_digest(db: &tokio_postgres::Client) -> String {
     db.query_one(
         "SELECT count(*)::text || ':' || coalesce(md5(string_agg(l::text, '|' ORDER BY l.id)), '') FROM usage_logs l",
         &[],
@@ -526,6 +531,11 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
         count(&db, "users").await,
         users,
         "the run's users went with it"
+    );
+    assert_eq!(
+        staging_tables(&db).await,
+        0,
+        "a failure at commit still drops the staging tables"
     );
     quotas_match_logs(&db).await;
     db.batch_execute("DROP TRIGGER fail_at_commit ON usage_logs")
@@ -687,12 +697,14 @@ async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
         libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGINT);
     }
     let out = child.wait_with_output().expect("wait");
-    assert_ne!(
+    assert_eq!(
         out.status.code(),
-        Some(0),
-        "an interrupted seed is not a success"
+        Some(130),
+        "interrupted: 130, as shells report SIGINT; {}",
+        stderr(&out)
     );
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(staging_tables(&db).await, 0, "no staging table is left");
     assert_eq!(count(&db, "usage_logs").await, 0);
     assert_eq!(count(&db, "users").await, 0, "the run's users went too");
     assert_eq!(count(&db, "roles").await, 0, "and its reference data");
