@@ -323,6 +323,36 @@ pub async fn mark(
         .with_context(|| format!("marking `{name}` as a template"))
 }
 
+/// What a closed template holds now: opened to connections for the read and closed again, its
+/// read session ended (a kill in between leaves it open, which every clone refuses and the next
+/// `template` rebuilds). The caller holds the template's exclusive lock.
+///
+/// # Errors
+/// Statements or the read failing.
+pub async fn read_closed(client: &Client, admin: &Target, name: &str) -> anyhow::Result<Contents> {
+    let ident = db::quote_ident(name);
+    client
+        .batch_execute(&format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS true"))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("opening `{name}` to read what it holds"))?;
+    let read = async {
+        let reader = admin.with_dbname(name).connect().await?;
+        contents(&reader).await
+    }
+    .await;
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {ident} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+            db::quote_literal(name)
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("closing `{name}` again"))?;
+    read
+}
+
 /// Whether a found template can be cloned for these migrations; the refusal says what to run.
 ///
 /// # Errors

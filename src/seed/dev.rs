@@ -241,6 +241,18 @@ pub fn hash_all(
     })
 }
 
+/// What happens to a user that is there already (same username or email).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Kept as it is (`ON CONFLICT DO NOTHING`).
+    Keep,
+    /// Updated to the seed's values (`--overwrite`; by username).
+    Overwrite,
+    /// Kept, found by a join instead of the unique indexes, which a bulk load dropped for the
+    /// length of the transaction (no one else can insert meanwhile: the drop locks the table).
+    KeepUnindexed,
+}
+
 /// Insert users (by username; existing ones kept, or updated with `overwrite`).
 ///
 /// # Errors
@@ -249,7 +261,7 @@ pub async fn insert_users(
     tx: &Transaction<'_>,
     users: &[NewUser],
     hashes: &[String],
-    overwrite: bool,
+    existing: Existing,
 ) -> anyhow::Result<Counts> {
     let usernames: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
     let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
@@ -257,13 +269,28 @@ pub async fn insert_users(
     let departments: Vec<&str> = users.iter().map(|u| u.department.as_str()).collect();
     let superusers: Vec<bool> = users.iter().map(|u| u.superuser).collect();
     let active: Vec<bool> = users.iter().map(|u| u.active).collect();
-    let conflict = if overwrite {
-        "ON CONFLICT (username) DO UPDATE SET email = EXCLUDED.email, hashed_password = EXCLUDED.hashed_password, \
-         role_id = EXCLUDED.role_id, department_id = EXCLUDED.department_id, is_superuser = EXCLUDED.is_superuser, \
-         is_active = EXCLUDED.is_active RETURNING (xmax = 0)"
-    } else {
+    // Sorted, concurrent seeds take the unique-index locks in one order (no deadlock); with the
+    // indexes dropped the table is locked whole, and the sort would only cost.
+    let (filter, order, conflict) = match existing {
+        Existing::Overwrite => (
+            "",
+            "ORDER BY u.username",
+            "ON CONFLICT (username) DO UPDATE SET email = EXCLUDED.email, hashed_password = EXCLUDED.hashed_password, \
+             role_id = EXCLUDED.role_id, department_id = EXCLUDED.department_id, is_superuser = EXCLUDED.is_superuser, \
+             is_active = EXCLUDED.is_active RETURNING (xmax = 0)",
+        ),
         // Any conflict (username or email) keeps the existing account.
-        "ON CONFLICT DO NOTHING RETURNING true"
+        Existing::Keep => (
+            "",
+            "ORDER BY u.username",
+            "ON CONFLICT DO NOTHING RETURNING true",
+        ),
+        Existing::KeepUnindexed => (
+            "WHERE NOT EXISTS (SELECT 1 FROM users x WHERE x.username = u.username) \
+               AND NOT EXISTS (SELECT 1 FROM users x WHERE x.email = u.email)",
+            "",
+            "RETURNING true",
+        ),
     };
     let sql = format!(
         "INSERT INTO users (username, email, hashed_password, role_id, department_id, is_superuser, is_active) \
@@ -271,7 +298,7 @@ pub async fn insert_users(
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::bool[]) \
               u(username, email, hash, role, dept, su, active) \
          JOIN roles r ON r.name = u.role JOIN departments d ON d.name = u.dept \
-         ORDER BY u.username {conflict}"
+         {filter} {order} {conflict}"
     );
     let rows = tx
         .rows(

@@ -145,6 +145,15 @@ const RUNS_CREATE: &str = "CREATE TABLE IF NOT EXISTS public.aidock_seed_runs (
     updated_at timestamptz NOT NULL DEFAULT now()
 )";
 
+/// The seed's own limits for each of its transactions, as migrations set theirs: a role's
+/// `statement_timeout` or `idle_in_transaction_session_timeout` (the main transaction waits while
+/// helpers COPY) would otherwise end a long load half-way; and a killed seed's server session
+/// stops within a second (PostgreSQL 14+) instead of finishing an index build under its lock.
+pub const SESSION_SETTINGS: &str = "SET LOCAL statement_timeout = 0; \
+     SET LOCAL idle_in_transaction_session_timeout = 0; \
+     SELECT set_config('client_connection_check_interval', '1s', true) \
+     WHERE current_setting('server_version_num')::int >= 140000";
+
 /// Staging tables for parallel loads: `aidock_seed_stage_<run>_<n>`, unlogged, never seen by the
 /// application.
 const STAGE_PREFIX: &str = "aidock_seed_stage_";
@@ -185,14 +194,26 @@ pub async fn load(
     let set = Dataset::of(&run);
     let identity = set.identity(&run);
     let (lo, hi) = marked();
-    // What is not this dataset's first n rows, but was made by a seed, goes.
-    let earlier_release = tx
-        .exec(
+    // What is not this dataset's first n rows, but was made by a seed, goes. Rows without the
+    // mark are looked at only when there are any (two probes of the primary key).
+    let unmarked: bool = tx
+        .one(
+            "SELECT EXISTS (SELECT 1 FROM usage_logs WHERE id < $1) OR EXISTS (SELECT 1 FROM usage_logs WHERE id > $2)",
+            &[(&lo, Type::UUID), (&hi, Type::UUID)],
+        )
+        .await
+        .context("looking for usage logs without the seed's mark")?
+        .get(0);
+    let earlier_release = if unmarked {
+        tx.exec(
             &format!("DELETE FROM usage_logs WHERE {EARLIER_RELEASE_FORM}"),
             &[(&lo, Type::UUID), (&hi, Type::UUID)],
         )
         .await
-        .context("removing usage logs an earlier release's seed made")?;
+        .context("removing usage logs an earlier release's seed made")?
+    } else {
+        0
+    };
     let others = if run.n == 0 {
         tx.exec(
             "DELETE FROM usage_logs WHERE id BETWEEN $1 AND $2",
@@ -270,8 +291,17 @@ pub async fn load(
     if run.n > have {
         progress.set_length(run.n - have);
         let anchor = UNIX_EPOCH + Duration::from_secs_f64(anchor_epoch);
+        let table = Name {
+            schema: Some(Ident::new("public")),
+            name: Ident::new("usage_logs"),
+        };
+        let deferred = super::bulk::defer(tx, &table, run.n - have).await?;
         let (rows, connections) =
             generate_and_load(tx, target, run, set, have, anchor, stages, progress).await?;
+        if let Some(deferred) = deferred {
+            progress.set_message("building indexes");
+            deferred.rebuild(tx).await?;
+        }
         report.rows = rows;
         report.connections = connections;
     }
@@ -701,8 +731,7 @@ async fn staged(
                 .await
                 .context("starting a staging transaction")?;
             tx.batch_execute(&format!(
-                "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; \
-                 CREATE UNLOGGED TABLE {name} (id uuid, user_id uuid, department_id uuid, llm_config_id uuid, \
+                "{SESSION_SETTINGS}; CREATE UNLOGGED TABLE {name} (id uuid, user_id uuid, department_id uuid, llm_config_id uuid, \
                  \"timestamp\" timestamptz, tokens_prompt integer, tokens_completion integer, \
                  cost_estimated numeric(14,6), request_details jsonb, response_details jsonb)"
             ))

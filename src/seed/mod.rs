@@ -2,6 +2,7 @@
 //! usage logs, all in one transaction: a failure or Ctrl-C leaves nothing of the run behind.
 
 pub mod binary;
+pub mod bulk;
 pub mod dev;
 pub mod files;
 pub mod logs;
@@ -11,6 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::db::Target;
+use crate::db::ident::{Ident, Name};
 use crate::db::sql::Sql as _;
 use files::Seeds;
 use reference::{Counts, TableReport};
@@ -171,14 +173,19 @@ pub async fn seed(
         .await
         .context("starting the seed transaction")?;
     let work = async {
-        // The seed's own limits, as migrations set theirs: a role's statement_timeout or
-        // idle_in_transaction_session_timeout (the transaction waits while helpers COPY) would
-        // otherwise end a long load half-way.
-        tx.batch_execute(
-            "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
-        )
-        .await
-        .context("setting the seed's timeouts")?;
+        tx.batch_execute(logs::SESSION_SETTINGS)
+            .await
+            .context("setting the seed's timeouts")?;
+        // Dev seeds one at a time, from the start: a bulk load locks `users` whole, and a second
+        // run holding a row of it (an account it inserted) would deadlock with it.
+        if dev_options.is_some() {
+            tx.batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({})",
+                crate::db::advisory::key("seed", "runs")
+            ))
+            .await
+            .context("taking the seed lock")?;
+        }
         let tables = reference::seed(&tx, seeds, overwrite, options.production).await?;
         let mut report = Report {
             tables,
@@ -194,9 +201,32 @@ pub async fn seed(
                 followed_existing_users: followed,
             });
             let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
+            let existing = if overwrite {
+                dev::Existing::Overwrite
+            } else {
+                dev::Existing::Keep
+            };
             report.accounts =
-                Some(dev::insert_users(&tx, &accounts, account_hashes, overwrite).await?);
-            report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, overwrite).await?);
+                Some(dev::insert_users(&tx, &accounts, account_hashes, existing).await?);
+            // Many fake users into few: in pg_restore's order (see bulk.rs).
+            let users_table = Name {
+                schema: Some(Ident::new("public")),
+                name: Ident::new("users"),
+            };
+            let deferred = if overwrite {
+                None
+            } else {
+                bulk::defer(&tx, &users_table, fakes.len() as u64).await?
+            };
+            let existing = if deferred.is_some() {
+                dev::Existing::KeepUnindexed
+            } else {
+                existing
+            };
+            report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, existing).await?);
+            if let Some(deferred) = deferred {
+                deferred.rebuild(&tx).await?;
+            }
             report.credentials = accounts
                 .iter()
                 .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))

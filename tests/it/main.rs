@@ -20,6 +20,7 @@ mod migrate;
 mod pgbouncer;
 mod reset;
 mod seed;
+mod seed_bulk;
 mod seed_records;
 mod settings;
 mod support;

@@ -179,3 +179,117 @@ async fn eight_clones_at_once_all_succeed() {
         stderr(&out)
     );
 }
+
+/// Issue #27: README's order with the settings a project has by default (the app's own role is
+/// `database.owner` for `init` and for `template` alike); the app role can neither enter nor
+/// reopen nor alter the template; a template the admin changed since it was built is refused by
+/// clones, naming the change, and `template` rebuilds it instead of calling it current.
+#[tokio::test]
+async fn readme_order_and_a_template_only_the_admin_holds() {
+    let t = TestDb::new("tmplorder");
+    let template = format!("{}_template", t.name);
+    run_ok(t.cmd().args(["init", "-q"]));
+    let build = || {
+        let mut cmd = t.cmd();
+        cmd.args(["template", "--dev", "--users", "10", "--usage-logs", "500"]);
+        cmd
+    };
+    let out = run_ok(&mut build());
+    assert!(out.contains(&format!("template {template} built")), "{out}");
+
+    // The app role: no way in, no way to reopen or change it.
+    let app = connect(&t.app_url()).await;
+    for sql in [
+        format!("ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS true"),
+        format!("ALTER DATABASE \"{template}\" IS_TEMPLATE false"),
+        format!("COMMENT ON DATABASE \"{template}\" IS 'mine'"),
+        format!("ALTER DATABASE \"{template}\" OWNER TO \"{}\"", t.name),
+        format!("DROP DATABASE \"{template}\""),
+    ] {
+        let err = app.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err:?}"
+        );
+    }
+    let into_template = crate::support::with_db(&t.app_url(), &template);
+    let refused = tokio_postgres::connect(&into_template, tokio_postgres::NoTls).await;
+    assert!(
+        refused.is_err(),
+        "the app role cannot connect to the template"
+    );
+
+    // A clone, as README's pytest fixture makes one.
+    let clone = TestDb::new("tmplorderc");
+    let out = run_ok(
+        clone
+            .cmd()
+            .args(["init", "-q", "--from-template", &template]),
+    );
+    assert!(out.is_empty(), "{out}");
+    let c = connect(&clone.app_url()).await;
+    assert_eq!(count(&c, "SELECT count(*) FROM usage_logs").await, 500);
+    drop(c);
+
+    // The admin changes it (opens it, adds an admin user, closes it again).
+    let admin = t.admin_postgres().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .expect("open");
+    {
+        let inside = connect(&crate::support::with_db(&t.admin_url, &template)).await;
+        inside
+            .batch_execute(
+                "INSERT INTO users (username, email, hashed_password, is_superuser)
+                 VALUES ('intruder', 'intruder@example.org', 'x', true)",
+            )
+            .await
+            .expect("a change");
+    }
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}'"
+        ))
+        .await
+        .expect("close");
+    let refused = TestDb::new("tmplorderx");
+    let out = expect_exit(
+        refused
+            .cmd()
+            .args(["init", "-q", "--from-template", &template]),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("changed since it was built")
+            && err.contains("table users: 14 rows, built with 13"),
+        "{err}"
+    );
+    let gone: i64 = count(
+        &admin,
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+            refused.name
+        ),
+    )
+    .await;
+    assert_eq!(gone, 0, "no clone is left of a refused copy");
+    // `template` sees the change too, and builds it again.
+    let out = run_ok(&mut build());
+    assert!(
+        out.contains("changed since it was built") && out.contains("built"),
+        "{out}"
+    );
+    run_ok(
+        refused
+            .cmd()
+            .args(["init", "-q", "--from-template", &template]),
+    );
+    let again = run_ok(&mut build());
+    assert!(again.contains("is current"), "{again}");
+}

@@ -41,12 +41,25 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             && !found.allows_connections
             && found.owner == admin.user()
             && found.inputs() == Some(fingerprint.as_str())
-            && found.contents().is_some()
+            && let Some(built) = found.contents()
         {
-            if !quiet {
-                crate::outln!("template {name} is current ({fingerprint}); nothing to do");
+            // Built from these inputs; current only if nobody changed it since.
+            let changed = template::changes(
+                &built,
+                &template::read_closed(&client, &admin, &name).await?,
+            );
+            if changed.is_empty() {
+                if !quiet {
+                    crate::outln!("template {name} is current ({fingerprint}); nothing to do");
+                }
+                return Ok(());
             }
-            return Ok(());
+            if !quiet {
+                crate::outln!(
+                    "template {name} changed since it was built ({}); building it again",
+                    changed.join("; ")
+                );
+            }
         }
         template::drop_ours(&client, &name).await?;
         // The admin's own database, built as the admin: the app's role (whose password every
