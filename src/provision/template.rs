@@ -336,11 +336,20 @@ pub async fn read_closed(client: &Client, admin: &Target, name: &str) -> anyhow:
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("opening `{name}` to read what it holds"))?;
-    let read = async {
-        let reader = admin.with_dbname(name).connect().await?;
-        contents(&reader).await
+    // Behind a pooler, the first server connection handed out may be one an earlier close
+    // ended (pg_terminate_backend): tried again, on a fresh one.
+    let mut read = Err(anyhow::anyhow!("not read"));
+    for attempt in 0..3 {
+        read = async {
+            let reader = admin.with_dbname(name).connect().await?;
+            contents(&reader).await
+        }
+        .await;
+        if read.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
     }
-    .await;
     client
         .batch_execute(&format!(
             "ALTER DATABASE {ident} ALLOW_CONNECTIONS false; \
