@@ -311,9 +311,8 @@ pub async fn mark(
         // build's own sessions (a pooler keeps them open after the build let go) end too.
         let _ = write!(
             sql,
-            "; ALTER DATABASE {ident} IS_TEMPLATE true; ALTER DATABASE {ident} ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
-            db::quote_literal(name)
+            "; ALTER DATABASE {ident} IS_TEMPLATE true; {}",
+            close_sql(name)
         );
     }
     client
@@ -321,6 +320,17 @@ pub async fn mark(
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("marking `{name}` as a template"))
+}
+
+/// Close `name` to connections and end the sessions still in it (`CREATE DATABASE ... TEMPLATE`
+/// needs nobody connected; a pooler keeps server connections open after its clients let go).
+fn close_sql(name: &str) -> String {
+    format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+        db::quote_ident(name),
+        db::quote_literal(name)
+    )
 }
 
 /// What a closed template holds now: opened to connections for the read and closed again, its
@@ -351,11 +361,7 @@ pub async fn read_closed(client: &Client, admin: &Target, name: &str) -> anyhow:
         tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
     }
     client
-        .batch_execute(&format!(
-            "ALTER DATABASE {ident} ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
-            db::quote_literal(name)
-        ))
+        .batch_execute(&close_sql(name))
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("closing `{name}` again"))?;

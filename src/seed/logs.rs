@@ -171,7 +171,8 @@ fn stage_lock(run: &str) -> i64 {
 
 /// Load (or top up, or trim to) `run.n` usage logs inside `tx`, the seed's one transaction: they
 /// become visible, with the quota counters set to this month's tokens, when it commits, and not
-/// at all if anything fails or the run is interrupted.
+/// at all if anything fails or the run is interrupted. The caller holds the seed lock (taken
+/// first in the transaction, see `seed::seed`).
 ///
 /// # Errors
 /// No users or no enabled configurations to log against; connection and COPY failures.
@@ -182,12 +183,6 @@ pub async fn load(
     stages: &Stages,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<UsageReport> {
-    tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock({})",
-        crate::db::advisory::key("seed", "runs")
-    ))
-    .await
-    .context("taking the seed lock")?;
     tx.batch_execute(RUNS_CREATE)
         .await
         .context("creating the seed bookkeeping table")?;
