@@ -49,15 +49,49 @@ impl Holder {
         wait: Duration,
         what: &str,
     ) -> anyhow::Result<Holder> {
-        let client = target.connect().await?;
-        let function = if shared {
-            "pg_try_advisory_xact_lock_shared"
-        } else {
-            "pg_try_advisory_xact_lock"
-        };
+        Self::acquire_all(target, &[(key, shared)], wait, what).await
+    }
+
+    /// Take every `(key, shared)` of `keys` at once, or none (one transaction per attempt, so a
+    /// run waiting for the second never sits on the first); otherwise as [`Holder::acquire`].
+    ///
+    /// # Errors
+    /// As [`Holder::acquire`].
+    pub async fn acquire_all(
+        target: &Target,
+        keys: &[(i64, bool)],
+        wait: Duration,
+        what: &str,
+    ) -> anyhow::Result<Holder> {
+        Self::take_all(target.connect().await?, keys, wait, what).await
+    }
+
+    /// [`Holder::acquire_all`] on a connection of its own opened beforehand (e.g. at the same
+    /// time as the run's main connection).
+    ///
+    /// # Errors
+    /// As [`Holder::acquire`].
+    pub async fn take_all(
+        client: Client,
+        keys: &[(i64, bool)],
+        wait: Duration,
+        what: &str,
+    ) -> anyhow::Result<Holder> {
+        let tries: Vec<String> = keys
+            .iter()
+            .map(|&(key, shared)| {
+                if shared {
+                    format!("pg_try_advisory_xact_lock_shared({key})")
+                } else {
+                    format!("pg_try_advisory_xact_lock({key})")
+                }
+            })
+            .collect();
         // The transaction sits idle while the work goes on elsewhere: no idle timeout for it.
+        // AND stops at the first lock refused; the ROLLBACK below frees the ones taken before it.
         let attempt = format!(
-            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0; SELECT {function}({key})"
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0; SELECT {}",
+            tries.join(" AND ")
         );
         let deadline = Instant::now() + wait;
         loop {

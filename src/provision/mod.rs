@@ -258,22 +258,33 @@ async fn prepare(
     purpose: preflight::Purpose,
     lock: bool,
 ) -> anyhow::Result<(Client, AdminRights, Option<Holder>)> {
-    let client = admin.connect().await?;
+    let (client, locks) = if lock {
+        // Both connections at once: one round of connecting, not two.
+        let (client, held) = tokio::try_join!(admin.connect(), admin.connect())?;
+        let keys = vec![(crate::db::advisory::key("init", &d.name), false)];
+        (client, Some((held, keys)))
+    } else {
+        (admin.connect().await?, None)
+    };
+    prepare_on(client, d, admin, opts, purpose, locks, "provisioning lock").await
+}
+
+/// [`prepare`] on connections already open: `client` for the work, and (when locks are to be
+/// held) a connection of their own for a [`Holder`] taking `locks` together.
+async fn prepare_on(
+    client: Client,
+    d: &Database,
+    admin: &Target,
+    opts: &Options,
+    purpose: preflight::Purpose,
+    locks: Option<(Client, Vec<(i64, bool)>)>,
+    what: &str,
+) -> anyhow::Result<(Client, AdminRights, Option<Holder>)> {
     crate::db::require_primary(&client, admin).await?;
     let rights = admin_rights(&client, admin).await?;
-    let lock = if lock {
-        Some(
-            Holder::acquire(
-                admin,
-                crate::db::advisory::key("init", &d.name),
-                false,
-                opts.wait_timeout,
-                "provisioning lock",
-            )
-            .await?,
-        )
-    } else {
-        None
+    let lock = match locks {
+        Some((held, keys)) => Some(Holder::take_all(held, &keys, opts.wait_timeout, what).await?),
+        None => None,
     };
     let observed = preflight::observe(&client, admin, &d.name, &d.owner, rights, purpose).await?;
     preflight::check(&d.name, &d.owner, &observed, purpose)?;
@@ -349,18 +360,31 @@ pub async fn from_template(
     // Through a transaction pooler no lock is held (a held lock keeps a pooled server connection,
     // and a clone per test outnumbers any pool): concurrent clones have distinct names, and a
     // rebuild meanwhile is caught by reading the template's fingerprint again after the copy.
-    let sessions_hold = {
-        let probe = admin.connect().await?;
-        opts.pool_mode.sessions_hold(&probe).await
-    };
-    let (client, rights, _lock) =
-        prepare(d, admin, opts, preflight::Purpose::Init, sessions_hold).await?;
-    // Held until the end: no rebuild of the template while it is being copied.
-    let _template = if sessions_hold {
-        Some(template::lock(admin, template_name, true, opts.wait_timeout).await?)
-    } else {
-        None
-    };
+    // The lock's connection is opened with the main one (a clone per test: every round trip
+    // counts), and closed unused when sessions do not hold locks.
+    let (client, held) = tokio::try_join!(admin.connect(), admin.connect())?;
+    let sessions_hold = opts.pool_mode.sessions_hold(&client).await;
+    // Held until the end, together: no other init of this database, and no rebuild of the
+    // template while it is being copied.
+    let locks = sessions_hold.then(|| {
+        (
+            held,
+            vec![
+                (crate::db::advisory::key("init", &d.name), false),
+                (template::lock_key(template_name), true),
+            ],
+        )
+    });
+    let (client, rights, _lock) = prepare_on(
+        client,
+        d,
+        admin,
+        opts,
+        preflight::Purpose::Init,
+        locks,
+        &format!("provisioning lock and the lock of template `{template_name}` (it is being built or cloned)"),
+    )
+    .await?;
     let found = template::find(&client, template_name).await?;
     template::check_current(template_name, found.as_ref(), migrations)?;
     let found = found.expect("checked above");
@@ -384,34 +408,58 @@ pub async fn from_template(
         locale: d.locale.as_deref(),
     };
     database::ensure_membership(&mut exec, &spec, rights).await?;
-    let db_item = template::clone(&client, admin, &found, template_name, d).await?;
-    let after = template::find(&client, template_name).await?;
-    if after.as_ref().map(|f| &f.fingerprint) != Some(&found.fingerprint) {
-        let _ = client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                db::quote_ident(&d.name)
-            ))
-            .await;
-        anyhow::bail!(
+    let db_item = template::create_clone(&client, template_name, d).await?;
+    // Two connections at once from here (a clone per test: the wait is what counts). The
+    // admin's: the comment cleared, the template's fingerprint read again, the database closed to
+    // PUBLIC as `init` leaves it. The clone's own: what was copied checked against what the
+    // template recorded, every object handed to the role, schema public the role's.
+    let admin_side = async {
+        template::clear_comment(&client, d).await?;
+        let after = template::find(&client, template_name).await?;
+        let reconciled = database::ensure(&mut exec, &spec, rights).await?;
+        drop(reconciled);
+        anyhow::Ok(after.map(|f| f.fingerprint) == Some(found.fingerprint.clone()))
+    };
+    let clone_side = async {
+        let app_db = database::connect_to_app_db(admin, &d.name).await?;
+        let changed = template::check_and_hand_over(&app_db, &found, d).await?;
+        if !changed.is_empty() {
+            return anyhow::Ok((changed, None));
+        }
+        let mut app_exec = Executor::new(&app_db, false, opts.log);
+        let schema_item = database::ensure_schema(&mut app_exec, &d.owner, false, rights).await?;
+        Ok((changed, Some(schema_item)))
+    };
+    let (same_template, clone_side) = tokio::join!(admin_side, clone_side);
+    let refusal = match (same_template, clone_side) {
+        (Ok(true), Ok((_, Some(schema_item)))) => {
+            let app = admin.as_role(&d.owner, &d.password, &d.name);
+            return Ok(Report {
+                objects: vec![role_item, db_item, schema_item],
+                url: app.describe(),
+                dry_run: false,
+                fresh_database: true,
+                statements: Vec::new(),
+            });
+        }
+        (Ok(false), _) => anyhow::anyhow!(
             "template `{template_name}` was rebuilt while `{}` was being cloned from it, so the clone was dropped; run `init --from-template` again",
             d.name
-        );
-    }
-    // Now as `init` leaves a database: PUBLIC's rights revoked, schema public the role's.
-    let reconciled = database::ensure(&mut exec, &spec, rights).await?;
-    let app_db = database::connect_to_app_db(admin, &d.name).await?;
-    let mut app_exec = Executor::new(&app_db, false, opts.log);
-    let schema_item = database::ensure_schema(&mut app_exec, &d.owner, false, rights).await?;
-    drop(reconciled);
-    let app = admin.as_role(&d.owner, &d.password, &d.name);
-    Ok(Report {
-        objects: vec![role_item, db_item, schema_item],
-        url: app.describe(),
-        dry_run: false,
-        fresh_database: true,
-        statements: Vec::new(),
-    })
+        ),
+        (Ok(true), Ok((changed, None))) => crate::error::refused(format!(
+            "template `{template_name}` changed since it was built, so no clone was made:\n  {}\nrebuild it with `aidock-provision template` (same --dev flags)",
+            changed.join("\n  ")
+        )),
+        (Err(e), _) | (_, Err(e)) => e,
+    };
+    // Nothing half-made: the clone goes (its connection ended with the future above).
+    let _ = client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            db::quote_ident(&d.name)
+        ))
+        .await;
+    Err(refusal)
 }
 
 /// What `reset` did to one object.

@@ -208,6 +208,12 @@ pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> 
     }))
 }
 
+/// The advisory lock key of template `name` (builds take it exclusive, clones shared).
+#[must_use]
+pub fn lock_key(name: &str) -> i64 {
+    db::advisory::key("template", name)
+}
+
 /// Take the template's advisory lock (exclusive to build, shared to clone), polling; held while
 /// the returned [`Holder`] lives.
 ///
@@ -221,7 +227,7 @@ pub async fn lock(
 ) -> anyhow::Result<db::advisory::Holder> {
     db::advisory::Holder::acquire(
         admin,
-        db::advisory::key("template", name),
+        lock_key(name),
         shared,
         wait,
         &format!("lock of template `{name}` (it is being built or cloned)"),
@@ -399,15 +405,13 @@ pub fn check_current(
     Ok(())
 }
 
-/// `CREATE DATABASE ... TEMPLATE` for `d`, then give every object in it to `d.owner` (the
-/// template may belong to another role) and close it to PUBLIC as `init` does.
+/// `CREATE DATABASE ... TEMPLATE` for `d` (the clone is then checked and handed over by
+/// [`check_and_hand_over`], and its comment cleared by [`clear_comment`]).
 ///
 /// # Errors
 /// A database of that name that exists already; statement failures.
-pub async fn clone(
+pub async fn create_clone(
     client: &Client,
-    admin: &Target,
-    template: &Found,
     template_name: &str,
     d: &Database,
 ) -> anyhow::Result<Item> {
@@ -450,56 +454,65 @@ pub async fn clone(
             }
         }
     }
-    // The clone must not inherit the template's marks (nor its comment).
-    client
-        .batch_execute(&format!("COMMENT ON DATABASE {ident} IS NULL"))
-        .await
-        .context("clearing the clone's comment")?;
-    // What was copied must be what was built: the template may have been changed since.
-    let app_db = admin.with_dbname(&d.name).connect().await?;
-    let now = contents(&app_db).await?;
-    let changed = template.contents().map_or_else(
-        || vec!["it records no contents".to_string()],
-        |built| changes(&built, &now),
-    );
-    if !changed.is_empty() {
-        drop(app_db);
-        let _ = client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
-            .await;
-        return Err(error::refused(format!(
-            "template `{template_name}` changed since it was built, so no clone was made:\n  {}\nrebuild it with `aidock-provision template` (same --dev flags)",
-            changed.join("\n  ")
-        )));
-    }
-    if template.owner != d.owner {
-        let rows = app_db
-            .rows(
-                REASSIGN,
-                &[(&template.owner, Type::TEXT), (&d.owner, Type::TEXT)],
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .context("listing the objects to hand over")?;
-        let statements: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        if !statements.is_empty() {
-            app_db
-                .batch_execute(&statements.join(";\n"))
-                .await
-                .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-                .with_context(|| format!("handing the clone's objects to `{}`", d.owner))?;
-        }
-    }
     Ok(Item::new(
         format!("database {}", d.name),
         Outcome::Changed(vec![format!("created from template {template_name}")]),
     ))
 }
 
-/// In the clone: one `ALTER ... OWNER TO` per object the template's owner ($1) owns, for the new
-/// owner ($2). Not `REASSIGN OWNED`, which would also hand over every *database* $1 owns (the
-/// template itself among them). Extension members and sequences owned by a column (they follow
-/// their table) are left out.
+/// The clone must not inherit the template's marks (its comment).
+///
+/// # Errors
+/// The statement failing.
+pub async fn clear_comment(client: &Client, d: &Database) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS NULL",
+            db::quote_ident(&d.name)
+        ))
+        .await
+        .context("clearing the clone's comment")
+}
+
+/// On the admin's connection `app_db` to a fresh clone: compare what was copied with what the
+/// template recorded when it was built (it may have been changed since), and when they agree give
+/// every object to `d.owner` (the template may belong to another role). Returns the changes, in
+/// words; when there are any nothing was handed over and the caller drops the clone.
+///
+/// # Errors
+/// Statement failures.
+pub async fn check_and_hand_over(
+    app_db: &Client,
+    template: &Found,
+    d: &Database,
+) -> anyhow::Result<Vec<String>> {
+    let now = contents(app_db).await?;
+    let changed = template.contents().map_or_else(
+        || vec!["it records no contents".to_string()],
+        |built| changes(&built, &now),
+    );
+    if !changed.is_empty() || template.owner == d.owner {
+        return Ok(changed);
+    }
+    let rows = app_db
+        .rows(
+            REASSIGN,
+            &[(&template.owner, Type::TEXT), (&d.owner, Type::TEXT)],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("listing the objects to hand over")?;
+    let statements: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if !statements.is_empty() {
+        app_db
+            .batch_execute(&statements.join(";\n"))
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| format!("handing the clone's objects to `{}`", d.owner))?;
+    }
+    Ok(changed)
+}
+
 const REASSIGN: &str = "
 WITH old AS (SELECT oid FROM pg_roles WHERE rolname = $1),
      ns AS (SELECT oid, nspname FROM pg_namespace
