@@ -173,6 +173,18 @@ async fn every_json_output_is_what_docs_json_md_says() {
     check("init", &run_ok(&mut cmd(&["init", "--dry-run"])));
     check("init", &run_ok(&mut cmd(&["init"])));
     check("init", &run_ok(&mut cmd(&["init"])));
+    // init --from-template prints init's document too (a clone applies no migrations).
+    let template = format!("{}_tpl", t.name);
+    run_ok(&mut cmd(&["template", "-q", "--name", &template]));
+    let clone = TestDb::new("jsonclone");
+    let mut from_template = clone.cmd();
+    from_template.arg("--migrations-dir").arg(&dir).args([
+        "--json",
+        "init",
+        "--from-template",
+        &template,
+    ]);
+    check("init", &run_ok(&mut from_template));
     check("seed", &run_ok(&mut cmd(&["seed"])));
     check(
         "seed",

@@ -18,6 +18,7 @@ mod local;
 mod local_root;
 mod migrate;
 mod pgbouncer;
+mod pytest_plugin;
 mod reset;
 mod seed;
 mod seed_bulk;

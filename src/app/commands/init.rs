@@ -26,7 +26,9 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
             &targets::provision_options(settings),
         ))?;
         if settings.output.json {
-            crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+            // init's document (docs/JSON.md): the clone applies no migrations (it is at head).
+            let json = serde_json::json!({ "provision": report, "migrations": [] });
+            crate::outln!("{}", serde_json::to_string_pretty(&json)?);
         } else {
             print(&report, settings.output.quiet);
         }
