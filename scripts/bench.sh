@@ -76,18 +76,18 @@ for i in $(seq 1 $((runs * 3))); do
   t=$(timer); psql "$admin" -X -q -c "CREATE DATABASE p_$i TEMPLATE tmpl_template"; elapsed_ms "$t" >> "$work/clone2.floor"
 done
 clone2_ours=$(median < "$work/clone2.ours"); clone2_floor=$(median < "$work/clone2.floor")
-t=$(timer)
+# Interleaved pair by pair (a CREATE DATABASE's time drifts over a minute by 50%), each side summed.
+twenty_ours=0; twenty_floor=0
 for i in $(seq 1 20); do
+  t=$(timer)
   AIDOCK__DATABASE__NAME="s_$i" AIDOCK__DATABASE__OWNER="s_$i" "$bin" init -q --from-template tmpl_template
   AIDOCK__DATABASE__NAME="s_$i" AIDOCK__DATABASE__OWNER="s_$i" "$bin" reset -q --yes
-done
-twenty_ours=$(elapsed_ms "$t")
-t=$(timer)
-for i in $(seq 1 20); do
+  twenty_ours=$((twenty_ours + $(elapsed_ms "$t")))
+  t=$(timer)
   psql "$admin" -X -q -c "CREATE DATABASE q_$i TEMPLATE tmpl_template"
   psql "$admin" -X -q -c "DROP DATABASE q_$i"
+  twenty_floor=$((twenty_floor + $(elapsed_ms "$t")))
 done
-twenty_floor=$(elapsed_ms "$t")
 
 echo "bench: repeated (no-op) init"
 : > "$work/noop.ours"; : > "$work/noop.floor"
@@ -199,7 +199,7 @@ $(rustc --version).
 | \`init --from-template\` of a template holding the dev data (25 fake users, 5000 usage logs) | $clone_ours ms | $init_floor ms: the bare-schema \`psql\` floor of the first row | $(ratio "$clone_ours" "$init_floor") | <= 0.8 |
 | the same database by \`init\` + \`seed --dev --users 25 --usage-logs 5000\` (what the clone replaces) | $replaced_ours ms | $clone_ours ms: \`init --from-template\` | $(ratio "$replaced_ours" "$clone_ours") | |
 | a clone per test: \`init --from-template\` (role, copy, contents checked, handed over; median of $((runs * 3))) | $clone2_ours ms | $clone2_floor ms: \`psql -c "CREATE DATABASE ... TEMPLATE"\` of the same template | $(ratio "$clone2_ours" "$clone2_floor") | <= 1.1 |
-| 20 clones in a row, each dropped after (a pytest session's databases: \`init --from-template\` + \`reset\`) | $twenty_ours ms | $twenty_floor ms: 20 x \`psql\` CREATE DATABASE ... TEMPLATE + DROP DATABASE | $(ratio "$twenty_ours" "$twenty_floor") | |
+| 20 clones, each dropped after (a pytest session's databases: \`init --from-template\` + \`reset\`; summed, pair by pair against psql's) | $twenty_ours ms | $twenty_floor ms: 20 x \`psql\` CREATE DATABASE ... TEMPLATE + DROP DATABASE | $(ratio "$twenty_ours" "$twenty_floor") | |
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |
 | \`migrate verify\` on the 0001 schema (scratch database, replay, two catalog reads, drop) | $verify_ours ms | $verify_floor ms: \`psql -1\` applying the same up scripts to an empty database | $(ratio "$verify_ours" "$verify_floor") | <= 2 |${corpus_row:+
 $corpus_row}

@@ -301,6 +301,8 @@ pub enum MigrateCommand {
     /// Write one Alembic revision file per migration into DIR (the backend's alembic/versions),
     /// so its `alembic current` and `alembic upgrade head` keep working. The files change no
     /// schema: upgrade() checks that aidock-provision applied the migration, downgrade() refuses.
+    /// The first revises the backend's own last revision in DIR (the one an adopted database's
+    /// alembic_version held), so the history is one line and `alembic upgrade head` is a no-op.
     #[command(name = "alembic-export")]
     AlembicExport {
         /// The Alembic versions directory, e.g. Back/alembic/versions.
@@ -308,6 +310,11 @@ pub enum MigrateCommand {
         /// Overwrite files with one of our revision ids but other content.
         #[arg(long)]
         force: bool,
+        /// The revision our first one follows [default: the backend's own head in DIR, found from
+        /// its files' revision / down_revision; none when it has none]. `none`: start a history
+        /// of our own.
+        #[arg(long, value_name = "REV")]
+        down_revision: Option<String>,
     },
 }
 

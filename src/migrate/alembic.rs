@@ -19,14 +19,17 @@ pub fn revision_id(version: i64) -> String {
     format!("{version:04}")
 }
 
-/// The revision file for `m`, chained to `previous`.
+/// The revision file for `m`, chained to `previous`, or (the first migration) to `before`: the
+/// backend's own last revision, when the folder has one.
 #[must_use]
-pub fn render(m: &Migration, previous: Option<&Migration>) -> String {
+pub fn render(m: &Migration, previous: Option<&Migration>, before: Option<&str>) -> String {
     let rev = revision_id(m.version);
-    let down = previous.map_or_else(
-        || "None".to_string(),
-        |p| format!("\"{}\"", revision_id(p.version)),
-    );
+    let revises = previous
+        .map(|p| revision_id(p.version))
+        .or_else(|| before.map(str::to_string));
+    let down = revises
+        .as_deref()
+        .map_or_else(|| "None".to_string(), |r| format!("{r:?}"));
     let label = m.label();
     let mut text = String::new();
     let _ = write!(
@@ -74,7 +77,7 @@ def downgrade():
 "#,
         file = m.up.file,
         checksum = m.up.checksum,
-        revises = previous.map_or_else(|| "(none)".to_string(), |p| revision_id(p.version)),
+        revises = revises.as_deref().unwrap_or("(none)"),
         version = m.version,
     );
     text
@@ -98,12 +101,30 @@ pub fn export(
     dir: &Path,
     migrations: &[Migration],
     force: bool,
+    down_revision: Option<&str>,
 ) -> anyhow::Result<Vec<(PathBuf, Written)>> {
     if !dir.is_dir() {
         return Err(error::usage(format!(
             "`{}` is not a directory; pass the backend's Alembic versions directory (e.g. Back/alembic/versions)",
             dir.display()
         )));
+    }
+    let before = match down_revision {
+        Some(r) if r.eq_ignore_ascii_case("none") => None,
+        Some(r) => Some(r.to_string()),
+        None => backend_head(dir, migrations)?,
+    };
+    // It goes into Python source: an id as Alembic makes them, nothing else.
+    if let Some(r) = &before {
+        if r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(error::usage(format!(
+                "revision id {r:?} is not one Alembic makes (letters, digits, `_`, `-`); nothing written"
+            )));
+        }
     }
     let mut planned = Vec::new();
     // Files of ours with other content (--force overwrites them), and other files claiming our
@@ -113,7 +134,7 @@ pub fn export(
     for (i, m) in migrations.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &migrations[p]);
         let path = dir.join(format!("{}_{}.py", revision_id(m.version), m.name));
-        let text = render(m, previous);
+        let text = render(m, previous, before.as_deref());
         // Another file that claims the same revision id (a hand-made or renamed one).
         for other in files_declaring(dir, &revision_id(m.version))? {
             if other != path {
@@ -161,8 +182,43 @@ pub fn export(
     Ok(done)
 }
 
-/// `.py` files in `dir` whose `revision = "..."` line names `rev`.
-fn files_declaring(dir: &Path, rev: &str) -> anyhow::Result<Vec<PathBuf>> {
+/// One revision file of a versions folder: its id and the ids it revises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub path: PathBuf,
+    pub id: String,
+    pub revises: Vec<String>,
+}
+
+/// The value of a module-level `name = ...` (or `name: Type = ...`) assignment in `line`: the
+/// quoted strings in it (`None` gives none; a tuple or list gives each).
+fn assignment(line: &str, name: &str) -> Option<Vec<String>> {
+    let rest = line.strip_prefix(name)?;
+    let (target, value) = rest.split_once('=')?;
+    let target = target.trim();
+    if !(target.is_empty() || target.starts_with(':')) || value.starts_with('=') {
+        return None;
+    }
+    let mut strings = Vec::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => break,
+            '"' | '\'' => {
+                let s: String = chars.by_ref().take_while(|&d| d != c).collect();
+                strings.push(s);
+            }
+            _ => {}
+        }
+    }
+    Some(strings)
+}
+
+/// The revision files in `dir` (`.py` files declaring `revision`), sorted by path.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn revisions(dir: &Path) -> anyhow::Result<Vec<Revision>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing `{}`", dir.display()))? {
         let path = entry?.path();
@@ -172,18 +228,75 @@ fn files_declaring(dir: &Path, rev: &str) -> anyhow::Result<Vec<PathBuf>> {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        let declares = text.lines().any(|line| {
-            line.strip_prefix("revision")
-                .map(str::trim_start)
-                .and_then(|l| l.strip_prefix('='))
-                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
-                .is_some_and(|v| v == rev)
-        });
-        if declares {
-            found.push(path);
+        let mut id = None;
+        let mut revises = Vec::new();
+        for line in text.lines() {
+            if let Some(v) = assignment(line, "revision") {
+                id = v.into_iter().next();
+            } else if let Some(v) = assignment(line, "down_revision") {
+                revises = v;
+            }
+        }
+        if let Some(id) = id {
+            found.push(Revision { path, id, revises });
         }
     }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
+}
+
+/// `.py` files in `dir` whose `revision` names `rev`.
+fn files_declaring(dir: &Path, rev: &str) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(revisions(dir)?
+        .into_iter()
+        .filter(|r| r.id == rev)
+        .map(|r| r.path)
+        .collect())
+}
+
+/// The backend's own head in `dir`: the one revision of the files that are not ours which no
+/// other of them revises (what our first revision then revises, so the history is one line).
+/// `None` when there are none.
+///
+/// # Errors
+/// Several heads, or one of the backend's revisions built on ours: what to do is said.
+fn backend_head(dir: &Path, migrations: &[Migration]) -> anyhow::Result<Option<String>> {
+    let ours: std::collections::BTreeSet<String> =
+        migrations.iter().map(|m| revision_id(m.version)).collect();
+    let theirs: Vec<Revision> = revisions(dir)?
+        .into_iter()
+        .filter(|r| !ours.contains(&r.id))
+        .collect();
+    if let Some(on_ours) = theirs
+        .iter()
+        .find(|r| r.revises.iter().any(|d| ours.contains(d)))
+    {
+        return Err(error::refused(format!(
+            "`{}` (revision {}) revises aidock-provision's revision {}: the backend's Alembic must not add revisions after ours (the schema is changed with `aidock-provision migrate new`); move that change into a migration of ours and delete the file, then run alembic-export again",
+            on_ours.path.display(),
+            on_ours.id,
+            on_ours.revises.join(", ")
+        )));
+    }
+    let revised: std::collections::BTreeSet<&String> =
+        theirs.iter().flat_map(|r| r.revises.iter()).collect();
+    let heads: Vec<&Revision> = theirs.iter().filter(|r| !revised.contains(&r.id)).collect();
+    match heads.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.id.clone())),
+        many => Err(error::refused(format!(
+            "nothing written: the folder holds {} heads of the backend's own revisions ({}), and ours can follow only one; merge them first (`alembic merge -m \"merge heads\" {}`), or name the one to follow with --down-revision",
+            many.len(),
+            many.iter()
+                .map(|r| format!("{} in `{}`", r.id, r.path.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            many.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+    }
 }
 
 /// The problem, if `alembic_version` does not hold what our ledger implies (`head`: the highest
@@ -248,8 +361,10 @@ mod tests {
             "test",
         )
         .expect("migrations");
-        let first = render(&ms[0], None);
-        let second = render(&ms[1], Some(&ms[0]));
+        let first = render(&ms[0], None, None);
+        let second = render(&ms[1], Some(&ms[0]), Some("9c3e5a1b7d20"));
+        let after_backend = render(&ms[0], None, Some("9c3e5a1b7d20"));
+        assert!(after_backend.contains("revision = \"0001\"\ndown_revision = \"9c3e5a1b7d20\""));
         assert!(first.contains("revision = \"0001\"\ndown_revision = None"));
         assert!(second.contains("revision = \"0002\"\ndown_revision = \"0001\""));
         let imports: Vec<&str> = second

@@ -162,7 +162,12 @@ pub async fn baseline(
         },
     );
     report.notes.clone_from(&plan.notes);
-    let ledger_sql = ledger_statements(migrations, &versions, true);
+    let ledger_sql = ledger_statements(
+        migrations,
+        &versions,
+        true,
+        report.alembic_version_before.as_deref(),
+    );
     // What `init` would do to the database and schema public next: done here, so that `init`
     // after an adoption is a no-op.
     let prepare = init_preparation(roles, &mut report.notes).await?;
@@ -289,7 +294,12 @@ async fn record_hotfix(
         report.outcome = Outcome::Differs;
         return Ok(report);
     }
-    let ledger_sql = ledger_statements(migrations, &new, false);
+    let ledger_sql = ledger_statements(
+        migrations,
+        &new,
+        false,
+        report.alembic_version_before.as_deref(),
+    );
     match options.mode {
         Mode::DryRun => {
             report.sql = Some(transaction_text(&[], &[], &ledger_sql, app.user()));
@@ -446,17 +456,44 @@ pub fn describe_blocked(blocked: &[Blocked]) -> String {
         .join("\n")
 }
 
-/// The ledger rows for `versions`, marked as baselined (after creating the ledger when `create`),
+/// The ledger rows for `versions`, marked as baselined (after creating the ledger when `create`)
+/// with the Alembic revision the stamp replaces (`alembic_before`, what `alembic_version` held),
 /// and the Alembic stamp.
-fn ledger_statements(migrations: &[Migration], versions: &[i64], create: bool) -> String {
+fn ledger_statements(
+    migrations: &[Migration],
+    versions: &[i64],
+    create: bool,
+    alembic_before: Option<&[String]>,
+) -> String {
     let mut sql = if create {
         vec![ledger::CREATE.to_string()]
     } else {
         Vec::new()
     };
+    // "migrate baseline (<role>)", or "migrate baseline (<role>; replaced alembic revision R)":
+    // `migrate history` shows it, and it says which revision of the backend's our first follows.
+    let theirs: Vec<&str> = alembic_before
+        .unwrap_or_default()
+        .iter()
+        .map(String::as_str)
+        .filter(|r| {
+            !migrations
+                .iter()
+                .any(|m| super::alembic::revision_id(m.version) == *r)
+        })
+        .collect();
+    let replaced = if theirs.is_empty() {
+        "''".to_string()
+    } else {
+        quote_literal(&format!(
+            "; replaced alembic revision {}",
+            theirs.join(", ")
+        ))
+    };
     for m in migrations.iter().filter(|m| versions.contains(&m.version)) {
         sql.push(format!(
-            "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms, applied_by) VALUES ({}, {}, {}, 0, 'migrate baseline (' || current_user || ')')",
+            "INSERT INTO {} (version, name, checksum, execution_ms, applied_by) VALUES ({}, {}, {}, 0, 'migrate baseline (' || current_user || {replaced} || ')')",
+            ledger::HISTORY,
             m.version,
             quote_literal(&m.name),
             quote_literal(&m.up.checksum)

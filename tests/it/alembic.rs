@@ -229,3 +229,155 @@ async fn status_reports_an_alembic_version_changed_behind_our_back() {
         "{text}"
     );
 }
+
+/// The backend's own first revision, as its Alembic wrote it (annotated, newer template): it makes
+/// the AI Dock schema from the SQL in `SCHEMA_SQL` (the file next to it).
+const BACKEND_REVISION: &str = r#""""initial tables
+
+Revision ID: 9c3e5a1b7d20
+Revises:
+Create Date: 2026-01-12 10:00:00
+"""
+import os
+from typing import Sequence, Union
+
+from alembic import op
+
+revision: str = "9c3e5a1b7d20"
+down_revision: Union[str, None] = None
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    with open(os.environ["SCHEMA_SQL"]) as f:
+        op.get_bind().exec_driver_sql(f.read())
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+"#;
+
+#[tokio::test]
+async fn after_adoption_the_backends_history_is_one_line_and_upgrade_head_a_no_op() {
+    let Some(bin) = alembic_bin() else {
+        println!(
+            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        );
+        return;
+    };
+    let t = TestDb::new("alembicadopt");
+    let sql = migrations_dir(&[]);
+    // A database the backend's Alembic built: role and database by us, tables by its revision.
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["init", "-q", "--no-migrate"]),
+    );
+    let project = alembic_project();
+    let versions = project.join("alembic/versions");
+    write_files(
+        &versions,
+        &[("9c3e5a1b7d20_initial_tables.py", BACKEND_REVISION)],
+    );
+    let alembic_env = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .current_dir(&project)
+            .env("DATABASE_URL", t.app_url())
+            .env("SCHEMA_SQL", sql.join("0001_initial_tables.up.sql"))
+            .output()
+            .expect("running alembic")
+    };
+    let built = alembic_env(&["upgrade", "head"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert_eq!(stamp(&t).await, ["9c3e5a1b7d20"]);
+
+    // Adopted: recorded, stamped, and the ledger says which revision it replaced.
+    let out = run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "baseline"]),
+    );
+    assert!(out.contains("9c3e5a1b7d20"), "{out}");
+    assert_eq!(stamp(&t).await, ["0001"]);
+    let history = run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "history"]),
+    );
+    assert!(
+        history.contains("replaced alembic revision 9c3e5a1b7d20"),
+        "{history}"
+    );
+
+    // Our first revision follows the backend's: one head, one line.
+    let out = run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "alembic-export"])
+            .arg(&versions),
+    );
+    assert!(out.contains("wrote "), "{out}");
+    let ours = std::fs::read_to_string(versions.join("0001_initial_tables.py")).expect("0001");
+    assert!(ours.contains("down_revision = \"9c3e5a1b7d20\""), "{ours}");
+    let heads = alembic_env(&["heads"]);
+    assert!(heads.status.success(), "{}", stderr(&heads));
+    let heads = String::from_utf8_lossy(&heads.stdout).into_owned();
+    assert_eq!(heads.lines().count(), 1, "{heads}");
+    assert!(heads.contains("0001 (head)"), "{heads}");
+    let history = alembic_env(&["history"]);
+    let text = String::from_utf8_lossy(&history.stdout).into_owned();
+    assert!(
+        text.contains("<base> -> 9c3e5a1b7d20") && text.contains("9c3e5a1b7d20 -> 0001 (head)"),
+        "{text}"
+    );
+
+    // The backend's deploy command: a no-op.
+    let before = schema(&t);
+    let upgrade = alembic_env(&["upgrade", "head"]);
+    assert!(upgrade.status.success(), "{}", stderr(&upgrade));
+    assert_eq!(schema(&t), before, "upgrade head changed the schema");
+    assert_eq!(stamp(&t).await, ["0001"]);
+    // Below our first revision: refused, nothing changed.
+    let down = alembic_env(&["downgrade", "9c3e5a1b7d20"]);
+    assert!(!down.status.success());
+    assert!(
+        stderr(&down).contains("aidock-provision migrate down"),
+        "{}",
+        stderr(&down)
+    );
+    assert_eq!(schema(&t), before);
+    assert_eq!(stamp(&t).await, ["0001"]);
+
+    // A folder holding two heads of the backend's own: reported with the fix, nothing written.
+    std::fs::remove_file(versions.join("0001_initial_tables.py")).expect("rm");
+    write_files(
+        &versions,
+        &[(
+            "5d1f0a2b3c4e_other_branch.py",
+            "revision = '5d1f0a2b3c4e'\ndown_revision = None\n",
+        )],
+    );
+    let out = expect_exit(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "alembic-export"])
+            .arg(&versions),
+        3,
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains("2 heads")
+            && said.contains("9c3e5a1b7d20")
+            && said.contains("5d1f0a2b3c4e")
+            && said.contains("alembic merge"),
+        "{said}"
+    );
+    assert!(!versions.join("0001_initial_tables.py").exists());
+}

@@ -37,8 +37,14 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        MigrateCommand::AlembicExport { dir, force } => {
-            for (path, written) in migrate::alembic::export(&dir, &migrations, force)? {
+        MigrateCommand::AlembicExport {
+            dir,
+            force,
+            down_revision,
+        } => {
+            let written =
+                migrate::alembic::export(&dir, &migrations, force, down_revision.as_deref())?;
+            for (path, written) in written {
                 let what = match written {
                     migrate::alembic::Written::Created => "wrote",
                     migrate::alembic::Written::Unchanged => "unchanged",
