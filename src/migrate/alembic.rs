@@ -115,16 +115,15 @@ pub fn export(
         None => backend_head(dir, migrations)?,
     };
     // It goes into Python source: an id as Alembic makes them, nothing else.
-    if let Some(r) = &before {
-        if r.is_empty()
+    if let Some(r) = &before
+        && (r.is_empty()
             || !r
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(error::usage(format!(
-                "revision id {r:?} is not one Alembic makes (letters, digits, `_`, `-`); nothing written"
-            )));
-        }
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        return Err(error::usage(format!(
+            "revision id {r:?} is not one Alembic makes (letters, digits, `_`, `-`); nothing written"
+        )));
     }
     let mut planned = Vec::new();
     // Files of ours with other content (--force overwrites them), and other files claiming our
