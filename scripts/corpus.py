@@ -96,7 +96,8 @@ def slug(path: str) -> str:
 
 def dump(url: str) -> str:
     out = run(["pg_dump", "-s", "--no-owner", "--no-privileges",
-               "-T", "public.aidock_schema_history", "-T", "public.alembic_version", url])
+               "-N", "aidock_provision", "-T", "public.aidock_schema_history",
+               "-T", "public.alembic_version", url])
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return "\n".join(

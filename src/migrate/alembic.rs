@@ -23,6 +23,38 @@ pub fn revision_id(version: i64) -> String {
 /// backend's own last revision, when the folder has one.
 #[must_use]
 pub fn render(m: &Migration, previous: Option<&Migration>, before: Option<&str>) -> String {
+    render_with(m, previous, before, LEDGER_CHECK)
+}
+
+/// How `upgrade()` finds our ledger: in its own schema, or (a database no run has written to
+/// since the move) where releases before kept it.
+const LEDGER_CHECK: &str = r#"    table = bind.execute(
+        sa.text(
+            "SELECT coalesce(to_regclass('aidock_provision.schema_history'), "
+            "to_regclass('public.aidock_schema_history'))::text"
+        )
+    ).scalar()
+    applied = table is not None and bind.execute(
+        sa.text("SELECT count(*) FROM " + table + " WHERE version = :v"),
+        {"v": VERSION},
+    ).scalar()"#;
+
+/// The check files written before the ledger moved had (re-exporting replaces such files without
+/// `--force`: they are ours, unedited).
+const LEDGER_CHECK_BEFORE_THE_MOVE: &str = r#"    has_ledger = bind.execute(
+        sa.text("SELECT to_regclass('public.aidock_schema_history') IS NOT NULL")
+    ).scalar()
+    applied = has_ledger and bind.execute(
+        sa.text("SELECT count(*) FROM public.aidock_schema_history WHERE version = :v"),
+        {"v": VERSION},
+    ).scalar()"#;
+
+fn render_with(
+    m: &Migration,
+    previous: Option<&Migration>,
+    before: Option<&str>,
+    check: &str,
+) -> String {
     let rev = revision_id(m.version);
     let revises = previous
         .map(|p| revision_id(p.version))
@@ -55,13 +87,7 @@ def upgrade():
     if op.get_context().as_sql:
         return
     bind = op.get_bind()
-    has_ledger = bind.execute(
-        sa.text("SELECT to_regclass('public.aidock_schema_history') IS NOT NULL")
-    ).scalar()
-    applied = has_ledger and bind.execute(
-        sa.text("SELECT count(*) FROM public.aidock_schema_history WHERE version = :v"),
-        {{"v": {version}}},
-    ).scalar()
+{check}
     if not applied:
         raise RuntimeError(
             "migration {label} is applied by aidock-provision, not by Alembic: "
@@ -78,7 +104,7 @@ def downgrade():
         file = m.up.file,
         checksum = m.up.checksum,
         revises = revises.as_deref().unwrap_or("(none)"),
-        version = m.version,
+        check = check.replace("VERSION", &m.version.to_string()),
     );
     text
 }
@@ -146,6 +172,14 @@ pub fn export(
         }
         let outcome = match std::fs::read_to_string(&path) {
             Ok(existing) if existing == text => Written::Unchanged,
+            // Written by a release from before the ledger moved, and not edited since.
+            Ok(existing)
+                if [before.as_deref(), None].iter().any(|b| {
+                    existing == render_with(m, previous, *b, LEDGER_CHECK_BEFORE_THE_MOVE)
+                }) =>
+            {
+                Written::Replaced
+            }
             Ok(_) => {
                 if !force {
                     conflicts.push(format!(

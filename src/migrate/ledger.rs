@@ -1,5 +1,13 @@
-//! All bookkeeping SQL: the `aidock_schema_history` ledger, the `alembic_version` stamp, the
-//! migration timer, and reading them back. `migrate plan` prints exactly these statements.
+//! All bookkeeping SQL: the `aidock_provision.schema_history` ledger, the `alembic_version`
+//! stamp, the migration timer, and reading them back. `migrate plan` prints exactly these
+//! statements.
+//!
+//! The ledger (and `seed --dev`'s run records) live in a schema of their own, [`SCHEMA`]: out of
+//! reach of the backend's `alembic revision --autogenerate` (which compares schema public only, so
+//! it never proposes dropping them) and of every schema comparison of ours. `alembic_version`
+//! stays in public, where Alembic reads it. Databases from before keep the ledger in
+//! `public.aidock_schema_history` until their next run that writes, which moves it over in its
+//! own transaction ([`CREATE`]); reads find it in either place.
 //!
 //! Reads use the simple query protocol, so they work behind PgBouncer in transaction pooling mode
 //! (no named prepared statements that outlive a transaction).
@@ -11,13 +19,25 @@ use super::plan::Applied;
 use super::source::Migration;
 use crate::db::quote_literal;
 
+/// The schema of our bookkeeping (the ledger and `seed --dev`'s run records).
+pub const SCHEMA: &str = "aidock_provision";
+
 /// The ledger table's name, schema-qualified: a script may empty `search_path` (pg_dump does),
 /// and the bookkeeping must still find it.
-pub const HISTORY: &str = "public.aidock_schema_history";
+pub const HISTORY: &str = "aidock_provision.schema_history";
 
-/// Creates both ledgers if missing (run only under the migration lock, and only when there is
-/// something to apply: a no-op run only reads).
-pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS public.aidock_schema_history (
+/// Where releases before the bookkeeping schema kept the ledger.
+pub const OLD_HISTORY: &str = "public.aidock_schema_history";
+
+/// Creates the bookkeeping schema and both ledgers if missing, moving a ledger from its old place
+/// (`public.aidock_schema_history`) first, with every row (run only under the migration lock, and
+/// only when there is something to apply: a no-op run only reads). Plain statements, no dynamic
+/// SQL: each `IF EXISTS` does nothing once moved.
+pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS aidock_provision;
+ALTER TABLE IF EXISTS public.aidock_schema_history SET SCHEMA aidock_provision;
+ALTER TABLE IF EXISTS aidock_provision.aidock_schema_history RENAME TO schema_history;
+ALTER INDEX IF EXISTS aidock_provision.aidock_schema_history_pkey RENAME TO schema_history_pkey;
+CREATE TABLE IF NOT EXISTS aidock_provision.schema_history (
     version      bigint PRIMARY KEY,
     name         text NOT NULL,
     checksum     text NOT NULL,
@@ -43,7 +63,7 @@ pub fn insert(m: &Migration, execution_ms: Option<u128>) -> String {
         |ms| ms.to_string(),
     );
     format!(
-        "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms) VALUES ({}, {}, {}, {ms})",
+        "INSERT INTO {HISTORY} (version, name, checksum, execution_ms) VALUES ({}, {}, {}, {ms})",
         m.version,
         quote_literal(&m.name),
         quote_literal(&m.up.checksum)
@@ -53,13 +73,13 @@ pub fn insert(m: &Migration, execution_ms: Option<u128>) -> String {
 /// Forget a reverted migration.
 #[must_use]
 pub fn delete(version: i64) -> String {
-    format!("DELETE FROM public.aidock_schema_history WHERE version = {version}")
+    format!("DELETE FROM {HISTORY} WHERE version = {version}")
 }
 
 /// Stamp `alembic_version` with the head of the ledger (empty when nothing is applied).
 pub const STAMP_ALEMBIC: &str = "DELETE FROM public.alembic_version;
 INSERT INTO public.alembic_version (version_num)
-    SELECT lpad(max(version)::text, 4, '0') FROM public.aidock_schema_history HAVING max(version) IS NOT NULL";
+    SELECT lpad(max(version)::text, 4, '0') FROM aidock_provision.schema_history HAVING max(version) IS NOT NULL";
 
 /// In the app database: whether our ledger is there, and the objects outside the system schemas
 /// that are not parts of an extension (how many, and the first few by name).
@@ -71,7 +91,7 @@ WITH objects AS (
            || ' ' || format('%I.%I', n.nspname, c.relname) AS what
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND n.nspname NOT IN ('information_schema', 'aidock_provision') AND n.nspname NOT LIKE 'pg\\_%'
       -- Other migration tools' bookkeeping alone is no schema (the backend's Alembic with no
       -- revision of its own leaves an empty alembic_version; golang-migrate, Flyway, goose,
       -- sqlx and diesel leave theirs): our migrations may run beside it.
@@ -95,14 +115,15 @@ WITH objects AS (
     UNION ALL
     SELECT 'schema ' || quote_ident(n.nspname)
     FROM pg_namespace n
-    WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+    WHERE n.nspname NOT IN ('public', 'information_schema', 'aidock_provision') AND n.nspname NOT LIKE 'pg\\_%'
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
 )
 -- The ledger is looked for in pg_class, as the objects are: one snapshot for both (to_regclass
 -- reads the relation cache, which may not yet know a table another run just committed).
 SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = 'public' AND c.relname = 'aidock_schema_history'),
+               WHERE (n.nspname, c.relname) IN (('aidock_provision', 'schema_history'),
+                                                ('public', 'aidock_schema_history'))),
        (SELECT count(*) FROM objects),
        array_to_string(ARRAY(SELECT what FROM objects ORDER BY what LIMIT 6), chr(31))";
 
@@ -155,33 +176,45 @@ impl Row {
     }
 }
 
-/// Whether the ledger exists (reading never creates it).
-pub async fn exists(client: &impl GenericClient) -> anyhow::Result<bool> {
+/// Where the ledger is ([`HISTORY`], or [`OLD_HISTORY`] until a run moves it); `None` when it does
+/// not exist (reading never creates it).
+pub async fn location(client: &impl GenericClient) -> anyhow::Result<Option<&'static str>> {
     // A plain query on pg_class, not to_regclass(): that resolves the name without a lock, from
     // a catalog snapshot that can predate another migrator's commit when this transaction began
     // before it; the runner would then see no ledger and apply everything again.
     let rows = simple_rows(
         client,
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                        WHERE n.nspname = 'public' AND c.relname = 'aidock_schema_history')",
+        "SELECT n.nspname FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE (n.nspname, c.relname) IN (('aidock_provision', 'schema_history'), ('public', 'aidock_schema_history')) \
+         ORDER BY n.nspname = 'public'",
     )
     .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.first())
-        .is_some_and(|v| v == "t"))
+    Ok(rows.first().and_then(|r| r.first()).map(|schema| {
+        if schema == "public" {
+            OLD_HISTORY
+        } else {
+            HISTORY
+        }
+    }))
+}
+
+/// Whether the ledger exists, in either place (reading never creates it).
+pub async fn exists(client: &impl GenericClient) -> anyhow::Result<bool> {
+    Ok(location(client).await?.is_some())
 }
 
 /// The ledger, oldest first; empty when it does not exist.
 pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
-    if !exists(client).await? {
+    let Some(table) = location(client).await? else {
         return Ok(Vec::new());
-    }
+    };
     let rows = simple_rows(
         client,
-        "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), execution_ms, applied_by \
-         FROM public.aidock_schema_history ORDER BY version",
+        &format!(
+            "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), execution_ms, applied_by \
+             FROM {table} ORDER BY version"
+        ),
     )
     .await?;
     rows.into_iter()

@@ -383,11 +383,13 @@ mod tests {
             "BEGIN;",
             "pg_try_advisory_xact_lock",
             "SET LOCAL lock_timeout = '5000ms'",
-            "CREATE TABLE IF NOT EXISTS public.aidock_schema_history",
+            "CREATE SCHEMA IF NOT EXISTS aidock_provision;",
+            "ALTER TABLE IF EXISTS public.aidock_schema_history SET SCHEMA aidock_provision;",
+            "CREATE TABLE IF NOT EXISTS aidock_provision.schema_history",
             "-- 0001_a.up.sql",
             "CREATE TABLE a (id int);",
             "RESET ALL; RESET ROLE",
-            "INSERT INTO public.aidock_schema_history (version, name, checksum, execution_ms) VALUES (1, 'a'",
+            "INSERT INTO aidock_provision.schema_history (version, name, checksum, execution_ms) VALUES (1, 'a'",
             "-- 0002_b.up.sql",
             "CREATE TABLE b (id int);\nCREATE TABLE c (id int);",
             "VALUES (2, 'b'",
@@ -416,7 +418,7 @@ mod tests {
         );
         let down = plan_sql(&applied, &ms, PlanTarget::DownSteps(1), &options()).expect("plan");
         assert!(down.contains("DROP TABLE c;\nDROP TABLE b;"), "{down}");
-        assert!(down.contains("DELETE FROM public.aidock_schema_history WHERE version = 2"));
+        assert!(down.contains("DELETE FROM aidock_provision.schema_history WHERE version = 2"));
         assert!(!down.contains("DROP TABLE a"), "{down}");
     }
 

@@ -43,6 +43,8 @@ const SCOPE: &str = "
 WITH ns AS (
     SELECT n.oid, n.nspname FROM pg_namespace n
     WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      -- Our bookkeeping's own schema (the ledger, seed --dev's run records): no migration makes it.
+      AND n.nspname <> 'aidock_provision'
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
                       AND d.objid = n.oid AND d.deptype = 'e')
 ), rels AS (

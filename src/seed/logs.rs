@@ -5,7 +5,7 @@
 //! rows of a dataset are one range of the primary key, in row order. What a run keeps, adds or
 //! removes is read from that range (never from a record alone): after `migrate down` and `up`,
 //! after a restore, after an older release's seed, the same flags leave exactly `--usage-logs`
-//! rows. The run record (`aidock_seed_runs`) only keeps the moment the timestamps count back from,
+//! rows. The run record (`aidock_provision.seed_runs`) only keeps the moment the timestamps count back from,
 //! and is used only when the rows it describes are there.
 //!
 //! Loading runs inside the seed's one transaction; over several connections each loads its share
@@ -137,8 +137,14 @@ const EARLIER_RELEASE_FORM: &str = "NOT (id BETWEEN $1 AND $2) \
      AND response_details - ARRAY['finish_reason', 'latency_ms'] = '{}'::jsonb";
 
 /// The bookkeeping of `seed --dev` runs: the moment a dataset's timestamps count back from. Like
-/// the migration ledger, the tool's own (verify leaves it out).
-const RUNS_CREATE: &str = "CREATE TABLE IF NOT EXISTS public.aidock_seed_runs (
+/// the migration ledger, the tool's own, in its schema (verify and Alembic's autogenerate never
+/// see it); a record from before the move (`public.aidock_seed_runs`) is moved over by the seed's
+/// transaction, with its rows.
+const RUNS_CREATE: &str = "CREATE SCHEMA IF NOT EXISTS aidock_provision;
+ALTER TABLE IF EXISTS public.aidock_seed_runs SET SCHEMA aidock_provision;
+ALTER TABLE IF EXISTS aidock_provision.aidock_seed_runs RENAME TO seed_runs;
+ALTER INDEX IF EXISTS aidock_provision.aidock_seed_runs_pkey RENAME TO seed_runs_pkey;
+CREATE TABLE IF NOT EXISTS aidock_provision.seed_runs (
     identity   text PRIMARY KEY,
     usage_logs bigint NOT NULL,
     anchor     timestamptz NOT NULL,
@@ -274,7 +280,7 @@ pub async fn load(
     // The moment the timestamps count back from: the record's, when rows it describes are there.
     let recorded = if present > 0 {
         tx.opt(
-            "SELECT extract(epoch FROM anchor)::float8 FROM public.aidock_seed_runs WHERE identity = $1",
+            "SELECT extract(epoch FROM anchor)::float8 FROM aidock_provision.seed_runs WHERE identity = $1",
             &[(&identity, Type::TEXT)],
         )
         .await
@@ -311,13 +317,13 @@ pub async fn load(
     report.quotas_updated = set_quota_usage(tx).await?;
     let n = i64::try_from(run.n).unwrap_or(i64::MAX);
     tx.exec(
-        "DELETE FROM public.aidock_seed_runs WHERE identity <> $1",
+        "DELETE FROM aidock_provision.seed_runs WHERE identity <> $1",
         &[(&identity, Type::TEXT)],
     )
     .await
     .context("recording the seed run")?;
     tx.exec(
-        "INSERT INTO public.aidock_seed_runs (identity, usage_logs, anchor) \
+        "INSERT INTO aidock_provision.seed_runs (identity, usage_logs, anchor) \
          VALUES ($1, $2, to_timestamp($3)) \
          ON CONFLICT (identity) DO UPDATE SET usage_logs = EXCLUDED.usage_logs, anchor = EXCLUDED.anchor, updated_at = now()",
         &[

@@ -168,7 +168,7 @@ async fn the_backends_alembic_sees_our_migrations_and_changes_nothing() {
     // Alembic asked to apply one of ours that our ledger lacks: it refuses, naming migrate up.
     let db = t.admin().await;
     db.batch_execute(
-        "DELETE FROM alembic_version; DELETE FROM aidock_schema_history WHERE version = 2",
+        "DELETE FROM alembic_version; DELETE FROM aidock_provision.schema_history WHERE version = 2",
     )
     .await
     .expect("rewind");
@@ -380,4 +380,94 @@ async fn after_adoption_the_backends_history_is_one_line_and_upgrade_head_a_no_o
         "{said}"
     );
     assert!(!versions.join("0001_initial_tables.py").exists());
+}
+
+/// The backend's env.py as it is (its models' MetaData as target_metadata, schema public only);
+/// the models are left out, so autogenerate proposes dropping every table it compares.
+const ENV_PY_AUTOGENERATE: &str = r#"import os
+from alembic import context
+from sqlalchemy import MetaData, engine_from_config, pool
+
+config = context.config
+target_metadata = MetaData()
+
+config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])
+engine = engine_from_config(config.get_section(config.config_ini_section, {}),
+                            prefix="sqlalchemy.", poolclass=pool.NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+"#;
+
+#[tokio::test]
+async fn alembic_autogenerate_after_init_proposes_nothing_about_our_bookkeeping() {
+    let Some(bin) = alembic_bin() else {
+        println!(
+            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        );
+        return;
+    };
+    let t = TestDb::new("alembicauto");
+    let sql = migrations_dir(&[]);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["init", "-q"]),
+    );
+    run_ok(t.cmd().arg("--migrations-dir").arg(&sql).args([
+        "seed",
+        "-q",
+        "--dev",
+        "--users",
+        "2",
+        "--usage-logs",
+        "10",
+    ]));
+    let project = alembic_project();
+    write_files(&project.join("alembic"), &[("env.py", ENV_PY_AUTOGENERATE)]);
+    write_files(
+        &project.join("alembic"),
+        &[(
+            "script.py.mako",
+            "revision = ${repr(up_revision)}\ndown_revision = ${repr(down_revision)}\n\ndef upgrade():\n    ${upgrades if upgrades else \"pass\"}\n\n\ndef downgrade():\n    ${downgrades if downgrades else \"pass\"}\n",
+        )],
+    );
+    // The stamp names a revision Alembic must find: ours, exported.
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&sql)
+            .args(["migrate", "alembic-export"])
+            .arg(project.join("alembic/versions")),
+    );
+    let out = alembic(
+        &bin,
+        &project,
+        &t,
+        &["revision", "--autogenerate", "-m", "probe"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let generated = std::fs::read_dir(project.join("alembic/versions"))
+        .expect("versions")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("probe"))
+        .expect("the generated revision");
+    let text = std::fs::read_to_string(&generated).expect("read");
+    // It did compare (the models are empty, so the app's tables would go) ...
+    assert!(text.contains("drop_table('users')"), "{text}");
+    // ... and nothing about ours.
+    for ours in [
+        "schema_history",
+        "seed_runs",
+        "aidock_provision",
+        "alembic_version",
+    ] {
+        assert!(
+            !text.contains(ours),
+            "autogenerate proposed {ours}:\n{text}"
+        );
+    }
 }

@@ -41,7 +41,7 @@ async fn state(t: &TestDb) -> (Vec<String>, Vec<i64>) {
         .collect();
     let versions = if db
         .query_one(
-            "SELECT to_regclass('public.aidock_schema_history') IS NOT NULL",
+            "SELECT to_regclass('aidock_provision.schema_history') IS NOT NULL",
             &[],
         )
         .await
@@ -49,7 +49,7 @@ async fn state(t: &TestDb) -> (Vec<String>, Vec<i64>) {
         .get::<_, bool>(0)
     {
         db.query(
-            "SELECT version FROM public.aidock_schema_history ORDER BY 1",
+            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
             &[],
         )
         .await
@@ -119,14 +119,7 @@ async fn transaction_control_in_a_script_is_refused_before_anything_runs() {
     run_ok(migrate(&t, &dir).arg("up"));
     assert_eq!(
         state(&t).await,
-        (
-            vec![
-                "a".to_string(),
-                "aidock_schema_history".into(),
-                "alembic_version".into()
-            ],
-            vec![1]
-        )
+        (vec!["a".to_string(), "alembic_version".into()], vec![1])
     );
 }
 
@@ -196,12 +189,7 @@ fn schema_dump(t: &TestDb, db: &str) -> String {
     let url = crate::support::with_db(&t.admin_url, db);
     let out = Command::new("pg_dump")
         .args(["-s", "--no-owner", "--no-privileges"])
-        .args([
-            "-T",
-            "public.aidock_schema_history",
-            "-T",
-            "public.alembic_version",
-        ])
+        .args(["-N", "aidock_provision", "-T", "public.alembic_version"])
         .arg(&url)
         .output()
         .expect("running pg_dump");
@@ -372,7 +360,7 @@ async fn a_no_op_run_only_reads() {
     let db = t.admin().await;
     db.batch_execute(&format!(
         "CREATE ROLE \"{reader}\" LOGIN PASSWORD 'ro'; GRANT CONNECT ON DATABASE \"{n}\" TO \"{reader}\";
-         GRANT USAGE ON SCHEMA public TO \"{reader}\"; GRANT SELECT ON public.aidock_schema_history TO \"{reader}\"",
+         GRANT USAGE ON SCHEMA public, aidock_provision TO \"{reader}\"; GRANT SELECT ON aidock_provision.schema_history TO \"{reader}\"",
         n = t.name
     ))
     .await

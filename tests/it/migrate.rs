@@ -55,7 +55,7 @@ async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
 async fn ledger_versions(client: &tokio_postgres::Client) -> Vec<i64> {
     client
         .query(
-            "SELECT version FROM aidock_schema_history ORDER BY version",
+            "SELECT version FROM aidock_provision.schema_history ORDER BY version",
             &[],
         )
         .await
@@ -81,7 +81,7 @@ async fn the_0001_schema_matches_schema_md() {
     assert!(out.contains("applied 0001_initial_tables"), "{out}");
     let db = t.admin().await;
     let mut expected: Vec<String> = SEVEN.iter().map(ToString::to_string).collect();
-    expected.extend(["aidock_schema_history".into(), "alembic_version".into()]);
+    expected.push("alembic_version".into());
     expected.sort();
     assert_eq!(tables(&db).await, expected);
     let cat = catalog(&db).await;
@@ -200,10 +200,7 @@ async fn up_down_up_leaves_an_identical_catalog() {
     let first = catalog(&db).await;
     let out = run_ok(t.cmd().args(["migrate", "down", "--base", "--yes"]));
     assert!(out.contains("reverted 0001_initial_tables"), "{out}");
-    assert_eq!(
-        tables(&db).await,
-        ["aidock_schema_history", "alembic_version"]
-    );
+    assert_eq!(tables(&db).await, ["alembic_version"]);
     assert_eq!(
         db.query("SELECT * FROM alembic_version", &[])
             .await
@@ -328,7 +325,7 @@ async fn edited_and_unknown_migrations_are_refused_but_crlf_is_not_an_edit() {
     // A version in the database that the binary does not know.
     let db = t.admin().await;
     db.batch_execute(
-        "INSERT INTO aidock_schema_history (version, name, checksum, execution_ms) VALUES (99, 'from_the_future', 'x', 1)",
+        "INSERT INTO aidock_provision.schema_history (version, name, checksum, execution_ms) VALUES (99, 'from_the_future', 'x', 1)",
     )
     .await
     .expect("insert");
@@ -503,7 +500,7 @@ async fn status_json_plan_and_history_are_read_only() {
     let plan = run_ok(m().args(["migrate", "plan"]));
     assert!(plan.contains("CREATE TABLE roles"), "{plan}");
     assert!(
-        plan.contains("INSERT INTO public.aidock_schema_history"),
+        plan.contains("INSERT INTO aidock_provision.schema_history"),
         "{plan}"
     );
     assert!(
@@ -528,7 +525,7 @@ async fn status_json_plan_and_history_are_read_only() {
     let down = run_ok(m().args(["migrate", "plan", "--down", "--base"]));
     assert!(down.contains("DROP TABLE usage_logs"), "{down}");
     assert!(
-        down.contains("DELETE FROM public.aidock_schema_history WHERE version = 1"),
+        down.contains("DELETE FROM aidock_provision.schema_history WHERE version = 1"),
         "{down}"
     );
     let history = run_ok(m().args(["migrate", "history", "--json"]));
@@ -739,4 +736,102 @@ async fn the_project_sql_directory_is_the_source_for_every_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("built into this binary"), "{text}");
     let _ = std::fs::remove_dir_all(&project);
+}
+
+/// A database from before the bookkeeping schema (issue #28): the ledger in
+/// `public.aidock_schema_history`. Reads find it there; the next run that writes moves it to
+/// `aidock_provision.schema_history` in its own transaction, every row kept.
+#[tokio::test]
+async fn a_ledger_in_the_old_place_moves_over_with_its_next_run_and_nothing_is_lost() {
+    let t = TestDb::new("ledgermove");
+    let only_0001 = migrations_dir(&[]);
+    run_ok(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&only_0001)
+            .args(["init", "-q"]),
+    );
+    let db = t.admin().await;
+    // Where releases before kept it (the schema they did not have goes).
+    db.batch_execute(
+        "ALTER TABLE aidock_provision.schema_history SET SCHEMA public;
+         ALTER TABLE public.schema_history RENAME TO aidock_schema_history;
+         ALTER INDEX public.schema_history_pkey RENAME TO aidock_schema_history_pkey;
+         UPDATE public.aidock_schema_history SET applied_by = 'an earlier release', execution_ms = 4242;
+         DROP SCHEMA aidock_provision;",
+    )
+    .await
+    .expect("the old place");
+    let before: String = db
+        .query_one(
+            "SELECT string_agg(format('%s %s %s %s %s %s', version, name, checksum, applied_at, execution_ms, applied_by), ';') FROM public.aidock_schema_history",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .get(0);
+
+    // Read where it is: status, verify, a no-op up (which only reads, and moves nothing).
+    let with = |dir: &std::path::Path| {
+        let mut c = t.cmd();
+        c.arg("--migrations-dir").arg(dir);
+        c
+    };
+    let status = run_ok(with(&only_0001).args(["migrate", "status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(v["current"], 1, "{status}");
+    assert_eq!(v["up_to_date"], true, "{status}");
+    run_ok(with(&only_0001).args(["migrate", "verify"]));
+    run_ok(with(&only_0001).args(["migrate", "up"]));
+    let still_old: bool = db
+        .query_one(
+            "SELECT to_regclass('public.aidock_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("regclass")
+        .get(0);
+    assert!(still_old, "a no-op run only reads");
+
+    // The next run that writes moves it, in the same transaction as its migration.
+    let with_0002 = migrations_dir(&[
+        ("0002_note.up.sql", "CREATE TABLE note (id int);\n"),
+        ("0002_note.down.sql", "DROP TABLE note;\n"),
+    ]);
+    run_ok(with(&with_0002).args(["migrate", "up"]));
+    let (old, new): (bool, bool) = {
+        let r = db
+            .query_one(
+                "SELECT to_regclass('public.aidock_schema_history') IS NOT NULL,
+                        to_regclass('aidock_provision.schema_history') IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("regclass");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((old, new), (false, true), "moved");
+    let after: String = db
+        .query_one(
+            "SELECT string_agg(format('%s %s %s %s %s %s', version, name, checksum, applied_at, execution_ms, applied_by), ';') FROM aidock_provision.schema_history WHERE version = 1",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(after, before, "row 0001 kept as it was");
+    assert_eq!(ledger_versions(&db).await, [1, 2]);
+    assert_eq!(
+        db.query("SELECT version_num::text FROM alembic_version", &[])
+            .await
+            .expect("stamp")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>(),
+        ["0002"]
+    );
+    run_ok(with(&with_0002).args(["migrate", "verify"]));
+    // And back down, and up again: the ledger stays in its schema.
+    run_ok(with(&with_0002).args(["migrate", "down", "--steps", "1", "--yes"]));
+    assert_eq!(ledger_versions(&db).await, [1]);
 }

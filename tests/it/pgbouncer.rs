@@ -141,7 +141,7 @@ async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
 
     let db = t.admin().await;
     let versions: Vec<i64> = db
-        .query("SELECT version FROM aidock_schema_history", &[])
+        .query("SELECT version FROM aidock_provision.schema_history", &[])
         .await
         .expect("ledger")
         .iter()
@@ -307,7 +307,10 @@ async fn six_runs_of_every_command_at_once_through_transaction_pooling() {
         c
     });
     let versions: Vec<i64> = by_hand
-        .query("SELECT version FROM aidock_schema_history ORDER BY 1", &[])
+        .query(
+            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
+            &[],
+        )
         .await
         .expect("ledger")
         .iter()
@@ -338,7 +341,7 @@ async fn six_runs_of_every_command_at_once_through_transaction_pooling() {
         async move { db.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
     };
     assert_eq!(
-        count("SELECT count(*) FROM aidock_schema_history").await,
+        count("SELECT count(*) FROM aidock_provision.schema_history").await,
         2,
         "each migration recorded once"
     );

@@ -100,7 +100,11 @@ async fn a_database_seeded_by_an_earlier_release_converges_to_n() {
          CROSS JOIN LATERAL (SELECT id, department_id FROM users WHERE department_id IS NOT NULL
                              ORDER BY username OFFSET g % 5 LIMIT 1) u
          CROSS JOIN LATERAL (SELECT id FROM llm_configurations WHERE enabled ORDER BY model_name LIMIT 1) c;
-         -- 3e6d51a's record: another identity format.
+         -- 3e6d51a's record: another identity format, where releases then kept it.
+         ALTER TABLE aidock_provision.seed_runs SET SCHEMA public;
+         ALTER TABLE public.seed_runs RENAME TO aidock_seed_runs;
+         ALTER INDEX public.seed_runs_pkey RENAME TO aidock_seed_runs_pkey;
+         DELETE FROM public.aidock_seed_runs;
          INSERT INTO public.aidock_seed_runs (identity, usage_logs, anchor)
          VALUES ('usage_logs rng_seed=42 days=90 users=10', 3000, now());
          -- A row the application wrote.
@@ -143,11 +147,20 @@ async fn a_database_seeded_by_an_earlier_release_converges_to_n() {
         .get(0);
     assert_eq!(kept, app_row, "the application's row is untouched");
     let records: i64 = db
-        .query_one("SELECT count(*) FROM public.aidock_seed_runs", &[])
+        .query_one("SELECT count(*) FROM aidock_provision.seed_runs", &[])
         .await
         .expect("records")
         .get(0);
     assert_eq!(records, 1, "one record, of the rows that are there");
+    let old_place: bool = db
+        .query_one(
+            "SELECT to_regclass('public.aidock_seed_runs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("old place")
+        .get(0);
+    assert!(!old_place, "the record moved to aidock_provision.seed_runs");
     quotas_match_logs(&db).await;
 }
 

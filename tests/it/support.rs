@@ -399,9 +399,8 @@ pub fn schema_dump(url: &str) -> Option<String> {
     let out = Command::new("pg_dump")
         .args([
             "-s",
-            "--exclude-table=aidock_schema_history",
+            "--exclude-schema=aidock_provision",
             "--exclude-table=alembic_version",
-            "--exclude-table=aidock_seed_runs",
         ])
         .arg(url)
         .output()
