@@ -149,6 +149,8 @@ pub struct Tls {
 pub struct Migrate {
     pub dir: Option<PathBuf>,
     pub lock_timeout: Duration,
+    /// How long a run keeps trying again after a lock wait timed out (0: never).
+    pub lock_retry_for: Duration,
     pub statement_timeout: Duration,
     pub wait_timeout: Duration,
 }
@@ -730,6 +732,7 @@ impl Reader {
             migrate: Migrate {
                 dir: self.optional("migrate.dir")?.map(PathBuf::from),
                 lock_timeout: self.duration("migrate.lock_timeout")?,
+                lock_retry_for: self.duration("migrate.lock_retry_for")?,
                 statement_timeout: self.duration("migrate.statement_timeout")?,
                 wait_timeout: self.duration("migrate.wait_timeout")?,
             },

@@ -144,15 +144,23 @@ fn log_line(line: &str) {
     crate::errln!("{line}");
 }
 
+/// `-q`: the engine's notes (retries, skipped meta-commands) are not printed.
+fn log_nothing(_: &str) {}
+
 /// The migration runner's options.
 #[must_use]
 pub fn runner_options(settings: &Settings) -> migrate::runner::Options {
     migrate::runner::Options {
         lock_timeout: settings.migrate.lock_timeout,
+        lock_retry_for: settings.migrate.lock_retry_for,
         statement_timeout: settings.migrate.statement_timeout,
         wait_timeout: settings.migrate.wait_timeout,
         verbose: settings.output.verbose,
-        log: log_line,
+        log: if settings.output.quiet {
+            log_nothing
+        } else {
+            log_line
+        },
         pool_mode: settings.server.pool_mode,
     }
 }

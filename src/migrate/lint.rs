@@ -7,6 +7,11 @@
 //! `-- aidock:no-transaction` script it applies). Rules about column types in new tables
 //! (`prefer-text-field`, `prefer-bigint-over-int` ...) are style, not locks or rewrites, and stay
 //! off too. A statement carrying squawk's own `-- squawk-ignore RULE` comment is not reported.
+//!
+//! One rule of our own, `dynamic-sql`: a `DO` block or a top-level `EXECUTE` runs SQL the rules
+//! cannot see (it is a string, or a body), so it is reported as "not checked" rather than passing
+//! as clean; in production it is refused like any finding unless ignored, with the same comment
+//! forms squawk honours.
 
 use serde::Serialize;
 use squawk_linter::{Linter, Rule};
@@ -85,8 +90,100 @@ pub fn lint(script: &Script) -> Vec<Finding> {
             }
         })
         .collect();
+    // Squawk does not know our rule, and calls an ignore of it unused.
+    findings.retain(|f| !(f.rule == "unused-ignore" && f.message.contains(DYNAMIC_SQL)));
+    findings.extend(dynamic_sql(script, &text));
     findings.sort_by_key(|f| (f.line, f.column));
     findings
+}
+
+/// Our rule's name.
+const DYNAMIC_SQL: &str = "dynamic-sql";
+
+/// `DO` blocks and top-level `EXECUTE` statements, unless ignored.
+fn dynamic_sql(script: &Script, text: &str) -> Vec<Finding> {
+    let Ok(split) = script.statements() else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.iter().any(|l| ignores(l, true)) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for statement in &split.statements {
+        let body = statement.text(&script.sql);
+        let first = body
+            .split(|c: char| c.is_whitespace() || c == ';' || c == '$' || c == '\'')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let what = match first.as_str() {
+            "DO" => "a DO block",
+            "EXECUTE" => "EXECUTE of a prepared statement",
+            _ => continue,
+        };
+        let (line, column) = lexer::line_col(&script.sql, statement.first_token);
+        // Ignored on the statement's first line, or on the line before it.
+        let ignored = [line.checked_sub(2), line.checked_sub(1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| lines.get(i))
+            .any(|l| ignores(l, false));
+        if ignored {
+            continue;
+        }
+        out.push(Finding {
+            file: script.file.clone(),
+            line,
+            column,
+            rule: DYNAMIC_SQL.to_string(),
+            message: format!(
+                "not checked: dynamic SQL ({what}): the statements it runs are invisible to the lock and rewrite rules"
+            ),
+            help: Some(
+                "write the statements out as plain SQL so they are checked; where the block must stay, say why on the line before it: `-- squawk-ignore dynamic-sql -- why`".into(),
+            ),
+        });
+    }
+    out
+}
+
+/// Whether `line` holds an ignore comment covering our rule: `squawk-ignore` (`file`: the
+/// `squawk-ignore-file` form) after `--` or `/*`, naming `dynamic-sql` or (file form) no rule.
+fn ignores(line: &str, file: bool) -> bool {
+    let directive = if file {
+        "squawk-ignore-file"
+    } else {
+        "squawk-ignore"
+    };
+    for opener in ["--", "/*"] {
+        let mut rest = line;
+        while let Some(at) = rest.find(opener) {
+            let after = rest[at + opener.len()..].trim_start();
+            rest = &rest[at + opener.len()..];
+            let Some(tail) = after.strip_prefix(directive) else {
+                continue;
+            };
+            if !file && tail.starts_with("-file") {
+                continue;
+            }
+            if !tail.is_empty() && !tail.starts_with(char::is_whitespace) && !tail.starts_with("*/")
+            {
+                continue;
+            }
+            // The rule list ends at a `--` (the reason) or the block comment's end.
+            let list = tail.split("--").next().unwrap_or_default();
+            let list = list.split("*/").next().unwrap_or_default();
+            let rules: Vec<&str> = list
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|r| !r.is_empty())
+                .collect();
+            if rules.contains(&DYNAMIC_SQL) || (file && rules.is_empty()) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The safer form for rules whose squawk finding carries no help of its own.
@@ -163,6 +260,70 @@ mod tests {
             .is_empty()
         );
         assert!(rules("ALTER TABLE a ADD COLUMN c integer NOT NULL DEFAULT 0;").is_empty());
+    }
+
+    #[test]
+    fn dynamic_sql_is_not_checked_unless_ignored_in_squawks_forms() {
+        let block = "DO $$ BEGIN EXECUTE 'ALTER TABLE users ADD COLUMN x int NOT NULL'; END $$;";
+        assert_eq!(rules(block), ["dynamic-sql"]);
+        assert_eq!(rules("EXECUTE add_column;"), ["dynamic-sql"]);
+        assert_eq!(
+            rules("SELECT 1;\n\n  do $x$ BEGIN NULL; END $x$;"),
+            ["dynamic-sql"]
+        );
+        for ignored in [
+            format!("-- squawk-ignore dynamic-sql\n{block}"),
+            format!("-- squawk-ignore dynamic-sql -- the backfill is small\n{block}"),
+            format!("-- squawk-ignore ban-drop-column, dynamic-sql\n{block}"),
+            format!("{block} -- squawk-ignore dynamic-sql"),
+            format!("/* squawk-ignore dynamic-sql */\n{block}"),
+            format!("/* squawk-ignore dynamic-sql */ {block}"),
+            format!("-- squawk-ignore-file\nSELECT 1;\n{block}"),
+            format!("SELECT 1;\n{block}\n-- squawk-ignore-file dynamic-sql"),
+        ] {
+            assert!(
+                rules(&ignored).is_empty(),
+                "{ignored}: {:?}",
+                rules(&ignored)
+            );
+        }
+        for not_ignored in [
+            format!("-- squawk-ignore dynamic-sql\n\n{block}"),
+            format!("-- squawk-ignore ban-drop-column\n{block}"),
+            format!("-- squawk-ignore-file ban-drop-column\n{block}"),
+            format!("-- squawk-ignore dynamic-sqlx\n{block}"),
+            format!("-- not a squawk-ignore dynamic-sql\n{block}"),
+        ] {
+            assert!(
+                rules(&not_ignored).contains(&"dynamic-sql".to_string()),
+                "{not_ignored}"
+            );
+        }
+    }
+
+    #[test]
+    fn squawks_own_rules_are_ignored_in_the_same_forms_and_only_those() {
+        let stmt = "ALTER TABLE a DROP COLUMN c;";
+        for ignored in [
+            format!("-- squawk-ignore ban-drop-column\n{stmt}"),
+            format!("{stmt} -- squawk-ignore ban-drop-column"),
+            format!("/* squawk-ignore ban-drop-column */\n{stmt}"),
+            format!("/* squawk-ignore ban-drop-column */ {stmt}"),
+            format!("-- squawk-ignore-file\nSELECT 1;\n{stmt}"),
+            format!("SELECT 1;\n{stmt}\n-- squawk-ignore-file ban-drop-column"),
+        ] {
+            assert!(
+                rules(&ignored).is_empty(),
+                "{ignored}: {:?}",
+                rules(&ignored)
+            );
+        }
+        for reported in [
+            format!("-- squawk-ignore ban-drop-column\n\n{stmt}"),
+            stmt.to_string(),
+        ] {
+            assert_eq!(rules(&reported), ["ban-drop-column"], "{reported}");
+        }
     }
 
     #[test]

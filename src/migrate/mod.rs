@@ -35,7 +35,7 @@ pub async fn migrate(
     opts: &runner::Options,
 ) -> anyhow::Result<Vec<runner::Done>> {
     let mut client = target.connect().await?;
-    runner::run(&mut client, migrations, to, opts)
+    runner::run(&mut client, target, migrations, to, opts)
         .await
         .map_err(|e| {
             if e.is::<runner::Standby>() {
@@ -351,6 +351,7 @@ mod tests {
     fn options() -> runner::Options {
         runner::Options {
             lock_timeout: std::time::Duration::from_secs(5),
+            lock_retry_for: std::time::Duration::ZERO,
             statement_timeout: std::time::Duration::from_mins(1),
             wait_timeout: std::time::Duration::from_mins(1),
             verbose: false,

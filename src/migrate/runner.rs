@@ -32,7 +32,10 @@ pub struct Standby;
 /// Timeouts and output for a run.
 #[derive(Clone, Copy)]
 pub struct Options {
+    /// How long one attempt's statement may wait for a lock.
     pub lock_timeout: Duration,
+    /// How long to keep trying again after an attempt's lock wait timed out (zero: never).
+    pub lock_retry_for: Duration,
     pub statement_timeout: Duration,
     pub wait_timeout: Duration,
     /// Print each statement with its file line and duration (through `log`).
@@ -78,6 +81,7 @@ pub fn session_settings(opts: &Options, local: bool) -> String {
 /// remains.
 pub async fn run(
     client: &mut Client,
+    watch_from: &db::Target,
     migrations: &[Migration],
     target: Target,
     opts: &Options,
@@ -112,6 +116,8 @@ pub async fn run(
         check_interval: watch_for_client_death(client).await?,
         opts: *opts,
     };
+    let mut retries = Retries::new(opts);
+    let mut watch: Option<Watch> = None;
     loop {
         let tx = client
             .transaction()
@@ -138,22 +144,180 @@ pub async fn run(
             }
             return run_with_session_lock(client, migrations, target, &session, deadline).await;
         }
-        tx.batch_execute(&session.restore(true))
-            .await
-            .context("setting lock_timeout and statement_timeout")?;
-        tx.batch_execute(ledger::CREATE)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .context("creating the migration ledger")?;
-        let mut done = Vec::new();
-        for step in &steps {
-            done.push(apply(&tx, migrations, *step, &session, true).await?);
+        // Who our statements wait for, watched from a connection of its own (opened on the
+        // first attempt that has work; a lock wait names its holder from what it saw).
+        if watch.is_none() && !opts.lock_retry_for.is_zero() {
+            watch = Watch::start(watch_from).await;
         }
-        tx.batch_execute(ledger::STAMP_ALEMBIC)
-            .await
-            .context("stamping alembic_version")?;
-        tx.commit().await.context("committing the migrations")?;
-        return Ok(done);
+        if let Some(w) = &watch {
+            w.follow(&tx).await;
+        }
+        let attempt = async {
+            tx.batch_execute(&session.restore(true))
+                .await
+                .context("setting lock_timeout and statement_timeout")?;
+            tx.batch_execute(ledger::CREATE)
+                .await
+                .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+                .context("creating the migration ledger")?;
+            let mut done = Vec::new();
+            for step in &steps {
+                done.push(apply(&tx, migrations, *step, &session, true).await?);
+            }
+            tx.batch_execute(ledger::STAMP_ALEMBIC)
+                .await
+                .context("stamping alembic_version")?;
+            anyhow::Ok(done)
+        }
+        .await;
+        match attempt {
+            Ok(done) => {
+                tx.commit().await.context("committing the migrations")?;
+                return Ok(done);
+            }
+            Err(e) if e.is::<LockWaitTimedOut>() => {
+                // Rolled back: nothing of this attempt remains, and the queue behind our
+                // waiting statement drains while we pause.
+                let _ = tx.rollback().await;
+                let holders = watch.as_ref().map(Watch::seen).unwrap_or_default();
+                match retries.next_pause() {
+                    Some(pause) => {
+                        (opts.log)(&format!(
+                            "lock wait over migrate.lock_timeout ({} ms), attempt {} rolled back; the lock is held {}; trying again in {} ms",
+                            opts.lock_timeout.as_millis(),
+                            retries.attempts,
+                            describe_holders(&holders),
+                            pause.as_millis()
+                        ));
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => {
+                        return Err(e.context(format!(
+                            "gave up after {} attempt(s) over {} s (migrate.lock_retry_for); nothing was applied. The lock was held {}. Run again when that session has finished, end it (SELECT pg_terminate_backend(PID)), or raise migrate.lock_retry_for",
+                            retries.attempts,
+                            retries.started.elapsed().as_secs(),
+                            describe_holders(&holders)
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A statement of a transactional attempt waited longer than `lock_timeout` (SQLSTATE 55P03):
+/// the attempt is rolled back and may be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LockWaitTimedOut(String);
+
+/// The pauses between attempts: from 200 ms doubling to 5 s, each with ±50% jitter (many
+/// deploys retrying at once do not come back together), until `lock_retry_for` is spent.
+struct Retries {
+    started: Instant,
+    budget: Duration,
+    attempts: u32,
+}
+
+impl Retries {
+    fn new(opts: &Options) -> Retries {
+        Retries {
+            started: Instant::now(),
+            budget: opts.lock_retry_for,
+            attempts: 0,
+        }
+    }
+
+    /// The pause before the next attempt, or `None` when the budget is spent.
+    fn next_pause(&mut self) -> Option<Duration> {
+        use rand::RngExt as _;
+        self.attempts += 1;
+        let base = Duration::from_millis(200)
+            .saturating_mul(1 << self.attempts.saturating_sub(1).min(5))
+            .min(Duration::from_secs(5));
+        let pause = base.mul_f64(rand::rng().random_range(0.5..1.5));
+        let left = self.budget.checked_sub(self.started.elapsed())?;
+        (!left.is_zero()).then(|| pause.min(left))
+    }
+}
+
+/// Polls, from a connection of its own, which sessions block the attempt's backend
+/// (`pg_blocking_pids`), keeping the last non-empty answer: who held the lock we waited for.
+struct Watch {
+    pid: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Watch {
+    /// `None` when no connection can be had (the retry then names no holder).
+    async fn start(target: &db::Target) -> Option<Watch> {
+        let client = target.connect().await.ok()?;
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (p, s) = (pid.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let ours = p.load(std::sync::atomic::Ordering::Relaxed);
+                if ours != 0 {
+                    let rows = client
+                        .rows(
+                            "SELECT format('pid %s (application_name %L, %s, transaction open %s s): %s', \
+                                    a.pid, coalesce(a.application_name, ''), coalesce(a.state, '?'), \
+                                    coalesce(extract(epoch FROM now() - a.xact_start)::int::text, '?'), \
+                                    coalesce(nullif(split_part(a.query, E'\\n', 1), ''), '(query not visible to this role)')) \
+                             FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid",
+                            &[(&ours, Type::INT4)],
+                        )
+                        .await;
+                    match rows {
+                        Ok(rows) if !rows.is_empty() => {
+                            let found = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                            *s.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found;
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Some(Watch { pid, seen, task })
+    }
+
+    /// Watch the backend running `tx` (through a pooler, each transaction may have another).
+    async fn follow(&self, tx: &tokio_postgres::Transaction<'_>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        if let Ok(row) = tx.one("SELECT pg_backend_pid()", &[]).await {
+            self.pid
+                .store(row.get(0), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Who held the lock, in words ("the lock is held by ...").
+fn describe_holders(holders: &[String]) -> String {
+    if holders.is_empty() {
+        "by a session that was not seen (it may have ended meanwhile)".to_string()
+    } else {
+        format!("by {}", holders.join("; "))
     }
 }
 
@@ -503,6 +667,12 @@ fn script_error(
         db::describe_error(e)
     );
     if db::sqlstate(e) == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+        if !script.no_transaction {
+            return anyhow::Error::new(LockWaitTimedOut(format!(
+                "migration {} waited longer than migrate.lock_timeout at {message}; the transaction was rolled back: the database is as it was before this run",
+                m.label()
+            )));
+        }
         message.push_str(
             "\nhint: the migration waited longer than migrate.lock_timeout for a lock held by other sessions (application traffic); retry when it is quieter or raise migrate.lock_timeout",
         );

@@ -605,9 +605,10 @@ fn new_scaffolds_the_next_pair_and_refuses_duplicates() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
-    let t = TestDb::new("locked");
+/// `migrate up` of `0002_add_nickname` behind an application transaction that holds a lock on
+/// `users` (a report: `application_name` weekly-report), with short lock waits (issue #29).
+async fn behind_a_report(tag: &str) -> (TestDb, std::path::PathBuf, tokio_postgres::Client, i32) {
+    let t = TestDb::new(tag);
     let dir = migrations_dir(&[(
         "0002_add_nickname.up.sql",
         "ALTER TABLE users ADD COLUMN nickname text;\n",
@@ -619,23 +620,103 @@ async fn ddl_behind_application_traffic_fails_fast_with_a_hint() {
             .arg(&dir)
             .args(["migrate", "up", "--to", "1"]),
     );
-    // An application transaction holds a lock on users.
-    let app = crate::support::connect(&t.app_url()).await;
-    app.batch_execute("BEGIN; LOCK TABLE users IN ACCESS SHARE MODE")
+    let app =
+        crate::support::connect(&format!("{}?application_name=weekly-report", t.app_url())).await;
+    let pid: i32 = app
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    app.batch_execute("BEGIN; SELECT count(*) FROM users /* the weekly report */")
         .await
         .expect("lock");
+    (t, dir, app, pid)
+}
+
+async fn nickname_applied(t: &TestDb) -> (bool, Vec<i64>) {
+    let db = t.admin().await;
+    let column: bool = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname')",
+            &[],
+        )
+        .await
+        .expect("column")
+        .get(0);
+    (column, ledger_versions(&db).await)
+}
+
+#[tokio::test]
+async fn a_lock_wait_is_rolled_back_and_retried_until_the_holder_is_gone() {
+    let (t, dir, app, pid) = behind_a_report("lockretry").await;
+    let mut cmd = t.cmd();
+    cmd.arg("--migrations-dir")
+        .arg(&dir)
+        .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "200ms")
+        .env("AIDOCK__MIGRATE__LOCK_RETRY_FOR", "60s")
+        .args(["migrate", "up"]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
+    // The report runs 3 s; meanwhile nothing of the migration is there.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        nickname_applied(&t).await,
+        (false, vec![1]),
+        "nothing applied while it waits"
+    );
+    app.batch_execute("COMMIT").await.expect("report done");
+    let out = run.await.expect("join");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("trying again"), "{err}");
+    assert!(
+        err.contains(&format!("pid {pid} (application_name 'weekly-report'"))
+            && err.contains("the weekly report"),
+        "the holder named: {err}"
+    );
+    assert!(err.contains("attempt 1 rolled back"), "{err}");
+    assert_eq!(nickname_applied(&t).await, (true, vec![1, 2]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_retry_budget_fails_naming_the_holder_with_nothing_applied() {
+    let (t, dir, app, pid) = behind_a_report("lockbudget").await;
     let out = expect_exit(
         t.cmd()
             .arg("--migrations-dir")
             .arg(&dir)
-            .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "300ms")
+            .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "200ms")
+            .env("AIDOCK__MIGRATE__LOCK_RETRY_FOR", "1s")
             .args(["migrate", "up"]),
         1,
     );
     let err = stderr(&out);
     assert!(err.contains("0002_add_nickname.up.sql: line 1"), "{err}");
     assert!(err.contains("55P03"), "lock_not_available: {err}");
-    assert!(err.contains("migrate.lock_timeout"), "{err}");
+    assert!(err.contains("migrate.lock_retry_for"), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert!(
+        err.contains(&format!("pid {pid} (application_name 'weekly-report'"))
+            && err.contains("the weekly report")
+            && err.contains("pg_terminate_backend"),
+        "{err}"
+    );
+    assert_eq!(nickname_applied(&t).await, (false, vec![1]));
+    // -q: the retries are not printed, the failure is.
+    let out = expect_exit(
+        t.cmd()
+            .arg("--migrations-dir")
+            .arg(&dir)
+            .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "200ms")
+            .env("AIDOCK__MIGRATE__LOCK_RETRY_FOR", "1s")
+            .args(["-q", "migrate", "up"]),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(
+        !err.contains("trying again") && err.contains("gave up"),
+        "{err}"
+    );
     app.batch_execute("ROLLBACK").await.expect("release");
     let out = run_ok(
         t.cmd()

@@ -297,4 +297,30 @@ async fn production_refuses_migrations_with_lint_findings() {
     run_ok(&mut prod(&["migrate", "up"]));
     let status = run_ok(&mut prod(&["migrate", "status"]));
     assert!(status.contains("up to date"), "{status}");
+
+    // Dynamic SQL (issue #29): invisible to the rules, so "not checked", and refused here.
+    let block =
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE users ADD COLUMN locale text NOT NULL'; END $$;\n";
+    crate::support::write_files(&dir, &[("0003_dynamic.up.sql", block)]);
+    let out = expect_exit(&mut prod(&["migrate", "up"]), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("0003_dynamic.up.sql:1:1: dynamic-sql") && err.contains("not checked"),
+        "{err}"
+    );
+    let status = run_ok(&mut prod(&["migrate", "status"]));
+    assert!(status.contains("pending  0003"), "{status}");
+    crate::support::write_files(
+        &dir,
+        &[(
+            "0003_dynamic.up.sql",
+            &format!(
+                "-- squawk-ignore dynamic-sql -- reviewed: users is empty here\n{}",
+                block.replace("NOT NULL", "")
+            ),
+        )],
+    );
+    run_ok(&mut prod(&["migrate", "up"]));
+    let status = run_ok(&mut prod(&["migrate", "status"]));
+    assert!(status.contains("up to date"), "{status}");
 }
