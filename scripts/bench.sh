@@ -131,6 +131,59 @@ if [ -n "${BENCH_CORPUS_DIR:-}" ]; then
   corpus_row="| \`migrate verify\` on $(basename "$BENCH_CORPUS_DIR") ($files real migrations) | $cverify_ours ms | $cverify_floor ms: \`psql -1\` applying the same $files scripts to an empty database | $(ratio "$cverify_ours" "$cverify_floor") | <= 2 |"
 fi
 
+echo "bench: migrate up behind a long report under app traffic (pgbench), vs psql -1"
+# 4 pgbench clients read users and write usage_logs for 14 s; at 1 s a report holds ACCESS SHARE
+# on users for 8 s; at 2 s the deploy runs ALTER TABLE users ADD COLUMN (ACCESS EXCLUSIVE). The
+# slowest app transaction and the p99 over the run, and whether any failed; the migration's time.
+pgbench_bin="$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n 1)")")/pgbench"
+cat > "$work/app.sql" <<'SQL'
+\set n random(1, 50)
+SELECT id, username FROM users WHERE NOT is_superuser ORDER BY username LIMIT 1 OFFSET :n;
+INSERT INTO usage_logs (user_id, department_id, llm_config_id, tokens_prompt, tokens_completion)
+  SELECT u.id, u.department_id, c.id, 10, 20 FROM users u, llm_configurations c
+  WHERE u.department_id IS NOT NULL AND c.enabled ORDER BY u.username, c.model_name LIMIT 1;
+SQL
+mkdir -p "$work/traffic_sql"
+cp sql/0001_initial_tables.up.sql sql/0001_initial_tables.down.sql "$work/traffic_sql/" 2>/dev/null || cp sql/0001_* "$work/traffic_sql/"
+printf 'ALTER TABLE users ADD COLUMN last_login_at timestamptz;\n' > "$work/traffic_sql/0002_last_login.up.sql"
+printf 'ALTER TABLE users DROP COLUMN last_login_at;\n' > "$work/traffic_sql/0002_last_login.down.sql"
+mkdir -p "$work/traffic_sql2"; cp "$work"/traffic_sql/* "$work/traffic_sql2/"
+# A second migration after the quick ALTER: a slow statement on another table (a 3 s backfill).
+printf 'SELECT pg_sleep(3); -- a backfill that takes no lock the app needs\n' > "$work/traffic_sql2/0003_backfill.up.sql"
+printf 'SELECT 1;\n' > "$work/traffic_sql2/0003_backfill.down.sql"
+traffic() { # $1 = ours | psql | ours2 (two migrations, no report); prints "max_ms p99_ms failed migration_ms"
+  local db="traffic_$1" dir="$work/traffic_sql"
+  [ "$1" = ours2 ] && dir="$work/traffic_sql2"
+  AIDOCK__DATABASE__NAME="$db" AIDOCK__DATABASE__OWNER="$db" "$bin" --migrations-dir "$dir" init -q --no-migrate
+  AIDOCK__DATABASE__NAME="$db" AIDOCK__DATABASE__OWNER="$db" "$bin" --migrations-dir "$dir" migrate up -q --to 1
+  AIDOCK__DATABASE__NAME="$db" AIDOCK__DATABASE__OWNER="$db" "$bin" --migrations-dir "$dir" seed -q --dev --users 50 --usage-logs 0
+  local url; url="postgresql://$db:bench-pw@127.0.0.1:$port/$db"
+  rm -f "$work/tr_$1".*
+  "$pgbench_bin" -n -c 4 -j 2 -T 14 -f "$work/app.sql" -l --log-prefix="$work/tr_$1" "$url" > "$work/tr_$1.out" 2>&1 &
+  local bench_pid=$!
+  sleep 1
+  local report_sql="BEGIN; SELECT count(*) FROM users; SELECT pg_sleep(8); COMMIT"
+  [ "$1" = ours2 ] && report_sql="SELECT 1"
+  psql "$url" -X -q -c "$report_sql" > /dev/null &
+  local report_pid=$!
+  sleep 1
+  local t; t=$(timer)
+  if [ "$1" != psql ]; then
+    AIDOCK__DATABASE__NAME="$db" AIDOCK__DATABASE__OWNER="$db" AIDOCK__MIGRATE__LOCK_TIMEOUT=500ms \
+      "$bin" --migrations-dir "$dir" migrate up -q
+  else
+    psql "$url" -X -q -1 -v ON_ERROR_STOP=1 -f "$work/traffic_sql/0002_last_login.up.sql"
+  fi
+  local mig_ms; mig_ms=$(elapsed_ms "$t")
+  wait "$report_pid" "$bench_pid" || true
+  local failed; failed=$(awk '/number of failed transactions/ { print $(NF - 1); exit }' "$work/tr_$1.out"); failed=${failed:-0}
+  cat "$work/tr_$1".* | awk '{ print $3 / 1000 }' | sort -n | awk -v f="$failed" -v m="$mig_ms" \
+    '{ v[NR] = $1 } END { printf "%d %d %s %d", v[NR], v[int(NR * 0.99)], f, m }'
+}
+read -r tr_ours_max tr_ours_p99 tr_ours_failed tr_ours_mig <<< "$(traffic ours)"
+read -r tr_psql_max tr_psql_p99 tr_psql_failed tr_psql_mig <<< "$(traffic psql)"
+read -r tr_two_max tr_two_p99 tr_two_failed tr_two_mig <<< "$(traffic ours2)"
+
 echo "bench: seed reference data"
 AIDOCK__DATABASE__NAME=o_1 AIDOCK__DATABASE__OWNER=o_1 "$bin" seed -q
 pg_dump --data-only --inserts -t roles -t departments -t llm_configurations -t department_quotas \
@@ -203,6 +256,8 @@ $(rustc --version).
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |
 | \`migrate verify\` on the 0001 schema (scratch database, replay, two catalog reads, drop) | $verify_ours ms | $verify_floor ms: \`psql -1\` applying the same up scripts to an empty database | $(ratio "$verify_ours" "$verify_floor") | <= 2 |${corpus_row:+
 $corpus_row}
+| \`migrate up\` (\`ALTER TABLE users ADD COLUMN\`) behind an 8 s report on \`users\`, 4 pgbench clients on \`users\` + \`usage_logs\`: slowest app transaction (p99; failed) | $tr_ours_max ms ($tr_ours_p99 ms; $tr_ours_failed failed); the migration took $tr_ours_mig ms | $tr_psql_max ms ($tr_psql_p99 ms; $tr_psql_failed failed) with \`psql -1\` (took $tr_psql_mig ms) | $(ratio "$tr_ours_max" "$tr_psql_max") | slowest <= 1500 ms |
+| the same ALTER followed, in the same run, by a 3 s statement that locks nothing the app needs (a backfill; no report): slowest app transaction (p99; failed) | $tr_two_max ms ($tr_two_p99 ms; $tr_two_failed failed); the run took $tr_two_mig ms | | | the cost of one transaction per run |
 | \`seed\` reference data (4 roles, 6 departments, 8 configurations, 48 quotas) | $seed_ours ms | $seed_floor ms: \`psql -f\` of the same rows as INSERTs (\`pg_dump --inserts\`) | $(ratio "$seed_ours" "$seed_floor") | |
 | \`seed --dev --users 0 --usage-logs $logs\` into an empty table (one run, all or nothing) | $logs_ours ms | $logs_floor ms: \`psql \\copy\` of the same rows, pre-made, into the indexed table | $(ratio "$logs_ours" "$logs_floor") | <= 0.4 |
 | top-up to \`--usage-logs $((logs + topup))\` (indexes kept) | $topup_ours ms | $topup_floor ms: \`psql \\copy\` of the same $topup rows onto the same $logs | $(ratio "$topup_ours" "$topup_floor") | |
