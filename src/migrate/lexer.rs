@@ -59,6 +59,8 @@ pub struct Split {
     pub statements: Vec<Statement>,
     /// Byte offsets of skipped `\restrict` / `\unrestrict` lines, with the command.
     pub skipped: Vec<(usize, String)>,
+    /// The script's own `BEGIN` ... `COMMIT` around all of it, left out (offsets of the two).
+    pub unwrapped: Option<(usize, usize)>,
 }
 
 /// Split `sql` at top-level semicolons, as psql does: not inside quotes, comments, dollar-quoted
@@ -185,6 +187,29 @@ pub fn transaction_control(statement: &Statement, sql: &str) -> Option<String> {
         _ => false,
     };
     control.then(|| words.join(" ").trim().to_string())
+}
+
+/// `BEGIN`, `BEGIN WORK`, `BEGIN TRANSACTION` or `START TRANSACTION`, with nothing more (no
+/// isolation level or access mode, which would mean something inside the run's transaction).
+#[must_use]
+pub fn plain_begin(statement: &Statement, sql: &str) -> bool {
+    let words = leading_words(statement.text(sql), 4);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["BEGIN"] | ["BEGIN", "WORK" | "TRANSACTION"] | ["START", "TRANSACTION"]
+    )
+}
+
+/// `COMMIT` or `END` (`WORK` / `TRANSACTION` allowed), with nothing more (not `AND CHAIN`).
+#[must_use]
+pub fn plain_commit(statement: &Statement, sql: &str) -> bool {
+    let words = leading_words(statement.text(sql), 4);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["COMMIT" | "END"] | ["COMMIT" | "END", "WORK" | "TRANSACTION"]
+    )
 }
 
 /// The first `n` words of a statement, upper-cased, skipping comments.
@@ -448,6 +473,32 @@ mod tests {
                 command: "connect".into()
             }
         );
+    }
+
+    #[test]
+    fn only_plain_wrappers_are_wrappers() {
+        let first = |sql: &str| split(sql).expect("split").statements[0].clone();
+        for begin in [
+            "BEGIN;",
+            "begin work;",
+            "BEGIN TRANSACTION; -- wrap, please",
+            "START TRANSACTION;",
+        ] {
+            assert!(plain_begin(&first(begin), begin), "{begin}");
+        }
+        for not in [
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;",
+            "START TRANSACTION READ ONLY;",
+            "COMMIT;",
+        ] {
+            assert!(!plain_begin(&first(not), not), "{not}");
+        }
+        for commit in ["COMMIT;", "end;", "COMMIT WORK;", "END TRANSACTION;"] {
+            assert!(plain_commit(&first(commit), commit), "{commit}");
+        }
+        for not in ["COMMIT AND CHAIN;", "ROLLBACK;", "COMMIT PREPARED 'x';"] {
+            assert!(!plain_commit(&first(not), not), "{not}");
+        }
     }
 
     #[test]

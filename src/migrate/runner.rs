@@ -525,6 +525,13 @@ async fn run_statements(
     opts: &Options,
 ) -> anyhow::Result<()> {
     let split = script.statements()?;
+    if let Some((begin, _)) = split.unwrapped {
+        let (line, _) = lexer::line_col(&script.sql, begin);
+        (opts.log)(&format!(
+            "note: {}:{line}: the file's own BEGIN ... COMMIT around all of it was left out: the run's one transaction holds it already",
+            script.file
+        ));
+    }
     for (offset, command) in &split.skipped {
         let (line, _) = lexer::line_col(&script.sql, *offset);
         (opts.log)(&format!(

@@ -53,10 +53,28 @@ impl Script {
     /// # Errors
     /// The first problem, as `file:line:column: what; what to do`.
     pub fn statements(&self) -> anyhow::Result<lexer::Split> {
-        let split = lexer::split(&self.sql).map_err(|e| {
+        let mut split = lexer::split(&self.sql).map_err(|e| {
             let (line, col) = lexer::line_col(&self.sql, e.offset());
             anyhow::anyhow!("{}:{line}:{col}: {}", self.file, e.describe())
         })?;
+        // A file written for golang-migrate or by hand often wraps itself in BEGIN; ... COMMIT;.
+        // As its first and last statements, with nothing else controlling the transaction, the
+        // wrapper does nothing inside the run's transaction: it is left out (and said).
+        if !self.no_transaction
+            && split.statements.len() >= 2
+            && split
+                .statements
+                .first()
+                .is_some_and(|s| lexer::plain_begin(s, &self.sql))
+            && split
+                .statements
+                .last()
+                .is_some_and(|s| lexer::plain_commit(s, &self.sql))
+        {
+            let last = split.statements.pop().expect("two or more");
+            let first = split.statements.remove(0);
+            split.unwrapped = Some((first.first_token, last.first_token));
+        }
         for statement in &split.statements {
             if let Some(command) = lexer::transaction_control(statement, &self.sql) {
                 let (line, col) = lexer::line_col(&self.sql, statement.first_token);

@@ -76,9 +76,20 @@ async fn transaction_control_in_a_script_is_refused_before_anything_runs() {
             "CREATE TABLE b (id int);\nSELECT 1/0;\n",
         ),
     ]);
+    // A file's own BEGIN ... COMMIT around all of it (issue #30) is left out: it is part of the
+    // run's one transaction, which 0002's failure rolls back whole.
     let out = expect_exit(migrate(&t, &dir).arg("up"), 1);
     let err = stderr(&out);
-    assert!(err.contains("0001_own_tx.up.sql:2:1: `BEGIN`"), "{err}");
+    assert!(err.contains("0002_fails.up.sql"), "{err}");
+    assert_eq!(state(&t).await, (vec![], vec![]), "nothing stays: {err}");
+    // A COMMIT in the middle is still refused, before anything runs.
+    let dir = dir_with(&[(
+        "0001_own_tx.up.sql",
+        "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nCREATE TABLE b (id int);\nCOMMIT;\n",
+    )]);
+    let out = expect_exit(migrate(&t, &dir).arg("up"), 1);
+    let err = stderr(&out);
+    assert!(err.contains("0001_own_tx.up.sql:3:1: `COMMIT`"), "{err}");
     assert!(err.contains("remove the transaction statements"), "{err}");
     assert_eq!(state(&t).await, (vec![], vec![]), "nothing ran: {err}");
 
@@ -121,6 +132,36 @@ async fn transaction_control_in_a_script_is_refused_before_anything_runs() {
         state(&t).await,
         (vec!["a".to_string(), "alembic_version".into()], vec![1])
     );
+    // A wrapped file (golang-migrate style, lower case, a comment after BEGIN) applies, said.
+    let dir = dir_with(&[
+        (
+            "0001_savepoint.up.sql",
+            "CREATE TABLE a (id int);\nSAVEPOINT s;\nCREATE TABLE b (id int);\nROLLBACK TO SAVEPOINT s;\nRELEASE s;\n",
+        ),
+        (
+            "0002_wrapped.up.sql",
+            "begin; -- golang-migrate, by hand\nCREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\ncommit;\n",
+        ),
+    ]);
+    let out = run_ok_err(migrate(&t, &dir).arg("up"));
+    assert!(
+        out.contains("0002_wrapped.up.sql:1: the file's own BEGIN ... COMMIT"),
+        "{out}"
+    );
+    assert_eq!(
+        state(&t).await,
+        (
+            vec!["a".to_string(), "alembic_version".into(), "c".into()],
+            vec![1, 2]
+        )
+    );
+}
+
+/// Run, expect success, return stderr.
+fn run_ok_err(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
 }
 
 #[tokio::test]
