@@ -131,6 +131,12 @@ impl Target {
         self.config.get_dbname().unwrap_or_else(|| self.user())
     }
 
+    /// How many hosts the URL lists (several: a high-availability setup, one of them primary).
+    #[must_use]
+    pub fn host_count(&self) -> usize {
+        self.config.get_hosts().len()
+    }
+
     /// A URL for people: the password is masked; every host and `target_session_attrs` are
     /// kept, so what is printed reaches the same server (the primary of an HA group).
     #[must_use]

@@ -98,6 +98,11 @@ pub async fn expected_and_live(
     meta: bool,
 ) -> anyhow::Result<(catalog::Catalog, catalog::Catalog)> {
     let admin_client = admin.connect().await?;
+    // The scratch database needs the primary; a standby is said as such (exit 4), not as a
+    // failed CREATE DATABASE in a read-only transaction.
+    if let db::Writable::Standby = db::writable(&admin_client).await? {
+        return Err(db::standby_error(admin));
+    }
     require_createdb(&admin_client, admin).await?;
     drop_stale_scratch_databases(&admin_client).await;
     let options = ReadOptions {

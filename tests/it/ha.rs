@@ -78,6 +78,23 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
     );
     let out = run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).arg("init"));
     assert!(out.contains("applied 0001"), "{out}");
+    // The printed app URL keeps every host and target_session_attrs (issue #34).
+    assert!(
+        out.contains(&format!(
+            "@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
+            standby.port(),
+            primary.port(),
+            t.name
+        )),
+        "{out}"
+    );
+    // doctor under the HA URL: asynchronous replication is reported, with the setting.
+    let out = expect_exit(t.cmd().env("AIDOCK_ADMIN_URL", &both).arg("doctor"), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("asynchronous") && text.contains("synchronous_standby_names"),
+        "{text}"
+    );
 
     // Only the standby: init (as admin) and migrate up (as the app) refuse with exit 4.
     let only = format!(
@@ -109,6 +126,26 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // verify and doctor on the standby alone: the standby message, not a raw read-only error.
+    let out = expect_exit(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", &only)
+            .args(["migrate", "verify"]),
+        4,
+    );
+    assert!(
+        stderr(&out).contains("read-only standby")
+            && stderr(&out).contains("target_session_attrs=read-write"),
+        "{}",
+        stderr(&out)
+    );
+    let out = expect_exit(t.cmd().env("AIDOCK_ADMIN_URL", &only).arg("doctor"), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("read-only standby") && text.contains("target_session_attrs=read-write"),
+        "{text}"
+    );
+    assert!(!text.contains("read-only transaction"), "{text}");
     let dir = migrations_dir(&[("0002_more.up.sql", "CREATE TABLE more (id int);\n")]);
     let out = expect_exit(
         t.cmd()

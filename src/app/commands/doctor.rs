@@ -271,6 +271,22 @@ async fn server_checks(
             return;
         }
     }
+    // A standby can be read, but init, migrations, seeds and verify's scratch database need the
+    // primary: said here, instead of each later check failing with a raw read-only error.
+    if let Ok(db::Writable::Standby) = db::writable(&client).await {
+        checks.fail(
+            "primary",
+            format!(
+                "{} is a read-only standby (pg_is_in_recovery() is true)",
+                admin.describe()
+            ),
+            "point server.admin_url at the primary, or list every host with target_session_attrs=read-write (postgresql://h1:5432,h2:5432/postgres?target_session_attrs=read-write)",
+        );
+        return;
+    }
+    if admin.host_count() > 1 {
+        replication_check(&client, checks).await;
+    }
     let d = &settings.database;
     // A database built by other tools (no ledger of ours, but tables): `init` refuses it, and
     // `migrate baseline` adopts it (owner and schema public included), so that is the advice.
@@ -483,6 +499,39 @@ async fn server_checks(
             "each line names an object changed by hand; undo the changes (`aidock-provision migrate verify --fix` prints the SQL that does, for psql), or capture them: `aidock-provision migrate diff NAME --to <the schema as it is>` writes the migration, and `aidock-provision migrate baseline` then records it as applied (it checks the schema equals what the migrations make)",
         ),
         Err(e) => checks.fail("schema", format!("{e:#}"), "run `aidock-provision migrate verify` and read its error"),
+    }
+}
+
+/// Under a URL listing several hosts (a failover setup): whether a commit the primary
+/// acknowledges is on a standby too, or can be lost when another node is promoted.
+async fn replication_check(client: &tokio_postgres::Client, checks: &mut Checks) {
+    let Ok(row) = client
+        .one(
+            "SELECT (SELECT count(*) FROM pg_stat_replication),
+                    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')),
+                    current_setting('synchronous_commit')",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    let (standbys, synchronous, commit): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+    if standbys > 0 && (synchronous == 0 || matches!(commit.as_str(), "off" | "local")) {
+        checks.fail(
+            "replication",
+            format!(
+                "{standbys} standby(s), all asynchronous (synchronous_commit = {commit}): a commit acknowledged here (a migration, a seed) can be lost if another node is promoted before it arrives"
+            ),
+            "make commits wait for a standby: set synchronous_standby_names (e.g. 'ANY 1 (*)') with synchronous_commit = on or remote_apply; under Patroni, `synchronous_mode: true` in the cluster's dynamic configuration (patronictl edit-config)",
+        );
+    } else if standbys > 0 {
+        checks.pass(
+            "replication",
+            format!(
+                "{standbys} standby(s), {synchronous} synchronous (synchronous_commit = {commit})"
+            ),
+        );
     }
 }
 
