@@ -129,7 +129,7 @@ pub struct Global {
     pub wait: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Create the login role and the database (or reconcile them), then migrate to head.
     Init(InitArgs),
@@ -186,7 +186,7 @@ pub struct DevArgs {
     pub rng_seed: Option<u64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TemplateArgs {
     /// The template database's name [default: <database.name>_template].
     #[arg(long, value_name = "NAME")]
@@ -195,7 +195,7 @@ pub struct TemplateArgs {
     pub dev: DevArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Exit 1 when migrations are pending too (by default only problems make it fail), as
     /// dbmate's `status --exit-code`.
@@ -203,7 +203,7 @@ pub struct StatusArgs {
     pub exit_code: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InitArgs {
     /// Create the role and database only; do not apply migrations.
     #[arg(long)]
@@ -217,7 +217,7 @@ pub struct InitArgs {
     pub from_template: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum LocalCommand {
     /// Create (if needed) and start the cluster; a running cluster is left as it is.
     Start,
@@ -236,7 +236,7 @@ pub enum LocalCommand {
     Destroy,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
     /// Apply pending migrations (to head, or up to --to).
     Up {
@@ -318,7 +318,7 @@ pub enum MigrateCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[group(skip)]
 #[command(group = clap::ArgGroup::new("down_target").required(true).multiple(false))]
 pub struct DownArgs {
@@ -336,7 +336,7 @@ pub struct DownArgs {
     pub force: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BaselineArgs {
     /// Adopt as this version (default: the newest migration).
     #[arg(long, value_name = "VERSION")]
@@ -355,7 +355,7 @@ pub struct BaselineArgs {
     pub force: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LintArgs {
     /// Files to check (default: every up script of the migrations).
     pub files: Vec<std::path::PathBuf>,
@@ -364,7 +364,7 @@ pub struct LintArgs {
     pub pending: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DiffArgs {
     /// The new migration's name: lower-case letters, digits and underscores.
     pub name: String,
@@ -379,7 +379,7 @@ pub struct DiffArgs {
     pub allow_data_loss: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Plan a downgrade instead (with --to, --steps or --base).
     #[arg(long)]
@@ -398,7 +398,7 @@ pub struct PlanArgs {
     pub offline: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SeedArgs {
     #[command(flatten)]
     pub dev: DevArgs,
@@ -407,7 +407,7 @@ pub struct SeedArgs {
     pub overwrite: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ResetArgs {
     /// Allow this in the production profile (it still asks for confirmation unless --yes).
     #[arg(long)]

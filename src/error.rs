@@ -14,6 +14,9 @@ pub enum Kind {
     Unreachable,
     /// Ctrl-C (exit 130, as a shell reports SIGINT), after cleaning up.
     Interrupted,
+    /// The server was lost in the middle of the run (failover, restart), or a commit is not on
+    /// the current primary (exit 4, as unreachable; `--wait` runs the command again).
+    Lost,
 }
 
 impl Kind {
@@ -23,7 +26,7 @@ impl Kind {
         match self {
             Kind::Usage => 2,
             Kind::Refused => 3,
-            Kind::Unreachable => 4,
+            Kind::Unreachable | Kind::Lost => 4,
             Kind::Interrupted => 130,
         }
     }
@@ -82,12 +85,52 @@ pub fn and_also(err: &anyhow::Error, more: &str) -> anyhow::Error {
     }
 }
 
+/// SQLSTATEs that mean the server went away under a run: terminated by an administrator or a
+/// crash (57P01, 57P02), shutting down or starting (57P03), and a read-only transaction where
+/// the run had checked it could write (25006: the node was demoted meanwhile).
+const LOST: [&str; 4] = ["57P01", "57P02", "57P03", "25006"];
+
+/// Whether `err` says the server was lost in the middle of a run (a failover, a restart, a
+/// crash), as opposed to a refusal or a failing statement: the connection closed, or one of
+/// [`LOST`]. What was in flight was rolled back by the server; running the command again (every
+/// command is idempotent) finishes it.
+#[must_use]
+pub fn server_lost(err: &anyhow::Error) -> bool {
+    match err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
+        Some(c) if c.kind == Kind::Lost => return true,
+        // A refusal, a usage error or Ctrl-C is what it says, whatever text it quotes.
+        Some(c) if c.kind != Kind::Unreachable => return false,
+        _ => {}
+    }
+    let typed = err.chain().any(|e| {
+        e.downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(|pg| pg.is_closed() || pg.code().is_some_and(|c| LOST.contains(&c.code())))
+    });
+    // Many messages carry the server's error as text (file, line and column added).
+    let text = format!("{err:#}");
+    typed
+        || text.contains("connection closed")
+        || LOST
+            .iter()
+            .any(|code| text.contains(&format!("(SQLSTATE {code})")))
+}
+
+/// The server was lost mid-run, or a commit it acknowledged is not on the current primary
+/// (exit 4; `--wait` runs the command again).
+pub fn lost(message: impl Into<String>) -> anyhow::Error {
+    classified(Kind::Lost, message)
+}
+
 /// The exit code for an error: the first classified error in its chain (a connection that
-/// could not be made counts as unreachable when the server is down, full or starting), else 1.
+/// could not be made counts as unreachable when the server is down, full or starting; a server
+/// lost mid-run too), else 1.
 #[must_use]
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(c) = err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
         return c.kind.exit_code();
+    }
+    if server_lost(err) {
+        return Kind::Lost.exit_code();
     }
     match connect_reason(err) {
         Some(Reason::Unreachable | Reason::NoSlot | Reason::StartingUp) => {

@@ -39,13 +39,59 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = settings::Settings::load(&cli.global)?;
-    match cli.command {
-        Command::Init(args) => commands::init::run(&settings, &args),
-        Command::Seed(args) => commands::seed::run(&settings, &args),
-        Command::Migrate(cmd) => commands::migrate::run(&settings, cmd),
-        Command::Reset(args) => commands::reset::run(&settings, &args),
-        Command::Local(cmd) => commands::local::run(&settings, &cmd),
-        Command::Template(args) => commands::template::run(&settings, &args),
+    // A server lost in the middle of a run (a failover, a restart) rolled back what was in
+    // flight. Under --wait the command runs again from the start through the same URL (every
+    // command is idempotent: ledger, run records and catalog are read again), within the wait;
+    // without it, exit 4 says so.
+    let started = std::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        let result = dispatch(&settings, cli.command.clone());
+        match result {
+            Err(e) if error::server_lost(&e) => {
+                let wait = settings.server.wait;
+                let left = wait.saturating_sub(started.elapsed());
+                if !left.is_zero() {
+                    attempt += 1;
+                    crate::errln!(
+                        "the server was lost in the middle of the run ({}): what was in flight was rolled back; running the command again through the same URL (attempt {attempt}, --wait has {} s left)",
+                        first_line(&e),
+                        left.as_secs()
+                    );
+                    std::thread::sleep(std::time::Duration::from_secs(1).min(left));
+                    continue;
+                }
+                return Err(e.context(if wait.is_zero() {
+                    "the server went away in the middle of the run (a failover, a restart or a crash): the server rolled back what was in flight; run the same command again (it picks up where the database is), or add --wait 60s to wait for the new primary and re-run by itself".to_string()
+                } else {
+                    format!(
+                        "the server went away in the middle of the run and --wait ({} s) ran out over {attempt} attempt(s): the server rolled back what was in flight; run the same command again once the server is back",
+                        wait.as_secs()
+                    )
+                }));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The first line of an error's message (the cause, for a one-line notice).
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn dispatch(settings: &settings::Settings, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init(args) => commands::init::run(settings, &args),
+        Command::Seed(args) => commands::seed::run(settings, &args),
+        Command::Migrate(cmd) => commands::migrate::run(settings, cmd),
+        Command::Reset(args) => commands::reset::run(settings, &args),
+        Command::Local(cmd) => commands::local::run(settings, &cmd),
+        Command::Template(args) => commands::template::run(settings, &args),
         Command::Doctor | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled above")
         }

@@ -594,6 +594,21 @@ pub fn describe_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A test hook: when the environment variable `var` names a file, wait (up to two minutes) until
+/// that file exists. The HA tests use it to demote a node between a commit and the check that
+/// follows; unset, it does nothing.
+pub async fn pause_for_tests(var: &str) {
+    let Some(path) = std::env::var_os(var) else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    let _ = std::fs::write(path.with_extension("reached"), b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Run a future to completion on a new runtime; the CLI is synchronous at the top.
 ///
 /// # Errors

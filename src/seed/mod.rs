@@ -265,17 +265,34 @@ pub async fn seed(
         )),
     };
     progress.finish_and_clear();
+    // Under a URL listing several hosts, a dev seed is confirmed on the current primary after
+    // its commit: the run record carries this transaction's timestamp.
+    let confirm = dev_options.is_some() && target.host_count() > 1;
     let result = match result {
-        Ok(report) => tx
-            .commit()
-            .await
-            .map(|()| report)
-            .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-            .context("committing the seed data"),
+        Ok(report) => {
+            let stamp = if confirm {
+                tx.one("SELECT now()::text", &[])
+                    .await
+                    .ok()
+                    .map(|r| r.get::<_, String>(0))
+            } else {
+                None
+            };
+            tx.commit()
+                .await
+                .map(|()| (report, stamp))
+                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+                .context("committing the seed data")
+        }
         Err(e) => {
             drop(tx);
             Err(e)
         }
+    };
+    let result = match result {
+        Ok((report, Some(stamp))) => confirm_on_primary(target, &stamp).await.map(|()| report),
+        Ok((report, None)) => Ok(report),
+        Err(e) => Err(e),
     };
     // Whatever ended the run, its staging tables go with it (moved-in ones were already dropped
     // by the committed transaction).
@@ -286,6 +303,39 @@ pub async fn seed(
         return result.map_err(|e| crate::error::and_also(&e, &format!("{clean:#}")));
     }
     result
+}
+
+/// After the commit, on a new connection (the current primary, through the URL's hosts and
+/// `target_session_attrs`): the run record written with this transaction's timestamp must be
+/// there. A node that acknowledged the commit and was demoted before a standby received it
+/// (asynchronous replication) must not make the run report success.
+async fn confirm_on_primary(target: &Target, stamp: &str) -> anyhow::Result<()> {
+    crate::db::pause_for_tests("AIDOCK_TEST_PAUSE_AFTER_COMMIT").await;
+    let client = target.connect().await?;
+    let table: bool = client
+        .one(
+            "SELECT to_regclass('aidock_provision.seed_runs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .context("confirming the seed on the current primary")?
+        .get(0);
+    let there: bool = table
+        && client
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM aidock_provision.seed_runs WHERE updated_at = $1::timestamptz)",
+                &[(&stamp, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .context("confirming the seed on the current primary")?
+            .get(0);
+    if there {
+        return Ok(());
+    }
+    Err(crate::error::lost(format!(
+        "the server acknowledged the seed, but the primary now reached through {} does not have it: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
+        target.describe()
+    )))
 }
 
 /// The largest `--users` and `--usage-logs` a run accepts (memory for users; a day's work for

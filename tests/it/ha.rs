@@ -167,3 +167,286 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
     let _ = standby.stop();
     let _ = primary.stop();
 }
+
+/// Promote `standby` (it becomes the primary the multi-host URL reaches).
+async fn promote(standby: &LocalPg) {
+    let url = standby.admin_url().expect("url");
+    let client = crate::support::connect(&url).await;
+    client
+        .query_one("SELECT pg_promote(true, 60)", &[])
+        .await
+        .expect("pg_promote");
+}
+
+/// Issue #34: a run that loses its primary in the middle (stopped, the standby promoted) runs
+/// again under `--wait` on the new primary and succeeds once; without `--wait` it exits 4 saying
+/// the run was rolled back and how to re-run.
+#[tokio::test]
+async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without() {
+    let primary = dedicated_cluster("lostprimary", Vec::new());
+    let standby = standby_of(&primary);
+    let password = primary.admin_password().expect("password");
+    let t = TestDb::new("halost");
+    let both = format!(
+        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
+    let dir = migrations_dir(&[
+        (
+            "0002_slow.up.sql",
+            "SELECT pg_sleep(4);\nCREATE TABLE slow (id int);\n",
+        ),
+        (
+            "0003_slower.up.sql",
+            "SELECT pg_sleep(4);\nCREATE TABLE slower (id int);\n",
+        ),
+    ]);
+    // Wait for the standby to have the app's database and role.
+    let app_on_standby = format!(
+        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
+        n = t.name,
+        p = t.password,
+        port = standby.port()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio_postgres::connect(&app_on_standby, tokio_postgres::NoTls)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Under --wait: the primary stops 1.5 s into 0002; the standby is promoted; the run goes
+    // again on it and applies 0002 (and then 0003, 8 s of sleeping in all) once.
+    let mut cmd = t.cmd();
+    cmd.env("AIDOCK_ADMIN_URL", &both)
+        .arg("--migrations-dir")
+        .arg(&dir)
+        .args(["--wait", "90s", "migrate", "up", "--to", "2"]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    primary.stop().expect("stopping the primary");
+    promote(&standby).await;
+    let out = run.await.expect("join");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the server was lost in the middle of the run")
+            && err.contains("running the command again"),
+        "{err}"
+    );
+    let new_primary = crate::support::connect(&format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
+        standby.port(),
+        t.name
+    ))
+    .await;
+    let versions: Vec<i64> = new_primary
+        .query(
+            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2], "0002 applied once, on the new primary");
+
+    // Without --wait: the (new) primary stops mid-run: exit 4, rolled back, how to re-run.
+    let mut cmd = t.cmd();
+    cmd.env("AIDOCK_ADMIN_URL", &both)
+        .arg("--migrations-dir")
+        .arg(&dir)
+        .args(["migrate", "up"]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(new_primary);
+    standby.stop().expect("stopping");
+    let out = run.await.expect("join");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("went away in the middle of the run") && err.contains("--wait"),
+        "{err}"
+    );
+    standby.start().expect("restart");
+    let client = crate::support::connect(&format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
+        standby.port(),
+        t.name
+    ))
+    .await;
+    let versions: i64 = client
+        .query_one("SELECT count(*) FROM aidock_provision.schema_history", &[])
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(versions, 2, "0003 was rolled back");
+    let _ = standby.stop();
+}
+
+/// Issue #34: a commit the primary acknowledged, then lost in a failover (the standby, cut off
+/// from replication, is promoted before it receives it), is not reported as success.
+#[tokio::test]
+async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
+    let primary = dedicated_cluster("lostcommit", Vec::new());
+    let standby = standby_of(&primary);
+    let password = primary.admin_password().expect("password");
+    let t = TestDb::new("halostc");
+    let both = format!(
+        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
+    // The standby has the app's database; then it stops receiving.
+    let on_standby = format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
+        standby.port()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = crate::support::connect(&on_standby).await;
+        let there: bool = s
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                &[&t.name],
+            )
+            .await
+            .expect("db")
+            .get(0);
+        if there {
+            s.simple_query("ALTER SYSTEM SET primary_conninfo = ''")
+                .await
+                .expect("cut replication");
+            s.simple_query("SELECT pg_reload_conf()")
+                .await
+                .expect("reload");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let gate = scratch_dir("gate").with_extension("go");
+    let dir = migrations_dir(&[("0002_more.up.sql", "CREATE TABLE more (id int);\n")]);
+    let mut cmd = t.cmd();
+    cmd.env("AIDOCK_ADMIN_URL", &both)
+        .env("AIDOCK_TEST_PAUSE_AFTER_COMMIT", &gate)
+        .arg("--migrations-dir")
+        .arg(&dir)
+        .args(["migrate", "up"]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
+    // Committed on the primary: now it fails over to the standby that never got it.
+    let reached = gate.with_extension("reached");
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while !reached.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    primary.stop().expect("stopping the primary");
+    promote(&standby).await;
+    std::fs::write(&gate, b"").expect("gate");
+    let out = run.await.expect("join");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "not a success: {err}");
+    assert!(
+        err.contains("0002_more") && err.contains("does not have it"),
+        "{err}"
+    );
+    let _ = standby.stop();
+}
+
+/// Issue #34: `seed --dev --wait` whose primary is lost while it loads runs again on the new
+/// primary and leaves exactly the requested logs there, in one invocation.
+#[tokio::test]
+async fn seed_dev_under_wait_rides_over_a_failover() {
+    let primary = dedicated_cluster("seedfail", Vec::new());
+    let standby = standby_of(&primary);
+    let password = primary.admin_password().expect("password");
+    let t = TestDb::new("haseed");
+    let both = format!(
+        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["seed", "-q"]));
+    let app_on_standby = format!(
+        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
+        n = t.name,
+        p = t.password,
+        port = standby.port()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio_postgres::connect(&app_on_standby, tokio_postgres::NoTls)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut child = t
+        .cmd()
+        .env("AIDOCK_ADMIN_URL", &both)
+        .args([
+            "--wait",
+            "90s",
+            "seed",
+            "--dev",
+            "--users",
+            "5",
+            "--usage-logs",
+            "200000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("seed");
+    let on_primary = crate::support::connect(&format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
+        primary.port(),
+        t.name
+    ))
+    .await;
+    crate::seed::wait_for_copy(&on_primary, &mut child).await;
+    drop(on_primary);
+    primary.stop().expect("stopping the primary");
+    promote(&standby).await;
+    let out = child.wait_with_output().expect("seed");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("running the command again"),
+        "the failover hit the run: {err}"
+    );
+    let new_primary = crate::support::connect(&format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
+        standby.port(),
+        t.name
+    ))
+    .await;
+    assert_eq!(
+        crate::seed::count(&new_primary, "usage_logs").await,
+        200_000
+    );
+    crate::seed::quotas_match_logs(&new_primary).await;
+    let _ = standby.stop();
+}
