@@ -463,7 +463,7 @@ mod tests {
         let ms = source::from_files(
             [(
                 "0001_tx.up.sql",
-                "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;".to_string(),
+                "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nCREATE TABLE b (id int);".to_string(),
             )],
             "test",
         )
