@@ -151,6 +151,9 @@ pub struct Migrate {
     pub lock_timeout: Duration,
     /// How long a run keeps trying again after a lock wait timed out (0: never).
     pub lock_retry_for: Duration,
+    /// The schemas the migrations own (empty: every non-system schema); the others are the
+    /// platform's.
+    pub schemas: Vec<String>,
     pub statement_timeout: Duration,
     pub wait_timeout: Duration,
 }
@@ -187,7 +190,10 @@ impl Settings {
     /// A usage error naming the key and its source for any unknown key or bad value.
     pub fn load(global: &Global) -> anyhow::Result<Settings> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        Settings::load_with(global, &env)
+        let settings = Settings::load_with(global, &env)?;
+        // The engine's one process-wide setting (see schema::scope): which schemas are ours.
+        crate::schema::scope::set_owned(settings.migrate.schemas.clone());
+        Ok(settings)
     }
 
     /// Load settings from an explicit environment map (tests pass their own).
@@ -603,6 +609,24 @@ impl Reader {
         }
     }
 
+    /// A comma-separated list of names (schema names as they are, case kept), possibly empty.
+    fn name_list(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let s = self.string(key)?;
+        let names: Vec<String> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        if names.iter().any(|n| n.len() > 63 || n.contains('\0')) {
+            return Err(self.bad(
+                key,
+                "schema names (at most 63 bytes each) separated by commas, e.g. \"public\"",
+            ));
+        }
+        Ok(names)
+    }
+
     fn duration(&self, key: &str) -> anyhow::Result<Duration> {
         let s = self.string(key)?;
         parse_duration(&s).ok_or_else(|| {
@@ -733,6 +757,7 @@ impl Reader {
                 dir: self.optional("migrate.dir")?.map(PathBuf::from),
                 lock_timeout: self.duration("migrate.lock_timeout")?,
                 lock_retry_for: self.duration("migrate.lock_retry_for")?,
+                schemas: self.name_list("migrate.schemas")?,
                 statement_timeout: self.duration("migrate.statement_timeout")?,
                 wait_timeout: self.duration("migrate.wait_timeout")?,
             },

@@ -595,6 +595,7 @@ async fn run_transaction(
         let options = ReadOptions {
             exclude: &verify::ENGINE_TABLES,
             meta: false,
+            platform: false,
         };
         let reached = catalog::read(&tx, options).await?;
         let mut drift = crate::schema::diff::diff(expected, &reached);

@@ -85,6 +85,7 @@ pub struct Scratchpad<'a> {
 const READ: ReadOptions<'static> = ReadOptions {
     exclude: &verify::ENGINE_TABLES,
     meta: true,
+    platform: false,
 };
 
 fn pseudo(version: i64, name: &str, up: Script, down: Option<Script>) -> Migration {
@@ -134,6 +135,18 @@ pub async fn generate(
     for name in [current.name.clone(), target.name.clone()] {
         let public = Some((pad.app.user().to_string(), false));
         prepared = prepared.and(verify::mirror_public_schema(pad.admin, public, &name).await);
+    }
+    // The platform's schemas (outside migrate.schemas), copied from the app's database into both.
+    if !crate::schema::scope::owned().is_empty() {
+        match pad.app.connect().await {
+            Ok(source) => {
+                for name in [current.name.clone(), target.name.clone()] {
+                    prepared =
+                        prepared.and(verify::mirror_platform(&source, pad.admin, &name).await);
+                }
+            }
+            Err(e) => prepared = prepared.and(Err(e)),
+        }
     }
     if let Err(e) = prepared {
         let _ = current.drop(&admin).await;

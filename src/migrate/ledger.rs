@@ -92,6 +92,7 @@ WITH objects AS (
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
       AND n.nspname NOT IN ('information_schema', 'aidock_provision') AND n.nspname NOT LIKE 'pg\\_%'
+      AND /*SCOPE*/
       -- Other migration tools' bookkeeping alone is no schema (the backend's Alembic with no
       -- revision of its own leaves an empty alembic_version; golang-migrate, Flyway, goose,
       -- sqlx and diesel leave theirs): our migrations may run beside it.
@@ -103,19 +104,21 @@ WITH objects AS (
     UNION ALL
     SELECT 'function ' || p.oid::regprocedure::text
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' AND /*SCOPE*/
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
     UNION ALL
     SELECT 'type ' || format_type(t.oid, NULL)
     FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
     WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND /*SCOPE*/
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
     UNION ALL
     SELECT 'schema ' || quote_ident(n.nspname)
     FROM pg_namespace n
     WHERE n.nspname NOT IN ('public', 'information_schema', 'aidock_provision') AND n.nspname NOT LIKE 'pg\\_%'
+      AND /*SCOPE*/
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
 )
@@ -139,7 +142,9 @@ pub struct Foreign {
 /// objects; else what is there (a schema made by other tools: Alembic, `create_all`, by hand).
 pub async fn foreign_objects(client: &impl GenericClient) -> anyhow::Result<Option<Foreign>> {
     // Simple protocol, as every ledger read (PgBouncer in transaction mode).
-    let rows = simple_rows(client, FOREIGN_OBJECTS).await?;
+    // migrate.schemas: objects in the platform's schemas are not foreign.
+    let query = FOREIGN_OBJECTS.replace("/*SCOPE*/", &crate::schema::scope::condition("n.nspname"));
+    let rows = simple_rows(client, &query).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };

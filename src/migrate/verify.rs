@@ -108,6 +108,7 @@ pub async fn expected_and_live(
     let options = ReadOptions {
         exclude: &ENGINE_TABLES,
         meta,
+        platform: false,
     };
     let (locale, public) = live_settings(live).await?;
     // The live catalog is read while the server creates the scratch database.
@@ -119,9 +120,20 @@ pub async fn expected_and_live(
     let work = async {
         let found = found?;
         mirror_public_schema(admin, public, &scratch.name).await?;
+        mirror_platform(live, admin, &scratch.name).await?;
         let mut replay = app.with_dbname(&scratch.name).connect().await?;
         runner::replay(&mut replay, migrations, versions, opts)
             .await
+            .map_err(|e| {
+                // A schema the migrations use but do not make: a platform's (Supabase's auth).
+                if format!("{e:#}").contains("(SQLSTATE 3F000)")
+                    && crate::schema::scope::owned().is_empty()
+                {
+                    e.context("the migrations use a schema they do not make; if a platform made it (Supabase's auth, pg_cron's cron ...), name the migrations' own schemas in migrate.schemas (AIDOCK__MIGRATE__SCHEMAS=public) and verify copies the others into its scratch database")
+                } else {
+                    e
+                }
+            })
             .context("replaying the migrations in a scratch database")?;
         let expected = catalog::read(&replay, options).await?;
         anyhow::Ok((expected, found))
@@ -330,6 +342,59 @@ async fn create_scratch(
                 .context(format!("creating the scratch database `{scratch}`"))
         }
     })
+}
+
+/// Copy the platform's schemas (those outside `migrate.schemas`: Supabase's `auth`, pg_cron's
+/// `cron` ...) from `source` into a scratch database, as the admin, before the migrations run
+/// there: they may reference those objects, which no migration makes. Nothing when every schema
+/// is the migrations'.
+pub(super) async fn mirror_platform(
+    source: &Client,
+    admin: &Target,
+    scratch: &str,
+) -> anyhow::Result<()> {
+    if crate::schema::scope::owned().is_empty() {
+        return Ok(());
+    }
+    let platform = catalog::read(
+        source,
+        ReadOptions {
+            exclude: &[],
+            meta: true,
+            platform: true,
+        },
+    )
+    .await
+    .context("reading the platform's schemas (outside migrate.schemas)")?;
+    let plan = crate::schema::ddl::plan_with(
+        &catalog::Catalog::default(),
+        &platform,
+        admin.user(),
+        crate::schema::ddl::Options {
+            direction: crate::schema::ddl::Direction::Up,
+            one_transaction: true,
+            guess_renames: false,
+        },
+    );
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let sql: Vec<String> = [
+        crate::schema::ddl::Place::Pre,
+        crate::schema::ddl::Place::Main,
+        crate::schema::ddl::Place::Post,
+    ]
+    .into_iter()
+    .filter_map(|p| plan.script(p))
+    .collect();
+    let client = admin.with_dbname(scratch).connect().await?;
+    client
+        .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", sql.join("\n")))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| {
+            format!("copying the platform's schemas (outside migrate.schemas) into the scratch database `{scratch}`")
+        })
 }
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one

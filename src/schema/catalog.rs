@@ -35,6 +35,9 @@ pub struct ReadOptions<'a> {
     pub exclude: &'a [&'a str],
     /// Also read [`Catalog::meta`] and [`Catalog::deps`] (for writing DDL; verify needs neither).
     pub meta: bool,
+    /// Read the platform's schemas (those outside `migrate.schemas`, see [`super::scope`])
+    /// instead of the migrations' own.
+    pub platform: bool,
 }
 
 /// Every object query returns (kind, name, definition). `rels` holds the relations in scope, and
@@ -45,6 +48,8 @@ WITH ns AS (
     WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
       -- Our bookkeeping's own schema (the ledger, seed --dev's run records): no migration makes it.
       AND n.nspname <> 'aidock_provision'
+      -- migrate.schemas: the migrations' own schemas (or, reading the platform's, the others).
+      AND /*SCOPE*/
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
                       AND d.objid = n.oid AND d.deptype = 'e')
 ), rels AS (
@@ -205,7 +210,7 @@ const KINDS: &[&str] = &[
      FROM rels r JOIN pg_policy p ON p.polrelid = r.oid",
     // Extensions, as one object each.
     "SELECT 'extension', quote_ident(e.extname), 'VERSION ' || e.extversion || ' SCHEMA ' || quote_ident(n.nspname)
-     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql'",
+     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' AND /*EXTSCOPE*/",
     // Publications.
     "SELECT 'publication', quote_ident(p.pubname),
             concat_ws(' ', CASE WHEN p.puballtables THEN 'FOR ALL TABLES' END,
@@ -334,7 +339,7 @@ const META: &[&str] = &[
      FROM acls",
     "SELECT '~extension', quote_ident(e.extname),
             json_build_object('schema', n.nspname, 'version', e.extversion)::text
-     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql'",
+     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' AND /*EXTSCOPE*/",
     "SELECT '~type', t.name,
             json_build_object('typtype', t.typtype::text,
               'values', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
@@ -459,13 +464,26 @@ pub async fn read(
         .collect::<Vec<_>>()
         .join(", ");
     let meta: &[&str] = if options.meta { META } else { &[] };
+    // Schema names enter only as literals (scope's quote_literal); everything else is ours.
+    let (scope, ext_scope) = if options.platform {
+        (
+            super::scope::platform_condition("n.nspname"),
+            super::scope::platform_condition("n.nspname"),
+        )
+    } else {
+        let owned = super::scope::condition("n.nspname");
+        // Extensions: all of them as before, unless migrate.schemas limits the scope.
+        (owned.clone(), owned)
+    };
     let query = format!(
         "SET LOCAL search_path = public;\n{}{}",
-        SCOPE.replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]")),
+        SCOPE
+            .replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]"))
+            .replace("/*SCOPE*/", &scope),
         KINDS
             .iter()
             .chain(meta)
-            .map(|k| format!("({k})"))
+            .map(|k| format!("({k})").replace("/*EXTSCOPE*/", &ext_scope))
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
     );

@@ -5,3 +5,4 @@
 pub mod catalog;
 pub mod ddl;
 pub mod diff;
+pub mod scope;

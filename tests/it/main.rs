@@ -18,6 +18,7 @@ mod local;
 mod local_root;
 mod migrate;
 mod pgbouncer;
+mod platform;
 mod pytest_plugin;
 mod reset;
 mod seed;

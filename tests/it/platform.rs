@@ -1,0 +1,111 @@
+//! Issue #30: a database a managed platform made schemas in first (Supabase-shaped: `auth` with
+//! `auth.users` and `auth.uid()`, pg_cron's `cron`). With `migrate.schemas` naming the
+//! migrations' own, `init`, `up`, `verify` and `diff` work, migrations reference the platform's
+//! objects, and those objects are left alone.
+
+use crate::support::{TestDb, expect_exit, migrations_dir, run_ok, scratch_dir, stderr};
+
+const PLATFORM: &str = "
+CREATE SCHEMA auth;
+CREATE TABLE auth.users (id uuid PRIMARY KEY, email text);
+CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE
+    AS $$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
+GRANT USAGE ON SCHEMA auth TO PUBLIC;
+GRANT SELECT, REFERENCES ON auth.users TO PUBLIC;
+CREATE SCHEMA cron;
+CREATE TABLE cron.job (jobid bigserial PRIMARY KEY, command text NOT NULL);
+INSERT INTO auth.users VALUES ('00000000-0000-4000-8000-000000000001', 'a@example.com');
+";
+
+const PROFILES: &str =
+    "CREATE TABLE profiles (id uuid PRIMARY KEY REFERENCES auth.users (id), display_name text);
+CREATE FUNCTION my_profile() RETURNS SETOF profiles LANGUAGE sql STABLE
+    AS $$ SELECT * FROM profiles WHERE id = auth.uid() $$;
+";
+
+/// What the platform's objects look like: names, owners, rows.
+async fn platform_state(db: &tokio_postgres::Client) -> String {
+    db.query_one(
+        "SELECT string_agg(x, ', ' ORDER BY x) FROM (
+           SELECT format('%s.%s %s', n.nspname, c.relname, pg_get_userbyid(c.relowner)) AS x
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname IN ('auth', 'cron')
+           UNION ALL SELECT 'users ' || count(*) FROM auth.users
+           UNION ALL SELECT 'uid() ' || pg_get_functiondef('auth.uid()'::regprocedure)) s",
+        &[],
+    )
+    .await
+    .expect("platform")
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_supabase_shaped_database_with_migrate_schemas_set() {
+    let t = TestDb::new("supa");
+    let admin = crate::support::connect(&t.admin_url).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{}\"", t.name))
+        .await
+        .expect("create");
+    let db = t.admin().await;
+    db.batch_execute(PLATFORM).await.expect("the platform");
+    let before = platform_state(&db).await;
+    let dir = migrations_dir(&[
+        ("0002_profiles.up.sql", PROFILES),
+        (
+            "0002_profiles.down.sql",
+            "DROP FUNCTION my_profile();\nDROP TABLE profiles;\n",
+        ),
+    ]);
+    let cmd = |schemas: Option<&str>| {
+        let mut c = t.cmd();
+        if let Some(s) = schemas {
+            c.env("AIDOCK__MIGRATE__SCHEMAS", s);
+        }
+        c.arg("--migrations-dir").arg(&dir);
+        c
+    };
+    // Without the setting, the platform's schemas are objects no migration made: refused.
+    let out = expect_exit(cmd(None).arg("init"), 3);
+    assert!(stderr(&out).contains("schema auth"), "{}", stderr(&out));
+
+    // With it: init and up, the migration referencing auth.users and auth.uid().
+    let out = run_ok(cmd(Some("public")).arg("init"));
+    assert!(out.contains("applied 0002_profiles"), "{out}");
+    run_ok(cmd(Some("public")).args(["migrate", "verify"]));
+    let status = run_ok(cmd(Some("public")).args(["migrate", "status"]));
+    assert!(status.contains("up to date"), "{status}");
+
+    // diff: a desired schema referencing the platform is built on a copy of it.
+    let desired = scratch_dir("supa-desired");
+    std::fs::create_dir_all(&desired).expect("dir");
+    let schema = format!(
+        "{}\n{}",
+        std::fs::read_to_string(dir.join("0001_initial_tables.up.sql")).expect("0001"),
+        PROFILES.replace("display_name text)", "display_name text, bio text)")
+    );
+    std::fs::write(desired.join("schema.sql"), schema).expect("write");
+    let out = run_ok(
+        cmd(Some("public"))
+            .args(["migrate", "diff", "add_bio", "--to"])
+            .arg(desired.join("schema.sql")),
+    );
+    assert!(out.contains("wrote"), "{out}");
+    let up = std::fs::read_to_string(dir.join("0003_add_bio.up.sql")).expect("0003");
+    assert!(
+        up.contains("ALTER TABLE profiles ADD COLUMN bio text"),
+        "{up}"
+    );
+    assert!(
+        !up.contains("auth") && !up.contains("cron"),
+        "nothing about the platform: {up}"
+    );
+    run_ok(cmd(Some("public")).args(["migrate", "up"]));
+    run_ok(cmd(Some("public")).args(["migrate", "verify"]));
+
+    // The platform's objects: as they were.
+    assert_eq!(platform_state(&db).await, before);
+    // Without the setting, verify cannot replay (the scratch database has no auth) and says why.
+    let out = expect_exit(cmd(None).args(["migrate", "verify"]), 1);
+    assert!(stderr(&out).contains("migrate.schemas"), "{}", stderr(&out));
+}
