@@ -395,3 +395,32 @@ async fn a_large_pg_dump_is_generated_from_nothing_and_matches_psql() {
     ));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Issue #30 (class 9): what the desired file says about schema public's privileges is `init`'s,
+/// left out of the pair, and said so instead of without a word.
+#[tokio::test]
+async fn schema_public_privileges_in_the_desired_file_are_left_out_with_a_note() {
+    let t = TestDb::new("diff_public");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    let desired =
+        format!("{base}\nGRANT ALL ON SCHEMA public TO PUBLIC;\nCREATE TABLE notes (id int);\n");
+    write_files(&root, &[("desired.sql", &desired)]);
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "notes", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    let up = std::fs::read_to_string(root.join("sql/0002_notes.up.sql")).expect("up");
+    assert!(up.contains("CREATE TABLE notes"), "{up}");
+    assert!(!up.contains("GRANT"), "left out: {up}");
+    assert!(
+        said.contains("privileges of schema public") || up.contains("privileges of schema public"),
+        "said: {said}\n{up}"
+    );
+}

@@ -389,6 +389,13 @@ impl Planner<'_> {
             for name in names {
                 let k = key(kind, name);
                 if init_owned(&k) {
+                    // Said, not silently dropped: the desired file asks for something init owns.
+                    if self.from.objects.get(&k) != self.to.objects.get(&k) {
+                        self.notes.push(format!(
+                            "the {} of schema public differ in the desired schema, and were left out: they are `init`'s (the database's app role owns schema public and PUBLIC may not create in it); change them by hand if you must, not in a migration",
+                            if k.0 == "owner" { "owner" } else { "privileges" }
+                        ));
+                    }
                     continue;
                 }
                 let before = self.from.objects.get(&k);
