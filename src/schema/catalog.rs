@@ -208,6 +208,18 @@ const KINDS: &[&str] = &[
                    coalesce(' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')', ''),
                    coalesce(' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
      FROM rels r JOIN pg_policy p ON p.polrelid = r.oid",
+    // Collations made with CREATE COLLATION (the server's own are in pg_catalog). Fields read
+    // through to_jsonb: their names change across versions (colliculocale, colllocale).
+    "SELECT 'collation', CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
+                         || quote_ident(c.collname),
+            concat_ws(' ', 'provider ' || c.collprovider::text, 'deterministic ' || c.collisdeterministic::text,
+                      'collate ' || quote_literal(to_jsonb(c) ->> 'collcollate'),
+                      'ctype ' || quote_literal(to_jsonb(c) ->> 'collctype'),
+                      'locale ' || quote_literal(coalesce(to_jsonb(c) ->> 'colliculocale', to_jsonb(c) ->> 'colllocale')),
+                      'rules ' || quote_literal(to_jsonb(c) ->> 'collicurules'))
+     FROM pg_collation c JOIN ns ON ns.oid = c.collnamespace
+     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
+                       AND d.objid = c.oid AND d.deptype = 'e')",
     // Extensions, as one object each.
     "SELECT 'extension', quote_ident(e.extname), 'VERSION ' || e.extversion || ' SCHEMA ' || quote_ident(n.nspname)
      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' AND /*EXTSCOPE*/",
@@ -337,6 +349,15 @@ const META: &[&str] = &[
                     ORDER BY a.n)
              FROM aclexplode(acl) WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, n))::text
      FROM acls",
+    "SELECT '~collation', CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
+                          || quote_ident(c.collname),
+            json_build_object('provider', c.collprovider::text, 'deterministic', c.collisdeterministic::text,
+              'collate', to_jsonb(c) ->> 'collcollate', 'ctype', to_jsonb(c) ->> 'collctype',
+              'locale', coalesce(to_jsonb(c) ->> 'colliculocale', to_jsonb(c) ->> 'colllocale'),
+              'rules', to_jsonb(c) ->> 'collicurules')::text
+     FROM pg_collation c JOIN ns ON ns.oid = c.collnamespace
+     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
+                       AND d.objid = c.oid AND d.deptype = 'e')",
     "SELECT '~extension', quote_ident(e.extname),
             json_build_object('schema', n.nspname, 'version', e.extversion)::text
      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' AND /*EXTSCOPE*/",
@@ -421,6 +442,10 @@ const META: &[&str] = &[
         JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
         UNION ALL
         SELECT 'pg_namespace'::regclass::oid, n.oid, 0, 'schema', quote_ident(n.nspname) FROM ns n
+        UNION ALL
+        SELECT 'pg_collation'::regclass::oid, c.oid, 0, 'collation',
+               CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END || quote_ident(c.collname)
+        FROM pg_collation c JOIN ns ON ns.oid = c.collnamespace
         UNION ALL
         SELECT 'pg_extension'::regclass::oid, e.oid, 0, 'extension', quote_ident(e.extname) FROM pg_extension e
         UNION ALL

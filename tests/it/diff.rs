@@ -424,3 +424,67 @@ async fn schema_public_privileges_in_the_desired_file_are_left_out_with_a_note()
         "said: {said}\n{up}"
     );
 }
+
+/// Issue #30 (class 1): a collation made with CREATE COLLATION is an object of its own: diff
+/// writes it (before a column that uses it) and its removal, and verify sees it.
+#[tokio::test]
+async fn collations_are_diffed_and_verified() {
+    let t = TestDb::new("diff_coll");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    let desired = format!(
+        "{base}\nCREATE COLLATION posix FROM \"POSIX\";\nCREATE TABLE labels (name text COLLATE posix);\n"
+    );
+    write_files(&root, &[("desired.sql", &desired)]);
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "labels", "--to", "desired.sql"],
+    ));
+    let up = std::fs::read_to_string(root.join("sql/0002_labels.up.sql")).expect("up");
+    let create = up
+        .find("CREATE COLLATION posix (provider = libc")
+        .expect(&up);
+    assert!(create < up.find("CREATE TABLE labels").expect(&up), "{up}");
+    let down = std::fs::read_to_string(root.join("sql/0002_labels.down.sql")).expect("down");
+    assert!(down.contains("DROP COLLATION posix;"), "{down}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    // A column's collation alone changes: not lossy, said as a collation change.
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &desired.replace("name text COLLATE posix", "name text COLLATE \"C\""),
+        )],
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "relabel", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let up = std::fs::read_to_string(root.join("sql/0003_relabel.up.sql")).expect("up");
+    let said = format!("{}{up}", stderr(&out));
+    assert!(
+        said.contains("changes collation from posix to \"C\""),
+        "{said}"
+    );
+    assert!(!said.contains("changes type from text to text"), "{said}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    // A collation made by hand is drift.
+    let db = t.admin().await;
+    db.batch_execute(&format!(
+        "SET ROLE \"{}\"; CREATE COLLATION c_by_hand FROM \"C\"",
+        t.name
+    ))
+    .await
+    .expect("by hand");
+    let out = expect_exit(&mut in_project(&t, &root, &["migrate", "verify"]), 1);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(text.contains("c_by_hand"), "{text}");
+}

@@ -150,7 +150,15 @@ fn change(p: &mut Planner, k: &Key) {
             s(&was, "type").unwrap_or(""),
             s(&want, "type").unwrap_or(""),
         );
-        if !widening(old, new) {
+        if old == new {
+            // Only the collation: every value stays; comparisons and the indexes on it change.
+            p.note(format!(
+                "column {} changes collation from {} to {} (its indexes are rebuilt; ordering and equality follow the new one)",
+                k.1,
+                s(&was, "collate").unwrap_or("the type's default"),
+                s(&want, "collate").unwrap_or("the type's default")
+            ));
+        } else if !widening(old, new) {
             lossy = Some(format!(
                 "column {} changes type from {old} to {new}, which can fail or lose precision on existing values",
                 k.1

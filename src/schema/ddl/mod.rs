@@ -27,6 +27,7 @@
 //! be reached (column order) in [`Plan::notes`]. Steps that existing rows could make fail carry
 //! a [`Check`] that `migrate baseline` runs first.
 
+mod collation;
 mod column;
 mod comment;
 mod constraint;
@@ -288,6 +289,7 @@ fn generator(kind: &str) -> Option<&'static dyn Generator> {
         "extension" => &schema::Extensions,
         "publication" => &schema::Publications,
         "type" => &types::Types,
+        "collation" => &collation::Collations,
         "function" | "procedure" | "aggregate" => &routine::Routines,
         "sequence" => &sequence::Sequences,
         "table" | "foreign table" => &table::Tables,

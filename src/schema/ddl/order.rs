@@ -17,7 +17,7 @@ fn phase(u: &Unit, to: &Catalog) -> u8 {
     match u.key.0.as_str() {
         "schema" => 1,
         "extension" => 2,
-        "type" => 3,
+        "collation" | "type" => 3,
         "function" | "procedure" | "aggregate" => 4,
         "sequence" => 5,
         "table" | "foreign table" => 6,
