@@ -488,3 +488,44 @@ async fn collations_are_diffed_and_verified() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(text.contains("c_by_hand"), "{text}");
 }
+
+/// Issue #30 (class 2): new columns are added in the desired schema's order, not by name.
+#[tokio::test]
+async fn new_columns_are_added_in_the_desired_order() {
+    let t = TestDb::new("diff_order");
+    let root = project(migrations_dir(&[
+        ("0002_m.up.sql", "CREATE TABLE m (id int);\n"),
+        ("0002_m.down.sql", "DROP TABLE m;\n"),
+    ]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!("{base}\nCREATE TABLE m (id int, b int, a int, c2 int);\n"),
+        )],
+    );
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "more", "--to", "desired.sql"],
+    ));
+    let up = std::fs::read_to_string(root.join("sql/0003_more.up.sql")).expect("up");
+    let at = |c: &str| {
+        up.find(&format!("ADD COLUMN {c} "))
+            .unwrap_or_else(|| panic!("{c}: {up}"))
+    };
+    assert!(at("b") < at("a") && at("a") < at("c2"), "{up}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    let db = t.admin().await;
+    let order: String = db
+        .query_one(
+            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'm'::regclass AND attnum > 0",
+            &[],
+        )
+        .await
+        .expect("order")
+        .get(0);
+    assert_eq!(order, "id,b,a,c2");
+}

@@ -181,8 +181,22 @@ pub(super) fn order(p: &mut Planner) -> Vec<Step> {
             out[a].push(b);
         }
     }
-    let phases: Vec<u8> = p.units.iter().map(|u| phase(u, p.to)).collect();
-    let mut ready: BTreeSet<(u8, usize)> = (0..n)
+    // Within a phase, new columns go in the desired schema's order (their attnum), not by name.
+    let phases: Vec<(u8, i64)> = p
+        .units
+        .iter()
+        .map(|u| {
+            let within = if u.op == Op::Create && u.key.0 == "column" {
+                Planner::meta(p.to, "column", &u.key.1)
+                    .and_then(|m| m["num"].as_i64())
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            (phase(u, p.to), within)
+        })
+        .collect();
+    let mut ready: BTreeSet<((u8, i64), usize)> = (0..n)
         .filter(|&i| indegree[i] == 0)
         .map(|i| (phases[i], i))
         .collect();
