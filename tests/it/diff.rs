@@ -529,3 +529,60 @@ async fn new_columns_are_added_in_the_desired_order() {
         .get(0);
     assert_eq!(order, "id,b,a,c2");
 }
+
+/// Issue #30 (class 5): a column moved from one enum type to another casts through text.
+#[tokio::test]
+async fn a_column_moved_to_another_enum_casts_through_text() {
+    let t = TestDb::new("diff_enum2");
+    let root = project(migrations_dir(&[
+        (
+            "0002_s.up.sql",
+            "CREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TABLE tickets (id int, status old_status);\nINSERT INTO tickets VALUES (1, 'open');\n",
+        ),
+        (
+            "0002_s.down.sql",
+            "DROP TABLE tickets;\nDROP TYPE old_status;\n",
+        ),
+    ]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!(
+                "{base}\nCREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TYPE new_status AS ENUM ('open', 'closed', 'archived');\nCREATE TABLE tickets (id int, status new_status);\n"
+            ),
+        )],
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &[
+            "migrate",
+            "diff",
+            "new_status",
+            "--to",
+            "desired.sql",
+            "--allow-data-loss",
+        ],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let up = std::fs::read_to_string(root.join("sql/0003_new_status.up.sql")).expect("up");
+    assert!(up.contains("USING status::text::new_status"), "{up}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    let db = t.admin().await;
+    let v: String = db
+        .query_one("SELECT status::text FROM tickets", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(v, "open");
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--steps", "1", "--yes"],
+    ));
+}

@@ -66,6 +66,11 @@ impl Generator for Columns {
     }
 }
 
+/// Whether `type_name` (as `format_type` writes it) is an enum of the catalog.
+fn is_enum(cat: &crate::schema::catalog::Catalog, type_name: &str) -> bool {
+    Planner::meta(cat, "type", type_name).and_then(|m| s(m, "typtype")) == Some("e")
+}
+
 fn order_note(p: &mut Planner, name: &str) {
     let (table, _) = split_member(name);
     let num = Planner::meta(p.to, "column", name).and_then(|m| m["num"].as_i64());
@@ -169,6 +174,10 @@ fn change(p: &mut Planner, k: &Key) {
             .unwrap_or_default();
         let using = if old == new {
             String::new()
+        } else if is_enum(p.from, old) || is_enum(p.to, new) {
+            // There is no cast between two enum types (nor from an enum to most types): through
+            // text, as the enum swap does.
+            format!(" USING {col}::text::{new}")
         } else {
             format!(" USING {col}::{new}")
         };
