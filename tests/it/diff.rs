@@ -586,3 +586,37 @@ async fn a_column_moved_to_another_enum_casts_through_text() {
         &["migrate", "down", "--steps", "1", "--yes"],
     ));
 }
+
+/// Issue #30 (class 3): a grant-only change makes a pair whose up and down pass their test.
+#[tokio::test]
+async fn a_grant_only_change_is_a_tested_pair() {
+    let t = TestDb::new("diff_grant");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!("{base}\nGRANT SELECT ON TABLE users TO PUBLIC;\n"),
+        )],
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "grant_users", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let up = std::fs::read_to_string(root.join("sql/0002_grant_users.up.sql")).expect("up");
+    assert!(up.contains("GRANT SELECT ON TABLE users TO PUBLIC"), "{up}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--steps", "1", "--yes"],
+    ));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+}
