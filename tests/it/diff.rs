@@ -620,3 +620,64 @@ async fn a_grant_only_change_is_a_tested_pair() {
     ));
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 }
+
+/// Issue #30 (class 4): drop order. Each case: the migrations' schema (0002), the desired one;
+/// the pair must pass its own test (up reaches it, down returns) and apply.
+#[tokio::test]
+async fn drops_go_in_dependency_order() {
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "pk_before_fk",
+            "CREATE TABLE p (id int PRIMARY KEY);\nCREATE TABLE c (pid int REFERENCES p (id));\n",
+            "CREATE TABLE p (id int);\nCREATE TABLE c (pid int);\n",
+        ),
+        (
+            "function_in_domain",
+            "CREATE FUNCTION is_even(x int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT x % 2 = 0 $$;\nCREATE DOMAIN even AS int CHECK (is_even(VALUE));\n",
+            "",
+        ),
+        (
+            "table_to_view",
+            "CREATE TABLE t (id int);\nCREATE VIEW v AS SELECT id FROM t;\n",
+            "CREATE TABLE t0 (id int);\nCREATE VIEW t AS SELECT id FROM t0;\nCREATE VIEW v AS SELECT id FROM t;\n",
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (tag, current, desired) in cases {
+        let t = TestDb::new(&format!("diff_drop_{tag}"));
+        let down = "SELECT 1;\n";
+        let root = project(migrations_dir(&[
+            ("0002_cur.up.sql", current),
+            ("0002_cur.down.sql", down),
+        ]));
+        run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+        let base =
+            std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+        write_files(&root, &[("desired.sql", &format!("{base}\n{desired}"))]);
+        let out = in_project(
+            &t,
+            &root,
+            &[
+                "migrate",
+                "diff",
+                "next",
+                "--to",
+                "desired.sql",
+                "--allow-data-loss",
+            ],
+        )
+        .output()
+        .expect("diff");
+        if !out.status.success() {
+            failed.push(format!("{tag}: {}", stderr(&out)));
+            continue;
+        }
+        let up = in_project(&t, &root, &["migrate", "up"])
+            .output()
+            .expect("up");
+        if !up.status.success() {
+            failed.push(format!("{tag} (up): {}", stderr(&up)));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}

@@ -721,7 +721,13 @@ impl Planner<'_> {
     fn recreate_dependents(&mut self) {
         let mut work: Vec<(Key, bool)> = Vec::new();
         for u in &self.units {
-            if u.op == Op::Drop && self.to.objects.contains_key(&u.key) {
+            // Made again, or replaced by a relation of another kind under the same name (a
+            // table turned into a view): what used it is made again on top of the new one.
+            let replaced = RELATION_KINDS.contains(&u.key.0.as_str())
+                && RELATION_KINDS
+                    .iter()
+                    .any(|k| self.to.objects.contains_key(&key(k, &u.key.1)));
+            if u.op == Op::Drop && (self.to.objects.contains_key(&u.key) || replaced) {
                 work.push((u.key.clone(), false));
             }
             if u.op == Op::Alter && u.effect == Effect::Retype {
@@ -739,11 +745,20 @@ impl Planner<'_> {
         }
         let mut seen: BTreeSet<Key> = work.iter().map(|(k, _)| k.clone()).collect();
         while let Some((x, column_type)) = work.pop() {
+            // A relation is used through its columns too (a view's rule names columns).
+            let mut used: Vec<Key> = vec![x.clone()];
+            if RELATION_KINDS.contains(&x.0.as_str()) {
+                used.extend(
+                    Self::columns_of(self.from, &x.1)
+                        .into_iter()
+                        .map(|(_, c)| key("column", &c)),
+                );
+            }
             let users: Vec<Key> = self
                 .from
                 .deps
                 .iter()
-                .filter(|(_, ds)| ds.contains(&x))
+                .filter(|(_, ds)| used.iter().any(|u| ds.contains(u)))
                 .map(|(j, _)| j.clone())
                 .collect();
             for j in users {

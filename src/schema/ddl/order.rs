@@ -86,6 +86,13 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                     // A user dropped with its table (a trigger, a column) is the table's drop.
                     let user = if by_key.contains_key(user) {
                         user.clone()
+                    } else if let Some(member) = user
+                        .1
+                        .strip_prefix("domain ")
+                        .filter(|_| user.0 == "constraint")
+                    {
+                        // A domain's constraint dropped with its domain is the domain's drop.
+                        key("type", split_member(member).0)
                     } else {
                         Planner::owner_table(p.from, user)
                             .and_then(|t| Planner::relation_kind(p.from, &t).map(|k| key(k, &t)))
