@@ -190,7 +190,12 @@ fn change(p: &mut Planner, k: &Key) {
     }
     if b(&was, "notnull") != b(&want, "notnull") {
         if b(&want, "notnull") {
-            set_part.push(alter("SET NOT NULL".into()));
+            let not_null = alter("SET NOT NULL".into());
+            // An identity can only be added to a NOT NULL column: that comes first.
+            match set_part.iter().position(|x| x.contains(" ADD GENERATED ")) {
+                Some(at) => set_part.insert(at, not_null),
+                None => set_part.push(not_null),
+            }
             check = Some(Check::NotNull {
                 table: table.clone(),
                 column: col.clone(),
