@@ -253,6 +253,11 @@ def main():
     psql(args.admin_url, sql=f"DO $$ BEGIN CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'; "
                             f"EXCEPTION WHEN duplicate_object THEN NULL; END $$")
     psql(args.admin_url, sql=f'GRANT {ROLE} TO CURRENT_USER')
+    # Databases a killed run left behind (they are the app role's, and init would refuse it).
+    left = run(["psql", "-X", "-A", "-t", args.admin_url, "-c",
+                "SELECT datname FROM pg_database WHERE datname LIKE 'dc\\_%'"]).stdout.split()
+    for name in left:
+        cluster.drop(name)
     r = run([binary, "init", "-q", "--no-migrate"], env={
         "PATH": os.environ["PATH"], "AIDOCK_ADMIN_URL": args.admin_url, "AIDOCK_PROFILE": "test",
         "AIDOCK__DATABASE__NAME": ROLE, "AIDOCK__DATABASE__OWNER": ROLE,
