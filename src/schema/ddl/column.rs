@@ -27,7 +27,7 @@ pub(super) fn definition(p: &mut Planner, name: &str) -> Option<String> {
         let _ = write!(sql, " DEFAULT {d}");
     }
     if let Some(i) = s(&m, "identity") {
-        let _ = write!(sql, " GENERATED {i} AS IDENTITY");
+        let _ = write!(sql, " GENERATED {i} AS IDENTITY{}", identity_options(&m));
     }
     if b(&m, "notnull") {
         sql.push_str(" NOT NULL");
@@ -64,6 +64,55 @@ impl Generator for Columns {
     fn alter(&self, p: &mut Planner, k: &Key) {
         change(p, k);
     }
+}
+
+/// ` (START WITH 1 INCREMENT BY 1 ...)` of an identity column's meta, or nothing when unknown.
+fn identity_options(m: &serde_json::Value) -> String {
+    let q = &m["identity_seq"];
+    if q.is_null() {
+        return String::new();
+    }
+    format!(
+        " (START WITH {} INCREMENT BY {} MINVALUE {} MAXVALUE {} CACHE {}{})",
+        s(q, "start").unwrap_or("1"),
+        s(q, "increment").unwrap_or("1"),
+        s(q, "min").unwrap_or("1"),
+        s(q, "max").unwrap_or("2147483647"),
+        s(q, "cache").unwrap_or("1"),
+        if b(q, "cycle") { " CYCLE" } else { " NO CYCLE" }
+    )
+}
+
+/// `SET START WITH 5 SET INCREMENT BY 2 ...` for the options that differ (numbers from the
+/// server's catalog, so digits and a sign only).
+fn identity_changes(was: &serde_json::Value, want: &serde_json::Value) -> Option<String> {
+    let mut set = Vec::new();
+    for (field, clause) in [
+        ("start", "START WITH"),
+        ("increment", "INCREMENT BY"),
+        ("min", "MINVALUE"),
+        ("max", "MAXVALUE"),
+        ("cache", "CACHE"),
+    ] {
+        if was[field] != want[field] {
+            let v = s(want, field)?;
+            if !v.chars().all(|c| c.is_ascii_digit() || c == '-') {
+                return None;
+            }
+            set.push(format!("SET {clause} {v}"));
+        }
+    }
+    if was["cycle"] != want["cycle"] {
+        set.push(
+            if b(want, "cycle") {
+                "SET CYCLE"
+            } else {
+                "SET NO CYCLE"
+            }
+            .to_string(),
+        );
+    }
+    (!set.is_empty()).then(|| set.join(" "))
 }
 
 /// Whether `type_name` (as `format_type` writes it) is an enum of the catalog.
@@ -141,10 +190,21 @@ fn change(p: &mut Planner, k: &Key) {
     if was["identity"] != want["identity"] {
         match (s(&was, "identity"), s(&want, "identity")) {
             (Some(_), None) => drop_part.push(alter("DROP IDENTITY".into())),
-            (None, Some(i)) => set_part.push(alter(format!("ADD GENERATED {i} AS IDENTITY"))),
+            (None, Some(i)) => set_part.push(alter(format!(
+                "ADD GENERATED {i} AS IDENTITY{}",
+                identity_options(&want)
+            ))),
             (_, Some(i)) => set_part.push(alter(format!("SET GENERATED {i}"))),
             _ => {}
         }
+    }
+    // The identity's sequence options (START, INCREMENT, ...), changed in place.
+    if s(&was, "identity").is_some()
+        && s(&want, "identity").is_some()
+        && was["identity_seq"] != want["identity_seq"]
+        && let Some(set) = identity_changes(&was["identity_seq"], &want["identity_seq"])
+    {
+        set_part.push(alter(set));
     }
     if was["default"] != want["default"] && !was["default"].is_null() {
         drop_part.push(alter("DROP DEFAULT".into()));
