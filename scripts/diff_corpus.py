@@ -258,12 +258,13 @@ def main():
                 "SELECT datname FROM pg_database WHERE datname LIKE 'dc\\_%'"]).stdout.split()
     for name in left:
         cluster.drop(name)
-    r = run([binary, "init", "-q", "--no-migrate"], env={
-        "PATH": os.environ["PATH"], "AIDOCK_ADMIN_URL": args.admin_url, "AIDOCK_PROFILE": "test",
-        "AIDOCK__DATABASE__NAME": ROLE, "AIDOCK__DATABASE__OWNER": ROLE,
-        "AIDOCK__DATABASE__PASSWORD": PASSWORD})
-    if r.returncode != 0:
-        sys.exit(f"init: {r.stderr}")
+    # The app role's own database (diff connects the role there); made once.
+    exists = run(["psql", "-X", "-A", "-t", args.admin_url, "-c",
+                  f"SELECT 1 FROM pg_database WHERE datname = '{ROLE}'"]).stdout.strip()
+    if not exists:
+        r = psql(args.admin_url, sql=f'CREATE DATABASE "{ROLE}" OWNER "{ROLE}"')
+        if r.returncode != 0:
+            sys.exit(f"creating the app database: {r.stderr}")
     cases = []
     if args.migra:
         cases += list(migra_cases(args.migra))
