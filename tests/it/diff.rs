@@ -779,3 +779,41 @@ async fn identity_options_are_diffed() {
         &["migrate", "down", "--steps", "1", "--yes"],
     ));
 }
+
+/// Issue #30: a value added to an enum while a new table uses it: the down drops the table and
+/// swaps the enum back without converting the dropped table's column.
+#[tokio::test]
+async fn an_enum_value_and_a_new_table_using_it_revert() {
+    let t = TestDb::new("diff_enumdep");
+    let root = project(migrations_dir(&[
+        (
+            "0002_e.up.sql",
+            "CREATE TYPE mood AS ENUM ('ok', 'meh');\nCREATE TABLE days (id int PRIMARY KEY, mood mood);\nCREATE VIEW good_days AS SELECT *, 'ok'::mood AS best FROM days;\n",
+        ),
+        (
+            "0002_e.down.sql",
+            "DROP VIEW good_days;\nDROP TABLE days;\nDROP TYPE mood;\n",
+        ),
+    ]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!(
+                "{base}\nCREATE TYPE mood AS ENUM ('ok', 'meh', 'great');\nCREATE TABLE days (id int PRIMARY KEY, mood mood);\nCREATE VIEW good_days AS SELECT *, 'ok'::mood AS best FROM days;\nCREATE TABLE weeks (id int, mood mood);\n"
+            ),
+        )],
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "great", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+}

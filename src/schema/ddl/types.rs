@@ -234,6 +234,13 @@ fn enum_swap(p: &Planner, key_name: &str, name: &Name, values: &[String]) -> Str
         let Some(Member { of: table, name: c }) = Member::parse(col) else {
             continue;
         };
+        // A column whose table this plan drops (it goes first) is not converted.
+        if !super::RELATION_KINDS.iter().any(|k| {
+            p.to.objects
+                .contains_key(&super::key(k, &table.to_string()))
+        }) {
+            continue;
+        }
         let target = if array {
             format!("{name}[]")
         } else {
