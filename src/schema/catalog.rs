@@ -119,6 +119,11 @@ const KINDS: &[&str] = &[
               CASE relkind WHEN 'p' THEN 'partitioned table' WHEN 'r' THEN 'table' WHEN 'v' THEN 'view'
                            WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' END,
               CASE relpersistence WHEN 'u' THEN 'UNLOGGED' END,
+              CASE WHEN relkind IN ('r', 'p') THEN
+                   CASE relreplident WHEN 'f' THEN 'REPLICA IDENTITY FULL' WHEN 'n' THEN 'REPLICA IDENTITY NOTHING'
+                        WHEN 'i' THEN 'REPLICA IDENTITY USING INDEX ' ||
+                             coalesce((SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+                                       WHERE x.indrelid = r.oid AND x.indisreplident), '?') END END,
               CASE WHEN relkind = 'p' THEN 'PARTITION BY ' || pg_get_partkeydef(oid) END,
               CASE WHEN relispartition THEN 'PARTITION OF ' ||
                    (SELECT string_agg(p.oid::regclass::text, ', ') FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
@@ -326,6 +331,9 @@ const META: &[&str] = &[
                    (SELECT json_agg(p.name ORDER BY i.inhseqno) FROM pg_inherits i JOIN rels p ON p.oid = i.inhparent
                     WHERE i.inhrelid = r.oid) END,
               'rls', r.relrowsecurity, 'force_rls', r.relforcerowsecurity, 'options', r.reloptions,
+              'replident', r.relreplident::text,
+              'replident_index', (SELECT ri.name FROM pg_index x JOIN rels ri ON ri.oid = x.indexrelid
+                                  WHERE x.indrelid = r.oid AND x.indisreplident),
               'viewdef', CASE WHEN r.relkind IN ('v', 'm') THEN pg_get_viewdef(r.oid) END,
               'identity_seq', r.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                                          AND d.objid = r.oid AND d.deptype = 'i'),

@@ -817,3 +817,53 @@ async fn an_enum_value_and_a_new_table_using_it_revert() {
     run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 }
+
+/// Issue #30: REPLICA IDENTITY is part of a table: a change is written (not "no difference").
+#[tokio::test]
+async fn replica_identity_is_diffed() {
+    let t = TestDb::new("diff_replid");
+    let root = project(migrations_dir(&[
+        (
+            "0002_r.up.sql",
+            "CREATE TABLE rep (id int NOT NULL, v text);\nCREATE TABLE rep2 (id int NOT NULL);\n",
+        ),
+        ("0002_r.down.sql", "DROP TABLE rep;\nDROP TABLE rep2;\n"),
+    ]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!(
+                "{base}\nCREATE TABLE rep (id int NOT NULL, v text);\nALTER TABLE rep REPLICA IDENTITY FULL;\nCREATE TABLE rep2 (id int NOT NULL);\nCREATE UNIQUE INDEX rep2_id ON rep2 (id);\nALTER TABLE rep2 REPLICA IDENTITY USING INDEX rep2_id;\n"
+            ),
+        )],
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "replid", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let up = std::fs::read_to_string(root.join("sql/0003_replid.up.sql")).expect("up");
+    assert!(
+        up.contains("ALTER TABLE rep REPLICA IDENTITY FULL;"),
+        "{up}"
+    );
+    let using = up.find("REPLICA IDENTITY USING INDEX rep2_id").expect(&up);
+    assert!(
+        up.find("CREATE UNIQUE INDEX rep2_id").expect(&up) < using,
+        "{up}"
+    );
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--steps", "1", "--yes"],
+    ));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+}

@@ -160,6 +160,18 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 edges.insert((j, i));
             }
         }
+        if u.op == Op::Alter
+            && u.key.0 == "replica identity"
+            && let Some(old) =
+                Planner::meta(p.from, "rel", &u.key.1).and_then(|m| s(m, "replident_index"))
+        {
+            // A table stops naming an index as its replica identity before that index goes.
+            for &j in units_of(&key("index", old)) {
+                if units[j].op == Op::Drop && j != i {
+                    edges.insert((i, j));
+                }
+            }
+        }
         if u.op == Op::Alter {
             // An alter that stops using something comes before that thing's drop.
             for d in p.from.deps.get(&base).unwrap_or(&empty) {

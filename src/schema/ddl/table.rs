@@ -176,6 +176,38 @@ impl Generator for Tables {
         if a["options"] != z["options"] {
             sql.extend(storage_parameters(&name, &a, &z));
         }
+        // REPLICA IDENTITY (logical replication's row key), after the index it names.
+        let mut needs = Vec::new();
+        if a["replident"] != z["replident"] || a["replident_index"] != z["replident_index"] {
+            let identity = match s(&z, "replident") {
+                Some("f") => Some("FULL".to_string()),
+                Some("n") => Some("NOTHING".to_string()),
+                Some("i") => s(&z, "replident_index")
+                    .and_then(|i| {
+                        needs.push(key("index", i));
+                        Name::parse(i)
+                    })
+                    .map(|i| format!("USING INDEX {}", i.name)),
+                _ => Some("DEFAULT".to_string()),
+            };
+            match identity {
+                // A unit of its own: it comes after the index it names, which itself needs the
+                // table (one unit for both would be a cycle).
+                Some(identity) => {
+                    p.unit(
+                        Op::Alter,
+                        &key("replica identity", &k.1),
+                        Place::Main,
+                        format!("ALTER TABLE {name} REPLICA IDENTITY {identity};"),
+                    )
+                    .needing(needs);
+                }
+                None => p.note(format!(
+                    "table {}: its replica identity index could not be named; set REPLICA IDENTITY by hand",
+                    k.1
+                )),
+            }
+        }
         if !sql.is_empty() {
             p.unit(Op::Alter, k, Place::Main, sql.join("\n"));
         }
