@@ -198,6 +198,18 @@ async fn generate_in(
     let up = ddl::plan(&from, &to, &role, Direction::Up);
     let down = ddl::plan(&to, &from, &role, Direction::Down);
     if up.is_empty() {
+        // Nothing to write, but the schemas differ: what differs is beyond the engine (a
+        // partition key, a change PostgreSQL cannot alter). Refused, never "no difference".
+        let mut drift = crate::schema::diff::diff(&to, &from);
+        drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
+        if !drift.is_empty() {
+            let mut why: Vec<String> = drift.iter().map(ToString::to_string).collect();
+            why.extend(up.notes.iter().map(|n| format!("note: {n}")));
+            return Err(error::refused(format!(
+                "the desired schema differs in ways migrate diff does not write, so nothing was written; write this migration by hand (`migrate new`):\n  {}",
+                why.join("\n  ")
+            )));
+        }
         return Ok(Generated {
             files: Vec::new(),
             lossy: Vec::new(),

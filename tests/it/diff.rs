@@ -867,3 +867,40 @@ async fn replica_identity_is_diffed() {
     ));
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 }
+
+/// Issue #30: what the engine cannot write (a changed partition key) is refused, never "no
+/// difference".
+#[tokio::test]
+async fn a_difference_the_engine_does_not_write_is_refused() {
+    let t = TestDb::new("diff_partkey");
+    let root = project(migrations_dir(&[
+        (
+            "0002_p.up.sql",
+            "CREATE TABLE pt (a int, b int) PARTITION BY RANGE (a);\n",
+        ),
+        ("0002_p.down.sql", "DROP TABLE pt;\n"),
+    ]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(
+        &root,
+        &[(
+            "desired.sql",
+            &format!("{base}\nCREATE TABLE pt (a int, b int) PARTITION BY RANGE (b);\n"),
+        )],
+    );
+    let out = expect_exit(
+        &mut in_project(
+            &t,
+            &root,
+            &["migrate", "diff", "repartition", "--to", "desired.sql"],
+        ),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not write") && err.contains("table pt"),
+        "{err}"
+    );
+    assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
+}
