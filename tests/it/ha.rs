@@ -64,6 +64,29 @@ fn standby_of(primary: &LocalPg) -> LocalPg {
     standby
 }
 
+/// The app's database on `standby`, as the app's role, once replication has brought it there
+/// (waiting up to 30 s); its URL.
+async fn app_db_on(t: &TestDb, standby: &LocalPg) -> String {
+    let url = format!(
+        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
+        n = t.name,
+        p = t.password,
+        port = standby.port()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    url
+}
+
 #[tokio::test]
 async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() {
     let primary = dedicated_cluster("primary", Vec::new());
@@ -109,23 +132,7 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
         stderr(&out)
     );
     // Wait for the app database to reach the standby, then try to migrate it there.
-    let app_on_standby = format!(
-        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
-        n = t.name,
-        p = t.password,
-        port = standby.port()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tokio_postgres::connect(&app_on_standby, tokio_postgres::NoTls)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the standby never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let app_on_standby = app_db_on(&t, &standby).await;
     // verify and doctor on the standby alone: the standby message, not a raw read-only error.
     let out = expect_exit(
         t.cmd()
@@ -204,23 +211,7 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         ),
     ]);
     // Wait for the standby to have the app's database and role.
-    let app_on_standby = format!(
-        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
-        n = t.name,
-        p = t.password,
-        port = standby.port()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tokio_postgres::connect(&app_on_standby, tokio_postgres::NoTls)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the standby never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app_db_on(&t, &standby).await;
 
     // Under --wait: the primary stops 1.5 s into 0002; the standby is promoted; the run goes
     // again on it and applies 0002 (and then 0003, 8 s of sleeping in all) once.
@@ -386,23 +377,7 @@ async fn seed_dev_under_wait_rides_over_a_failover() {
     );
     run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
     run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["seed", "-q"]));
-    let app_on_standby = format!(
-        "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
-        n = t.name,
-        p = t.password,
-        port = standby.port()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tokio_postgres::connect(&app_on_standby, tokio_postgres::NoTls)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the standby never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app_db_on(&t, &standby).await;
     let mut child = t
         .cmd()
         .env("AIDOCK_ADMIN_URL", &both)
