@@ -72,15 +72,7 @@ fn identity_options(m: &serde_json::Value) -> String {
     if q.is_null() {
         return String::new();
     }
-    format!(
-        " (START WITH {} INCREMENT BY {} MINVALUE {} MAXVALUE {} CACHE {}{})",
-        s(q, "start").unwrap_or("1"),
-        s(q, "increment").unwrap_or("1"),
-        s(q, "min").unwrap_or("1"),
-        s(q, "max").unwrap_or("2147483647"),
-        s(q, "cache").unwrap_or("1"),
-        if b(q, "cycle") { " CYCLE" } else { " NO CYCLE" }
-    )
+    format!(" ({})", super::sequence::parameters(q, "2147483647"))
 }
 
 /// `SET START WITH 5 SET INCREMENT BY 2 ...` for the options that differ (numbers from the

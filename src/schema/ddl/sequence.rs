@@ -11,12 +11,21 @@ pub(super) struct Sequences;
 /// `AS bigint START WITH 1 ...` (numbers and the type from the server).
 fn options(m: &Value) -> String {
     format!(
-        "AS {} START WITH {} INCREMENT BY {} MINVALUE {} MAXVALUE {} CACHE {}{}",
+        "AS {} {}",
         s(m, "type").unwrap_or("bigint"),
+        parameters(m, "9223372036854775807")
+    )
+}
+
+/// `START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE .. CACHE 1 NO CYCLE` of a sequence's (or
+/// an identity column's) parts; `max` when the parts have none.
+pub(super) fn parameters(m: &Value, max: &str) -> String {
+    format!(
+        "START WITH {} INCREMENT BY {} MINVALUE {} MAXVALUE {} CACHE {}{}",
         s(m, "start").unwrap_or("1"),
         s(m, "increment").unwrap_or("1"),
         s(m, "min").unwrap_or("1"),
-        s(m, "max").unwrap_or("9223372036854775807"),
+        s(m, "max").unwrap_or(max),
         s(m, "cache").unwrap_or("1"),
         if b(m, "cycle") { " CYCLE" } else { " NO CYCLE" }
     )
