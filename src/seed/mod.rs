@@ -291,6 +291,20 @@ pub async fn seed(
     };
     let result = match result {
         Ok((report, Some(stamp))) => confirm_on_primary(target, &stamp).await.map(|()| report),
+        // A reference-only seed that changed rows, under a URL listing several hosts: the same
+        // seed again on the current primary, rolled back, must find nothing to change.
+        Ok((report, None))
+            if dev_options.is_none()
+                && target.host_count() > 1
+                && report
+                    .tables
+                    .iter()
+                    .any(|t| t.counts.inserted + t.counts.updated > 0) =>
+        {
+            confirm_reference_on_primary(target, seeds, overwrite, options.production)
+                .await
+                .map(|()| report)
+        }
         Ok((report, None)) => Ok(report),
         Err(e) => Err(e),
     };
@@ -335,6 +349,49 @@ async fn confirm_on_primary(target: &Target, stamp: &str) -> anyhow::Result<()> 
     Err(crate::error::lost(format!(
         "the server acknowledged the seed, but the primary now reached through {} does not have it: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
         target.describe()
+    )))
+}
+
+/// After a reference-only seed's commit, on a new connection (the current primary): the same
+/// seed in a transaction that is rolled back must insert and update nothing. Rows the committed
+/// run wrote that a demoted node took with it would be inserted or updated again.
+async fn confirm_reference_on_primary(
+    target: &Target,
+    seeds: &Seeds,
+    overwrite: bool,
+    production: bool,
+) -> anyhow::Result<()> {
+    crate::db::pause_for_tests("AIDOCK_TEST_PAUSE_AFTER_COMMIT").await;
+    let mut client = target.connect().await?;
+    let migrated: bool = client
+        .one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
+        .await
+        .context("confirming the seed on the current primary")?
+        .get(0);
+    let missing: Vec<&str> = if migrated {
+        let tx = client
+            .transaction()
+            .await
+            .context("confirming the seed on the current primary")?;
+        let tables = reference::seed(&tx, seeds, overwrite, production)
+            .await
+            .context("confirming the seed on the current primary")?;
+        drop(tx);
+        tables
+            .iter()
+            .filter(|t| t.counts.inserted + t.counts.updated > 0)
+            .map(|t| t.table)
+            .collect()
+    } else {
+        vec!["any table (it has no AI Dock tables)"]
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::lost(format!(
+        "the server acknowledged the seed, but the primary now reached through {} does not have its rows in {}: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
+        target.describe(),
+        missing.join(", ")
     )))
 }
 

@@ -284,7 +284,8 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
 }
 
 /// Issue #34: a commit the primary acknowledged, then lost in a failover (the standby, cut off
-/// from replication, is promoted before it receives it), is not reported as success.
+/// from replication, is promoted before it receives it), is not reported as success: a
+/// migration (its ledger row) and a reference-only seed (its rows).
 #[tokio::test]
 async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
     let primary = dedicated_cluster("lostcommit", Vec::new());
@@ -339,24 +340,47 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
         .arg(&dir)
         .args(["migrate", "up"]);
     let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
-    // Committed on the primary: now it fails over to the standby that never got it.
-    let reached = gate.with_extension("reached");
+    // A reference-only seed (its rows inserted) in the same window, gated likewise.
+    let seed_gate = scratch_dir("seedgate").with_extension("go");
+    let mut cmd = t.cmd();
+    cmd.env("AIDOCK_ADMIN_URL", &both)
+        .env("AIDOCK_TEST_PAUSE_AFTER_COMMIT", &seed_gate)
+        .arg("seed");
+    let seed = tokio::task::spawn_blocking(move || cmd.output().expect("seed"));
+    // Both committed on the primary: now it fails over to the standby that never got them.
     let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while !reached.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for reached in [
+        gate.with_extension("reached"),
+        seed_gate.with_extension("reached"),
+    ] {
+        while !reached.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the runs never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     primary.stop().expect("stopping the primary");
     promote(&standby).await;
     std::fs::write(&gate, b"").expect("gate");
+    std::fs::write(&seed_gate, b"").expect("gate");
     let out = run.await.expect("join");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "not a success: {err}");
     assert!(
         err.contains("0002_more") && err.contains("does not have it"),
+        "{err}"
+    );
+    let out = seed.await.expect("join");
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the seed is not a success: {err}"
+    );
+    assert!(
+        err.contains("does not have its rows in") && err.contains("run the command again"),
         "{err}"
     );
     let _ = standby.stop();

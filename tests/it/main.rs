@@ -17,6 +17,7 @@ mod lint;
 mod local;
 mod local_root;
 mod migrate;
+mod patroni;
 mod pgbouncer;
 mod platform;
 mod pytest_plugin;

@@ -101,8 +101,9 @@ pub fn server_owner() -> Option<(u32, u32)> {
 }
 
 /// This process's scratch area, `/tmp/aidock-it-<pid>`. A watchdog process waits for this test
-/// process to exit (however it ends: success, panic, SIGKILL), then stops every cluster started
-/// inside (immediate shutdown via its pid file) and deletes the whole directory.
+/// process to exit (however it ends: success, panic, SIGKILL), then kills every process whose pid
+/// a test wrote to a `*.child-pid` file (Patroni, etcd), stops every cluster started inside
+/// (immediate shutdown via its pid file) and deletes the whole directory.
 fn process_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -112,6 +113,8 @@ fn process_dir() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("creating the scratch directory");
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             for f in $(find '{dir}' -name '*.child-pid' 2>/dev/null); do \
+               kill -KILL \"$(cat \"$f\")\" 2>/dev/null; done; \
              for f in $(find '{dir}' -name postmaster.pid 2>/dev/null); do \
                kill -QUIT \"$(head -n 1 \"$f\")\" 2>/dev/null; done; \
              sleep 1; rm -rf '{dir}'",

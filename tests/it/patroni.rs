@@ -1,0 +1,488 @@
+//! Issue #34 under a real Patroni cluster: one etcd and two Patroni nodes from Debian's packages
+//! (`patroni`, `etcd-server`) on loopback, PostgreSQL from the system's binaries, asynchronous
+//! streaming replication. A switchover (`patronictl switchover`) in the middle of `migrate up`
+//! and of `seed --dev` is ridden over under `--wait`; without `--wait` it is exit 4 and nothing
+//! is applied. Skipped, saying so, where Patroni or etcd is not installed (`.ci/run` installs
+//! them).
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aidock_provision::local_pg;
+
+use crate::support::{
+    TestDb, connect, free_port, migrations_dir, run_ok, scratch_dir, server_owner, stderr,
+};
+
+/// One member of the cluster: its name, PostgreSQL port, config file and process.
+struct Node {
+    name: String,
+    port: u16,
+    config: PathBuf,
+    process: Child,
+}
+
+/// etcd plus two Patroni nodes; stopped (Patroni stops its PostgreSQL) when dropped.
+struct Patroni {
+    etcd: Child,
+    nodes: Vec<Node>,
+    password: String,
+}
+
+/// `patroni` and `etcd` on this machine, or why not.
+fn installed() -> Result<(), String> {
+    for tool in ["patroni", "patronictl", "etcd"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!(
+                "{tool} is not installed (Debian: apt-get install patroni etcd-server)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A command run as the server's user when the tests run as root (PostgreSQL refuses root), in
+/// a process group of its own, output to `log`, its pid beside it in `*.child-pid`.
+fn spawn_as_server_user(mut cmd: Command, log: &Path) -> Child {
+    if let Some((uid, gid)) = server_owner() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawning");
+    // The scratch area's watchdog kills it if this process dies without dropping it.
+    std::fs::write(log.with_extension("child-pid"), child.id().to_string()).expect("pid file");
+    child
+}
+
+impl Patroni {
+    fn start() -> Patroni {
+        let dir = scratch_dir("patroni");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        if let Some((uid, gid)) = server_owner() {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
+        }
+        let (client, peer) = (free_port(), free_port());
+        let mut etcd = Command::new("etcd");
+        etcd.args(["--name", "e1", "--data-dir"])
+            .arg(dir.join("etcd"))
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster",
+                &format!("e1=http://127.0.0.1:{peer}"),
+            ]);
+        let etcd = spawn_as_server_user(etcd, &dir.join("etcd.log"));
+        // Runtime-made passwords (nothing secret in the repository).
+        let password = format!("su-{}", crate::support::unique_name("p"));
+        let bindir = local_pg::find_bindir().expect("server binaries");
+        let scope = crate::support::unique_name("cluster");
+        let nodes = ["n1", "n2"]
+            .into_iter()
+            .map(|name| {
+                let (port, api) = (free_port(), free_port());
+                let config = dir.join(format!("{name}.yml"));
+                std::fs::write(
+                    &config,
+                    node_config(name, &scope, &dir, &bindir, port, api, client, &password),
+                )
+                .expect("config");
+                let mut cmd = Command::new("patroni");
+                cmd.arg(&config);
+                let process = spawn_as_server_user(cmd, &dir.join(format!("{name}.log")));
+                Node {
+                    name: name.to_string(),
+                    port,
+                    config,
+                    process,
+                }
+            })
+            .collect();
+        Patroni {
+            etcd,
+            nodes,
+            password,
+        }
+    }
+
+    /// `patronictl list` as (member, role, state, lag) rows.
+    fn members(&self) -> Vec<(String, String, String, Option<i64>)> {
+        let out = Command::new("patronictl")
+            .arg("-c")
+            .arg(&self.nodes[0].config)
+            .args(["list", "-f", "json"])
+            .output()
+            .expect("patronictl");
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        rows.iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (
+                    text("Member"),
+                    text("Role"),
+                    text("State"),
+                    r["Lag in MB"].as_i64(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits (up to 90 s) for a leader and every replica running and streaming; the leader.
+    async fn healthy(&self) -> &Node {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let members = self.members();
+            let leader = members.iter().find(|m| m.1 == "Leader" && m.2 == "running");
+            let replicas_ok = members
+                .iter()
+                .filter(|m| m.1 != "Leader")
+                .all(|m| (m.2 == "running" || m.2 == "streaming") && m.3 == Some(0));
+            if let Some(leader) = leader
+                && members.len() == self.nodes.len()
+                && replicas_ok
+            {
+                let node = self.node(&leader.0);
+                // Streaming for real: the replica is connected to the leader.
+                let db = connect(&self.url(node.port, "postgres")).await;
+                let streaming: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                        &[],
+                    )
+                    .await
+                    .expect("pg_stat_replication")
+                    .get(0);
+                if usize::try_from(streaming) == Ok(self.nodes.len() - 1) {
+                    return node;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Patroni cluster never became healthy: {members:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Waits until every replica has replayed what the leader has written so far.
+    async fn caught_up(&self) {
+        let leader = self.healthy().await;
+        let db = connect(&self.url(leader.port, "postgres")).await;
+        let lsn: String = db
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .expect("lsn")
+            .get(0);
+        for node in self.nodes.iter().filter(|n| n.port != leader.port) {
+            let replica = connect(&self.url(node.port, "postgres")).await;
+            let deadline = Instant::now() + Duration::from_mins(1);
+            loop {
+                let done: bool = replica
+                    .query_one(
+                        "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                        &[&lsn],
+                    )
+                    .await
+                    .expect("replay lsn")
+                    .get(0);
+                if done {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} never caught up", node.name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("a member")
+    }
+
+    /// Switch the leader over to the other node (does not wait for the old one to rejoin).
+    fn switchover(&self, from: &Node) {
+        let to = self
+            .nodes
+            .iter()
+            .find(|n| n.name != from.name)
+            .expect("a candidate");
+        let out = Command::new("patronictl")
+            .arg("-c")
+            .arg(&self.nodes[0].config)
+            .args([
+                "switchover",
+                "--leader",
+                &from.name,
+                "--candidate",
+                &to.name,
+            ])
+            .arg("--force")
+            .output()
+            .expect("patronictl switchover");
+        assert!(
+            out.status.success(),
+            "switchover: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+
+    /// The superuser's URL of one node.
+    fn url(&self, port: u16, db: &str) -> String {
+        format!(
+            "postgresql://postgres:{}@127.0.0.1:{port}/{db}",
+            self.password
+        )
+    }
+
+    /// The superuser's URL naming every node, for the primary.
+    fn ha_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!(
+            "postgresql://postgres:{}@{}/postgres?target_session_attrs=read-write",
+            self.password,
+            hosts.join(",")
+        )
+    }
+
+    /// The schema_history versions on the current leader.
+    async fn ledger(&self, t: &TestDb) -> Vec<i64> {
+        let leader = self.healthy().await;
+        let db = connect(&self.url(leader.port, &t.name)).await;
+        db.query(
+            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    }
+}
+
+impl Drop for Patroni {
+    fn drop(&mut self) {
+        // SIGTERM: Patroni stops its PostgreSQL, then exits; etcd last.
+        for node in &mut self.nodes {
+            // SAFETY: kill has no memory preconditions; the pid is our child's.
+            unsafe { libc::kill(node.process.id().cast_signed(), libc::SIGTERM) };
+        }
+        for node in &mut self.nodes {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while node.process.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = node.process.kill();
+            let _ = node.process.wait();
+        }
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node_config(
+    name: &str,
+    scope: &str,
+    dir: &Path,
+    bindir: &Path,
+    port: u16,
+    api: u16,
+    etcd: u16,
+    password: &str,
+) -> String {
+    let data = dir.join(name);
+    format!(
+        "scope: {scope}
+name: {name}
+log:
+  level: WARNING
+restapi:
+  listen: 127.0.0.1:{api}
+  connect_address: 127.0.0.1:{api}
+etcd3:
+  hosts: 127.0.0.1:{etcd}
+bootstrap:
+  dcs:
+    ttl: 20
+    loop_wait: 1
+    retry_timeout: 5
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_pg_rewind: false
+      parameters:
+        fsync: 'off'
+        wal_level: replica
+        hot_standby: 'on'
+        max_wal_senders: 5
+        max_replication_slots: 5
+  initdb:
+    - encoding: UTF8
+    - auth-local: trust
+    - auth-host: scram-sha-256
+  pg_hba:
+    - local all all trust
+    - host replication replicator 127.0.0.1/32 scram-sha-256
+    - host all all 127.0.0.1/32 scram-sha-256
+postgresql:
+  listen: 127.0.0.1:{port}
+  connect_address: 127.0.0.1:{port}
+  data_dir: {data}
+  bin_dir: {bindir}
+  pgpass: {data}.pgpass
+  authentication:
+    replication:
+      username: replicator
+      password: rep-{password}
+    superuser:
+      username: postgres
+      password: {password}
+  parameters:
+    unix_socket_directories: {dir}
+",
+        data = data.display(),
+        bindir = bindir.display(),
+        dir = dir.display(),
+    )
+}
+
+/// Issue #34's "Done when" on Patroni: a switchover in the middle of `migrate up --wait 90s`
+/// (a slow migration) and of `seed --dev --usage-logs 200000 --wait 90s`: each exits 0 in one
+/// run, the migration recorded once and exactly the requested logs on the new primary; without
+/// `--wait`, exit 4 and nothing applied.
+#[tokio::test]
+async fn one_run_rides_over_a_patroni_switchover() {
+    if let Err(why) = installed() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let cluster = Patroni::start();
+    cluster.healthy().await;
+    let ha = cluster.ha_url();
+    let t = TestDb::new("patroni");
+    let dir = migrations_dir(&[
+        (
+            "0002_slow.up.sql",
+            "SELECT pg_sleep(5);\nCREATE TABLE slow (id int);\n",
+        ),
+        (
+            "0003_slower.up.sql",
+            "SELECT pg_sleep(5);\nCREATE TABLE slower (id int);\n",
+        ),
+    ]);
+    let cmd = || {
+        let mut cmd = t.cmd();
+        cmd.env("AIDOCK_ADMIN_URL", &ha)
+            .arg("--migrations-dir")
+            .arg(&dir);
+        cmd
+    };
+    let first = migrations_dir(&[]);
+    run_ok(
+        t.cmd()
+            .env("AIDOCK_ADMIN_URL", &ha)
+            .arg("--migrations-dir")
+            .arg(&first)
+            .args(["init", "-q"]),
+    );
+    run_ok(cmd().args(["seed", "-q"]));
+    cluster.caught_up().await;
+
+    // migrate up --wait: a switchover 1.5 s into 0002's five seconds of sleep.
+    let leader = cluster.healthy().await;
+    let mut up = cmd();
+    up.args(["--wait", "90s", "migrate", "up", "--to", "2"]);
+    let run = tokio::task::spawn_blocking(move || up.output().expect("run"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.switchover(leader);
+    let out = run.await.expect("join");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the server was lost in the middle of the run")
+            && err.contains("running the command again"),
+        "the switchover hit the run: {err}"
+    );
+    assert_eq!(
+        cluster.ledger(&t).await,
+        [1, 2],
+        "0002 applied once, on the new primary"
+    );
+
+    // seed --dev --wait: a switchover once the usage logs are being copied.
+    cluster.caught_up().await;
+    let leader = cluster.healthy().await;
+    let mut child = cmd()
+        .args([
+            "--wait",
+            "90s",
+            "seed",
+            "--dev",
+            "--users",
+            "5",
+            "--usage-logs",
+            "200000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("seed");
+    let on_leader = connect(&cluster.url(leader.port, &t.name)).await;
+    crate::seed::wait_for_copy(&on_leader, &mut child).await;
+    drop(on_leader);
+    cluster.switchover(leader);
+    let out = child.wait_with_output().expect("seed");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("running the command again"),
+        "the switchover hit the run: {err}"
+    );
+    let leader = cluster.healthy().await;
+    let db = connect(&cluster.url(leader.port, &t.name)).await;
+    assert_eq!(crate::seed::count(&db, "usage_logs").await, 200_000);
+    crate::seed::quotas_match_logs(&db).await;
+    drop(db);
+
+    // Without --wait: exit 4, 0003 not applied anywhere.
+    cluster.caught_up().await;
+    let leader = cluster.healthy().await;
+    let mut up = cmd();
+    up.args(["migrate", "up"]);
+    let run = tokio::task::spawn_blocking(move || up.output().expect("run"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.switchover(leader);
+    let out = run.await.expect("join");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("went away in the middle of the run") && err.contains("--wait"),
+        "{err}"
+    );
+    assert_eq!(cluster.ledger(&t).await, [1, 2], "0003 was rolled back");
+}
