@@ -374,7 +374,7 @@ postgresql:
 /// Issue #34's "Done when" on Patroni: a switchover in the middle of `migrate up --wait 90s`
 /// (a slow migration) and of `seed --dev --usage-logs 200000 --wait 90s`: each exits 0 in one
 /// run, the migration recorded once and exactly the requested logs on the new primary; without
-/// `--wait`, exit 4 and nothing applied.
+/// `--wait`, both exit 4 and nothing is applied.
 #[tokio::test]
 async fn one_run_rides_over_a_patroni_switchover() {
     if let Err(why) = installed() {
@@ -485,4 +485,26 @@ async fn one_run_rides_over_a_patroni_switchover() {
         "{err}"
     );
     assert_eq!(cluster.ledger(&t).await, [1, 2], "0003 was rolled back");
+
+    // seed --dev without --wait (more logs than there are): exit 4, the logs as they were.
+    cluster.caught_up().await;
+    let leader = cluster.healthy().await;
+    let mut child = cmd()
+        .args(["seed", "--dev", "--users", "5", "--usage-logs", "400000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("seed");
+    let on_leader = connect(&cluster.url(leader.port, &t.name)).await;
+    crate::seed::wait_for_copy(&on_leader, &mut child).await;
+    drop(on_leader);
+    cluster.switchover(leader);
+    let out = child.wait_with_output().expect("seed");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("went away in the middle of the run"), "{err}");
+    let leader = cluster.healthy().await;
+    let db = connect(&cluster.url(leader.port, &t.name)).await;
+    assert_eq!(crate::seed::count(&db, "usage_logs").await, 200_000);
+    crate::seed::quotas_match_logs(&db).await;
 }
