@@ -24,6 +24,46 @@ fn in_project(t: &TestDb, root: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A project whose migrations are 0001 and a 0002 (`up`, `down`), initialised for `t`.
+fn initialised(t: &TestDb, up: &str, down: &str) -> PathBuf {
+    let root = project(migrations_dir(&[
+        ("0002_start.up.sql", up),
+        ("0002_start.down.sql", down),
+    ]));
+    run_ok(&mut in_project(t, &root, &["init", "-q"]));
+    root
+}
+
+/// `desired.sql` in the project: 0001 as written, then `more`.
+fn desire(root: &Path, more: &str) {
+    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
+    write_files(root, &[("desired.sql", &format!("{base}\n{more}"))]);
+}
+
+/// `migrate diff NAME --to desired.sql` (and `more` arguments), asserting success; the written
+/// up script.
+#[track_caller]
+fn diff_ok(t: &TestDb, root: &Path, name: &str, more: &[&str]) -> String {
+    let out = in_project(t, root, &["migrate", "diff", name, "--to", "desired.sql"])
+        .args(more)
+        .output()
+        .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read_to_string(root.join(format!("sql/0003_{name}.up.sql"))).expect("up")
+}
+
+/// `migrate up`, `verify`, one step down, `verify`.
+fn up_and_back(t: &TestDb, root: &Path) {
+    run_ok(&mut in_project(t, root, &["migrate", "up"]));
+    run_ok(&mut in_project(t, root, &["migrate", "verify"]));
+    run_ok(&mut in_project(
+        t,
+        root,
+        &["migrate", "down", "--steps", "1", "--yes"],
+    ));
+    run_ok(&mut in_project(t, root, &["migrate", "verify"]));
+}
+
 /// psql applies `file` to a fresh database owned by the test's role, as that role; its URL.
 fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
     let name = format!("{}_{tag}", t.name);
@@ -822,33 +862,16 @@ async fn an_enum_value_and_a_new_table_using_it_revert() {
 #[tokio::test]
 async fn replica_identity_is_diffed() {
     let t = TestDb::new("diff_replid");
-    let root = project(migrations_dir(&[
-        (
-            "0002_r.up.sql",
-            "CREATE TABLE rep (id int NOT NULL, v text);\nCREATE TABLE rep2 (id int NOT NULL);\n",
-        ),
-        ("0002_r.down.sql", "DROP TABLE rep;\nDROP TABLE rep2;\n"),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!(
-                "{base}\nCREATE TABLE rep (id int NOT NULL, v text);\nALTER TABLE rep REPLICA IDENTITY FULL;\nCREATE TABLE rep2 (id int NOT NULL);\nCREATE UNIQUE INDEX rep2_id ON rep2 (id);\nALTER TABLE rep2 REPLICA IDENTITY USING INDEX rep2_id;\n"
-            ),
-        )],
-    );
-    let out = in_project(
+    let root = initialised(
         &t,
+        "CREATE TABLE rep (id int NOT NULL, v text);\nCREATE TABLE rep2 (id int NOT NULL);\n",
+        "DROP TABLE rep;\nDROP TABLE rep2;\n",
+    );
+    desire(
         &root,
-        &["migrate", "diff", "replid", "--to", "desired.sql"],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let up = std::fs::read_to_string(root.join("sql/0003_replid.up.sql")).expect("up");
+        "CREATE TABLE rep (id int NOT NULL, v text);\nALTER TABLE rep REPLICA IDENTITY FULL;\nCREATE TABLE rep2 (id int NOT NULL);\nCREATE UNIQUE INDEX rep2_id ON rep2 (id);\nALTER TABLE rep2 REPLICA IDENTITY USING INDEX rep2_id;\n",
+    );
+    let up = diff_ok(&t, &root, "replid", &[]);
     assert!(
         up.contains("ALTER TABLE rep REPLICA IDENTITY FULL;"),
         "{up}"
@@ -858,14 +881,34 @@ async fn replica_identity_is_diffed() {
         up.find("CREATE UNIQUE INDEX rep2_id").expect(&up) < using,
         "{up}"
     );
-    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
-    run_ok(&mut in_project(
+    up_and_back(&t, &root);
+}
+
+/// A sequence's owning column moves: to a new table (after it is made), and away from a table
+/// that is dropped (before the drop, which would take the sequence along).
+#[tokio::test]
+async fn sequence_ownership_moves_between_tables() {
+    let t = TestDb::new("diff_seqown");
+    let root = initialised(
         &t,
+        "CREATE SEQUENCE \"free seq\";\nCREATE TABLE \"old owner\" (id bigint);\nCREATE SEQUENCE owned_seq OWNED BY \"old owner\".id;\n",
+        "DROP TABLE \"old owner\";\nDROP SEQUENCE \"free seq\";\n",
+    );
+    desire(
         &root,
-        &["migrate", "down", "--steps", "1", "--yes"],
-    ));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+        "CREATE SEQUENCE \"free seq\";\nCREATE SEQUENCE owned_seq;\nCREATE TABLE \"new owner\" (\"some id\" bigint);\nALTER SEQUENCE \"free seq\" OWNED BY \"new owner\".\"some id\";\n",
+    );
+    let up = diff_ok(&t, &root, "seqown", &["--allow-data-loss"]);
+    let pos = |what: &str| up.find(what).unwrap_or_else(|| panic!("{what} in {up}"));
+    assert!(
+        pos("CREATE TABLE \"new owner\"") < pos("ALTER SEQUENCE \"free seq\" AS"),
+        "{up}"
+    );
+    assert!(
+        pos("ALTER SEQUENCE owned_seq OWNED BY NONE") < pos("DROP TABLE \"old owner\""),
+        "{up}"
+    );
+    up_and_back(&t, &root);
 }
 
 /// Issue #30: what the engine cannot write (a changed partition key) is refused, never "no

@@ -191,6 +191,9 @@ struct Unit {
     in_transaction: Option<String>,
     /// Extra keys this unit needs created first (beyond `to.deps[key]`).
     needs: Vec<Key>,
+    /// Keys of the old schema this unit stops using: it runs before their drop (or, for a
+    /// column, before its table's).
+    stops_using: Vec<Key>,
     effect: Effect,
     lossy: Option<String>,
     check: Option<Check>,
@@ -199,6 +202,11 @@ struct Unit {
 impl Unit {
     fn needing(&mut self, keys: Vec<Key>) -> &mut Unit {
         self.needs.extend(keys);
+        self
+    }
+
+    fn stopping(&mut self, keys: Vec<Key>) -> &mut Unit {
+        self.stops_using.extend(keys);
         self
     }
 
@@ -430,6 +438,7 @@ impl Planner<'_> {
             sql,
             in_transaction: None,
             needs: Vec::new(),
+            stops_using: Vec::new(),
             effect: Effect::None,
             lossy: None,
             check: None,

@@ -160,15 +160,20 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 edges.insert((j, i));
             }
         }
-        if u.op == Op::Alter
-            && u.key.0 == "replica identity"
-            && let Some(old) =
-                Planner::meta(p.from, "rel", &u.key.1).and_then(|m| s(m, "replident_index"))
-        {
-            // A table stops naming an index as its replica identity before that index goes.
-            for &j in units_of(&key("index", old)) {
-                if units[j].op == Op::Drop && j != i {
-                    edges.insert((i, j));
+        // What it says it stops using goes after it (a column with its table).
+        for old in &u.stops_using {
+            let mut gone = vec![old.clone()];
+            if old.0 == "column"
+                && let Some(t) = Planner::owner_table(p.from, old)
+                && let Some(kind) = Planner::relation_kind(p.from, &t)
+            {
+                gone.push(key(kind, &t));
+            }
+            for g in &gone {
+                for &j in units_of(g) {
+                    if units[j].op == Op::Drop && j != i {
+                        edges.insert((i, j));
+                    }
                 }
             }
         }

@@ -77,6 +77,15 @@ impl Generator for Sequences {
         }
         let Some(name) = p.name(k) else { return };
         let m = Planner::meta_or_null(p.to, "sequence", &k.1);
+        let old = Planner::meta_or_null(p.from, "sequence", &k.1);
+        // After the new owning column is made, before the old one (or its table) goes: dropping
+        // it would take the sequence along.
+        let owner_keys = |col: Option<&str>| {
+            col.map(|c| vec![key("table", split_member(c).0), key("column", c)])
+                .unwrap_or_default()
+        };
+        let needs = owner_keys(s(&m, "owned_by"));
+        let stops = owner_keys(s(&old, "owned_by"));
         let owned = match s(&m, "owned_by").map(Member::parse) {
             None => "NONE".to_string(),
             Some(Some(col)) => col.to_string(),
@@ -93,6 +102,8 @@ impl Generator for Sequences {
                 "ALTER SEQUENCE {name} {};\nALTER SEQUENCE {name} OWNED BY {owned};",
                 options(&m).replacen("START WITH", "START", 1)
             ),
-        );
+        )
+        .needing(needs)
+        .stopping(stops);
     }
 }

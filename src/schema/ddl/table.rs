@@ -194,13 +194,18 @@ impl Generator for Tables {
                 // A unit of its own: it comes after the index it names, which itself needs the
                 // table (one unit for both would be a cycle).
                 Some(identity) => {
+                    // ... and before the drop of the index it stops naming.
+                    let stops = s(&a, "replident_index")
+                        .map(|i| vec![key("index", i)])
+                        .unwrap_or_default();
                     p.unit(
                         Op::Alter,
                         &key("replica identity", &k.1),
                         Place::Main,
                         format!("ALTER TABLE {name} REPLICA IDENTITY {identity};"),
                     )
-                    .needing(needs);
+                    .needing(needs)
+                    .stopping(stops);
                 }
                 None => p.note(format!(
                     "table {}: its replica identity index could not be named; set REPLICA IDENTITY by hand",
