@@ -144,7 +144,9 @@ def judge(cluster, binary, a, b, work):
     downs = [f.replace(".up.sql", ".down.sql") for f in reversed(ups)]
     if out.returncode != 0:
         text = (out.stderr or out.stdout).strip()
-        first = text.splitlines()[0] if text else f"exit {out.returncode}"
+        # The reason and the first differences it names (a table cell: one line).
+        first = " / ".join(l.strip() for l in text.splitlines()[:4]).replace("|", "\\|") \
+            if text else f"exit {out.returncode}"
         kind = "refused (self-test)" if "failed its test" in text else "refused"
         return kind, first
     if not ups:

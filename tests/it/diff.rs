@@ -947,3 +947,35 @@ async fn a_difference_the_engine_does_not_write_is_refused() {
     );
     assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
 }
+
+/// A primary key over a unique index already there under its name takes that index
+/// (`USING INDEX`, no second build); the down drops the constraint and makes the index again.
+#[tokio::test]
+async fn a_primary_key_takes_the_index_already_there() {
+    let t = TestDb::new("diff_pkidx");
+    let root = initialised(
+        &t,
+        "CREATE TABLE pk_later (id int);\nCREATE UNIQUE INDEX pk_later_pkey ON pk_later (id);\n",
+        "DROP TABLE pk_later;\n",
+    );
+    desire(
+        &root,
+        "CREATE TABLE pk_later (id int);\nCREATE UNIQUE INDEX pk_later_pkey ON pk_later (id);\nALTER TABLE pk_later ADD CONSTRAINT pk_later_pkey PRIMARY KEY USING INDEX pk_later_pkey;\n",
+    );
+    let up = diff_ok(&t, &root, "pk", &[]);
+    assert!(
+        up.contains("ADD CONSTRAINT pk_later_pkey PRIMARY KEY USING INDEX pk_later_pkey;"),
+        "{up}"
+    );
+    up_and_back(&t, &root);
+    let db = t.admin().await;
+    let indexes: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'pk_later_pkey'",
+            &[],
+        )
+        .await
+        .expect("indexes")
+        .get(0);
+    assert_eq!(indexes, 1, "the down made the index again");
+}

@@ -2,7 +2,7 @@
 //! check added to a table that exists is added `NOT VALID` and validated in the script after the
 //! transaction (no full scan under ACCESS EXCLUSIVE); a change is a re-make.
 
-use super::{Check, Direction, Generator, Key, Op, Place, Planner, key, s};
+use super::{Check, Direction, Generator, Key, Op, Place, Planner, key, s, split_member};
 
 pub(super) struct Constraints;
 
@@ -59,12 +59,33 @@ impl Generator for Constraints {
                 unit.check(c);
             }
         } else {
-            let unit = p.unit(
-                Op::Create,
-                k,
-                Place::Main,
-                format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};"),
-            );
+            // A primary key or unique constraint over a unique index that is already there
+            // under its name (the same definition): the index becomes the constraint's.
+            // Where it cannot (a partitioned table, another definition), that index goes first.
+            let taken = taken_index(p, k, &kind, &table);
+            let sql = match taken.as_ref().filter(|ix| can_take(p, ix, &table)) {
+                Some(_) => {
+                    let word = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
+                    let tail = def
+                        .find(" DEFERRABLE")
+                        .map_or("", |at| &def[at..])
+                        .to_string();
+                    format!("ALTER TABLE {of} ADD CONSTRAINT {con} {word} USING INDEX {con}{tail};")
+                }
+                None => {
+                    // (A changed definition is dropped by the walk already.)
+                    if let Some(ix) = taken
+                        .as_ref()
+                        .filter(|ix| p.to.objects.get(*ix) == p.from.objects.get(*ix))
+                    {
+                        p.drop(ix);
+                    }
+                    format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};")
+                }
+            };
+            let unit = p
+                .unit(Op::Create, k, Place::Main, sql)
+                .after_drops(taken.into_iter().collect());
             if let Some(c) = check {
                 unit.check(c);
             }
@@ -88,4 +109,37 @@ impl Generator for Constraints {
             ),
         );
     }
+}
+
+/// The index a primary key or unique constraint `k` is built on: same schema as the
+/// table, the constraint's name.
+fn index_key(k: &Key) -> Key {
+    let (table, con) = split_member(&k.1);
+    let (schema, _) = split_member(table);
+    if schema.is_empty() {
+        key("index", con)
+    } else {
+        key("index", &format!("{schema}.{con}"))
+    }
+}
+
+/// The index of its own (not a constraint's) that the old schema has on `table` under the
+/// name a new primary key or unique constraint `k` gives its index.
+fn taken_index(p: &Planner, k: &Key, kind: &str, table: &str) -> Option<Key> {
+    if !matches!(kind, "p" | "u") {
+        return None;
+    }
+    let index = index_key(k);
+    (p.from.objects.contains_key(&index)
+        && !Planner::automatic(p.from, &index)
+        && Planner::owner_table(p.from, &index).as_deref() == Some(table))
+    .then_some(index)
+}
+
+/// Whether that index can become the constraint's as it is (`ADD CONSTRAINT .. USING INDEX`):
+/// the same definition, a table that is not partitioned.
+fn can_take(p: &Planner, index: &Key, table: &str) -> bool {
+    !Planner::is_partitioned(p.to, table)
+        && !Planner::is_partitioned(p.from, table)
+        && p.to.objects.get(index) == p.from.objects.get(index)
 }

@@ -194,6 +194,8 @@ struct Unit {
     /// Keys of the old schema this unit stops using: it runs before their drop (or, for a
     /// column, before its table's).
     stops_using: Vec<Key>,
+    /// Keys of the old schema whose drop must come first (it would take this unit's object).
+    after_drop_of: Vec<Key>,
     effect: Effect,
     lossy: Option<String>,
     check: Option<Check>,
@@ -207,6 +209,11 @@ impl Unit {
 
     fn stopping(&mut self, keys: Vec<Key>) -> &mut Unit {
         self.stops_using.extend(keys);
+        self
+    }
+
+    fn after_drops(&mut self, keys: Vec<Key>) -> &mut Unit {
+        self.after_drop_of.extend(keys);
         self
     }
 
@@ -414,6 +421,21 @@ impl Planner<'_> {
                     (None, Some(_)) => self.create(&k),
                     (Some(_), None) => self.drop(&k),
                     (Some(x), Some(y)) if x != y => self.change(&k),
+                    // An index a dropped constraint owned, kept as an index of its own: the
+                    // constraint's drop takes it, so it is made again.
+                    (Some(_), Some(_)) if k.0 == "index" && !Self::automatic(self.to, &k) => {
+                        if let Some(c) = Self::meta(self.from, "rel", name)
+                            .and_then(|m| s(m, "index_constraint"))
+                            .map(|c| key("constraint", c))
+                            .filter(|c| !self.to.objects.contains_key(c))
+                        {
+                            let first = self.units.len();
+                            self.create(&k);
+                            for u in &mut self.units[first..] {
+                                u.after_drops(vec![c.clone()]);
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -439,6 +461,7 @@ impl Planner<'_> {
             in_transaction: None,
             needs: Vec::new(),
             stops_using: Vec::new(),
+            after_drop_of: Vec::new(),
             effect: Effect::None,
             lossy: None,
             check: None,

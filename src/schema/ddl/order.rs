@@ -160,6 +160,14 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 edges.insert((j, i));
             }
         }
+        // What it takes over from goes first.
+        for old in &u.after_drop_of {
+            for &j in units_of(old) {
+                if units[j].op == Op::Drop && j != i {
+                    edges.insert((j, i));
+                }
+            }
+        }
         // What it says it stops using goes after it (a column with its table).
         for old in &u.stops_using {
             let mut gone = vec![old.clone()];
