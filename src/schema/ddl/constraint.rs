@@ -63,25 +63,19 @@ impl Generator for Constraints {
             // under its name (the same definition): the index becomes the constraint's.
             // Where it cannot (a partitioned table, another definition), that index goes first.
             let taken = taken_index(p, k, &kind, &table);
-            let sql = match taken.as_ref().filter(|ix| can_take(p, ix, &table)) {
-                Some(_) => {
-                    let word = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
-                    let tail = def
-                        .find(" DEFERRABLE")
-                        .map_or("", |at| &def[at..])
-                        .to_string();
-                    format!("ALTER TABLE {of} ADD CONSTRAINT {con} {word} USING INDEX {con}{tail};")
+            let sql = if taken.as_ref().is_some_and(|ix| can_take(p, ix, &table)) {
+                let word = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
+                let tail = def.find(" DEFERRABLE").map_or("", |at| &def[at..]);
+                format!("ALTER TABLE {of} ADD CONSTRAINT {con} {word} USING INDEX {con}{tail};")
+            } else {
+                // (A changed definition is dropped by the walk already.)
+                if let Some(ix) = taken
+                    .as_ref()
+                    .filter(|ix| p.to.objects.get(*ix) == p.from.objects.get(*ix))
+                {
+                    p.drop(ix);
                 }
-                None => {
-                    // (A changed definition is dropped by the walk already.)
-                    if let Some(ix) = taken
-                        .as_ref()
-                        .filter(|ix| p.to.objects.get(*ix) == p.from.objects.get(*ix))
-                    {
-                        p.drop(ix);
-                    }
-                    format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};")
-                }
+                format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};")
             };
             let unit = p
                 .unit(Op::Create, k, Place::Main, sql)
