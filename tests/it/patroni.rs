@@ -411,6 +411,21 @@ async fn one_run_rides_over_a_patroni_switchover() {
             .args(["init", "-q"]),
     );
     run_ok(cmd().args(["seed", "-q"]));
+    // Printed URLs name every node (migrate status's database line).
+    let hosts: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = run_ok(cmd().args(["migrate", "status"]));
+    assert!(
+        out.contains(&format!(
+            "@{}/{}?target_session_attrs=read-write",
+            hosts.join(","),
+            t.name
+        )),
+        "{out}"
+    );
     cluster.caught_up().await;
 
     // migrate up --wait: a switchover 1.5 s into 0002's five seconds of sleep.
