@@ -979,3 +979,28 @@ async fn a_primary_key_takes_the_index_already_there() {
         .get(0);
     assert_eq!(indexes, 1, "the down made the index again");
 }
+
+/// A trigger turned into a constraint trigger (and back, in the down): its constraint row comes
+/// and goes with the trigger, never as an `ADD CONSTRAINT` of its own.
+#[tokio::test]
+async fn a_trigger_becomes_a_constraint_trigger() {
+    let t = TestDb::new("diff_ctrig");
+    let function = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\nCREATE TABLE watched (id int PRIMARY KEY);\n";
+    let root = initialised(
+        &t,
+        &format!(
+            "{function}CREATE TRIGGER watch AFTER UPDATE ON watched FOR EACH ROW EXECUTE FUNCTION touch();\n"
+        ),
+        "DROP TABLE watched;\nDROP FUNCTION touch();\n",
+    );
+    desire(
+        &root,
+        &format!(
+            "{function}CREATE CONSTRAINT TRIGGER watch AFTER UPDATE ON watched DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION touch();\n"
+        ),
+    );
+    let up = diff_ok(&t, &root, "ctrig", &[]);
+    assert!(up.contains("CREATE CONSTRAINT TRIGGER watch"), "{up}");
+    assert!(!up.contains("ADD CONSTRAINT watch"), "{up}");
+    up_and_back(&t, &root);
+}

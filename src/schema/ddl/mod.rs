@@ -596,8 +596,10 @@ impl Planner<'_> {
     fn automatic(cat: &Catalog, k: &Key) -> bool {
         let (kind, name) = (k.0.as_str(), k.1.as_str());
         match kind {
-            "constraint" => Self::meta(cat, "constraint", name)
-                .is_some_and(|m| b(m, "inherited") || s(m, "type") == Some("n")),
+            // A constraint trigger's constraint row comes and goes with its trigger.
+            "constraint" => Self::meta(cat, "constraint", name).is_some_and(|m| {
+                b(m, "inherited") || s(m, "type") == Some("n") || s(m, "type") == Some("t")
+            }),
             "trigger" => Self::meta(cat, "trigger", name).is_some_and(|m| b(m, "inherited")),
             "index" => Self::meta(cat, "rel", name)
                 .is_some_and(|m| b(m, "index_partition") || !m["index_constraint"].is_null()),
