@@ -242,6 +242,15 @@ async fn generate_in(
         .collect();
     // The failure first, then what was tried.
     let failed = |which: &str, e: anyhow::Error| {
+        let text = format!("{e:#}");
+        if text.contains("(SQLSTATE 42846)") {
+            // A column type change PostgreSQL has no cast for: how values convert is the
+            // author's call (epoch seconds or milliseconds?), not a guess of ours.
+            return error::refused(format!(
+                "a column's type changes between types PostgreSQL has no cast for, so nothing was written: {text}\nmigrate diff does not guess how existing values convert; write this migration by hand (`aidock-provision migrate new NAME`) with ALTER TABLE ... ALTER COLUMN ... TYPE ... USING <expression>. The scripts tried:\n{}",
+                show(&pairs)
+            ));
+        }
         anyhow::anyhow!(
             "{e:#}\n\nthe generated {which} script failed its test in a scratch database, so nothing was written; this is a limit of the diff engine, please report it. The scripts tried:\n{}",
             show(&pairs)

@@ -1004,3 +1004,40 @@ async fn a_trigger_becomes_a_constraint_trigger() {
     assert!(!up.contains("ADD CONSTRAINT watch"), "{up}");
     up_and_back(&t, &root);
 }
+
+/// A type change PostgreSQL has no cast for (bigint to timestamp) is refused with what to do,
+/// not a guessed conversion and not "the engine failed its test".
+#[tokio::test]
+async fn a_type_change_without_a_cast_is_refused_with_what_to_do() {
+    let t = TestDb::new("diff_nocast");
+    let root = initialised(
+        &t,
+        "CREATE TABLE events (id int, at bigint);\n",
+        "DROP TABLE events;\n",
+    );
+    desire(&root, "CREATE TABLE events (id int, at timestamp);\n");
+    let out = expect_exit(
+        &mut in_project(
+            &t,
+            &root,
+            &[
+                "migrate",
+                "diff",
+                "retype",
+                "--to",
+                "desired.sql",
+                "--allow-data-loss",
+            ],
+        ),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("no cast for")
+            && err.contains("cannot cast type bigint to timestamp")
+            && err.contains("USING <expression>")
+            && !err.contains("please report it"),
+        "{err}"
+    );
+    assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
+}
