@@ -158,9 +158,14 @@ const KINDS: &[&str] = &[
      FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p', 'f')",
-    // Constraints of tables and of domains.
+    // Constraints of tables and of domains. Left out: the copies of a foreign key PostgreSQL
+    // makes on the referencing table, one per partition of a partitioned referenced table
+    // (named `..._fkey1`, `..._fkey2` in the order partitions came): they follow from the one
+    // foreign key, cannot be changed or dropped, and pg_dump does not show them.
     "SELECT 'constraint', r.name || '.' || quote_ident(con.conname), pg_get_constraintdef(con.oid)
      FROM rels r JOIN pg_constraint con ON con.conrelid = r.oid
+     WHERE NOT (con.contype = 'f' AND con.conparentid <> 0 AND EXISTS (
+       SELECT 1 FROM pg_constraint parent WHERE parent.oid = con.conparentid AND parent.conrelid = con.conrelid))
      UNION ALL
      SELECT 'constraint', 'domain ' || t.name || '.' || quote_ident(con.conname), pg_get_constraintdef(con.oid)
      FROM types t JOIN pg_constraint con ON con.contypid = t.oid",
@@ -346,6 +351,8 @@ const META: &[&str] = &[
             json_build_object('type', con.contype::text, 'on', r.name, 'name', quote_ident(con.conname),
               'inherited', con.conparentid <> 0 OR NOT con.conislocal)::text
      FROM rels r JOIN pg_constraint con ON con.conrelid = r.oid
+     WHERE NOT (con.contype = 'f' AND con.conparentid <> 0 AND EXISTS (
+       SELECT 1 FROM pg_constraint parent WHERE parent.oid = con.conparentid AND parent.conrelid = con.conrelid))
      UNION ALL
      SELECT '~constraint', 'domain ' || t.name || '.' || quote_ident(con.conname),
             json_build_object('type', con.contype::text, 'domain', t.name, 'name', quote_ident(con.conname),

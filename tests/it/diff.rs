@@ -1041,3 +1041,26 @@ async fn a_type_change_without_a_cast_is_refused_with_what_to_do() {
     );
     assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
 }
+
+/// A partition's own NOT NULL and default (an existing partition's changed, a new partition's
+/// set after it is made), and a foreign key to a partitioned table (whose per-partition copies
+/// PostgreSQL names by itself, and which are not compared).
+#[tokio::test]
+async fn partition_columns_and_a_foreign_key_to_a_partitioned_table() {
+    let t = TestDb::new("diff_partcol");
+    let parts = "CREATE TABLE parts (id int PRIMARY KEY, v int DEFAULT 1) PARTITION BY LIST (id);\nCREATE TABLE parts_1 PARTITION OF parts FOR VALUES IN (1);\n";
+    let root = initialised(&t, parts, "DROP TABLE parts;\n");
+    desire(
+        &root,
+        &format!(
+            "{parts}ALTER TABLE parts_1 ALTER COLUMN v SET NOT NULL;\nALTER TABLE parts_1 ALTER COLUMN v SET DEFAULT 7;\nCREATE TABLE parts_2 PARTITION OF parts (v NOT NULL DEFAULT 9) FOR VALUES IN (2);\nCREATE TABLE refs (part int REFERENCES parts (id));\n"
+        ),
+    );
+    let up = diff_ok(&t, &root, "partcol", &[]);
+    assert!(
+        up.contains("ALTER TABLE parts_1 ALTER COLUMN v SET NOT NULL;")
+            && up.contains("ALTER TABLE parts_2 ALTER COLUMN v SET DEFAULT 9;"),
+        "{up}"
+    );
+    up_and_back(&t, &root);
+}

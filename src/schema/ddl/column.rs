@@ -132,7 +132,12 @@ fn change(p: &mut Planner, k: &Key) {
     ) else {
         return;
     };
+    // A column a partition or child table inherits: its type is the parent's, but NOT NULL and
+    // its default are its own, unless the parent's same change reaches it.
     if Planner::automatic(p.to, k) {
+        if Planner::automatic(p.from, k) {
+            inherited_change(p, k, &was, &want);
+        }
         return;
     }
     let Some(Member {
@@ -280,6 +285,71 @@ fn change(p: &mut Planner, k: &Key) {
         if let Some(l) = lossy {
             unit.lossy(l);
         }
+        if let Some(c) = check {
+            unit.check(c);
+        }
+    }
+}
+
+/// NOT NULL and the default of an inherited column `k` (of a partition or a child table), where
+/// they change and no parent's column changes the same way (that change recurses to it).
+fn inherited_change(p: &mut Planner, k: &Key, was: &serde_json::Value, want: &serde_json::Value) {
+    let (table, column) = split_member(&k.1);
+    let parents: Vec<String> = Planner::meta(p.to, "rel", table)
+        .map(|m| {
+            s(m, "parent")
+                .map(|t| vec![t.to_string()])
+                .unwrap_or_else(|| super::strings(m, "inherits"))
+        })
+        .unwrap_or_default();
+    let follows = |field: &str| {
+        parents.iter().any(|parent| {
+            let col = format!("{parent}.{column}");
+            let (a, z) = (
+                Planner::meta(p.from, "column", &col),
+                Planner::meta(p.to, "column", &col),
+            );
+            a.is_some_and(|a| a[field] == was[field]) && z.is_some_and(|z| z[field] == want[field])
+        })
+    };
+    let notnull = b(was, "notnull") != b(want, "notnull") && !follows("notnull");
+    let default = was["default"] != want["default"] && !follows("default");
+    if !notnull && !default {
+        return;
+    }
+    let Some(Member { of, name: col }) = p.member(k) else {
+        return;
+    };
+    let alter = |what: &str| format!("ALTER TABLE {of} ALTER COLUMN {col} {what};");
+    let (mut loosen, mut tighten) = (Vec::new(), Vec::new());
+    if default {
+        match s(want, "default") {
+            Some(d) => tighten.push(alter(&format!("SET DEFAULT {d}"))),
+            None => loosen.push(alter("DROP DEFAULT")),
+        }
+    }
+    let mut check = None;
+    if notnull {
+        if b(want, "notnull") {
+            tighten.push(alter("SET NOT NULL"));
+            check = Some(Check::NotNull {
+                table: of.clone(),
+                column: col.clone(),
+            });
+        } else {
+            loosen.push(alter("DROP NOT NULL"));
+        }
+    }
+    if !loosen.is_empty() {
+        p.unit(
+            Op::Drop,
+            &key("column loosened", &k.1),
+            Place::Main,
+            loosen.join("\n"),
+        );
+    }
+    if !tighten.is_empty() {
+        let unit = p.unit(Op::Alter, k, Place::Main, tighten.join("\n"));
         if let Some(c) = check {
             unit.check(c);
         }

@@ -82,6 +82,45 @@ impl Generator for Tables {
         if b(&m, "force_rls") {
             let _ = write!(sql, "\nALTER TABLE {name} FORCE ROW LEVEL SECURITY;");
         }
+        // A partition or child table takes NOT NULL and the default of its parent's column;
+        // where its own differ, they are set after.
+        let parents: Vec<String> = s(&m, "parent")
+            .map(|t| vec![t.to_string()])
+            .unwrap_or_else(|| strings(&m, "inherits"));
+        for (_, c) in Planner::columns_of(p.to, &k.1) {
+            let (Some(own), Some(col)) = (Planner::meta(p.to, "column", &c), Member::parse(&c))
+            else {
+                continue;
+            };
+            let column = super::split_member(&c).1;
+            let Some(from_parent) = parents
+                .iter()
+                .find_map(|t| Planner::meta(p.to, "column", &format!("{t}.{column}")))
+            else {
+                continue;
+            };
+            if b(own, "notnull") && !b(from_parent, "notnull") {
+                let _ = write!(
+                    sql,
+                    "\nALTER TABLE {name} ALTER COLUMN {} SET NOT NULL;",
+                    col.name
+                );
+            }
+            if own["default"] != from_parent["default"] {
+                let _ = match s(own, "default") {
+                    Some(d) => write!(
+                        sql,
+                        "\nALTER TABLE {name} ALTER COLUMN {} SET DEFAULT {d};",
+                        col.name
+                    ),
+                    None => write!(
+                        sql,
+                        "\nALTER TABLE {name} ALTER COLUMN {} DROP DEFAULT;",
+                        col.name
+                    ),
+                };
+            }
+        }
         for (_, c) in Planner::columns_of(p.to, &k.1) {
             let storage = Planner::meta(p.to, "column", &c).and_then(|m| s(m, "storage"));
             if let (Some(st), Some(col)) = (storage, Member::parse(&c)) {
