@@ -295,13 +295,7 @@ fn change(p: &mut Planner, k: &Key) {
 /// they change and no parent's column changes the same way (that change recurses to it).
 fn inherited_change(p: &mut Planner, k: &Key, was: &serde_json::Value, want: &serde_json::Value) {
     let (table, column) = split_member(&k.1);
-    let parents: Vec<String> = Planner::meta(p.to, "rel", table)
-        .map(|m| {
-            s(m, "parent")
-                .map(|t| vec![t.to_string()])
-                .unwrap_or_else(|| super::strings(m, "inherits"))
-        })
-        .unwrap_or_default();
+    let parents = Planner::parents(p.to, table);
     let follows = |field: &str| {
         parents.iter().any(|parent| {
             let col = format!("{parent}.{column}");

@@ -531,6 +531,13 @@ impl Planner<'_> {
             .copied()
     }
 
+    /// The tables `table` takes columns from: its partitioned parent, or what it INHERITS.
+    fn parents(cat: &Catalog, table: &str) -> Vec<String> {
+        Self::meta(cat, "rel", table)
+            .map(|m| s(m, "parent").map_or_else(|| strings(m, "inherits"), |t| vec![t.to_string()]))
+            .unwrap_or_default()
+    }
+
     fn is_partitioned(cat: &Catalog, table: &str) -> bool {
         Self::meta(cat, "rel", table).and_then(|m| s(m, "relkind")) == Some("p")
     }

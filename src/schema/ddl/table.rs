@@ -84,9 +84,7 @@ impl Generator for Tables {
         }
         // A partition or child table takes NOT NULL and the default of its parent's column;
         // where its own differ, they are set after.
-        let parents: Vec<String> = s(&m, "parent")
-            .map(|t| vec![t.to_string()])
-            .unwrap_or_else(|| strings(&m, "inherits"));
+        let parents = Planner::parents(p.to, &k.1);
         for (_, c) in Planner::columns_of(p.to, &k.1) {
             let (Some(own), Some(col)) = (Planner::meta(p.to, "column", &c), Member::parse(&c))
             else {
