@@ -1064,3 +1064,21 @@ async fn partition_columns_and_a_foreign_key_to_a_partitioned_table() {
     );
     up_and_back(&t, &root);
 }
+
+/// A parent's column dropped with an index on a partition that uses it: the down adds the
+/// column back (to the parent, so to the partition) before it makes that index again.
+#[tokio::test]
+async fn an_index_on_a_partition_comes_back_after_the_parent_column() {
+    let t = TestDb::new("diff_partidx");
+    let root = initialised(
+        &t,
+        "CREATE TABLE pl (id int, foo text) PARTITION BY LIST (foo);\nCREATE TABLE pl_1 PARTITION OF pl FOR VALUES IN ('a');\nCREATE UNIQUE INDEX pl_1_uniq ON pl_1 (foo, id);\n",
+        "DROP TABLE pl;\n",
+    );
+    desire(
+        &root,
+        "CREATE TABLE pl (foo text) PARTITION BY LIST (foo);\nCREATE TABLE pl_1 PARTITION OF pl FOR VALUES IN ('a');\n",
+    );
+    diff_ok(&t, &root, "dropid", &["--allow-data-loss"]);
+    up_and_back(&t, &root);
+}

@@ -135,15 +135,30 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 }
             }
         }
-        // A column made with its table is needed through the table's unit.
+        // A column made with its table is needed through the table's unit; a column a
+        // partition or child inherits, through its parent's column (when that one is added).
         let needs: BTreeSet<Key> = needs
             .into_iter()
-            .map(|d| {
-                if d.0 == "column"
-                    && !by_key.contains_key(&d)
-                    && let Some(t) = Planner::owner_table(p.to, &d)
-                {
-                    return key(Planner::relation_kind(p.to, &t).unwrap_or("table"), &t);
+            .map(|mut d| {
+                for _ in 0..8 {
+                    if d.0 != "column" || by_key.contains_key(&d) {
+                        return d;
+                    }
+                    let Some(t) = Planner::owner_table(p.to, &d) else {
+                        return d;
+                    };
+                    let column = split_member(&d.1).1;
+                    let inherited = Planner::parents(p.to, &t)
+                        .into_iter()
+                        .map(|parent| key("column", &format!("{parent}.{column}")))
+                        .find(|c| p.to.objects.contains_key(c));
+                    match inherited {
+                        Some(c) if Planner::automatic(p.to, &d) && by_key.contains_key(&c) => {
+                            return c;
+                        }
+                        Some(c) if Planner::automatic(p.to, &d) => d = c,
+                        _ => return key(Planner::relation_kind(p.to, &t).unwrap_or("table"), &t),
+                    }
                 }
                 d
             })
