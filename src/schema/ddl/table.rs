@@ -139,11 +139,19 @@ impl Generator for Tables {
         } else {
             ""
         };
+        // A partition of a table that stays is detached first: a foreign key to the parent
+        // holds a copy on each of its partitions, which a plain DROP TABLE refuses to drop.
+        let detach = Planner::meta(p.from, "rel", &k.1)
+            .and_then(|m| s(m, "parent"))
+            .filter(|parent| p.to.objects.contains_key(&key("table", parent)))
+            .and_then(Name::parse)
+            .map(|parent| format!("ALTER TABLE {parent} DETACH PARTITION {name};\n"))
+            .unwrap_or_default();
         p.unit(
             Op::Drop,
             k,
             Place::Main,
-            format!("DROP {foreign}TABLE {name};"),
+            format!("{detach}DROP {foreign}TABLE {name};"),
         )
         .lossy(format!("table {} is dropped with its rows", k.1));
     }
