@@ -345,7 +345,9 @@ const META: &[&str] = &[
               'index_table', (SELECT t.name FROM pg_index x JOIN rels t ON t.oid = x.indrelid WHERE x.indexrelid = r.oid),
               'index_constraint', (SELECT t.name || '.' || quote_ident(c.conname) FROM pg_constraint c JOIN rels t ON t.oid = c.conrelid
                                    WHERE c.conindid = r.oid AND c.contype IN ('p', 'u', 'x') LIMIT 1),
-              'index_partition', r.relkind IN ('i', 'I') AND r.relispartition)::text
+              'index_partition', r.relkind IN ('i', 'I') AND r.relispartition,
+              'index_parent', CASE WHEN r.relkind IN ('i', 'I') AND r.relispartition THEN
+                   (SELECT p.name FROM pg_inherits i JOIN rels p ON p.oid = i.inhparent WHERE i.inhrelid = r.oid LIMIT 1) END)::text
      FROM rels r",
     "SELECT '~constraint', r.name || '.' || quote_ident(con.conname),
             json_build_object('type', con.contype::text, 'on', r.name, 'name', quote_ident(con.conname),

@@ -423,12 +423,17 @@ impl Planner<'_> {
                     (Some(x), Some(y)) if x != y => self.change(&k),
                     // An index a dropped constraint owned, kept as an index of its own: the
                     // constraint's drop takes it, so it is made again.
+                    // Likewise an index attached to a partitioned index that is dropped.
                     (Some(_), Some(_)) if k.0 == "index" && !Self::automatic(self.to, &k) => {
-                        if let Some(c) = Self::meta(self.from, "rel", name)
+                        let meta = Self::meta(self.from, "rel", name);
+                        let owner = meta
                             .and_then(|m| s(m, "index_constraint"))
                             .map(|c| key("constraint", c))
-                            .filter(|c| !self.to.objects.contains_key(c))
-                        {
+                            .or_else(|| {
+                                meta.and_then(|m| s(m, "index_parent"))
+                                    .map(|i| key("index", i))
+                            });
+                        if let Some(c) = owner.filter(|c| !self.to.objects.contains_key(c)) {
                             let first = self.units.len();
                             self.create(&k);
                             for u in &mut self.units[first..] {
@@ -677,6 +682,17 @@ impl Planner<'_> {
         false
     }
 
+    /// A partition's index attached to a partitioned index that is new: made first, under its
+    /// own name, so that the partitioned index's CREATE attaches it (instead of building one
+    /// named by PostgreSQL).
+    fn named_partition_index(&self, k: &Key) -> bool {
+        k.0 == "index"
+            && Self::meta(self.to, "rel", &k.1)
+                .and_then(|m| s(m, "index_parent"))
+                .is_some_and(|parent| !self.from.objects.contains_key(&key("index", parent)))
+            && Self::meta(self.to, "rel", &k.1).is_some_and(|m| m["index_constraint"].is_null())
+    }
+
     /// Created together with something else that is created (a new table's columns).
     fn comes_with_create(&self, k: &Key) -> bool {
         if k.0 == "column"
@@ -693,7 +709,9 @@ impl Planner<'_> {
     }
 
     fn create(&mut self, k: &Key) {
-        if Self::automatic(self.to, k) || self.comes_with_create(k) || self.renamed.contains_key(k)
+        if (Self::automatic(self.to, k) && !self.named_partition_index(k))
+            || self.comes_with_create(k)
+            || self.renamed.contains_key(k)
         {
             return;
         }

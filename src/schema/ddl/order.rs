@@ -81,6 +81,26 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                         .map(|(_, c)| key("column", &c)),
                 );
             }
+            if base.0 == "column" {
+                // A parent's column goes with its copies in partitions and child tables.
+                let (table, column) = split_member(&base.1);
+                let mut tables = vec![table.to_string()];
+                while let Some(t) = tables.pop() {
+                    let children: Vec<String> = p
+                        .from
+                        .meta
+                        .keys()
+                        .filter(|(kind, name)| {
+                            kind == "rel" && Planner::parents(p.from, name).contains(&t)
+                        })
+                        .map(|(_, name)| name.clone())
+                        .collect();
+                    for child in children {
+                        covered.push(key("column", &format!("{child}.{column}")));
+                        tables.push(child);
+                    }
+                }
+            }
             for (user, deps) in &p.from.deps {
                 if covered.iter().any(|c| deps.contains(c)) {
                     // A user dropped with its table (a trigger, a column) is the table's drop.
@@ -93,6 +113,18 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                     {
                         // A domain's constraint dropped with its domain is the domain's drop.
                         key("type", split_member(member).0)
+                    } else if user.0 == "table" {
+                        // A partition dropped with its parent (in another schema, say).
+                        let mut t = user.clone();
+                        for _ in 0..8 {
+                            match Planner::parents(p.from, &t.1).first() {
+                                Some(parent) if !by_key.contains_key(&t) => {
+                                    t = key("table", parent);
+                                }
+                                _ => break,
+                            }
+                        }
+                        t
                     } else {
                         Planner::owner_table(p.from, user)
                             .and_then(|t| Planner::relation_kind(p.from, &t).map(|k| key(k, &t)))
@@ -173,6 +205,25 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
         for &j in &same {
             if j != i && units[j].op == Op::Create && u.op == Op::Alter {
                 edges.insert((j, i));
+            }
+        }
+        // A partition's index made under its own name goes before the partitioned index that
+        // attaches it.
+        if u.op == Op::Create
+            && u.key.0 == "index"
+            && let Some(parent) =
+                Planner::meta(p.to, "rel", &u.key.1).and_then(|m| s(m, "index_parent"))
+        {
+            // (A partitioned index a primary key or unique constraint makes comes with it.)
+            let made_by = Planner::meta(p.to, "rel", parent)
+                .and_then(|m| s(m, "index_constraint"))
+                .map(|c| key("constraint", c));
+            for owner in std::iter::once(key("index", parent)).chain(made_by) {
+                for &j in units_of(&owner) {
+                    if units[j].op == Op::Create && j != i {
+                        edges.insert((i, j));
+                    }
+                }
             }
         }
         // What it takes over from goes first.
