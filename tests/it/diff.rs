@@ -55,6 +55,11 @@ fn diff_ok(t: &TestDb, root: &Path, name: &str, more: &[&str]) -> String {
 /// `migrate up`, `verify`, one step down, `verify`.
 fn up_and_back(t: &TestDb, root: &Path) {
     run_ok(&mut in_project(t, root, &["migrate", "up"]));
+    up_and_back_from_up(t, root);
+}
+
+/// After `migrate up`: `verify`, one step down, `verify`.
+fn up_and_back_from_up(t: &TestDb, root: &Path) {
     run_ok(&mut in_project(t, root, &["migrate", "verify"]));
     run_ok(&mut in_project(
         t,
@@ -1081,4 +1086,35 @@ async fn an_index_on_a_partition_comes_back_after_the_parent_column() {
     );
     diff_ok(&t, &root, "dropid", &["--allow-data-loss"]);
     up_and_back(&t, &root);
+}
+
+/// A new partitioned index whose partition's index has a name of its own in the desired schema:
+/// that index is made first, and the partitioned index attaches it (no index named by
+/// PostgreSQL instead).
+#[tokio::test]
+async fn a_partition_index_keeps_its_own_name() {
+    let t = TestDb::new("diff_partname");
+    let table = "CREATE TABLE pi (id int, foo text) PARTITION BY LIST (foo);\nCREATE TABLE pi_1 PARTITION OF pi FOR VALUES IN ('a');\n";
+    let root = initialised(&t, table, "DROP TABLE pi;\n");
+    desire(
+        &root,
+        &format!(
+            "{table}CREATE INDEX pi_1_mine ON pi_1 (foo, id);\nCREATE INDEX pi_all ON pi (foo, id);\n"
+        ),
+    );
+    diff_ok(&t, &root, "partname", &[]);
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    let db = t.admin().await;
+    let names: Vec<String> = db
+        .query(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'pi_1'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["pi_1_mine"], "attached under its own name");
+    up_and_back_from_up(&t, &root);
 }
