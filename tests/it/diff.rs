@@ -1118,3 +1118,35 @@ async fn a_partition_index_keeps_its_own_name() {
     assert_eq!(names, ["pi_1_mine"], "attached under its own name");
     up_and_back_from_up(&t, &root);
 }
+
+/// New enum values and a new default that uses one: the down's enum swap does not set back a
+/// default the plan drops (its value would not exist any more).
+#[tokio::test]
+async fn enum_values_with_a_new_default_revert() {
+    let t = TestDb::new("diff_enumdef");
+    let root = initialised(
+        &t,
+        "CREATE TYPE level AS ENUM ('1', '2');\nCREATE TABLE lv (val level);\n",
+        "DROP TABLE lv;\nDROP TYPE level;\n",
+    );
+    desire(
+        &root,
+        "CREATE TYPE level AS ENUM ('0', '1', '1.5', '2');\nCREATE TABLE lv (val level DEFAULT '1.5');\n",
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "levels", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--to", "2", "--yes"],
+    ));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+}

@@ -255,7 +255,11 @@ fn enum_swap(p: &Planner, key_name: &str, name: &Name, values: &[String]) -> Str
         sql.push(format!(
             "ALTER TABLE {table} ALTER COLUMN {c} TYPE {target} USING {c}::{via}::{target};"
         ));
-        if let Some(d) = s(m, "default") {
+        // Set again when this plan keeps it (a default the plan changes or drops is the
+        // column's own step).
+        if let Some(d) = s(m, "default").filter(|d| {
+            Planner::meta(p.to, "column", col).and_then(|z| s(z, "default")) == Some(*d)
+        }) {
             sql.push(format!(
                 "ALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};"
             ));
