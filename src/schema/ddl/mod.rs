@@ -802,6 +802,56 @@ impl Planner<'_> {
                 }
             }
         }
+        // A table made again takes its partitions with its drop: those the desired schema has
+        // are made again too (and what uses them, below).
+        let mut remade: Vec<String> = work
+            .iter()
+            .filter(|(k, _)| k.0 == "table")
+            .map(|(k, _)| k.1.clone())
+            .collect();
+        let mut i = 0;
+        while i < remade.len() {
+            let parent = remade[i].clone();
+            i += 1;
+            let partitions: Vec<String> = self
+                .from
+                .meta
+                .iter()
+                .filter(|((kind, name), m)| {
+                    kind == "rel"
+                        && s(m, "parent") == Some(parent.as_str())
+                        && self.to.objects.contains_key(&key("table", name))
+                })
+                .map(|((_, name), _)| name.clone())
+                .collect();
+            for part in partitions {
+                let k = key("table", &part);
+                if !self.units.iter().any(|u| u.key == k) {
+                    self.create(&k);
+                    self.reapply_attached(&k);
+                    work.push((k, false));
+                }
+                remade.push(part);
+            }
+        }
+        let owned: Vec<Key> = self
+            .from
+            .meta
+            .iter()
+            .filter(|((kind, name), m)| {
+                kind == "sequence"
+                    && self.to.objects.contains_key(&key("sequence", name))
+                    && s(m, "owned_by")
+                        .is_some_and(|c| remade.iter().any(|t| split_member(c).0 == t))
+            })
+            .map(|((_, name), _)| key("sequence", name))
+            .collect();
+        for seq in owned {
+            if !self.units.iter().any(|u| u.key == seq) {
+                self.create(&seq);
+                self.reapply_attached(&seq);
+            }
+        }
         let mut seen: BTreeSet<Key> = work.iter().map(|(k, _)| k.clone()).collect();
         while let Some((x, column_type)) = work.pop() {
             // A relation is used through its columns too (a view's rule names columns).

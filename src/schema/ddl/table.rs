@@ -168,17 +168,34 @@ impl Generator for Tables {
             return;
         };
         let Some(name) = p.name(k) else { return };
-        if a["partkey"] != z["partkey"]
-            || a["relkind"] != z["relkind"]
-            || a["inherits"] != z["inherits"]
-        {
+        if a["partkey"] != z["partkey"] || a["relkind"] != z["relkind"] {
+            // PostgreSQL cannot partition a table in place (nor change its partition key): it is
+            // made again, with what depends on it; its rows are lost, which is said (refused
+            // without --allow-data-loss) with the way to keep them.
+            p.recreate(k);
             p.note(format!(
-                "table {}: its partitioning or inheritance changes, which PostgreSQL cannot alter; write that migration by hand (create the new table, copy, swap)",
+                "table {}: its partitioning changes, which PostgreSQL cannot alter, so it is dropped and made again (its rows are lost); to keep them, write that migration by hand: create the new table under another name, copy the rows, swap the names",
                 k.1
             ));
             return;
         }
         let mut sql = Vec::new();
+        // Inheritance: each parent left, then each parent taken.
+        if a["inherits"] != z["inherits"] {
+            let (was, want) = (strings(&a, "inherits"), strings(&z, "inherits"));
+            for parent in was.iter().filter(|t| !want.contains(t)) {
+                let Some(parent) = named(p, "the parent table", parent) else {
+                    return;
+                };
+                sql.push(format!("ALTER TABLE {name} NO INHERIT {parent};"));
+            }
+            for parent in want.iter().filter(|t| !was.contains(t)) {
+                let Some(parent) = named(p, "the parent table", parent) else {
+                    return;
+                };
+                sql.push(format!("ALTER TABLE {name} INHERIT {parent};"));
+            }
+        }
         if a["parent"] != z["parent"] || a["bound"] != z["bound"] {
             if let Some(parent) = s(&a, "parent") {
                 let Some(parent) = named(p, "the parent table", parent) else {
