@@ -1147,3 +1147,28 @@ async fn enum_values_with_a_new_default_revert() {
     ));
     run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
 }
+
+/// An extension made at the desired schema's version (not the newest), updated forward, and
+/// made again at the older version in the down (extensions have no downgrade scripts).
+#[tokio::test]
+async fn extension_versions_go_up_and_back() {
+    let t = TestDb::new("diff_extver");
+    let root = initialised(
+        &t,
+        "CREATE EXTENSION pg_trgm VERSION '1.3';\n",
+        "DROP EXTENSION pg_trgm;\n",
+    );
+    desire(
+        &root,
+        "CREATE EXTENSION pg_trgm VERSION '1.4';\nCREATE EXTENSION citext VERSION '1.5';\n",
+    );
+    let up = diff_ok(&t, &root, "extver", &[]);
+    assert!(
+        up.contains("ALTER EXTENSION pg_trgm UPDATE TO '1.4';")
+            && up.contains(
+                "CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public VERSION '1.5';"
+            ),
+        "{up}"
+    );
+    up_and_back(&t, &root);
+}

@@ -41,14 +41,19 @@ fn parts(p: &Planner, k: &Key, desired: bool) -> Option<(Ident, String)> {
 
 impl Generator for Extensions {
     fn create(&self, p: &mut Planner, k: &Key) {
-        let (Some(name), Some((schema, _))) = (p.parsed(k, Ident::parse), parts(p, k, true)) else {
+        let (Some(name), Some((schema, version))) = (p.parsed(k, Ident::parse), parts(p, k, true))
+        else {
             return;
         };
+        // The version the desired schema has (not whatever is newest where it runs).
         p.unit(
             Op::Create,
             k,
             Place::Main,
-            format!("CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {schema};"),
+            format!(
+                "CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {schema} VERSION {};",
+                quote_literal(&version)
+            ),
         );
     }
 
@@ -67,6 +72,12 @@ impl Generator for Extensions {
         ) else {
             return;
         };
+        if older(&version, &old_version) {
+            // Extensions ship update scripts forward only: back to an older version is a drop
+            // and a create at that version (what uses it is made again on top).
+            p.recreate(k);
+            return;
+        }
         let mut sql = Vec::new();
         if version != old_version {
             sql.push(format!(
@@ -80,6 +91,16 @@ impl Generator for Extensions {
         if !sql.is_empty() {
             p.unit(Op::Alter, k, Place::Main, sql.join("\n"));
         }
+    }
+}
+
+/// Whether version `a` comes before `b` (dotted numbers, compared part by part; anything else
+/// is not known to be older).
+fn older(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|x| x.parse().ok()).collect() };
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
     }
 }
 
@@ -100,5 +121,20 @@ impl Generator for Publications {
             "publication {} differs: change it by hand (ALTER PUBLICATION)",
             k.1
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older;
+
+    #[test]
+    fn versions_compare_part_by_part() {
+        assert!(older("1.3", "1.4"));
+        assert!(older("1.9", "1.10"));
+        assert!(!older("1.10", "1.9"));
+        assert!(!older("1.4", "1.4"));
+        assert!(older("1", "1.0"));
+        assert!(!older("2.0beta", "1.0"));
     }
 }
