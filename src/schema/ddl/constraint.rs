@@ -77,9 +77,12 @@ impl Generator for Constraints {
                 }
                 format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};")
             };
+            // Partitions' indexes its index attaches under their own names come first.
+            let before = p.named_partition_indexes_of(&index_key(k).1);
             let unit = p
                 .unit(Op::Create, k, Place::Main, sql)
-                .after_drops(taken.into_iter().collect());
+                .after_drops(taken.into_iter().collect())
+                .needing(before);
             if let Some(c) = check {
                 unit.check(c);
             }

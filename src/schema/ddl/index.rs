@@ -18,6 +18,7 @@ impl Generator for Indexes {
                 table,
                 def: def.clone(),
             });
+        let before = p.named_partition_indexes_of(&k.1);
         let unit = if p.concurrent_ok(&table) {
             let concurrent = def.replacen(" INDEX ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1);
             p.unit(Op::Create, k, Place::Post, format!("{concurrent};"))
@@ -25,6 +26,7 @@ impl Generator for Indexes {
         } else {
             p.unit(Op::Create, k, Place::Main, format!("{def};"))
         };
+        unit.needing(before);
         if let Some(c) = check {
             unit.check(c);
         }

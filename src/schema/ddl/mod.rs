@@ -693,6 +693,18 @@ impl Planner<'_> {
             && Self::meta(self.to, "rel", &k.1).is_some_and(|m| m["index_constraint"].is_null())
     }
 
+    /// The partitions' indexes made under their own names (see above) that the new
+    /// partitioned index `index` attaches: made before it.
+    fn named_partition_indexes_of(&self, index: &str) -> Vec<Key> {
+        self.to
+            .meta
+            .iter()
+            .filter(|((kind, _), m)| kind == "rel" && s(m, "index_parent") == Some(index))
+            .map(|((_, name), _)| key("index", name))
+            .filter(|k| self.named_partition_index(k))
+            .collect()
+    }
+
     /// Created together with something else that is created (a new table's columns).
     fn comes_with_create(&self, k: &Key) -> bool {
         if k.0 == "column"

@@ -207,25 +207,6 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 edges.insert((j, i));
             }
         }
-        // A partition's index made under its own name goes before the partitioned index that
-        // attaches it.
-        if u.op == Op::Create
-            && u.key.0 == "index"
-            && let Some(parent) =
-                Planner::meta(p.to, "rel", &u.key.1).and_then(|m| s(m, "index_parent"))
-        {
-            // (A partitioned index a primary key or unique constraint makes comes with it.)
-            let made_by = Planner::meta(p.to, "rel", parent)
-                .and_then(|m| s(m, "index_constraint"))
-                .map(|c| key("constraint", c));
-            for owner in std::iter::once(key("index", parent)).chain(made_by) {
-                for &j in units_of(&owner) {
-                    if units[j].op == Op::Create && j != i {
-                        edges.insert((i, j));
-                    }
-                }
-            }
-        }
         // What it takes over from goes first.
         for old in &u.after_drop_of {
             for &j in units_of(old) {
