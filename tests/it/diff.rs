@@ -40,31 +40,37 @@ fn desire(root: &Path, more: &str) {
     write_files(root, &[("desired.sql", &format!("{base}\n{more}"))]);
 }
 
-/// `migrate diff NAME --to desired.sql` (and `more` arguments), asserting success; the written
-/// up script.
+/// `migrate diff NAME --to desired.sql` (and `more` arguments), asserting success; the up
+/// scripts it wrote, in order.
 #[track_caller]
 fn diff_ok(t: &TestDb, root: &Path, name: &str, more: &[&str]) -> String {
+    let before = files_in(&root.join("sql"));
     let out = in_project(t, root, &["migrate", "diff", name, "--to", "desired.sql"])
         .args(more)
         .output()
         .expect("diff");
     assert!(out.status.success(), "{}", stderr(&out));
-    std::fs::read_to_string(root.join(format!("sql/0003_{name}.up.sql"))).expect("up")
+    files_in(&root.join("sql"))
+        .into_iter()
+        .filter(|f| f.ends_with(".up.sql") && !before.contains(f))
+        .map(|f| std::fs::read_to_string(root.join("sql").join(f)).expect("up"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// `migrate up`, `verify`, one step down, `verify`.
+/// `migrate up`, `verify`, down to 0002 (what `initialised` made), `verify`.
 fn up_and_back(t: &TestDb, root: &Path) {
     run_ok(&mut in_project(t, root, &["migrate", "up"]));
     up_and_back_from_up(t, root);
 }
 
-/// After `migrate up`: `verify`, one step down, `verify`.
+/// After `migrate up`: `verify`, down to 0002, `verify`.
 fn up_and_back_from_up(t: &TestDb, root: &Path) {
     run_ok(&mut in_project(t, root, &["migrate", "verify"]));
     run_ok(&mut in_project(
         t,
         root,
-        &["migrate", "down", "--steps", "1", "--yes"],
+        &["migrate", "down", "--to", "2", "--yes"],
     ));
     run_ok(&mut in_project(t, root, &["migrate", "verify"]));
 }
@@ -538,25 +544,9 @@ async fn collations_are_diffed_and_verified() {
 #[tokio::test]
 async fn new_columns_are_added_in_the_desired_order() {
     let t = TestDb::new("diff_order");
-    let root = project(migrations_dir(&[
-        ("0002_m.up.sql", "CREATE TABLE m (id int);\n"),
-        ("0002_m.down.sql", "DROP TABLE m;\n"),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!("{base}\nCREATE TABLE m (id int, b int, a int, c2 int);\n"),
-        )],
-    );
-    run_ok(&mut in_project(
-        &t,
-        &root,
-        &["migrate", "diff", "more", "--to", "desired.sql"],
-    ));
-    let up = std::fs::read_to_string(root.join("sql/0003_more.up.sql")).expect("up");
+    let root = initialised(&t, "CREATE TABLE m (id int);\n", "DROP TABLE m;\n");
+    desire(&root, "CREATE TABLE m (id int, b int, a int, c2 int);\n");
+    let up = diff_ok(&t, &root, "more", &[]);
     let at = |c: &str| {
         up.find(&format!("ADD COLUMN {c} "))
             .unwrap_or_else(|| panic!("{c}: {up}"))
@@ -579,43 +569,16 @@ async fn new_columns_are_added_in_the_desired_order() {
 #[tokio::test]
 async fn a_column_moved_to_another_enum_casts_through_text() {
     let t = TestDb::new("diff_enum2");
-    let root = project(migrations_dir(&[
-        (
-            "0002_s.up.sql",
-            "CREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TABLE tickets (id int, status old_status);\nINSERT INTO tickets VALUES (1, 'open');\n",
-        ),
-        (
-            "0002_s.down.sql",
-            "DROP TABLE tickets;\nDROP TYPE old_status;\n",
-        ),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!(
-                "{base}\nCREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TYPE new_status AS ENUM ('open', 'closed', 'archived');\nCREATE TABLE tickets (id int, status new_status);\n"
-            ),
-        )],
-    );
-    let out = in_project(
+    let root = initialised(
         &t,
+        "CREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TABLE tickets (id int, status old_status);\nINSERT INTO tickets VALUES (1, 'open');\n",
+        "DROP TABLE tickets;\nDROP TYPE old_status;\n",
+    );
+    desire(
         &root,
-        &[
-            "migrate",
-            "diff",
-            "new_status",
-            "--to",
-            "desired.sql",
-            "--allow-data-loss",
-        ],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let up = std::fs::read_to_string(root.join("sql/0003_new_status.up.sql")).expect("up");
+        "CREATE TYPE old_status AS ENUM ('open', 'closed');\nCREATE TYPE new_status AS ENUM ('open', 'closed', 'archived');\nCREATE TABLE tickets (id int, status new_status);\n",
+    );
+    let up = diff_ok(&t, &root, "new_status", &["--allow-data-loss"]);
     assert!(up.contains("USING status::text::new_status"), "{up}");
     run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
     let db = t.admin().await;
@@ -625,11 +588,7 @@ async fn a_column_moved_to_another_enum_casts_through_text() {
         .expect("row")
         .get(0);
     assert_eq!(v, "open");
-    run_ok(&mut in_project(
-        &t,
-        &root,
-        &["migrate", "down", "--steps", "1", "--yes"],
-    ));
+    up_and_back_from_up(&t, &root);
 }
 
 /// Issue #30 (class 3): a grant-only change makes a pair whose up and down pass their test.
@@ -731,38 +690,17 @@ async fn drops_go_in_dependency_order() {
 #[tokio::test]
 async fn an_identity_added_to_a_nullable_column() {
     let t = TestDb::new("diff_ident");
-    let root = project(migrations_dir(&[
-        (
-            "0002_i.up.sql",
-            "CREATE TABLE ic (c int DEFAULT 77, f int GENERATED ALWAYS AS IDENTITY);\n",
-        ),
-        ("0002_i.down.sql", "DROP TABLE ic;\n"),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!("{base}\nCREATE TABLE ic (c int GENERATED BY DEFAULT AS IDENTITY, f int);\n"),
-        )],
+    let root = initialised(
+        &t,
+        "CREATE TABLE ic (c int DEFAULT 77, f int GENERATED ALWAYS AS IDENTITY);\n",
+        "DROP TABLE ic;\n",
     );
-    let out = in_project(
-        &t,
+    desire(
         &root,
-        &["migrate", "diff", "ident", "--to", "desired.sql"],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
-    run_ok(&mut in_project(
-        &t,
-        &root,
-        &["migrate", "down", "--steps", "1", "--yes"],
-    ));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+        "CREATE TABLE ic (c int GENERATED BY DEFAULT AS IDENTITY, f int);\n",
+    );
+    diff_ok(&t, &root, "ident", &[]);
+    up_and_back(&t, &root);
 }
 
 /// Issue #30 (classes 1 and 7): an identity's sequence options are part of its column: a change
@@ -770,33 +708,16 @@ async fn an_identity_added_to_a_nullable_column() {
 #[tokio::test]
 async fn identity_options_are_diffed() {
     let t = TestDb::new("diff_idopt");
-    let root = project(migrations_dir(&[
-        (
-            "0002_i.up.sql",
-            "CREATE TABLE ids (id int GENERATED ALWAYS AS IDENTITY);\n",
-        ),
-        ("0002_i.down.sql", "DROP TABLE ids;\n"),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!(
-                "{base}\nCREATE TABLE ids (id int GENERATED ALWAYS AS IDENTITY (START WITH 100 INCREMENT BY 5 CACHE 3 CYCLE));\nCREATE TABLE more_ids (id bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 7 MAXVALUE 1000));\n"
-            ),
-        )],
-    );
-    let out = in_project(
+    let root = initialised(
         &t,
+        "CREATE TABLE ids (id int GENERATED ALWAYS AS IDENTITY);\n",
+        "DROP TABLE ids;\n",
+    );
+    desire(
         &root,
-        &["migrate", "diff", "idopt", "--to", "desired.sql"],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let up = std::fs::read_to_string(root.join("sql/0003_idopt.up.sql")).expect("up");
+        "CREATE TABLE ids (id int GENERATED ALWAYS AS IDENTITY (START WITH 100 INCREMENT BY 5 CACHE 3 CYCLE));\nCREATE TABLE more_ids (id bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 7 MAXVALUE 1000));\n",
+    );
+    let up = diff_ok(&t, &root, "idopt", &[]);
     assert!(
         up.contains("SET START WITH 100")
             && up.contains("SET INCREMENT BY 5")
@@ -805,7 +726,6 @@ async fn identity_options_are_diffed() {
     );
     assert!(up.contains("START WITH 7"), "{up}");
     run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
     let db = t.admin().await;
     // The options changed in place (an existing identity keeps its position: SET START is what
     // a later RESTART goes back to, as in PostgreSQL).
@@ -818,11 +738,7 @@ async fn identity_options_are_diffed() {
         .expect("seq")
         .get(0);
     assert_eq!(start, 100);
-    run_ok(&mut in_project(
-        &t,
-        &root,
-        &["migrate", "down", "--steps", "1", "--yes"],
-    ));
+    up_and_back_from_up(&t, &root);
 }
 
 /// Issue #30: a value added to an enum while a new table uses it: the down drops the table and
@@ -830,37 +746,21 @@ async fn identity_options_are_diffed() {
 #[tokio::test]
 async fn an_enum_value_and_a_new_table_using_it_revert() {
     let t = TestDb::new("diff_enumdep");
-    let root = project(migrations_dir(&[
-        (
-            "0002_e.up.sql",
-            "CREATE TYPE mood AS ENUM ('ok', 'meh');\nCREATE TABLE days (id int PRIMARY KEY, mood mood);\nCREATE VIEW good_days AS SELECT *, 'ok'::mood AS best FROM days;\n",
-        ),
-        (
-            "0002_e.down.sql",
-            "DROP VIEW good_days;\nDROP TABLE days;\nDROP TYPE mood;\n",
-        ),
-    ]));
-    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
-    let base = std::fs::read_to_string(root.join("sql/0001_initial_tables.up.sql")).expect("0001");
-    write_files(
-        &root,
-        &[(
-            "desired.sql",
-            &format!(
-                "{base}\nCREATE TYPE mood AS ENUM ('ok', 'meh', 'great');\nCREATE TABLE days (id int PRIMARY KEY, mood mood);\nCREATE VIEW good_days AS SELECT *, 'ok'::mood AS best FROM days;\nCREATE TABLE weeks (id int, mood mood);\n"
-            ),
-        )],
-    );
-    let out = in_project(
+    let mood = "CREATE TYPE mood AS ENUM ('ok', 'meh');\nCREATE TABLE days (id int PRIMARY KEY, mood mood);\nCREATE VIEW good_days AS SELECT *, 'ok'::mood AS best FROM days;\n";
+    let root = initialised(
         &t,
+        mood,
+        "DROP VIEW good_days;\nDROP TABLE days;\nDROP TYPE mood;\n",
+    );
+    desire(
         &root,
-        &["migrate", "diff", "great", "--to", "desired.sql"],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+        &format!(
+            "{}CREATE TABLE weeks (id int, mood mood);\n",
+            mood.replace("('ok', 'meh')", "('ok', 'meh', 'great')")
+        ),
+    );
+    diff_ok(&t, &root, "great", &[]);
+    up_and_back(&t, &root);
 }
 
 /// Issue #30: REPLICA IDENTITY is part of a table: a change is written (not "no difference").
@@ -1130,22 +1030,8 @@ async fn enum_values_with_a_new_default_revert() {
         &root,
         "CREATE TYPE level AS ENUM ('0', '1', '1.5', '2');\nCREATE TABLE lv (val level DEFAULT '1.5');\n",
     );
-    let out = in_project(
-        &t,
-        &root,
-        &["migrate", "diff", "levels", "--to", "desired.sql"],
-    )
-    .output()
-    .expect("diff");
-    assert!(out.status.success(), "{}", stderr(&out));
-    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
-    run_ok(&mut in_project(
-        &t,
-        &root,
-        &["migrate", "down", "--to", "2", "--yes"],
-    ));
-    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    diff_ok(&t, &root, "levels", &[]);
+    up_and_back(&t, &root);
 }
 
 /// An extension made at the desired schema's version (not the newest), updated forward, and
