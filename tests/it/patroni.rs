@@ -247,6 +247,26 @@ impl Patroni {
         );
     }
 
+    /// Runs `seed` (a `seed --dev`) and switches the leader over once it copies usage logs
+    /// there; its output.
+    async fn switch_over_while_copying(
+        &self,
+        mut seed: Command,
+        leader: &Node,
+        t: &TestDb,
+    ) -> std::process::Output {
+        let mut child = seed
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("seed");
+        let on_leader = connect(&self.url(leader.port, &t.name)).await;
+        crate::seed::wait_for_copy(&on_leader, &mut child).await;
+        drop(on_leader);
+        self.switchover(leader);
+        child.wait_with_output().expect("seed")
+    }
+
     /// The superuser's URL of one node.
     fn url(&self, port: u16, db: &str) -> String {
         format!(
@@ -452,26 +472,10 @@ async fn one_run_rides_over_a_patroni_switchover() {
     // seed --dev --wait: a switchover once the usage logs are being copied.
     cluster.caught_up().await;
     let leader = cluster.healthy().await;
-    let mut child = cmd()
-        .args([
-            "--wait",
-            "90s",
-            "seed",
-            "--dev",
-            "--users",
-            "5",
-            "--usage-logs",
-            "200000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("seed");
-    let on_leader = connect(&cluster.url(leader.port, &t.name)).await;
-    crate::seed::wait_for_copy(&on_leader, &mut child).await;
-    drop(on_leader);
-    cluster.switchover(leader);
-    let out = child.wait_with_output().expect("seed");
+    let mut seed = cmd();
+    seed.args(["--wait", "90s", "seed", "--dev", "--users", "5"])
+        .args(["--usage-logs", "200000"]);
+    let out = cluster.switch_over_while_copying(seed, leader, &t).await;
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -504,17 +508,9 @@ async fn one_run_rides_over_a_patroni_switchover() {
     // seed --dev without --wait (more logs than there are): exit 4, the logs as they were.
     cluster.caught_up().await;
     let leader = cluster.healthy().await;
-    let mut child = cmd()
-        .args(["seed", "--dev", "--users", "5", "--usage-logs", "400000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("seed");
-    let on_leader = connect(&cluster.url(leader.port, &t.name)).await;
-    crate::seed::wait_for_copy(&on_leader, &mut child).await;
-    drop(on_leader);
-    cluster.switchover(leader);
-    let out = child.wait_with_output().expect("seed");
+    let mut seed = cmd();
+    seed.args(["seed", "--dev", "--users", "5", "--usage-logs", "400000"]);
+    let out = cluster.switch_over_while_copying(seed, leader, &t).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("went away in the middle of the run"), "{err}");
