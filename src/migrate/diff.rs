@@ -288,7 +288,16 @@ async fn generate_in(
             })
             .collect(),
         lossy: up.lossy,
-        notes: up.notes,
+        // The down's own notes too (a column it adds back goes last), said as the down's.
+        notes: up
+            .notes
+            .into_iter()
+            .chain(
+                down.notes
+                    .into_iter()
+                    .map(|n| format!("in the down script: {n}")),
+            )
+            .collect(),
     })
 }
 

@@ -1058,3 +1058,36 @@ async fn extension_versions_go_up_and_back() {
     );
     up_and_back(&t, &root);
 }
+
+/// Issue #30 (class 2's second half): a down that adds a dropped column back puts it last and
+/// says so, as the up does for its new columns.
+#[tokio::test]
+async fn a_column_the_down_adds_back_is_said_to_go_last() {
+    let t = TestDb::new("diff_downorder");
+    let root = initialised(
+        &t,
+        "CREATE TABLE m (id int, a int, b int);\n",
+        "DROP TABLE m;\n",
+    );
+    desire(&root, "CREATE TABLE m (id int, b int);\n");
+    let out = in_project(
+        &t,
+        &root,
+        &[
+            "migrate",
+            "diff",
+            "drop_a",
+            "--to",
+            "desired.sql",
+            "--allow-data-loss",
+        ],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("in the down script: column m.a is added last"),
+        "{err}"
+    );
+}
