@@ -73,9 +73,15 @@ pub fn lint(script: &Script) -> Vec<Finding> {
         // The oldest server we support: what is safe only on newer ones is reported.
         linter.settings.pg_version = v;
     }
+    // Statements on a platform's objects (outside migrate.schemas) are the platform's business.
+    let platform = platform_statements(&text);
     let mut findings: Vec<Finding> = linter
         .lint(&parse, &text)
         .into_iter()
+        .filter(|v| {
+            let offset = usize::from(v.text_range.start());
+            !platform.iter().any(|(a, b)| (*a..=*b).contains(&offset))
+        })
         .map(|v| {
             let offset = usize::from(v.text_range.start());
             let (line, column) = lexer::line_col(&text, offset);
@@ -95,6 +101,117 @@ pub fn lint(script: &Script) -> Vec<Finding> {
     findings.extend(dynamic_sql(script, &text));
     findings.sort_by_key(|f| (f.line, f.column));
     findings
+}
+
+/// Byte ranges of the statements whose object is in a platform schema (its first
+/// schema-qualified name, as in `ALTER TABLE auth.users ...`, names a schema outside
+/// `migrate.schemas`); none when every schema is the migrations'.
+fn platform_statements(text: &str) -> Vec<(usize, usize)> {
+    let owned = crate::schema::scope::owned();
+    if owned.is_empty() {
+        return Vec::new();
+    }
+    let Ok(split) = lexer::split(text) else {
+        return Vec::new();
+    };
+    split
+        .statements
+        .iter()
+        .filter(|st| {
+            first_schema(st.text(text)).is_some_and(|schema| {
+                !owned.contains(&schema)
+                    && !matches!(schema.as_str(), "pg_catalog" | "information_schema")
+            })
+        })
+        .map(|st| (st.start, st.end))
+        .collect()
+}
+
+/// Words that come before a statement's object name.
+const LEADING: [&str; 22] = [
+    "create",
+    "alter",
+    "drop",
+    "table",
+    "unique",
+    "index",
+    "concurrently",
+    "if",
+    "not",
+    "exists",
+    "only",
+    "or",
+    "replace",
+    "materialized",
+    "view",
+    "sequence",
+    "type",
+    "unlogged",
+    "temp",
+    "temporary",
+    "foreign",
+    "domain",
+];
+
+/// The schema a statement's object is named in (`auth` of `ALTER TABLE auth.users ...`, of
+/// `CREATE INDEX i ON auth.users ...`), folded to lower case unless quoted; `None` when the
+/// object's name is not schema-qualified.
+fn first_schema(statement: &str) -> Option<String> {
+    // Names (qualified ones as (schema, name)), string literals and punctuation skipped.
+    let b = statement.as_bytes();
+    let mut names: Vec<(Option<String>, String, bool)> = Vec::new();
+    let mut i = 0;
+    let mut dotted = false;
+    while i < b.len() {
+        let c = b[i];
+        let word = if c == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != b'\'' {
+                i += 1;
+            }
+            i += 1;
+            dotted = false;
+            continue;
+        } else if c == b'"' {
+            let start = i + 1;
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += 1;
+            }
+            let w = statement[start..i.min(b.len())].to_string();
+            i += 1;
+            (w, true)
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
+                i += 1;
+            }
+            (statement[start..i].to_ascii_lowercase(), false)
+        } else {
+            dotted = c == b'.' && !names.is_empty();
+            i += 1;
+            continue;
+        };
+        match names.last_mut() {
+            Some(last) if dotted && last.0.is_none() => {
+                last.0 = Some(std::mem::replace(&mut last.1, word.0));
+            }
+            _ => names.push((None, word.0, word.1)),
+        }
+        dotted = false;
+    }
+    let is_index = names.len() > 2
+        && names[0].1 == "create"
+        && names.iter().take(3).any(|n| n.1 == "index" && !n.2);
+    let target = if is_index {
+        let on = names.iter().position(|n| n.1 == "on" && !n.2)?;
+        names[on + 1..].iter().find(|n| n.1 != "only" || n.2)
+    } else {
+        names
+            .iter()
+            .find(|n| n.2 || n.0.is_some() || !LEADING.contains(&n.1.as_str()))
+    }?;
+    target.0.clone()
 }
 
 /// Our rule's name.
@@ -329,6 +446,34 @@ mod tests {
     #[test]
     fn squawk_ignore_comments_are_honoured() {
         assert!(rules("-- squawk-ignore ban-drop-column\nALTER TABLE a DROP COLUMN c;").is_empty());
+    }
+
+    #[test]
+    fn the_first_qualified_name_gives_a_statements_schema() {
+        assert_eq!(
+            first_schema("ALTER TABLE auth.users ADD COLUMN x int NOT NULL"),
+            Some("auth".into())
+        );
+        assert_eq!(
+            first_schema("CREATE INDEX ON \"Cron\".job (x)"),
+            Some("Cron".into())
+        );
+        assert_eq!(
+            first_schema("ALTER TABLE t ADD CONSTRAINT c CHECK (x <> 'a.b')"),
+            None
+        );
+        assert_eq!(
+            first_schema("CREATE TABLE profiles (id uuid REFERENCES auth.users)"),
+            None
+        );
+        assert_eq!(
+            first_schema("CREATE UNIQUE INDEX CONCURRENTLY i ON ONLY auth.users (email)"),
+            Some("auth".into())
+        );
+        assert_eq!(
+            first_schema("ALTER TABLE IF EXISTS public.t ADD COLUMN x int"),
+            Some("public".into())
+        );
     }
 
     #[test]

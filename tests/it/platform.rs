@@ -105,6 +105,29 @@ async fn a_supabase_shaped_database_with_migrate_schemas_set() {
 
     // The platform's objects: as they were.
     assert_eq!(platform_state(&db).await, before);
+    // lint: a statement on the platform's objects is not ours to lint; one on ours is.
+    let lint = desired.join("lint.sql");
+    std::fs::write(
+        &lint,
+        "CREATE INDEX users_email ON auth.users (email);\nCREATE INDEX profiles_name ON profiles (display_name);\n",
+    )
+    .expect("write");
+    let linted = |schemas| {
+        let out = cmd(schemas)
+            .args(["migrate", "lint"])
+            .arg(&lint)
+            .output()
+            .expect("lint");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ours = linted(Some("public"));
+    assert!(ours.contains("lint.sql:2:"), "{ours}");
+    assert!(!ours.contains("lint.sql:1:"), "{ours}");
+    assert!(
+        linted(None).contains("lint.sql:1:"),
+        "without the setting, both are linted"
+    );
+
     // Without the setting, verify cannot replay (the scratch database has no auth) and says why.
     let out = expect_exit(cmd(None).args(["migrate", "verify"]), 1);
     assert!(stderr(&out).contains("migrate.schemas"), "{}", stderr(&out));
