@@ -188,7 +188,7 @@ async fn generate_in(
     let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
     let (replayed, applied) = tokio::join!(
         runner::replay(&mut here, migrations, &versions, pad.opts),
-        apply_desired(&mut there, desired, pad.opts)
+        apply_desired(&mut there, desired, pad.app.user(), pad.opts)
     );
     replayed.context("replaying the migrations in a scratch database")?;
     applied?;
@@ -337,10 +337,14 @@ fn show(pairs: &[(i64, String, String, String)]) -> String {
 async fn apply_desired(
     client: &mut Client,
     desired: &Desired,
+    role: &str,
     opts: &runner::Options,
 ) -> anyhow::Result<()> {
     for (file, text) in desired {
-        let script = Script::new(file.clone(), text);
+        // As psql runs a file: each statement on its own (CREATE INDEX CONCURRENTLY too); the
+        // scratch database is thrown away whatever happens.
+        let mut script = Script::new(file.clone(), text);
+        script.no_transaction = true;
         let m = pseudo(0, "desired_schema", script.clone(), None);
         runner::run_script(client, &m, &script, opts)
             .await
@@ -350,8 +354,22 @@ async fn apply_desired(
                     "the desired schema failed at ",
                     1,
                 );
+                // What the runner says of a migration run outside a transaction is not news
+                // for a file applied to a scratch database.
+                let cause = cause
+                    .lines()
+                    .filter(|l| !l.starts_with("it ran outside a transaction"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let rights = if cause.contains("(SQLSTATE 42501)") {
+                    format!(
+                        "\nthe desired schema is built as `{role}`, the role the migrations run as, which may not run that statement (it needs a superuser or another owner); a migration holding it would fail the same way under `migrate up`: leave it out of the desired file and have the admin run it by hand",
+                    )
+                } else {
+                    String::new()
+                };
                 anyhow::anyhow!(
-                    "{cause}\n(`{file}` was applied as psql applies a file, in a scratch database; nothing was written)"
+                    "{cause}{rights}\n(`{file}` was applied as psql applies a file, in a scratch database; nothing was written)"
                 )
             })?;
     }

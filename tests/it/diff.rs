@@ -1091,3 +1091,34 @@ async fn a_column_the_down_adds_back_is_said_to_go_last() {
         "{err}"
     );
 }
+
+/// Issue #30 (class 6): the desired file runs as psql runs a file (CREATE INDEX CONCURRENTLY in
+/// it works); a statement the migrating role may not run (LEAKPROOF) is refused naming the
+/// statement's line and why.
+#[tokio::test]
+async fn a_desired_file_is_built_as_psql_runs_it_and_rights_are_named() {
+    let t = TestDb::new("diff_rights");
+    let root = initialised(&t, "CREATE TABLE ci (v text);\n", "DROP TABLE ci;\n");
+    desire(
+        &root,
+        "CREATE TABLE ci (v text);\nCREATE INDEX CONCURRENTLY ci_v ON ci (v);\n",
+    );
+    let up = diff_ok(&t, &root, "ci_v", &[]);
+    assert!(up.contains("ci_v"), "{up}");
+    up_and_back(&t, &root);
+    desire(
+        &root,
+        "CREATE TABLE ci (v text);\nCREATE INDEX ci_v ON ci (v);\nCREATE FUNCTION lp(int) RETURNS int LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT 1';\n",
+    );
+    let out = in_project(&t, &root, &["migrate", "diff", "lp", "--to", "desired.sql"])
+        .output()
+        .expect("diff");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("leakproof")
+            && err.contains(&format!("built as `{}`", t.name))
+            && err.contains("have the admin run it by hand"),
+        "{err}"
+    );
+}
