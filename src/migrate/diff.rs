@@ -136,17 +136,21 @@ pub async fn generate(
         let public = Some((pad.app.user().to_string(), false));
         prepared = prepared.and(verify::mirror_public_schema(pad.admin, public, &name).await);
     }
-    // The platform's schemas (outside migrate.schemas), copied from the app's database into both.
-    if !crate::schema::scope::owned().is_empty() {
-        match pad.app.connect().await {
-            Ok(source) => {
-                for name in [current.name.clone(), target.name.clone()] {
-                    prepared =
-                        prepared.and(verify::mirror_platform(&source, pad.admin, &name).await);
-                }
+    // The platform's schemas (outside migrate.schemas), and the extensions the admin made,
+    // copied from the app's database into both (when it exists: a project not yet initialised
+    // has neither).
+    match pad.app.connect().await {
+        Ok(source) => {
+            for name in [current.name.clone(), target.name.clone()] {
+                prepared = prepared.and(verify::mirror_platform(&source, pad.admin, &name).await);
+                prepared = prepared.and(
+                    verify::mirror_admin_extensions(&source, pad.admin, pad.app.user(), &name)
+                        .await,
+                );
             }
-            Err(e) => prepared = prepared.and(Err(e)),
         }
+        Err(e) if !crate::schema::scope::owned().is_empty() => prepared = prepared.and(Err(e)),
+        Err(_) => {}
     }
     if let Err(e) = prepared {
         let _ = current.drop(&admin).await;

@@ -121,6 +121,7 @@ pub async fn expected_and_live(
         let found = found?;
         mirror_public_schema(admin, public, &scratch.name).await?;
         mirror_platform(live, admin, &scratch.name).await?;
+        mirror_admin_extensions(live, admin, app.user(), &scratch.name).await?;
         let mut replay = app.with_dbname(&scratch.name).connect().await?;
         runner::replay(&mut replay, migrations, versions, opts)
             .await
@@ -395,6 +396,62 @@ pub(super) async fn mirror_platform(
         .with_context(|| {
             format!("copying the platform's schemas (outside migrate.schemas) into the scratch database `{scratch}`")
         })
+}
+
+/// Create in a scratch database, as the admin, the extensions of `source` that a role other than
+/// the app's made (the admin before `init`, a platform): the migrations' own
+/// `CREATE EXTENSION IF NOT EXISTS` of them is then a no-op there as it was in the live database,
+/// where the app role could not have made them (PostGIS, amcheck: not trusted). Only into
+/// schemas the scratch database has (public, a copied platform schema).
+pub(super) async fn mirror_admin_extensions(
+    source: &Client,
+    admin: &Target,
+    app_role: &str,
+    scratch: &str,
+) -> anyhow::Result<()> {
+    let rows = source
+        .rows(
+            "SELECT e.extname::text, n.nspname::text, e.extversion
+             FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+             JOIN pg_roles r ON r.oid = e.extowner
+             WHERE r.rolname <> $1 AND e.extname <> 'plpgsql'
+             ORDER BY e.oid",
+            &[(&app_role, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .context("reading the extensions the admin made")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let client = admin.with_dbname(scratch).connect().await?;
+    for row in rows {
+        let (name, schema, version): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let there: bool = client
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[(&schema, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .context("reading the scratch database's schemas")?
+            .get(0);
+        if !there {
+            continue;
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}",
+                db::quote_ident(&name),
+                db::quote_ident(&schema),
+                db::quote_literal(&version)
+            ))
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+            .with_context(|| {
+                format!("creating extension `{name}` (made by the admin in the live database) in the scratch database `{scratch}`")
+            })?;
+    }
+    Ok(())
 }
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one

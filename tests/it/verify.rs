@@ -228,3 +228,49 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     let out = run_ok(t.cmd().args(["migrate", "verify"]));
     assert!(out.contains("schema matches"), "{out}");
 }
+
+/// An extension the app role may not create (amcheck: not trusted), made by the admin in the
+/// live database: the migration's `CREATE EXTENSION IF NOT EXISTS` is a no-op there, and verify
+/// and diff make it (as the admin) in their scratch databases before the migrations replay.
+#[tokio::test]
+async fn an_extension_the_admin_made_is_in_the_scratch_databases_too() {
+    let t = TestDb::new("admext");
+    let dir = migrations_dir(&[]);
+    let in_dir = || {
+        let mut c = t.cmd();
+        c.arg("--migrations-dir").arg(&dir);
+        c
+    };
+    run_ok(in_dir().args(["init", "-q"]));
+    t.admin()
+        .await
+        .batch_execute("CREATE EXTENSION amcheck")
+        .await
+        .expect("the admin's extension");
+    write_files(
+        &dir,
+        &[
+            (
+                "0002_checks.up.sql",
+                "CREATE EXTENSION IF NOT EXISTS amcheck;\nCREATE TABLE checked (id int);\n",
+            ),
+            ("0002_checks.down.sql", "DROP TABLE checked;\n"),
+        ],
+    );
+    run_ok(in_dir().args(["migrate", "up"]));
+    let out = run_ok(in_dir().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+    let desired = crate::support::scratch_dir("admext-desired").with_extension("sql");
+    let text = format!(
+        "{}\n{}\nCREATE TABLE more_checked (id int);\n",
+        std::fs::read_to_string(dir.join("0001_initial_tables.up.sql")).expect("0001"),
+        std::fs::read_to_string(dir.join("0002_checks.up.sql")).expect("0002")
+    );
+    std::fs::write(&desired, text).expect("desired");
+    let out = run_ok(
+        in_dir()
+            .args(["migrate", "diff", "more", "--to"])
+            .arg(&desired),
+    );
+    assert!(out.contains("wrote"), "{out}");
+}
