@@ -818,7 +818,8 @@ async fn sequence_ownership_moves_between_tables() {
 
 /// Issue #30 (class 8): a changed partition key, which PostgreSQL cannot alter, is a re-made
 /// table: refused as losing rows unless allowed (never "no difference"), then a pair that goes
-/// up and back with the table's index made again.
+/// up and back with the table's index and partition made again (and a new column made with it,
+/// not added a second time).
 #[tokio::test]
 async fn a_changed_partition_key_remakes_the_table() {
     let t = TestDb::new("diff_partkey");
@@ -829,7 +830,7 @@ async fn a_changed_partition_key_remakes_the_table() {
     );
     desire(
         &root,
-        "CREATE TABLE pt (a int, b int) PARTITION BY RANGE (b);\nCREATE INDEX pt_b ON pt (b);\nCREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (10);\n",
+        "CREATE TABLE pt (a int, b int, c text) PARTITION BY RANGE (b);\nCREATE INDEX pt_b ON pt (b);\nCREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (10);\n",
     );
     let out = expect_exit(
         &mut in_project(

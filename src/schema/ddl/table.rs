@@ -172,6 +172,12 @@ impl Generator for Tables {
             // PostgreSQL cannot partition a table in place (nor change its partition key): it is
             // made again, with what depends on it; its rows are lost, which is said (refused
             // without --allow-data-loss) with the way to keep them.
+            // Its columns come with the new table: steps the walk wrote for them (an added
+            // column, a changed type) would repeat or undo that.
+            p.units.retain(|u| {
+                !(matches!(u.key.0.as_str(), "column" | "column loosened")
+                    && super::split_member(&u.key.1).0 == k.1)
+            });
             p.recreate(k);
             p.note(format!(
                 "table {}: its partitioning changes, which PostgreSQL cannot alter, so it is dropped and made again (its rows are lost); to keep them, write that migration by hand: create the new table under another name, copy the rows, swap the names",
