@@ -345,14 +345,23 @@ async fn apply_desired(
     opts: &runner::Options,
 ) -> anyhow::Result<()> {
     for (file, text) in desired {
-        // As psql runs a file: each statement on its own (CREATE INDEX CONCURRENTLY too); the
-        // scratch database is thrown away whatever happens.
+        // In one transaction; where a statement cannot run in one (CREATE INDEX CONCURRENTLY,
+        // a new enum value used by the same file), again as psql runs a file: each statement
+        // on its own (the first attempt was rolled back; the database is a scratch one).
         let mut script = Script::new(file.clone(), text);
-        script.no_transaction = true;
         let m = pseudo(0, "desired_schema", script.clone(), None);
-        runner::run_script(client, &m, &script, opts)
-            .await
-            .map_err(|e| {
+        let mut result = runner::run_script(client, &m, &script, opts).await;
+        if let Err(e) = &result {
+            let text = format!("{e:#}");
+            if !script.no_transaction
+                && (text.contains("(SQLSTATE 25001)") || text.contains("(SQLSTATE 55P04)"))
+            {
+                script.no_transaction = true;
+                let m = pseudo(0, "desired_schema", script.clone(), None);
+                result = runner::run_script(client, &m, &script, opts).await;
+            }
+        }
+        result.map_err(|e| {
                 let cause = format!("{e:#}").replacen(
                     "migration 0000_desired_schema failed at ",
                     "the desired schema failed at ",
