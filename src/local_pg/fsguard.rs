@@ -17,6 +17,47 @@ pub(super) fn create_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     fs::DirBuilder::new().mode(mode).create(dir)
 }
 
+/// Create a directory with `mode` that appears already given to `uid`/`gid`: made under a
+/// temporary name beside it, given away, then renamed into place without replacing anything
+/// (`RENAME_NOREPLACE`), so a concurrent run never sees it half made (still the tool user's).
+/// `AlreadyExists` when it was there (or another run put it there first).
+pub(super) fn create_dir_owned(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("a directory without a name"))?;
+    let tmp = dir.with_file_name(format!(
+        ".{}.new-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    create_dir(&tmp, mode)?;
+    let done = std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid)).and_then(|()| {
+        let from = std::ffi::CString::new(tmp.as_os_str().as_bytes())?;
+        let to = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+        // SAFETY: both paths are NUL-terminated C strings that live across the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    });
+    if done.is_err() {
+        let _ = fs::remove_dir(&tmp);
+    }
+    done
+}
+
 /// Create `path` anew (removing a previous file or link of that name first, never following it)
 /// with `mode`, and write `text`.
 pub(super) fn write_new(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {

@@ -608,8 +608,13 @@ impl LocalPg {
     /// A directory of the server's user inside the root: made private and given to it when
     /// new, else checked to be its own, really a directory.
     fn server_dir(&self, dir: &Path, what: &str) -> anyhow::Result<()> {
-        match fsguard::create_dir(dir, 0o700) {
-            Ok(()) => self.give_to_server_user(dir)?,
+        // Given away before it appears: a concurrent run checking it never sees it ours.
+        let made = match &self.run_as {
+            Some(user) => fsguard::create_dir_owned(dir, 0o700, user.uid, user.gid),
+            None => fsguard::create_dir(dir, 0o700),
+        };
+        match made {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(anyhow::Error::from(e))
