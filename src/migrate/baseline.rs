@@ -162,6 +162,11 @@ pub async fn baseline(
         },
     );
     report.notes.clone_from(&plan.notes);
+    report.notes.extend(
+        plan.unsupported
+            .iter()
+            .map(|u| format!("not written (do it by hand): {u}")),
+    );
     let ledger_sql = ledger_statements(
         migrations,
         &versions,

@@ -201,6 +201,23 @@ async fn generate_in(
     let role = pad.app.user().to_string();
     let up = ddl::plan(&from, &to, &role, Direction::Up);
     let down = ddl::plan(&to, &from, &role, Direction::Down);
+    // What the plan needs that the tool does not write: refused, each named.
+    let unsupported: Vec<String> = up
+        .unsupported
+        .iter()
+        .cloned()
+        .chain(
+            down.unsupported
+                .iter()
+                .map(|u| format!("in the down script: {u}")),
+        )
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(error::refused(format!(
+            "the change needs steps migrate diff does not write, so nothing was written:\n  {}",
+            unsupported.join("\n  ")
+        )));
+    }
     if up.is_empty() {
         // Nothing to write, but the schemas differ: what differs is beyond the engine (a
         // partition key, a change PostgreSQL cannot alter). Refused, never "no difference".
@@ -494,11 +511,16 @@ pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
             text.push_str("RESET ROLE;\n\n");
         }
     }
+    // Comment lines: a name holding a line break must not end the comment.
+    let one_line = |t: &str| t.replace(['\n', '\r'], " ");
     for l in &plan.lossy {
-        let _ = writeln!(text, "-- loses data: {l}");
+        let _ = writeln!(text, "-- loses data: {}", one_line(l));
     }
     for n in &plan.notes {
-        let _ = writeln!(text, "-- note: {n}");
+        let _ = writeln!(text, "-- note: {}", one_line(n));
+    }
+    for u in &plan.unsupported {
+        let _ = writeln!(text, "-- not written (do it by hand): {}", one_line(u));
     }
     text
 }

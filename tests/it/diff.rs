@@ -1123,3 +1123,34 @@ async fn a_desired_file_is_built_as_psql_runs_it_and_rights_are_named() {
         "{err}"
     );
 }
+
+/// A partitioned index a partition's primary key is attached to: PostgreSQL drops neither
+/// alone, so a pair whose down would have to is refused naming both and what to write.
+#[tokio::test]
+async fn an_index_and_constraint_dropped_only_together_are_refused_by_name() {
+    let t = TestDb::new("diff_cycle");
+    let table = "CREATE TABLE f (id int NOT NULL, foo text NOT NULL) PARTITION BY LIST (foo);\nCREATE TABLE f1 PARTITION OF f FOR VALUES IN ('a');\n";
+    let root = initialised(&t, table, "DROP TABLE f;\n");
+    desire(
+        &root,
+        &format!(
+            "{table}CREATE UNIQUE INDEX some_idx ON ONLY f (foo, id);\nCREATE UNIQUE INDEX f1_pkey ON f1 (foo, id);\nALTER TABLE f1 ADD CONSTRAINT f1_pkey PRIMARY KEY USING INDEX f1_pkey;\nALTER INDEX some_idx ATTACH PARTITION f1_pkey;\n"
+        ),
+    );
+    let out = expect_exit(
+        &mut in_project(
+            &t,
+            &root,
+            &["migrate", "diff", "cycle", "--to", "desired.sql"],
+        ),
+        3,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("in the down script: index some_idx")
+            && err.contains("f1.f1_pkey")
+            && err.contains("CASCADE"),
+        "{err}"
+    );
+    assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
+}

@@ -2,7 +2,7 @@
 //! not partitioned) an index is built and dropped `CONCURRENTLY` in the script after the
 //! transaction, re-runnable (`IF NOT EXISTS` / `IF EXISTS`); a change is a re-make.
 
-use super::{Check, Generator, Key, Op, Place, Planner};
+use super::{Check, Generator, Key, Op, Place, Planner, s};
 use crate::db::ident::Name;
 
 pub(super) struct Indexes;
@@ -34,6 +34,23 @@ impl Generator for Indexes {
 
     fn drop(&self, p: &mut Planner, k: &Key) {
         let Some(name) = p.name(k) else { return };
+        // A partitioned index with a partition's primary key or unique constraint built on an
+        // index attached to it: PostgreSQL drops neither alone.
+        let held: Vec<String> = p
+            .from
+            .meta
+            .iter()
+            .filter(|((kind, _), m)| kind == "rel" && s(m, "index_parent") == Some(k.1.as_str()))
+            .filter_map(|(_, m)| s(m, "index_constraint").map(str::to_string))
+            .collect();
+        if !held.is_empty() {
+            p.unsupported.push(format!(
+                "index {}: the partitions' constraint(s) {} are built on indexes attached to it, and PostgreSQL drops neither the index nor those constraints alone; write this step by hand (DROP INDEX {name} CASCADE drops those constraints with it; add back the ones that stay)",
+                k.1,
+                held.join(", ")
+            ));
+            return;
+        }
         let table = Planner::owner_table(p.from, k).unwrap_or_default();
         if p.concurrent_ok(&table) {
             p.unit(

@@ -131,6 +131,9 @@ pub struct Plan {
     pub lossy: Vec<String>,
     /// Guesses and limits worth reading (a rename guessed, a column order not reachable).
     pub notes: Vec<String>,
+    /// What the plan needs that the tool does not write (each named, with what to do): a plan
+    /// with any is refused, never written.
+    pub unsupported: Vec<String>,
 }
 
 impl Plan {
@@ -276,6 +279,7 @@ pub fn plan_with(from: &Catalog, to: &Catalog, role: &str, options: Options) -> 
         options,
         units: Vec::new(),
         notes: Vec::new(),
+        unsupported: Vec::new(),
         renamed: BTreeMap::new(),
     }
     .run()
@@ -329,6 +333,7 @@ struct Planner<'a> {
     options: Options,
     units: Vec<Unit>,
     notes: Vec<String>,
+    unsupported: Vec<String>,
     /// Column renames guessed: new column key -> old column key.
     renamed: BTreeMap<Key, Key>,
 }
@@ -452,6 +457,7 @@ impl Planner<'_> {
             steps,
             lossy,
             notes: self.notes,
+            unsupported: self.unsupported,
         }
     }
 
