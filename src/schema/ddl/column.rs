@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{Check, Effect, Generator, Key, Op, Place, Planner, b, key, s, split_member};
+use super::{Check, Effect, Generator, Key, Op, Place, Planner, Unit, b, key, s, split_member};
 use crate::db::ident::Member;
 use crate::schema::catalog::Catalog;
 
@@ -267,18 +267,7 @@ fn change(p: &mut Planner, k: &Key) {
             s(&want, "storage").unwrap_or("EXTENDED")
         )));
     }
-    // Loosening comes before the drops it makes possible; tightening after the creates it
-    // needs (a default naming a new function or sequence).
-    if !drop_part.is_empty() {
-        p.unit(
-            Op::Drop,
-            &key("column loosened", &k.1),
-            Place::Main,
-            drop_part.join("\n"),
-        );
-    }
-    if !set_part.is_empty() {
-        let unit = p.unit(Op::Alter, k, Place::Main, set_part.join("\n"));
+    if let Some(unit) = column_units(p, k, &drop_part, &set_part) {
         if retyped {
             unit.effect(Effect::Retype);
         }
@@ -295,13 +284,12 @@ fn change(p: &mut Planner, k: &Key) {
 /// they change and no parent's column changes the same way (that change recurses to it).
 fn inherited_change(p: &mut Planner, k: &Key, was: &serde_json::Value, want: &serde_json::Value) {
     let (table, column) = split_member(&k.1);
-    let parents = Planner::parents(p.to, table);
+    let parent_columns = Planner::parent_columns(p.to, table, column);
     let follows = |field: &str| {
-        parents.iter().any(|parent| {
-            let col = format!("{parent}.{column}");
+        parent_columns.iter().any(|col| {
             let (a, z) = (
-                Planner::meta(p.from, "column", &col),
-                Planner::meta(p.to, "column", &col),
+                Planner::meta(p.from, "column", col),
+                Planner::meta(p.to, "column", col),
             );
             a.is_some_and(|a| a[field] == was[field]) && z.is_some_and(|z| z[field] == want[field])
         })
@@ -334,6 +322,21 @@ fn inherited_change(p: &mut Planner, k: &Key, was: &serde_json::Value, want: &se
             loosen.push(alter("DROP NOT NULL"));
         }
     }
+    if let Some(unit) = column_units(p, k, &loosen, &tighten)
+        && let Some(c) = check
+    {
+        unit.check(c);
+    }
+}
+
+/// A column's loosening (its own unit, before the drops it makes possible) and tightening
+/// (after the creates it needs, such as a default naming a new function); the latter returned.
+fn column_units<'p>(
+    p: &'p mut Planner,
+    k: &Key,
+    loosen: &[String],
+    tighten: &[String],
+) -> Option<&'p mut Unit> {
     if !loosen.is_empty() {
         p.unit(
             Op::Drop,
@@ -342,12 +345,7 @@ fn inherited_change(p: &mut Planner, k: &Key, was: &serde_json::Value, want: &se
             loosen.join("\n"),
         );
     }
-    if !tighten.is_empty() {
-        let unit = p.unit(Op::Alter, k, Place::Main, tighten.join("\n"));
-        if let Some(c) = check {
-            unit.check(c);
-        }
-    }
+    (!tighten.is_empty()).then(|| p.unit(Op::Alter, k, Place::Main, tighten.join("\n")))
 }
 
 /// A column that disappears while one with the same definition appears in the same table is

@@ -549,6 +549,27 @@ impl Planner<'_> {
             .unwrap_or_default()
     }
 
+    /// The tables that take columns from `table`: its partitions and its INHERITS children.
+    fn children(cat: &Catalog, table: &str) -> Vec<String> {
+        cat.meta
+            .keys()
+            .filter(|(kind, name)| {
+                kind == "rel" && Self::parents(cat, name).iter().any(|p| p == table)
+            })
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// The same column in each table `table` takes columns from (keys' names, parents that
+    /// have it, in order).
+    fn parent_columns(cat: &Catalog, table: &str, column: &str) -> Vec<String> {
+        Self::parents(cat, table)
+            .into_iter()
+            .map(|parent| format!("{parent}.{column}"))
+            .filter(|c| cat.objects.contains_key(&key("column", c)))
+            .collect()
+    }
+
     fn is_partitioned(cat: &Catalog, table: &str) -> bool {
         Self::meta(cat, "rel", table).and_then(|m| s(m, "relkind")) == Some("p")
     }
@@ -831,16 +852,14 @@ impl Planner<'_> {
         while i < remade.len() {
             let parent = remade[i].clone();
             i += 1;
-            let partitions: Vec<String> = self
-                .from
-                .meta
-                .iter()
-                .filter(|((kind, name), m)| {
-                    kind == "rel"
-                        && s(m, "parent") == Some(parent.as_str())
+            // Partitions (dropped with it), not INHERITS children (which block its drop).
+            let partitions: Vec<String> = Self::children(self.from, &parent)
+                .into_iter()
+                .filter(|name| {
+                    Self::meta(self.from, "rel", name).and_then(|m| s(m, "parent"))
+                        == Some(parent.as_str())
                         && self.to.objects.contains_key(&key("table", name))
                 })
-                .map(|((_, name), _)| name.clone())
                 .collect();
             for part in partitions {
                 let k = key("table", &part);

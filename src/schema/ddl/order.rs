@@ -86,16 +86,7 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                 let (table, column) = split_member(&base.1);
                 let mut tables = vec![table.to_string()];
                 while let Some(t) = tables.pop() {
-                    let children: Vec<String> = p
-                        .from
-                        .meta
-                        .keys()
-                        .filter(|(kind, name)| {
-                            kind == "rel" && Planner::parents(p.from, name).contains(&t)
-                        })
-                        .map(|(_, name)| name.clone())
-                        .collect();
-                    for child in children {
+                    for child in Planner::children(p.from, &t) {
                         covered.push(key("column", &format!("{child}.{column}")));
                         tables.push(child);
                     }
@@ -179,11 +170,10 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                     let Some(t) = Planner::owner_table(p.to, &d) else {
                         return d;
                     };
-                    let column = split_member(&d.1).1;
-                    let inherited = Planner::parents(p.to, &t)
+                    let inherited = Planner::parent_columns(p.to, &t, split_member(&d.1).1)
                         .into_iter()
-                        .map(|parent| key("column", &format!("{parent}.{column}")))
-                        .find(|c| p.to.objects.contains_key(c));
+                        .next()
+                        .map(|c| key("column", &c));
                     match inherited {
                         Some(c) if Planner::automatic(p.to, &d) && by_key.contains_key(&c) => {
                             return c;

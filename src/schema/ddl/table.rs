@@ -84,16 +84,14 @@ impl Generator for Tables {
         }
         // A partition or child table takes NOT NULL and the default of its parent's column;
         // where its own differ, they are set after.
-        let parents = Planner::parents(p.to, &k.1);
         for (_, c) in Planner::columns_of(p.to, &k.1) {
             let (Some(own), Some(col)) = (Planner::meta(p.to, "column", &c), Member::parse(&c))
             else {
                 continue;
             };
-            let column = super::split_member(&c).1;
-            let Some(from_parent) = parents
-                .iter()
-                .find_map(|t| Planner::meta(p.to, "column", &format!("{t}.{column}")))
+            let Some(from_parent) = Planner::parent_columns(p.to, &k.1, super::split_member(&c).1)
+                .first()
+                .and_then(|pc| Planner::meta(p.to, "column", pc))
             else {
                 continue;
             };
