@@ -346,10 +346,16 @@ async fn confirm_on_primary(target: &Target, stamp: &str) -> anyhow::Result<()> 
     if there {
         return Ok(());
     }
-    Err(crate::error::lost(format!(
-        "the server acknowledged the seed, but the primary now reached through {} does not have it: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
+    Err(lost_seed(target, "it"))
+}
+
+/// A seed the primary acknowledged but the current primary does not have (exit 4): `what` it
+/// lacks ("it", "its rows in roles").
+fn lost_seed(target: &Target, what: &str) -> anyhow::Error {
+    crate::error::lost(format!(
+        "the server acknowledged the seed, but the primary now reached through {} does not have {what}: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
         target.describe()
-    )))
+    ))
 }
 
 /// After a reference-only seed's commit, on a new connection (the current primary): the same
@@ -388,11 +394,10 @@ async fn confirm_reference_on_primary(
     if missing.is_empty() {
         return Ok(());
     }
-    Err(crate::error::lost(format!(
-        "the server acknowledged the seed, but the primary now reached through {} does not have its rows in {}: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
-        target.describe(),
-        missing.join(", ")
-    )))
+    Err(lost_seed(
+        target,
+        &format!("its rows in {}", missing.join(", ")),
+    ))
 }
 
 /// The largest `--users` and `--usage-logs` a run accepts (memory for users; a day's work for

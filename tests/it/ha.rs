@@ -238,16 +238,7 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         t.name
     ))
     .await;
-    let versions: Vec<i64> = new_primary
-        .query(
-            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions = crate::support::ledger_versions(&new_primary).await;
     assert_eq!(versions, [1, 2], "0002 applied once, on the new primary");
 
     // Without --wait: the (new) primary stops mid-run: exit 4, rolled back, how to re-run.

@@ -39,27 +39,7 @@ async fn state(t: &TestDb) -> (Vec<String>, Vec<i64>) {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let versions = if db
-        .query_one(
-            "SELECT to_regclass('aidock_provision.schema_history') IS NOT NULL",
-            &[],
-        )
-        .await
-        .expect("regclass")
-        .get::<_, bool>(0)
-    {
-        db.query(
-            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    } else {
-        Vec::new()
-    };
+    let versions = crate::support::ledger_versions(&db).await;
     (tables, versions)
 }
 

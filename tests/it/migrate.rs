@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    TestDb, expect_exit, migrations_dir, run_concurrently, run_ok, scratch_dir, stderr,
-    wait_for_query, write_files,
+    TestDb, expect_exit, ledger_versions, migrations_dir, run_concurrently, run_ok, scratch_dir,
+    stderr, wait_for_query, write_files,
 };
 
 /// A canonical text of everything in schema `public`: columns, constraints, indexes, triggers,
@@ -50,17 +50,6 @@ async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-async fn ledger_versions(client: &tokio_postgres::Client) -> Vec<i64> {
-    client
-        .query(
-            "SELECT version FROM aidock_provision.schema_history ORDER BY version",
-            &[],
-        )
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
 }
 
 const SEVEN: [&str; 7] = [

@@ -292,16 +292,7 @@ impl Patroni {
     /// The schema_history versions on the current leader.
     async fn ledger(&self, t: &TestDb) -> Vec<i64> {
         let leader = self.healthy().await;
-        let db = connect(&self.url(leader.port, &t.name)).await;
-        db.query(
-            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+        crate::support::ledger_versions(&connect(&self.url(leader.port, &t.name)).await).await
     }
 }
 

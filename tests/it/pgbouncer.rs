@@ -306,16 +306,7 @@ async fn six_runs_of_every_command_at_once_through_transaction_pooling() {
         c.args(["migrate", "baseline"]);
         c
     });
-    let versions: Vec<i64> = by_hand
-        .query(
-            "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions = crate::support::ledger_versions(&by_hand).await;
     assert_eq!(versions, [1, 2], "recorded once");
     six_at_once("doctor", |_| {
         let mut c = through(&t);

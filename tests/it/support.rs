@@ -377,6 +377,31 @@ pub async fn wait_for_query(db: &tokio_postgres::Client, query: &str) {
 }
 
 /// Advisory locks held in the connected database (by anyone).
+/// The versions in the migrations ledger (`aidock_provision.schema_history`), in order; empty
+/// when there is no ledger.
+pub async fn ledger_versions(db: &tokio_postgres::Client) -> Vec<i64> {
+    let there: bool = db
+        .query_one(
+            "SELECT to_regclass('aidock_provision.schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("regclass")
+        .get(0);
+    if !there {
+        return Vec::new();
+    }
+    db.query(
+        "SELECT version FROM aidock_provision.schema_history ORDER BY 1",
+        &[],
+    )
+    .await
+    .expect("ledger")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 pub async fn advisory_locks(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
