@@ -424,18 +424,17 @@ pub(super) async fn mirror_admin_extensions(
         return Ok(());
     }
     let client = admin.with_dbname(scratch).connect().await?;
+    let schemas: Vec<String> = client
+        .rows("SELECT nspname::text FROM pg_namespace", &[])
+        .await
+        .context("reading the scratch database's schemas")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     for row in rows {
         let (name, schema, version): (String, String, String) =
             (row.get(0), row.get(1), row.get(2));
-        let there: bool = client
-            .one(
-                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                &[(&schema, tokio_postgres::types::Type::TEXT)],
-            )
-            .await
-            .context("reading the scratch database's schemas")?
-            .get(0);
-        if !there {
+        if !schemas.contains(&schema) {
             continue;
         }
         client
