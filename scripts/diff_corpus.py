@@ -21,7 +21,8 @@ each). Then a project whose only migration is A asks `migrate diff next --to B
 
   scripts/diff_corpus.py --admin-url postgresql://postgres@127.0.0.1:5432/postgres \\
       --migra DIR --pg-schema-diff DIR [--bin target/release/aidock-provision] [--only SUBSTR]
-Writes docs/DIFF_CORPUS.md (the table and every non-correct case).
+Writes docs/DIFF_CORPUS.md (the table and every non-correct case). DIFF_CORPUS_SHOW=1 prints
+each refusal whole (for working on one case with --only).
 """
 
 import argparse
@@ -144,6 +145,8 @@ def judge(cluster, binary, a, b, work):
     downs = [f.replace(".up.sql", ".down.sql") for f in reversed(ups)]
     if out.returncode != 0:
         text = (out.stderr or out.stdout).strip()
+        if os.environ.get("DIFF_CORPUS_SHOW"):
+            print(text, file=sys.stderr)
         # The reason and the first differences it names (a table cell: one line).
         first = " / ".join(l.strip() for l in text.splitlines()[:4]).replace("|", "\\|") \
             if text else f"exit {out.returncode}"

@@ -4,7 +4,8 @@
 //!
 //! Covered: schemas, tables and partitions (attached or not, partition key, inheritance, RLS,
 //! storage parameters), columns (type, collation, nullability, default, identity, generated),
-//! constraints (also of domains), indexes (definition, validity), views and materialized views,
+//! constraints (also of domains), indexes (definition, validity, the partitioned index each is
+//! attached to), views and materialized views,
 //! sequences (all parameters), functions, procedures and aggregates, triggers (definition and
 //! enabled state), types (enums with value order, domains, composite and range types), RLS
 //! policies, extensions (one object each, not their members), publications, comments,
@@ -172,6 +173,11 @@ const KINDS: &[&str] = &[
     // Indexes.
     "SELECT 'index', i.name, pg_get_indexdef(x.indexrelid)
      FROM pg_index x JOIN rels i ON i.oid = x.indexrelid",
+    // Which partitioned index each partition's index is attached to (a partitioned index is
+    // valid once every partition has one).
+    "SELECT 'index attachment', i.name, p.name
+     FROM rels i JOIN pg_inherits h ON h.inhrelid = i.oid JOIN rels p ON p.oid = h.inhparent
+     WHERE i.relkind IN ('i', 'I')",
     // Sequences: every parameter, and the column that owns it.
     "SELECT 'sequence', r.name,
             format('AS %s START %s INCREMENT %s MINVALUE %s MAXVALUE %s CACHE %s%s%s',
@@ -299,8 +305,10 @@ const KINDS: &[&str] = &[
         SELECT 'pg_extension'::regclass::oid, e.oid, 0, 'extension', quote_ident(e.extname)
         FROM pg_extension e WHERE e.extname <> 'plpgsql'
      ) k ON k.classid = d.classoid AND k.objid = d.objoid AND k.objsubid = d.objsubid",
-    // Invalid indexes (reported on their own).
-    "SELECT 'invalid', i.name, '' FROM pg_index x JOIN rels i ON i.oid = x.indexrelid WHERE NOT x.indisvalid",
+    // Invalid indexes (reported on their own). A partitioned index is valid once every
+    // partition has an index attached to it: that is read as its attachments.
+    "SELECT 'invalid', i.name, '' FROM pg_index x JOIN rels i ON i.oid = x.indexrelid
+     WHERE NOT x.indisvalid AND i.relkind = 'i'",
 ];
 
 /// The parts DDL is written from, as `('~kind', name, json)` rows (with `meta`).

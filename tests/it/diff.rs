@@ -1125,32 +1125,84 @@ async fn a_desired_file_is_built_as_psql_runs_it_and_rights_are_named() {
 }
 
 /// A partitioned index a partition's primary key is attached to: PostgreSQL drops neither
-/// alone, so a pair whose down would have to is refused naming both and what to write.
+/// alone, so the index goes with CASCADE and a key that stays is made again.
 #[tokio::test]
-async fn an_index_and_constraint_dropped_only_together_are_refused_by_name() {
+async fn a_partitioned_index_holding_a_partitions_own_key_is_dropped_with_cascade() {
     let t = TestDb::new("diff_cycle");
     let table = "CREATE TABLE f (id int NOT NULL, foo text NOT NULL) PARTITION BY LIST (foo);\nCREATE TABLE f1 PARTITION OF f FOR VALUES IN ('a');\n";
     let root = initialised(&t, table, "DROP TABLE f;\n");
+    let key = "CREATE UNIQUE INDEX f1_pkey ON f1 (foo, id);\nALTER TABLE f1 ADD CONSTRAINT f1_pkey PRIMARY KEY USING INDEX f1_pkey;\n";
+    // The partition's own primary key first, then the partitioned index that attaches its
+    // index; the down drops that index with CASCADE (PostgreSQL drops neither alone).
     desire(
         &root,
         &format!(
-            "{table}CREATE UNIQUE INDEX some_idx ON ONLY f (foo, id);\nCREATE UNIQUE INDEX f1_pkey ON f1 (foo, id);\nALTER TABLE f1 ADD CONSTRAINT f1_pkey PRIMARY KEY USING INDEX f1_pkey;\nALTER INDEX some_idx ATTACH PARTITION f1_pkey;\n"
+            "{table}CREATE UNIQUE INDEX some_idx ON ONLY f (foo, id);\n{key}ALTER INDEX some_idx ATTACH PARTITION f1_pkey;\n"
         ),
     );
-    let out = expect_exit(
-        &mut in_project(
-            &t,
-            &root,
-            &["migrate", "diff", "cycle", "--to", "desired.sql"],
-        ),
-        3,
+    let up = diff_ok(&t, &root, "cycle", &[]);
+    let (pk, ix) = (
+        up.find("ADD CONSTRAINT f1_pkey").expect("pk"),
+        up.find("CREATE UNIQUE INDEX some_idx").expect("index"),
     );
-    let err = stderr(&out);
+    assert!(pk < ix, "{up}");
+    let down = std::fs::read_to_string(root.join("sql/0003_cycle.down.sql")).expect("down");
+    assert!(down.contains("DROP INDEX some_idx CASCADE;"), "{down}");
+    up_and_back(&t, &root);
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    // Dropping the partitioned index alone: the cascade takes the key, which is made again.
+    desire(&root, &format!("{table}{key}"));
+    let up = diff_ok(&t, &root, "unindex", &[]);
+    let (drop, pk) = (
+        up.find("DROP INDEX some_idx CASCADE;").expect("drop"),
+        up.find("ADD CONSTRAINT f1_pkey").expect("pk again"),
+    );
+    assert!(drop < pk, "{up}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--to", "3", "--yes"],
+    ));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+}
+
+/// Index attachments are part of the schema: a partitioned index made `ON ONLY` with one
+/// partition not attached yet. Attaching it is one `ALTER INDEX ... ATTACH PARTITION`; going
+/// back (PostgreSQL cannot detach an index) makes the partitioned index again `ON ONLY` and
+/// attaches the others. `verify` sees an attachment made by hand.
+#[tokio::test]
+async fn index_attachments_are_written_and_a_detach_remakes_the_partitioned_index() {
+    let t = TestDb::new("diff_attach");
+    let base = "CREATE TABLE f (id int, foo text) PARTITION BY LIST (foo);\nCREATE TABLE f1 PARTITION OF f FOR VALUES IN ('a');\nCREATE TABLE f2 PARTITION OF f FOR VALUES IN ('b');\nCREATE INDEX p_idx ON ONLY f (foo);\nCREATE INDEX f1_part ON f1 (foo);\nALTER INDEX p_idx ATTACH PARTITION f1_part;\nCREATE INDEX f2_part ON f2 (foo);\n";
+    let root = initialised(&t, base, "DROP TABLE f;\n");
+    desire(
+        &root,
+        &format!("{base}ALTER INDEX p_idx ATTACH PARTITION f2_part;\n"),
+    );
+    let up = diff_ok(&t, &root, "attach", &[]);
     assert!(
-        err.contains("in the down script: index some_idx")
-            && err.contains("f1.f1_pkey")
-            && err.contains("CASCADE"),
-        "{err}"
+        up.contains("ALTER INDEX p_idx ATTACH PARTITION f2_part;"),
+        "{up}"
     );
-    assert_eq!(files_in(&root.join("sql")).len(), 4, "nothing written");
+    assert!(!up.contains("DROP INDEX"), "{up}");
+    let down = std::fs::read_to_string(root.join("sql/0003_attach.down.sql")).expect("down");
+    assert!(
+        down.contains("DROP INDEX p_idx;")
+            && down.contains("CREATE INDEX p_idx ON ONLY public.f")
+            && down.contains("ALTER INDEX p_idx ATTACH PARTITION f1_part;")
+            && !down.contains("ATTACH PARTITION f2_part"),
+        "{down}"
+    );
+    up_and_back(&t, &root);
+    // Attached by hand in the live database: verify names the attachment.
+    t.admin()
+        .await
+        .batch_execute("ALTER INDEX p_idx ATTACH PARTITION f2_part")
+        .await
+        .expect("attach");
+    let out = expect_exit(&mut in_project(&t, &root, &["migrate", "verify"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(text.contains("index attachment f2_part"), "{text}");
 }

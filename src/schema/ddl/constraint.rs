@@ -75,7 +75,17 @@ impl Generator for Constraints {
                 {
                     p.drop(ix);
                 }
-                format!("ALTER TABLE {of} ADD CONSTRAINT {con} {def};")
+                // On a partitioned table whose partitions the new schema has not all attached
+                // to the constraint's index: on the table alone (attachments are written).
+                let only = if matches!(kind.as_str(), "p" | "u")
+                    && Planner::is_partitioned(p.to, &table)
+                    && !Planner::index_complete(p.to, &index_key(k).1)
+                {
+                    "ONLY "
+                } else {
+                    ""
+                };
+                format!("ALTER TABLE {only}{of} ADD CONSTRAINT {con} {def};")
             };
             // Partitions' indexes its index attaches under their own names come first.
             let before = p.named_partition_indexes_of(&index_key(k).1);

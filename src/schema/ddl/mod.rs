@@ -27,6 +27,7 @@
 //! be reached (column order) in [`Plan::notes`]. Steps that existing rows could make fail carry
 //! a [`Check`] that `migrate baseline` runs first.
 
+mod attachment;
 mod collation;
 mod column;
 mod comment;
@@ -316,6 +317,7 @@ fn generator(kind: &str) -> Option<&'static dyn Generator> {
         "view" | "materialized view" => &view::Views,
         "constraint" => &constraint::Constraints,
         "index" => &index::Indexes,
+        "index attachment" => &attachment::Attachments,
         "trigger" => &trigger::Triggers,
         "policy" => &policy::Policies,
         "comment" => &comment::Comments,
@@ -429,21 +431,42 @@ impl Planner<'_> {
                     // An index a dropped constraint owned, kept as an index of its own: the
                     // constraint's drop takes it, so it is made again.
                     // Likewise an index attached to a partitioned index that is dropped.
-                    (Some(_), Some(_)) if k.0 == "index" && !Self::automatic(self.to, &k) => {
-                        let meta = Self::meta(self.from, "rel", name);
-                        let owner = meta
-                            .and_then(|m| s(m, "index_constraint"))
-                            .map(|c| key("constraint", c))
-                            .or_else(|| {
-                                meta.and_then(|m| s(m, "index_parent"))
-                                    .map(|i| key("index", i))
-                            });
-                        if let Some(c) = owner.filter(|c| !self.to.objects.contains_key(c)) {
+                    // A partition's constraint its parent's constraint made, which the new
+                    // schema has as the partition's own: the parent's drop takes it, so it is
+                    // made again.
+                    (Some(_), Some(_)) if k.0 == "constraint" => {
+                        if let Some(c) = self.constraint_taken_by(&k) {
                             let first = self.units.len();
                             self.create(&k);
                             for u in &mut self.units[first..] {
                                 u.after_drops(vec![c.clone()]);
                             }
+                        } else if self.constraint_detaches(&k) {
+                            // Its index cannot let go of a partition's: made again.
+                            self.recreate(&k);
+                        }
+                    }
+                    (Some(_), Some(_)) if k.0 == "index" => {
+                        if let Some(c) = self.index_taken_by(&k) {
+                            let first = self.units.len();
+                            self.create(&k);
+                            for u in &mut self.units[first..] {
+                                u.after_drops(vec![c.clone()]);
+                            }
+                        } else if !Self::automatic(self.from, &k) && self.index_detaches(name) {
+                            // PostgreSQL cannot detach an index: the partitioned one is made
+                            // again, and takes its attached indexes with its drop.
+                            self.recreate(&k);
+                        }
+                    }
+                    // The same attachment, with its partitioned index or its index made again.
+                    (Some(x), Some(parent)) if k.0 == "index attachment" && x == parent => {
+                        let key_of = key("index", name);
+                        if self.index_made(parent)
+                            || self.index_made(name)
+                            || self.index_taken_by(&key_of).is_some()
+                        {
+                            self.create(&k);
                         }
                     }
                     _ => {}
@@ -677,6 +700,7 @@ impl Planner<'_> {
                     let (t, _) = split_member(col);
                     table_dropped(t) || dropped("column", col)
                 }),
+            "constraint" if self.index_drop_taking(k).is_some() => true,
             "constraint" if name.starts_with("domain ") => {
                 let (d, _) = split_member(&name["domain ".len()..]);
                 dropped("type", d)
@@ -709,14 +733,212 @@ impl Planner<'_> {
         false
     }
 
-    /// A partition's index attached to a partitioned index that is new: made first, under its
-    /// own name, so that the partitioned index's CREATE attaches it (instead of building one
-    /// named by PostgreSQL).
+    /// An index both schemas have (the same definition) that goes with the drop of what owned
+    /// it in the old one (a constraint, or the partitioned index it was attached to), while the
+    /// new one has it on its own or attached to an index made in this plan: that owner's key
+    /// (it is made again after that drop).
+    fn index_taken_by(&self, k: &Key) -> Option<Key> {
+        if Self::automatic(self.to, k) && !self.named_partition_index(k) {
+            return None;
+        }
+        let meta = Self::meta(self.from, "rel", &k.1);
+        // A partition detached (or moved to another parent) keeps its indexes.
+        let detached = Self::index_table(self.from, &k.1).is_some_and(|t| {
+            Self::meta(self.from, "rel", t).and_then(|m| s(m, "parent"))
+                != Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
+        });
+        meta.and_then(|m| s(m, "index_constraint"))
+            .map(|c| key("constraint", c))
+            .or_else(|| {
+                meta.and_then(|m| s(m, "index_parent"))
+                    .filter(|_| !detached)
+                    .map(|i| key("index", i))
+            })
+            .filter(|c| {
+                !self.to.objects.contains_key(c) || (c.0 == "index" && self.index_made(&c.1))
+            })
+    }
+
+    /// A partition's constraint made by its parent's in the old schema and its own in the new
+    /// one: the parent's constraint (dropped by this plan), whose drop takes it.
+    fn constraint_taken_by(&self, k: &Key) -> Option<Key> {
+        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) {
+            return None;
+        }
+        let index = self
+            .from
+            .meta
+            .values()
+            .find(|m| s(m, "index_constraint") == Some(k.1.as_str()))?;
+        let parent = Self::meta(self.from, "rel", s(index, "index_parent")?)?;
+        let parent = key("constraint", s(parent, "index_constraint")?);
+        (self.to.objects.get(&parent) != self.from.objects.get(&parent)
+            || self.constraint_detaches(&parent))
+        .then_some(parent)
+    }
+
+    /// The parent's constraint whose drop takes a partition's constraint `k` (made by it in the
+    /// old schema), or the partitioned index whose drop does: for ordering against that drop.
+    fn dropped_with(&self, k: &Key) -> Option<Key> {
+        if k.0 != "constraint" {
+            return None;
+        }
+        if let Some(index) = self.index_drop_taking(k) {
+            return Some(index);
+        }
+        if !Self::automatic(self.from, k) {
+            return None;
+        }
+        let index = self
+            .from
+            .meta
+            .values()
+            .find(|m| s(m, "index_constraint") == Some(k.1.as_str()))?;
+        let parent = Self::meta(self.from, "rel", s(index, "index_parent")?)?;
+        Some(key("constraint", s(parent, "index_constraint")?))
+    }
+
+    /// A primary key or unique constraint both schemas have, the same, whose index has an
+    /// attached index the new schema does not attach to it (made again, see below).
+    fn constraint_detaches(&self, k: &Key) -> bool {
+        self.from
+            .meta
+            .iter()
+            .find(|((kind, _), m)| kind == "rel" && s(m, "index_constraint") == Some(k.1.as_str()))
+            .is_some_and(|((_, index), _)| self.index_detaches(index))
+    }
+
+    /// An index both schemas have, the same, one of whose attached indexes (which stays, on a
+    /// partition that stays) is not attached to it in the new schema.
+    fn index_detaches(&self, name: &str) -> bool {
+        let k = key("index", name);
+        let table = Self::index_table;
+        self.from.objects.get(&k) == self.to.objects.get(&k)
+            && self.from.objects.iter().any(|((kind, child), parent)| {
+                kind == "index attachment"
+                    && parent == name
+                    && self.to.objects.contains_key(&key("index", child))
+                    && self.to.objects.get(&key("index attachment", child)) != Some(parent)
+                    && table(self.to, child).is_some_and(|t| {
+                        Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
+                            == table(self.to, name)
+                    })
+            })
+    }
+
+    /// The table an index is on (its key name), from its meta.
+    fn index_table<'c>(cat: &'c Catalog, index: &str) -> Option<&'c str> {
+        Self::meta(cat, "rel", index).and_then(|m| s(m, "index_table"))
+    }
+
+    /// Whether every partition of `index`'s table has an index attached to it in `cat` (a
+    /// partitioned index made with `ON ONLY` is valid only then).
+    fn index_complete(cat: &Catalog, index: &str) -> bool {
+        let Some(table) = Self::meta(cat, "rel", index).and_then(|m| s(m, "index_table")) else {
+            return true;
+        };
+        let attached: BTreeSet<&str> = cat
+            .objects
+            .iter()
+            .filter(|((kind, _), parent)| kind == "index attachment" && parent.as_str() == index)
+            .filter_map(|((_, child), _)| {
+                Self::meta(cat, "rel", child).and_then(|m| s(m, "index_table"))
+            })
+            .collect();
+        Self::children(cat, table).iter().all(|part| {
+            Self::meta(cat, "rel", part).and_then(|m| s(m, "parent")) != Some(table)
+                || attached.contains(part.as_str())
+        })
+    }
+
+    /// Whether PostgreSQL attaches index `child` to `parent` by itself in this plan: the
+    /// partitioned index is made here without `ONLY`, or the partition is made or attached
+    /// here (each takes its parent's indexes).
+    fn attach_is_automatic(&self, child: &str, parent: &str) -> bool {
+        let parent_key = key("index", parent);
+        let parent_made = self.index_made(parent)
+            || (Self::automatic(self.to, &parent_key)
+                && Self::meta(self.to, "rel", parent)
+                    .and_then(|m| s(m, "index_constraint"))
+                    .is_some_and(|c| {
+                        let c = key("constraint", c);
+                        self.from.objects.get(&c) != self.to.objects.get(&c)
+                    }));
+        if parent_made {
+            return Self::index_complete(self.to, parent);
+        }
+        let Some(table) = Self::meta(self.to, "rel", child).and_then(|m| s(m, "index_table"))
+        else {
+            return false;
+        };
+        let parent_of = |cat: &Catalog| {
+            Self::meta(cat, "rel", table)
+                .and_then(|m| s(m, "parent"))
+                .map(str::to_string)
+        };
+        self.table_is_new(table) || parent_of(self.from) != parent_of(self.to)
+    }
+
+    /// Whether an attachment of the old schema goes by itself: with its index or partitioned
+    /// index (dropped or made again, or their constraints), or with its partition's detach.
+    fn attachment_goes(&self, child: &str, parent: &str) -> bool {
+        let gone = |name: &str| {
+            let k = key("index", name);
+            !self.to.objects.contains_key(&k)
+                || self.index_made(name)
+                || self.index_taken_by(&k).is_some()
+                || (Self::automatic(self.from, &k)
+                    && Self::meta(self.from, "rel", name)
+                        .and_then(|m| s(m, "index_constraint"))
+                        .is_some_and(|c| {
+                            let c = key("constraint", c);
+                            self.from.objects.get(&c) != self.to.objects.get(&c)
+                                || self.index_drop_taking(&c).is_some()
+                                || self.constraint_taken_by(&c).is_some()
+                        }))
+        };
+        let detached = Self::meta(self.from, "rel", child)
+            .and_then(|m| s(m, "index_table"))
+            .is_some_and(|t| {
+                Self::meta(self.from, "rel", t).and_then(|m| s(m, "parent"))
+                    != Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
+                    || !self.to.objects.contains_key(&key("table", t))
+            });
+        gone(child) || gone(parent) || detached
+    }
+
+    /// Whether this plan makes the index `name` (new, changed or made again).
+    fn index_made(&self, name: &str) -> bool {
+        let k = key("index", name);
+        match (self.from.objects.get(&k), self.to.objects.get(&k)) {
+            (None, Some(_)) => true,
+            (Some(a), Some(b)) if a != b => true,
+            (Some(_), Some(_)) if self.index_detaches(name) => true,
+            (Some(_), Some(_)) => {
+                // Its owner in the old schema goes, and the new one has it on its own.
+                !Self::automatic(self.to, &k) && {
+                    let meta = Self::meta(self.from, "rel", name);
+                    meta.and_then(|m| s(m, "index_constraint"))
+                        .map(|c| key("constraint", c))
+                        .or_else(|| {
+                            meta.and_then(|m| s(m, "index_parent"))
+                                .map(|i| key("index", i))
+                        })
+                        .is_some_and(|c| !self.to.objects.contains_key(&c))
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// A partition's index attached to a partitioned index that this plan makes: made first,
+    /// under its own name, so that the partitioned index's CREATE attaches it (instead of
+    /// building one named by PostgreSQL).
     fn named_partition_index(&self, k: &Key) -> bool {
         k.0 == "index"
             && Self::meta(self.to, "rel", &k.1)
                 .and_then(|m| s(m, "index_parent"))
-                .is_some_and(|parent| !self.from.objects.contains_key(&key("index", parent)))
+                .is_some_and(|parent| self.index_made(parent))
             && Self::meta(self.to, "rel", &k.1).is_some_and(|m| m["index_constraint"].is_null())
     }
 
@@ -730,6 +952,44 @@ impl Planner<'_> {
             .map(|((_, name), _)| key("index", name))
             .filter(|k| self.named_partition_index(k))
             .collect()
+    }
+
+    /// The partitions' own primary keys and unique constraints (`cat`) whose indexes are
+    /// attached to the partitioned index `index`.
+    fn partition_constraints_on(cat: &Catalog, index: &str) -> Vec<Key> {
+        cat.meta
+            .iter()
+            .filter(|((kind, _), m)| kind == "rel" && s(m, "index_parent") == Some(index))
+            .filter_map(|(_, m)| s(m, "index_constraint"))
+            .map(|c| key("constraint", c))
+            .filter(|c| !Self::automatic(cat, c))
+            .collect()
+    }
+
+    /// A partition's own constraint whose index is attached to a partitioned index this plan
+    /// drops (or makes again): that index, whose drop takes the constraint (`DROP INDEX ...
+    /// CASCADE`).
+    fn index_drop_taking(&self, k: &Key) -> Option<Key> {
+        if k.0 != "constraint" {
+            return None;
+        }
+        self.from
+            .meta
+            .iter()
+            .filter(|((kind, _), m)| {
+                kind == "rel" && s(m, "index_constraint") == Some(k.1.as_str())
+            })
+            .filter_map(|(_, m)| s(m, "index_parent"))
+            .map(|parent| key("index", parent))
+            .find(|parent| {
+                // Dropped: gone, made again, or (a partitioned index) taken over by a new
+                // constraint of the same name, which cannot take it as it is.
+                self.from.objects.contains_key(parent)
+                    && !Self::automatic(self.from, parent)
+                    && (!self.to.objects.contains_key(parent)
+                        || self.index_made(&parent.1)
+                        || Self::automatic(self.to, parent))
+            })
     }
 
     /// Created together with something else that is created (a new table's columns).
@@ -747,8 +1007,27 @@ impl Planner<'_> {
         self.renamed.values().any(|o| o == old)
     }
 
+    /// A partition's constraint that the new schema has as its parent's, on an index this plan
+    /// attaches by hand (the parent's index is `ON ONLY`): made as the partition's own first,
+    /// and the attachment makes it the parent's.
+    fn explicit_partition_constraint(&self, k: &Key) -> bool {
+        k.0 == "constraint"
+            && !self.from.objects.contains_key(k)
+            && self.to.meta.iter().any(|((kind, name), m)| {
+                kind == "rel"
+                    && s(m, "index_constraint") == Some(k.1.as_str())
+                    && self
+                        .to
+                        .objects
+                        .get(&key("index attachment", name))
+                        .is_some_and(|parent| !self.attach_is_automatic(name, parent))
+            })
+    }
+
     fn create(&mut self, k: &Key) {
-        if (Self::automatic(self.to, k) && !self.named_partition_index(k))
+        if (Self::automatic(self.to, k)
+            && !self.named_partition_index(k)
+            && !self.explicit_partition_constraint(k))
             || self.comes_with_create(k)
             || self.renamed.contains_key(k)
         {

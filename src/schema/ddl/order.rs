@@ -116,6 +116,10 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
                             }
                         }
                         t
+                    } else if let Some(with) = p.dropped_with(user) {
+                        // A partition's constraint dropped with its parent's constraint or
+                        // the partitioned index.
+                        with
                     } else {
                         Planner::owner_table(p.from, user)
                             .and_then(|t| Planner::relation_kind(p.from, &t).map(|k| key(k, &t)))
@@ -199,7 +203,11 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
         }
         // What it takes over from goes first.
         for old in &u.after_drop_of {
-            for &j in units_of(old) {
+            let old = match p.dropped_with(old) {
+                Some(with) if !by_key.contains_key(old) => with,
+                _ => old.clone(),
+            };
+            for &j in units_of(&old) {
                 if units[j].op == Op::Drop && j != i {
                     edges.insert((j, i));
                 }

@@ -1,0 +1,55 @@
+//! Which partitioned index a partition's index is attached to (`ALTER INDEX ... ATTACH
+//! PARTITION`). Mostly PostgreSQL's own doing: a partitioned index made without `ONLY` attaches
+//! (or builds) one index per partition, and a partition made or attached takes one for each of
+//! its parent's indexes; an attachment is written only where none of that happens (a
+//! partitioned index the new schema has `ON ONLY`, with some partitions not attached yet, or an
+//! index of a partition attached later). PostgreSQL cannot detach an index: the partitioned
+//! index is made again instead (see [`Planner::index_made`]).
+
+use super::{Generator, Key, Op, Place, Planner, key, s};
+use crate::db::ident::Name;
+
+pub(super) struct Attachments;
+
+impl Generator for Attachments {
+    fn create(&self, p: &mut Planner, k: &Key) {
+        let parent = p.to.objects[k].clone();
+        if p.attach_is_automatic(&k.1, &parent) {
+            return;
+        }
+        let (Some(child), Some(of)) = (Name::parse(&k.1), Name::parse(&parent)) else {
+            p.note(format!(
+                "index attachment {}: the names are not ones the catalog writes; attach it by hand",
+                k.1
+            ));
+            return;
+        };
+        let mut needs = vec![key("index", &parent), key("index", &k.1)];
+        // A partition's constraint index attaches as the constraint.
+        needs.extend(
+            Planner::meta(p.to, "rel", &k.1)
+                .and_then(|m| s(m, "index_constraint"))
+                .map(|c| key("constraint", c)),
+        );
+        p.unit(
+            Op::Create,
+            k,
+            Place::Main,
+            format!("ALTER INDEX {of} ATTACH PARTITION {child};"),
+        )
+        .needing(needs);
+    }
+
+    fn drop(&self, p: &mut Planner, k: &Key) {
+        // Goes with its index, its partitioned index (dropped or made again) or its partition's
+        // detach. Otherwise the partitioned index is made again (index_made): never reached.
+        let parent = p.from.objects[k].clone();
+        if p.attachment_goes(&k.1, &parent) {
+            return;
+        }
+        p.unsupported.push(format!(
+            "index {}: attached to {parent}, which the new schema does not have it attached to; PostgreSQL cannot detach an index from a partitioned index: drop {parent} and make it again (ON ONLY, attaching the indexes that stay)",
+            k.1
+        ));
+    }
+}
