@@ -96,6 +96,7 @@ impl Generator for Constraints {
             if let Some(c) = check {
                 unit.check(c);
             }
+            validate_copies(p, k, &table, &def);
         }
     }
 
@@ -115,6 +116,34 @@ impl Generator for Constraints {
                 member.of, member.name
             ),
         );
+    }
+}
+
+/// A check or foreign key added `NOT VALID` to a table whose partitions or children have their
+/// copy of it valid (they were made after it): each copy is validated on its own.
+fn validate_copies(p: &mut Planner, k: &Key, table: &str, def: &str) {
+    let Some(valid) = def.strip_suffix(" NOT VALID") else {
+        return;
+    };
+    let con = split_member(&k.1).1.to_string();
+    for child in Planner::children(p.to, table) {
+        let copy = key("constraint", &format!("{child}.{con}"));
+        if p.to.objects.get(&copy).map(String::as_str) != Some(valid) {
+            continue;
+        }
+        let Some(member) = p.member(&copy) else {
+            continue;
+        };
+        p.unit(
+            Op::Create,
+            &key("validate", &copy.1),
+            Place::Main,
+            format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {};",
+                member.of, member.name
+            ),
+        )
+        .needing(vec![k.clone()]);
     }
 }
 

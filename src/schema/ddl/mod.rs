@@ -348,6 +348,13 @@ fn s<'v>(v: &'v Value, field: &str) -> Option<&'v str> {
     v.get(field).and_then(Value::as_str)
 }
 
+/// A relation's partitioned parent in `cat`, if it is a partition.
+fn s_parent<'c>(cat: &'c Catalog, table: &str) -> Option<&'c str> {
+    cat.meta
+        .get(&key("rel", table))
+        .and_then(|m| s(m, "parent"))
+}
+
 fn b(v: &Value, field: &str) -> bool {
     v.get(field).and_then(Value::as_bool).unwrap_or(false)
 }
@@ -798,6 +805,17 @@ impl Planner<'_> {
         Some(key("constraint", s(parent, "index_constraint")?))
     }
 
+    /// The index a constraint is built on in `cat` (its key), if it is one that has one.
+    fn index_of_constraint(cat: &Catalog, k: &Key) -> Option<Key> {
+        if k.0 != "constraint" {
+            return None;
+        }
+        cat.meta
+            .iter()
+            .find(|((kind, _), m)| kind == "rel" && s(m, "index_constraint") == Some(k.1.as_str()))
+            .map(|((_, index), _)| key("index", index))
+    }
+
     /// A primary key or unique constraint both schemas have, the same, whose index has an
     /// attached index the new schema does not attach to it (made again, see below).
     fn constraint_detaches(&self, k: &Key) -> bool {
@@ -992,8 +1010,39 @@ impl Planner<'_> {
             })
     }
 
+    /// A new partition's own primary key and unique constraints whose indexes are attached to
+    /// its parent's: made in its `CREATE TABLE`.
+    fn inline_partition_keys(&self, table: &str) -> Vec<Key> {
+        if !self.table_is_new(table) || s_parent(self.to, table).is_none() {
+            return Vec::new();
+        }
+        self.to
+            .meta
+            .iter()
+            .filter(|((kind, name), m)| {
+                kind == "rel"
+                    && s(m, "index_table") == Some(table)
+                    && self.to.objects.contains_key(&key("index attachment", name))
+            })
+            .filter_map(|(_, m)| s(m, "index_constraint"))
+            .map(|c| key("constraint", c))
+            .filter(|c| {
+                !Self::automatic(self.to, c)
+                    && Self::meta(self.to, "constraint", &c.1)
+                        .and_then(|m| s(m, "type"))
+                        .is_some_and(|t| t == "p" || t == "u")
+            })
+            .collect()
+    }
+
     /// Created together with something else that is created (a new table's columns).
     fn comes_with_create(&self, k: &Key) -> bool {
+        if k.0 == "constraint"
+            && let Some(t) = Self::owner_table(self.to, k)
+            && self.inline_partition_keys(&t).contains(k)
+        {
+            return true;
+        }
         if k.0 == "column"
             && let Some(t) = Self::owner_table(self.to, k)
         {

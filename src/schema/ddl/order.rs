@@ -74,6 +74,8 @@ fn edges(p: &Planner) -> BTreeSet<(usize, usize)> {
             }
             // After whatever drops or loosens what depended on it (or on its columns).
             let mut covered = vec![base.clone()];
+            // What uses a constraint's index uses the constraint.
+            covered.extend(Planner::index_of_constraint(p.from, &base));
             if RELATION_KINDS.contains(&base.0.as_str()) {
                 covered.extend(
                     Planner::columns_of(p.from, &base.1)

@@ -29,14 +29,34 @@ impl Generator for Tables {
         let m = Planner::meta_or_null(p.to, "rel", &k.1);
         let unlogged = if b(&m, "unlogged") { "UNLOGGED " } else { "" };
         let foreign = k.0 == "foreign table";
+        let mut attach = String::new();
         let mut sql = if let Some(parent) = s(&m, "parent") {
             let Some(parent) = named(p, "the parent table", parent) else {
                 return;
             };
-            format!(
-                "CREATE {unlogged}TABLE {name} PARTITION OF {parent} {}",
-                s(&m, "bound").unwrap_or("DEFAULT")
-            )
+            let bound = s(&m, "bound").unwrap_or("DEFAULT");
+            // Its own keys whose indexes a parent's index attaches: made before it is attached
+            // (a partition made with PARTITION OF gets a copy of each parent index instead).
+            let keys = p.inline_partition_keys(&k.1);
+            if keys.is_empty() {
+                format!("CREATE {unlogged}TABLE {name} PARTITION OF {parent} {bound}")
+            } else {
+                for c in keys {
+                    let Some(member) = p.member(&c) else { return };
+                    let _ = write!(
+                        attach,
+                        "\nALTER TABLE {name} ADD CONSTRAINT {} {};",
+                        member.name, p.to.objects[&c]
+                    );
+                }
+                let _ = write!(
+                    attach,
+                    "\nALTER TABLE {parent} ATTACH PARTITION {name} {bound};"
+                );
+                format!(
+                    "CREATE {unlogged}TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
+                )
+            }
         } else {
             let mut cols = Vec::new();
             for (_, c) in Planner::columns_of(p.to, &k.1) {
@@ -76,6 +96,7 @@ impl Generator for Tables {
             let _ = write!(sql, " WITH ({})", options.join(", "));
         }
         sql.push(';');
+        sql.push_str(&attach);
         if b(&m, "rls") {
             let _ = write!(sql, "\nALTER TABLE {name} ENABLE ROW LEVEL SECURITY;");
         }
