@@ -132,12 +132,11 @@ fn change(p: &mut Planner, k: &Key) {
     ) else {
         return;
     };
-    // A column a partition or child table inherits: its type is the parent's, but NOT NULL and
-    // its default are its own, unless the parent's same change reaches it.
+    // A column a partition or child table inherits (or will, once its table is attached): its
+    // type is the parent's, but NOT NULL and its default are its own, unless the parent's same
+    // change reaches it.
     if Planner::automatic(p.to, k) {
-        if Planner::automatic(p.from, k) {
-            inherited_change(p, k, &was, &want);
-        }
+        inherited_change(p, k, &was, &want);
         return;
     }
     let Some(Member {

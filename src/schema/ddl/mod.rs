@@ -749,16 +749,14 @@ impl Planner<'_> {
             return None;
         }
         let meta = Self::meta(self.from, "rel", &k.1);
-        // A partition detached (or moved to another parent) keeps its indexes.
-        let detached = Self::index_table(self.from, &k.1).is_some_and(|t| {
-            Self::meta(self.from, "rel", t).and_then(|m| s(m, "parent"))
-                != Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
-        });
+        // A partition detached (or moved to another parent) keeps its indexes and keys.
+        if self.detached(k) {
+            return None;
+        }
         meta.and_then(|m| s(m, "index_constraint"))
             .map(|c| key("constraint", c))
             .or_else(|| {
                 meta.and_then(|m| s(m, "index_parent"))
-                    .filter(|_| !detached)
                     .map(|i| key("index", i))
             })
             .filter(|c| {
@@ -769,7 +767,7 @@ impl Planner<'_> {
     /// A partition's constraint made by its parent's in the old schema and its own in the new
     /// one: the parent's constraint (dropped by this plan), whose drop takes it.
     fn constraint_taken_by(&self, k: &Key) -> Option<Key> {
-        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) {
+        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) || self.detached(k) {
             return None;
         }
         let index = self
@@ -782,6 +780,15 @@ impl Planner<'_> {
         (self.to.objects.get(&parent) != self.from.objects.get(&parent)
             || self.constraint_detaches(&parent))
         .then_some(parent)
+    }
+
+    /// Whether the table a constraint or index is on is detached from its parent (or moved to
+    /// another) in this plan: it keeps its copies of the parent's keys and indexes.
+    fn detached(&self, k: &Key) -> bool {
+        Self::owner_table(self.from, k).is_some_and(|t| {
+            let parent = |cat| Self::meta(cat, "rel", &t).and_then(|m| s(m, "parent"));
+            parent(self.from).is_some() && parent(self.from) != parent(self.to)
+        })
     }
 
     /// The parent's constraint whose drop takes a partition's constraint `k` (made by it in the
@@ -1199,21 +1206,29 @@ impl Planner<'_> {
                 remade.push(part);
             }
         }
-        let owned: Vec<Key> = self
+        let owned: Vec<(Key, Key)> = self
             .from
             .meta
             .iter()
-            .filter(|((kind, name), m)| {
-                kind == "sequence"
-                    && self.to.objects.contains_key(&key("sequence", name))
-                    && s(m, "owned_by")
-                        .is_some_and(|c| remade.iter().any(|t| split_member(c).0 == t))
+            .filter(|((kind, name), _)| {
+                kind == "sequence" && self.to.objects.contains_key(&key("sequence", name))
             })
-            .map(|((_, name), _)| key("sequence", name))
+            .filter_map(|((_, name), m)| {
+                let table = split_member(s(m, "owned_by")?).0;
+                remade
+                    .iter()
+                    .any(|t| t == table)
+                    .then(|| (key("sequence", name), key("table", table)))
+            })
             .collect();
-        for seq in owned {
+        for (seq, table) in owned {
             if !self.units.iter().any(|u| u.key == seq) {
+                // Its table's drop takes it: made again after that.
+                let first = self.units.len();
                 self.create(&seq);
+                for u in &mut self.units[first..] {
+                    u.after_drops(vec![table.clone()]);
+                }
                 self.reapply_attached(&seq);
             }
         }
@@ -1248,9 +1263,12 @@ impl Planner<'_> {
                         "index",
                     ]
                 };
+                // (Only objects the old catalog has: a foreign key's per-partition copies are
+                // in pg_depend, not in the catalog.)
                 if !kinds.contains(&j.0.as_str())
                     || seen.contains(&j)
                     || !self.to.objects.contains_key(&j)
+                    || !self.from.objects.contains_key(&j)
                     || Self::automatic(self.from, &j)
                 {
                     continue;

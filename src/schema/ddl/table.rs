@@ -205,6 +205,7 @@ impl Generator for Tables {
             return;
         }
         let mut sql = Vec::new();
+        let mut detach_stops = Vec::new();
         // Inheritance: each parent left, then each parent taken.
         if a["inherits"] != z["inherits"] {
             let (was, want) = (strings(&a, "inherits"), strings(&z, "inherits"));
@@ -227,6 +228,14 @@ impl Generator for Tables {
                     return;
                 };
                 sql.push(format!("ALTER TABLE {parent} DETACH PARTITION {name};"));
+                let (kept, gone) = detached_copies(p, &k.1);
+                detach_stops = kept;
+                for g in gone {
+                    let Some(sql_drop) = drop_copy(p, &g) else {
+                        return;
+                    };
+                    sql.push(sql_drop);
+                }
             }
             if let Some(parent) = s(&z, "parent") {
                 let Some(parent) = named(p, "the parent table", parent) else {
@@ -301,8 +310,49 @@ impl Generator for Tables {
             }
         }
         if !sql.is_empty() {
-            p.unit(Op::Alter, k, Place::Main, sql.join("\n"));
+            p.unit(Op::Alter, k, Place::Main, sql.join("\n"))
+                .stopping(detach_stops);
         }
+    }
+}
+
+/// A partition that is detached keeps its copies of the parent's indexes and keys (they become
+/// its own). The parent's indexes and keys those copies are attached to (its detach comes
+/// before their drop, so the copies the new schema keeps survive), and the copies the new schema
+/// does not have as they are (dropped right after the detach).
+fn detached_copies(p: &Planner, table: &str) -> (Vec<Key>, Vec<Key>) {
+    let (mut parents, mut gone) = (Vec::new(), Vec::new());
+    for ((kind, index), m) in &p.from.meta {
+        if kind != "rel" || s(m, "index_table") != Some(table) {
+            continue;
+        }
+        let Some(parent) = p.from.objects.get(&key("index attachment", index)) else {
+            continue;
+        };
+        parents.push(key("index", parent));
+        parents.extend(
+            Planner::meta(p.from, "rel", parent)
+                .and_then(|pm| s(pm, "index_constraint"))
+                .map(|c| key("constraint", c)),
+        );
+        let copy =
+            s(m, "index_constraint").map_or_else(|| key("index", index), |c| key("constraint", c));
+        // (One the new schema has otherwise, under the same name, is made again by the walk.)
+        if p.to.objects.get(&copy) != p.from.objects.get(&copy) {
+            gone.push(copy);
+        }
+    }
+    (parents, gone)
+}
+
+/// The statement that drops a detached partition's copy (an index or a key).
+fn drop_copy(p: &mut Planner, k: &Key) -> Option<String> {
+    if k.0 == "constraint" {
+        let m = p.member(k)?;
+        Some(format!("ALTER TABLE {} DROP CONSTRAINT {};", m.of, m.name))
+    } else {
+        let n = p.name(k)?;
+        Some(format!("DROP INDEX {n};"))
     }
 }
 
