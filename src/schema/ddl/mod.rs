@@ -438,6 +438,26 @@ impl Planner<'_> {
                     // An index a dropped constraint owned, kept as an index of its own: the
                     // constraint's drop takes it, so it is made again.
                     // Likewise an index attached to a partitioned index that is dropped.
+                    // A column a child inherits in one schema and has as its own in the other:
+                    // PostgreSQL cannot turn one into the other, so it is dropped with its
+                    // parent's column and added back, or dropped before its parent's is added
+                    // (which would merge with it and keep it the child's own). Lossy.
+                    (Some(x), Some(y)) if k.0 == "column" && x == y => {
+                        if let Some(parent) = self.column_taken_by(&k) {
+                            let first = self.units.len();
+                            self.create(&k);
+                            let what = format!(
+                                "column {}: inherited from {}, which is dropped; it is added back as the table's own, without its values",
+                                k.1, parent.1
+                            );
+                            for u in &mut self.units[first..] {
+                                u.after_drops(vec![parent.clone()]);
+                                u.lossy(what.clone());
+                            }
+                        } else if self.column_merges(&k) {
+                            self.drop(&k);
+                        }
+                    }
                     // A partition's constraint its parent's constraint made, which the new
                     // schema has as the partition's own: the parent's drop takes it, so it is
                     // made again.
@@ -762,6 +782,36 @@ impl Planner<'_> {
             .filter(|c| {
                 !self.to.objects.contains_key(c) || (c.0 == "index" && self.index_made(&c.1))
             })
+    }
+
+    /// A child's column inherited in the old schema and its own in the new one, whose parent's
+    /// column this plan drops (taking it along): that parent column.
+    fn column_taken_by(&self, k: &Key) -> Option<Key> {
+        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) {
+            return None;
+        }
+        let (table, column) = split_member(&k.1);
+        Self::parent_columns(self.from, table, column)
+            .into_iter()
+            .map(|c| key("column", &c))
+            .find(|c| !self.to.objects.contains_key(c))
+    }
+
+    /// A child's own column that the new schema has inherited from a column this plan adds to
+    /// an existing parent (the add would merge with it and keep it the child's own).
+    fn column_merges(&self, k: &Key) -> bool {
+        if Self::automatic(self.from, k) || !Self::automatic(self.to, k) {
+            return false;
+        }
+        let (table, column) = split_member(&k.1);
+        Self::parents(self.to, table).iter().any(|parent| {
+            Self::relation_kind(self.from, parent).is_some()
+                && Self::parents(self.from, table).contains(parent)
+                && !self
+                    .from
+                    .objects
+                    .contains_key(&key("column", &format!("{parent}.{column}")))
+        })
     }
 
     /// A partition's constraint made by its parent's in the old schema and its own in the new

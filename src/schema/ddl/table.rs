@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::column::definition;
 use super::{Generator, Key, Op, Place, Planner, b, key, s, strings};
 use crate::db::ident::{Member, Name};
+use crate::schema::catalog::Catalog;
 
 pub(super) struct Tables;
 
@@ -206,6 +207,7 @@ impl Generator for Tables {
         }
         let mut sql = Vec::new();
         let mut detach_stops = Vec::new();
+        let mut remake = Vec::new();
         // Inheritance: each parent left, then each parent taken.
         if a["inherits"] != z["inherits"] {
             let (was, want) = (strings(&a, "inherits"), strings(&z, "inherits"));
@@ -237,10 +239,19 @@ impl Generator for Tables {
                     sql.push(sql_drop);
                 }
             }
-            if let Some(parent) = s(&z, "parent") {
-                let Some(parent) = named(p, "the parent table", parent) else {
+            if let Some(parent_key) = s(&z, "parent") {
+                let Some(parent) = named(p, "the parent table", parent_key) else {
                     return;
                 };
+                // Its own indexes that match one of the parent's, which the new schema keeps
+                // apart: ATTACH PARTITION would attach them, so they are made again after it.
+                for index in matching_own_indexes(p, &k.1, parent_key) {
+                    let Some(index_name) = p.name(&index) else {
+                        return;
+                    };
+                    sql.push(format!("DROP INDEX {index_name};"));
+                    remake.push(index);
+                }
                 sql.push(format!(
                     "ALTER TABLE {parent} ATTACH PARTITION {name} {};",
                     s(&z, "bound").unwrap_or("DEFAULT")
@@ -313,7 +324,51 @@ impl Generator for Tables {
             p.unit(Op::Alter, k, Place::Main, sql.join("\n"))
                 .stopping(detach_stops);
         }
+        for index in remake {
+            p.create(&index);
+        }
     }
+}
+
+/// An index definition without its name and table: whether it is unique, and from `USING` on.
+fn index_shape(def: &str) -> Option<(bool, &str)> {
+    Some((
+        def.starts_with("CREATE UNIQUE "),
+        &def[def.find(" USING ")?..],
+    ))
+}
+
+/// The indexes of `table` (attached to nothing in either schema) that match an index of
+/// `parent` the old schema has already.
+fn matching_own_indexes(p: &Planner, table: &str, parent: &str) -> Vec<Key> {
+    let of = |cat: &Catalog, t: &str| -> Vec<(String, String)> {
+        cat.meta
+            .iter()
+            .filter(|((kind, _), m)| kind == "rel" && s(m, "index_table") == Some(t))
+            .filter_map(|((_, name), _)| {
+                cat.objects
+                    .get(&key("index", name))
+                    .map(|d| (name.clone(), d.clone()))
+            })
+            .collect()
+    };
+    let parents: Vec<String> = of(p.to, parent)
+        .into_iter()
+        .filter(|(name, def)| p.from.objects.get(&key("index", name)) == Some(def))
+        .map(|(_, def)| def)
+        .collect();
+    of(p.from, table)
+        .into_iter()
+        .filter(|(name, def)| {
+            p.to.objects.get(&key("index", name)) == Some(def)
+                && !p.to.objects.contains_key(&key("index attachment", name))
+                && !p.from.objects.contains_key(&key("index attachment", name))
+                && parents
+                    .iter()
+                    .any(|pd| index_shape(pd).is_some() && index_shape(pd) == index_shape(def))
+        })
+        .map(|(name, _)| key("index", &name))
+        .collect()
 }
 
 /// A partition that is detached keeps its copies of the parent's indexes and keys (they become
