@@ -1206,3 +1206,71 @@ async fn index_attachments_are_written_and_a_detach_remakes_the_partitioned_inde
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(text.contains("index attachment f2_part"), "{text}");
 }
+
+/// A column moved from a parent to its INHERITS child (migra's inherit2): PostgreSQL cannot
+/// make an inherited column the child's own, so it goes with the parent's (lossy, said) and is
+/// added back; going down, the child's own is dropped before the parent's is added (which would
+/// merge with it and keep it the child's own).
+#[tokio::test]
+async fn a_column_moved_from_parent_to_child_is_dropped_and_added_back() {
+    let t = TestDb::new("diff_inh");
+    let root = initialised(
+        &t,
+        "CREATE TABLE base (created_at timestamp DEFAULT now(), e integer);\nCREATE TABLE kid (a1 integer, a2 integer) INHERITS (base);\n",
+        "DROP TABLE kid;\nDROP TABLE base;\n",
+    );
+    desire(
+        &root,
+        "CREATE TABLE base (created_at timestamp DEFAULT now());\nCREATE TABLE kid (a1 integer) INHERITS (base);\nALTER TABLE kid ADD COLUMN e integer;\n",
+    );
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "move", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("column kid.e: inherited from base.e"),
+        "{}",
+        stderr(&out)
+    );
+    let up = diff_ok(&t, &root, "move", &["--allow-data-loss"]);
+    let (drop, add) = (
+        up.find("ALTER TABLE base DROP COLUMN e;").expect("drop"),
+        up.find("ALTER TABLE kid ADD COLUMN e integer;")
+            .expect("add"),
+    );
+    assert!(drop < add, "{up}");
+    up_and_back(&t, &root);
+}
+
+/// Partitions and the parent's indexes: a table attached as a partition whose own index
+/// matches the parent's but stays apart (ATTACH PARTITION would take it: it is made again after
+/// the attach); a new partition whose own primary key backs the parent's unique index (made
+/// standalone, keyed, then attached: PARTITION OF would give it a copy of the index instead).
+#[tokio::test]
+async fn partitions_keep_their_own_indexes_apart_or_attached_as_desired() {
+    let t = TestDb::new("diff_part_own");
+    let start = "CREATE TABLE f (id int, foo text, bar text) PARTITION BY LIST (foo);\nCREATE INDEX f_idx ON f (foo, bar);\nCREATE TABLE loose (id int, foo text, bar text);\nCREATE INDEX loose_idx ON loose (foo, bar);\nCREATE TABLE g (foo text, bar text) PARTITION BY LIST (foo);\nCREATE UNIQUE INDEX g_idx ON g (foo, bar);\n";
+    let root = initialised(
+        &t,
+        start,
+        "DROP TABLE f;\nDROP TABLE loose;\nDROP TABLE g;\n",
+    );
+    // As psql would build it: loose attached before f_idx exists (it gets its own copy), and
+    // g1 made with its key before g_idx (which attaches the key's index).
+    desire(
+        &root,
+        "CREATE TABLE f (id int, foo text, bar text) PARTITION BY LIST (foo);\nCREATE TABLE loose (id int, foo text, bar text);\nALTER TABLE f ATTACH PARTITION loose FOR VALUES IN ('a');\nCREATE INDEX f_idx ON f (foo, bar);\nCREATE INDEX loose_idx ON loose (foo, bar);\nCREATE TABLE g (foo text, bar text) PARTITION BY LIST (foo);\nCREATE TABLE g1 PARTITION OF g (PRIMARY KEY (foo, bar)) FOR VALUES IN ('a');\nCREATE UNIQUE INDEX g_idx ON g (foo, bar);\n",
+    );
+    let up = diff_ok(&t, &root, "own", &[]);
+    let (dropped, attached) = (
+        up.find("DROP INDEX loose_idx;").expect("made again"),
+        up.find("ATTACH PARTITION loose").expect("attach"),
+    );
+    assert!(dropped < attached, "{up}");
+    assert!(up.contains("CREATE TABLE g1 (LIKE g"), "{up}");
+    up_and_back(&t, &root);
+}

@@ -274,3 +274,45 @@ async fn an_extension_the_admin_made_is_in_the_scratch_databases_too() {
     );
     assert!(out.contains("wrote"), "{out}");
 }
+
+/// A migration that creates an extension only a superuser may (here pageinspect) fails under
+/// `migrate up` as the app role; `migrate diff` replaying it says so and what to do instead.
+#[tokio::test]
+async fn a_superuser_only_statement_in_a_migration_is_named_by_diff() {
+    let t = TestDb::new("suext");
+    let dir = migrations_dir(&[]);
+    let in_dir = || {
+        let mut c = t.cmd();
+        c.arg("--migrations-dir").arg(&dir);
+        c
+    };
+    run_ok(in_dir().args(["init", "-q"]));
+    write_files(
+        &dir,
+        &[
+            ("0002_inspect.up.sql", "CREATE EXTENSION pageinspect;\n"),
+            ("0002_inspect.down.sql", "DROP EXTENSION pageinspect;\n"),
+        ],
+    );
+    let desired = crate::support::scratch_dir("suext-desired").with_extension("sql");
+    std::fs::write(&desired, "CREATE TABLE t (id int);\n").expect("desired");
+    let out = in_dir()
+        .args(["migrate", "diff", "more", "--to"])
+        .arg(&desired)
+        .output()
+        .expect("diff");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("0002_inspect.up.sql")
+            && err.contains("pageinspect")
+            && err.contains("CREATE EXTENSION IF NOT EXISTS")
+            && err.contains("as the admin"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        4,
+        "nothing written"
+    );
+}
