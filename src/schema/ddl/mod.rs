@@ -435,68 +435,10 @@ impl Planner<'_> {
                     (None, Some(_)) => self.create(&k),
                     (Some(_), None) => self.drop(&k),
                     (Some(x), Some(y)) if x != y => self.change(&k),
-                    // An index a dropped constraint owned, kept as an index of its own: the
-                    // constraint's drop takes it, so it is made again.
-                    // Likewise an index attached to a partitioned index that is dropped.
-                    // A column a child inherits in one schema and has as its own in the other:
-                    // PostgreSQL cannot turn one into the other, so it is dropped with its
-                    // parent's column and added back, or dropped before its parent's is added
-                    // (which would merge with it and keep it the child's own). Lossy.
-                    (Some(x), Some(y)) if k.0 == "column" && x == y => {
-                        if let Some(parent) = self.column_taken_by(&k) {
-                            let first = self.units.len();
-                            self.create(&k);
-                            let what = format!(
-                                "column {}: inherited from {}, which is dropped; it is added back as the table's own, without its values",
-                                k.1, parent.1
-                            );
-                            for u in &mut self.units[first..] {
-                                u.after_drops(vec![parent.clone()]);
-                                u.lossy(what.clone());
-                            }
-                        } else if self.column_merges(&k) {
-                            self.drop(&k);
-                        }
-                    }
-                    // A partition's constraint its parent's constraint made, which the new
-                    // schema has as the partition's own: the parent's drop takes it, so it is
-                    // made again.
-                    (Some(_), Some(_)) if k.0 == "constraint" => {
-                        if let Some(c) = self.constraint_taken_by(&k) {
-                            let first = self.units.len();
-                            self.create(&k);
-                            for u in &mut self.units[first..] {
-                                u.after_drops(vec![c.clone()]);
-                            }
-                        } else if self.constraint_detaches(&k) {
-                            // Its index cannot let go of a partition's: made again.
-                            self.recreate(&k);
-                        }
-                    }
-                    (Some(_), Some(_)) if k.0 == "index" => {
-                        if let Some(c) = self.index_taken_by(&k) {
-                            let first = self.units.len();
-                            self.create(&k);
-                            for u in &mut self.units[first..] {
-                                u.after_drops(vec![c.clone()]);
-                            }
-                        } else if !Self::automatic(self.from, &k) && self.index_detaches(name) {
-                            // PostgreSQL cannot detach an index: the partitioned one is made
-                            // again, and takes its attached indexes with its drop.
-                            self.recreate(&k);
-                        }
-                    }
-                    // The same attachment, with its partitioned index or its index made again.
-                    (Some(x), Some(parent)) if k.0 == "index attachment" && x == parent => {
-                        let key_of = key("index", name);
-                        if self.index_made(parent)
-                            || self.index_made(name)
-                            || self.index_taken_by(&key_of).is_some()
-                        {
-                            self.create(&k);
-                        }
-                    }
-                    _ => {}
+                    // The same in both, but something this plan drops takes it along, or
+                    // PostgreSQL cannot turn what it is into what it must be.
+                    (Some(_), Some(_)) => self.same_but_taken(&k),
+                    (None, None) => {}
                 }
             }
         }
@@ -508,6 +450,74 @@ impl Planner<'_> {
             lossy,
             notes: self.notes,
             unsupported: self.unsupported,
+        }
+    }
+
+    /// An object both schemas have, the same, that the plan must make again anyway: something
+    /// it drops takes it along, or PostgreSQL cannot turn what it is into what it must be.
+    fn same_but_taken(&mut self, k: &Key) {
+        let name = k.1.as_str();
+        let taken = match k.0.as_str() {
+            // A column a child inherits in one schema and has as its own in the other: dropped
+            // with its parent's column and added back (lossy), or dropped before its parent's
+            // is added (which would merge with it and keep it the child's own).
+            "column" => {
+                if let Some(parent) = self.column_taken_by(k) {
+                    let what = format!(
+                        "column {name}: inherited from {}, which is dropped; it is added back as the table's own, without its values",
+                        parent.1
+                    );
+                    Some((parent, Some(what)))
+                } else {
+                    if self.column_merges(k) {
+                        self.drop(k);
+                    }
+                    None
+                }
+            }
+            // A partition's constraint its parent's made, which the new schema has as the
+            // partition's own: the parent's drop takes it. Or one whose index cannot let go of a
+            // partition's: made again.
+            "constraint" => {
+                let taken = self.constraint_taken_by(k);
+                if taken.is_none() && self.constraint_detaches(k) {
+                    self.recreate(k);
+                }
+                taken.map(|c| (c, None))
+            }
+            // An index a dropped constraint owned (or a dropped or re-made partitioned index it
+            // was attached to), kept as an index of its own. Or a partitioned index that must
+            // let go of one (PostgreSQL cannot detach an index): made again, taking its
+            // attached indexes along.
+            "index" => {
+                let taken = self.index_taken_by(k);
+                if taken.is_none() && !Self::automatic(self.from, k) && self.index_detaches(name) {
+                    self.recreate(k);
+                }
+                taken.map(|c| (c, None))
+            }
+            // The same attachment, with its partitioned index or its index made again.
+            "index attachment" => {
+                let parent = self.to.objects[k].clone();
+                if self.index_made(&parent)
+                    || self.index_made(name)
+                    || self.index_taken_by(&key("index", name)).is_some()
+                {
+                    self.create(k);
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some((by, lossy)) = taken {
+            let first = self.units.len();
+            self.create(k);
+            for u in &mut self.units[first..] {
+                u.after_drops(vec![by.clone()]);
+                if let Some(what) = &lossy {
+                    u.lossy(what.clone());
+                }
+            }
         }
     }
 
