@@ -262,6 +262,10 @@ def main():
     left = run(["psql", "-X", "-A", "-t", args.admin_url, "-c",
                 "SELECT datname FROM pg_database WHERE datname LIKE 'dc\\_%'"]).stdout.split()
     for name in left:
+        # Only those of runs that are gone (a run going on beside this one keeps its own).
+        pid = name.split("_")[1] if name.count("_") >= 2 else ""
+        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+            continue
         cluster.drop(name)
     # The app role's own database (diff connects the role there); made once.
     exists = run(["psql", "-X", "-A", "-t", args.admin_url, "-c",
