@@ -240,6 +240,83 @@ fn leading_words(text: &str, n: usize) -> Vec<String> {
     words
 }
 
+/// One token of a statement, for reading the names in it: comments, string literals (also
+/// `E'...'` and dollar-quoted) and numbers are left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// A name or key word: folded to lower case, or as written when quoted (quotes removed).
+    Word { text: String, quoted: bool },
+    /// `.` (between the parts of a qualified name).
+    Dot,
+    /// Any other punctuation.
+    Other,
+}
+
+/// The tokens of one statement (see [`Token`]). Unterminated quotes end the list.
+#[must_use]
+pub fn tokens(text: &str) -> Vec<Token> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        let end = match b {
+            b'-' if next == Some(b'-') => text[i..].find('\n').map_or(bytes.len(), |n| i + n + 1),
+            b'/' if next == Some(b'*') => skip_block_comment(bytes, i).unwrap_or(bytes.len()),
+            b'\'' => {
+                let escapes = out.last().is_some_and(
+                    |t| matches!(t, Token::Word { text, quoted: false } if text == "e"),
+                ) && i > 0
+                    && matches!(bytes[i - 1], b'e' | b'E');
+                if escapes {
+                    out.pop();
+                }
+                skip_quoted(bytes, i, b'\'', escapes).unwrap_or(bytes.len())
+            }
+            b'$' => skip_dollar(text, i).unwrap_or(bytes.len()),
+            b'"' => {
+                let end = skip_quoted(bytes, i, b'"', false).unwrap_or(bytes.len());
+                let inner = &text[i + 1..end.saturating_sub(1).max(i + 1)];
+                out.push(Token::Word {
+                    text: inner.replace("\"\"", "\""),
+                    quoted: true,
+                });
+                end
+            }
+            b'.' => {
+                out.push(Token::Dot);
+                i + 1
+            }
+            _ if b.is_ascii_digit() => {
+                let mut j = i;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                j
+            }
+            _ if is_ident_byte(b) => {
+                let mut j = i;
+                while j < bytes.len() && (is_ident_byte(bytes[j]) || bytes[j] == b'$') {
+                    j += 1;
+                }
+                out.push(Token::Word {
+                    text: text[i..j].to_ascii_lowercase(),
+                    quoted: false,
+                });
+                j
+            }
+            _ if b.is_ascii_whitespace() => i + 1,
+            _ => {
+                out.push(Token::Other);
+                i + 1
+            }
+        };
+        i = end.max(i + 1);
+    }
+    out
+}
+
 fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }

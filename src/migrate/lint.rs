@@ -16,7 +16,7 @@
 use serde::Serialize;
 use squawk_linter::{Linter, Rule};
 
-use super::lexer;
+use super::lexer::{self, Token};
 use super::source::Script;
 
 /// One finding: which rule, where, what it means, and the safer form.
@@ -157,48 +157,24 @@ const LEADING: [&str; 22] = [
 /// `CREATE INDEX i ON auth.users ...`), folded to lower case unless quoted; `None` when the
 /// object's name is not schema-qualified.
 fn first_schema(statement: &str) -> Option<String> {
-    // Names (qualified ones as (schema, name)), string literals and punctuation skipped.
-    let b = statement.as_bytes();
+    // Names (qualified ones as (schema, name), quoted or not), from the lexer's tokens:
+    // comments and literals are not names.
     let mut names: Vec<(Option<String>, String, bool)> = Vec::new();
-    let mut i = 0;
     let mut dotted = false;
-    while i < b.len() {
-        let c = b[i];
-        let word = if c == b'\'' {
-            i += 1;
-            while i < b.len() && b[i] != b'\'' {
-                i += 1;
+    for token in lexer::tokens(statement) {
+        match token {
+            Token::Word { text, quoted } => {
+                match names.last_mut() {
+                    Some(last) if dotted && last.0.is_none() => {
+                        last.0 = Some(std::mem::replace(&mut last.1, text));
+                    }
+                    _ => names.push((None, text, quoted)),
+                }
+                dotted = false;
             }
-            i += 1;
-            dotted = false;
-            continue;
-        } else if c == b'"' {
-            let start = i + 1;
-            i += 1;
-            while i < b.len() && b[i] != b'"' {
-                i += 1;
-            }
-            let w = statement[start..i.min(b.len())].to_string();
-            i += 1;
-            (w, true)
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
-                i += 1;
-            }
-            (statement[start..i].to_ascii_lowercase(), false)
-        } else {
-            dotted = c == b'.' && !names.is_empty();
-            i += 1;
-            continue;
-        };
-        match names.last_mut() {
-            Some(last) if dotted && last.0.is_none() => {
-                last.0 = Some(std::mem::replace(&mut last.1, word.0));
-            }
-            _ => names.push((None, word.0, word.1)),
+            Token::Dot => dotted = !names.is_empty(),
+            Token::Other => dotted = false,
         }
-        dotted = false;
     }
     let is_index = names.len() > 2
         && names[0].1 == "create"
@@ -473,6 +449,25 @@ mod tests {
         assert_eq!(
             first_schema("ALTER TABLE IF EXISTS public.t ADD COLUMN x int"),
             Some("public".into())
+        );
+        // Comments and literals hold no names.
+        assert_eq!(
+            first_schema("ALTER TABLE /* auth.users */ -- cron.job\n app.t ADD COLUMN x int"),
+            Some("app".into())
+        );
+        assert_eq!(
+            first_schema("ALTER TABLE t ADD CONSTRAINT c CHECK (x <> E'\\'' || 'auth.users')"),
+            None
+        );
+        assert_eq!(
+            first_schema(
+                "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 FROM auth.users $$ LANGUAGE sql"
+            ),
+            None
+        );
+        assert_eq!(
+            first_schema("ALTER TABLE \"My \"\"Schema\"\"\".t ADD COLUMN x int"),
+            Some("My \"Schema\"".into())
         );
     }
 
