@@ -619,7 +619,9 @@ pub async fn run_script(
 /// After a no-transaction script: a failed `CREATE INDEX CONCURRENTLY` (or `REINDEX
 /// CONCURRENTLY`) leaves an INVALID index behind, which `IF NOT EXISTS` then skips on a re-run;
 /// recording the migration would claim a unique index that enforces nothing. Indexes another
-/// session is building right now are invalid too, and are not counted.
+/// session is building right now are invalid too, and are not counted; so is a partitioned
+/// index made `ON ONLY` whose partitions are not all attached yet (invalid by design, and never
+/// built concurrently).
 async fn refuse_invalid_indexes(
     client: &impl GenericClient,
     script: &Script,
@@ -629,7 +631,7 @@ async fn refuse_invalid_indexes(
         client,
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE NOT i.indisvalid AND i.indexrelid NOT IN \
+         WHERE NOT i.indisvalid AND c.relkind = 'i' AND i.indexrelid NOT IN \
                (SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid IS NOT NULL) \
          ORDER BY 1",
     )

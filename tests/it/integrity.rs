@@ -296,6 +296,31 @@ async fn a_pg_dump_schema_file_applies_and_the_ledger_survives_its_search_path()
     assert!(status.contains("\"up_to_date\": true"), "{status}");
 }
 
+/// A partitioned index made `ON ONLY`, waiting for its partitions' indexes to be attached, is
+/// invalid by design: a later no-transaction migration is recorded all the same.
+#[tokio::test]
+async fn a_partitioned_index_waiting_for_attachments_does_not_stop_the_recording() {
+    let t = provisioned("onlyidx");
+    let dir = dir_with(&[
+        (
+            "0001_t.up.sql",
+            "CREATE TABLE p (id int, k text) PARTITION BY LIST (k);
+CREATE TABLE p1 PARTITION OF p FOR VALUES IN ('a');
+CREATE INDEX p_k ON ONLY p (k);
+CREATE TABLE plain (id int);
+",
+        ),
+        (
+            "0002_idx.up.sql",
+            "-- aidock:no-transaction
+CREATE INDEX CONCURRENTLY IF NOT EXISTS plain_id ON plain (id);
+",
+        ),
+    ]);
+    run_ok(migrate(&t, &dir).arg("up"));
+    assert_eq!(state(&t).await.1, vec![1, 2]);
+}
+
 #[tokio::test]
 async fn an_invalid_unique_index_is_never_recorded_as_applied() {
     let t = provisioned("invalid");
