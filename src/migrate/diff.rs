@@ -195,18 +195,7 @@ async fn generate_in(
         apply_desired(&mut there, desired, pad.app.user(), pad.opts)
     );
     replayed
-        .map_err(|e| {
-            let text = format!("{e:#}");
-            if text.contains("(SQLSTATE 42501)") {
-                // Named: the migrations run as the app role, here as under `migrate up`.
-                anyhow::anyhow!(
-                    "{text}\nthe migrations are replayed as `{role}`, the role `migrate up` runs them as, which may not run that statement (it needs a superuser or another owner), so `migrate up` would fail on it the same way. What needs a superuser (an untrusted extension such as amcheck or postgis) is the admin's: create it once in the app's database as the admin, write `CREATE EXTENSION IF NOT EXISTS ...` in the migration, and verify, diff and baseline create it in their scratch databases too",
-                    role = pad.app.user()
-                )
-            } else {
-                e
-            }
-        })
+        .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
         .context("replaying the migrations in a scratch database")?;
     applied?;
     let (from, to) = tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));

@@ -125,16 +125,7 @@ pub async fn expected_and_live(
         let mut replay = app.with_dbname(&scratch.name).connect().await?;
         runner::replay(&mut replay, migrations, versions, opts)
             .await
-            .map_err(|e| {
-                // A schema the migrations use but do not make: a platform's (Supabase's auth).
-                if format!("{e:#}").contains("(SQLSTATE 3F000)")
-                    && crate::schema::scope::owned().is_empty()
-                {
-                    e.context("the migrations use a schema they do not make; if a platform made it (Supabase's auth, pg_cron's cron ...), name the migrations' own schemas in migrate.schemas (AIDOCK__MIGRATE__SCHEMAS=public) and verify copies the others into its scratch database")
-                } else {
-                    e
-                }
-            })
+            .map_err(|e| explain_replay_error(e, app.user()))
             .context("replaying the migrations in a scratch database")?;
         let expected = catalog::read(&replay, options).await?;
         anyhow::Ok((expected, found))
@@ -403,6 +394,22 @@ pub(super) async fn mirror_platform(
 /// `CREATE EXTENSION IF NOT EXISTS` of them is then a no-op there as it was in the live database,
 /// where the app role could not have made them (PostGIS, amcheck: not trusted). Only into
 /// schemas the scratch database has (public, a copied platform schema).
+/// A replay failure whose cause the user can act on, named first: a schema the migrations use
+/// but do not make (a platform's, such as Supabase's auth), or a statement the app role may not
+/// run (it needs a superuser: `migrate up` fails on it the same way).
+pub(super) fn explain_replay_error(e: anyhow::Error, role: &str) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("(SQLSTATE 3F000)") && crate::schema::scope::owned().is_empty() {
+        e.context("the migrations use a schema they do not make; if a platform made it (Supabase's auth, pg_cron's cron ...), name the migrations' own schemas in migrate.schemas (AIDOCK__MIGRATE__SCHEMAS=public) and verify copies the others into its scratch database")
+    } else if text.contains("(SQLSTATE 42501)") {
+        e.context(format!(
+            "a migration runs a statement `{role}` may not run (the migrations run as that role, here as under `migrate up`, which fails on it the same way); what needs a superuser, such as an untrusted extension (amcheck, postgis), is the admin's: create it once in the app's database as the admin, write `CREATE EXTENSION IF NOT EXISTS ...` in the migration, and verify, diff and baseline create it in their scratch databases too"
+        ))
+    } else {
+        e
+    }
+}
+
 pub(super) async fn mirror_admin_extensions(
     source: &Client,
     admin: &Target,
