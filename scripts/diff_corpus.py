@@ -17,7 +17,8 @@ each). Then a project whose only migration is A asks `migrate diff next --to B
                difference" where A and B differ (silently wrong)
   refused      the tool said no, with a reason (first line kept); "self-test" when the reason is
                its own pair failing its test
-  unloadable   psql itself could not apply A or B (left out of the percentages)
+  unloadable   psql itself could not apply A or B (left out of the percentages); a role a file
+               names but the cluster lacks is made first (and dropped at the end)
 
   scripts/diff_corpus.py --admin-url postgresql://postgres@127.0.0.1:5432/postgres \\
       --migra DIR --pg-schema-diff DIR [--bin target/release/aidock-provision] [--only SUBSTR]
@@ -116,11 +117,39 @@ def oracle(cluster, sql_text, work, tag):
         cluster.drop(db)
 
 
+MISSING_ROLE = re.compile(r'role "(.*)" does not exist')
+# Roles the fixtures assume (app_user, role_1, and hostile names such as `x"; DROP TABLE ...`),
+# made on first need as the suites' own setups do, and dropped at the end of the run.
+MADE_ROLES = []
+
+
+def with_roles(cluster, sql_text, work, tag):
+    """The oracle, making each role the file names but the cluster lacks (a few at most)."""
+    for _ in range(5):
+        dumped, err = oracle(cluster, sql_text, work, tag)
+        missing = MISSING_ROLE.search(err or "")
+        if dumped is not None or not missing or missing.group(1) in MADE_ROLES:
+            return dumped, err
+        role = missing.group(1)
+        r = psql(cluster.admin, sql=f"DO $dc_do$ BEGIN EXECUTE format('CREATE ROLE %I', "
+                                    f"$dc_role${role}$dc_role$); END $dc_do$")
+        if r.returncode != 0 or "$dc_" in role:
+            return dumped, err
+        MADE_ROLES.append(role)
+    return dumped, err
+
+
+def drop_made_roles(cluster):
+    for role in MADE_ROLES:
+        psql(cluster.admin, sql=f"DO $dc_do$ BEGIN EXECUTE format('DROP ROLE IF EXISTS %I', "
+                                f"$dc_role${role}$dc_role$); END $dc_do$")
+
+
 def judge(cluster, binary, a, b, work):
-    dump_a, err = oracle(cluster, a, work, "a")
+    dump_a, err = with_roles(cluster, a, work, "a")
     if dump_a is None:
         return "unloadable", f"A: {err}"
-    dump_b, err = oracle(cluster, b, work, "b")
+    dump_b, err = with_roles(cluster, b, work, "b")
     if dump_b is None:
         return "unloadable", f"B: {err}"
     project = os.path.join(work, "project")
@@ -289,6 +318,7 @@ def main():
                 verdict, why = "harness error", str(e).splitlines()[0] if str(e) else repr(e)
             results.append((name, verdict, why))
             print(f"[{i}/{len(cases)}] {verdict:20} {name} {why[:140]}", flush=True)
+    drop_made_roles(cluster)
     suites = sorted({n.split("/")[0] for n, _, _ in results})
     verdicts = ["correct", "wrong", "refused", "refused (self-test)", "unloadable", "harness error"]
     lines = ["# Schema-diff corpus", "",
