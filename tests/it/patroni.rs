@@ -27,6 +27,7 @@ struct Node {
 /// etcd plus two Patroni nodes; stopped (Patroni stops its PostgreSQL) when dropped.
 struct Patroni {
     etcd: Child,
+    etcd_dir: PathBuf,
     nodes: Vec<Node>,
     password: String,
 }
@@ -75,9 +76,12 @@ impl Patroni {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
         }
         let (client, peer) = (free_port(), free_port());
+        // etcd's data on tmpfs where there is one: its fsyncs on a disk the whole suite is
+        // writing to can stall it past Patroni's retry timeout, and the leader steps down.
+        let etcd_dir = etcd_data_dir(&dir);
         let mut etcd = Command::new("etcd");
         etcd.args(["--name", "e1", "--data-dir"])
-            .arg(dir.join("etcd"))
+            .arg(&etcd_dir)
             .args([
                 "--listen-client-urls",
                 &format!("http://127.0.0.1:{client}"),
@@ -118,6 +122,7 @@ impl Patroni {
             .collect();
         Patroni {
             etcd,
+            etcd_dir,
             nodes,
             password,
         }
@@ -147,7 +152,8 @@ impl Patroni {
 
     /// Waits (up to 90 s) for a leader and every replica running and streaming; the leader.
     async fn healthy(&self) -> &Node {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // A guard against a hang, not a timing assertion: generous for a loaded machine.
+        let deadline = Instant::now() + Duration::from_mins(3);
         loop {
             let members = self.members();
             let leader = members.iter().find(|m| m.1 == "Leader" && m.2 == "running");
@@ -176,10 +182,35 @@ impl Patroni {
             }
             assert!(
                 Instant::now() < deadline,
-                "the Patroni cluster never became healthy: {members:?}"
+                "the Patroni cluster never became healthy: {members:?}\n{}",
+                self.log_tails()
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// The last lines of each node's log and etcd's, for a failure message.
+    fn log_tails(&self) -> String {
+        let mut logs: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .map(|n| n.config.with_extension("log"))
+            .collect();
+        if let Some(dir) = self.nodes.first().and_then(|n| n.config.parent()) {
+            logs.push(dir.join("etcd.log"));
+        }
+        logs.iter()
+            .map(|log| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "--- {} (last 25 lines)\n{}",
+                    log.display(),
+                    lines[lines.len().saturating_sub(25)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Waits until every replica has replayed what the leader has written so far.
@@ -313,7 +344,41 @@ impl Drop for Patroni {
         }
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
+        if self.etcd_dir.starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(&self.etcd_dir);
+        }
     }
+}
+
+/// Where etcd keeps its data: under /dev/shm when it is there (named by this test process,
+/// whose earlier runs' leftovers are removed), else in the scratch directory.
+fn etcd_data_dir(scratch: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return scratch.join("etcd");
+    }
+    if let Ok(entries) = std::fs::read_dir(shm) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let pid = name
+                .strip_prefix("aidock-etcd-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = shm.join(format!(
+        "aidock-etcd-{}-{}",
+        std::process::id(),
+        crate::support::unique_name("e")
+    ));
+    std::fs::create_dir_all(&dir).expect("etcd data dir");
+    if let Some((uid, gid)) = server_owner() {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
+    }
+    dir
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -340,9 +405,9 @@ etcd3:
   hosts: 127.0.0.1:{etcd}
 bootstrap:
   dcs:
-    ttl: 20
+    ttl: 30
     loop_wait: 1
-    retry_timeout: 5
+    retry_timeout: 10
     maximum_lag_on_failover: 1048576
     postgresql:
       use_pg_rewind: false

@@ -348,13 +348,6 @@ fn s<'v>(v: &'v Value, field: &str) -> Option<&'v str> {
     v.get(field).and_then(Value::as_str)
 }
 
-/// A relation's partitioned parent in `cat`, if it is a partition.
-fn s_parent<'c>(cat: &'c Catalog, table: &str) -> Option<&'c str> {
-    cat.meta
-        .get(&key("rel", table))
-        .and_then(|m| s(m, "parent"))
-}
-
 fn b(v: &Value, field: &str) -> bool {
     v.get(field).and_then(Value::as_bool).unwrap_or(false)
 }
@@ -845,10 +838,18 @@ impl Planner<'_> {
     /// Whether the table a constraint or index is on is detached from its parent (or moved to
     /// another) in this plan: it keeps its copies of the parent's keys and indexes.
     fn detached(&self, k: &Key) -> bool {
-        Self::owner_table(self.from, k).is_some_and(|t| {
-            let parent = |cat| Self::meta(cat, "rel", &t).and_then(|m| s(m, "parent"));
-            parent(self.from).is_some() && parent(self.from) != parent(self.to)
-        })
+        Self::owner_table(self.from, k)
+            .is_some_and(|t| Self::partition_of(self.from, &t).is_some() && self.changes_parent(&t))
+    }
+
+    /// A relation's partitioned parent in `cat`, if it is a partition.
+    fn partition_of<'c>(cat: &'c Catalog, table: &str) -> Option<&'c str> {
+        Self::meta(cat, "rel", table).and_then(|m| s(m, "parent"))
+    }
+
+    /// Whether a table is attached, detached or moved to another parent by this plan.
+    fn changes_parent(&self, table: &str) -> bool {
+        Self::partition_of(self.from, table) != Self::partition_of(self.to, table)
     }
 
     /// The parent's constraint whose drop takes a partition's constraint `k` (made by it in the
@@ -904,10 +905,8 @@ impl Planner<'_> {
                     && parent == name
                     && self.to.objects.contains_key(&key("index", child))
                     && self.to.objects.get(&key("index attachment", child)) != Some(parent)
-                    && table(self.to, child).is_some_and(|t| {
-                        Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
-                            == table(self.to, name)
-                    })
+                    && table(self.to, child)
+                        .is_some_and(|t| Self::partition_of(self.to, t) == table(self.to, name))
             })
     }
 
@@ -931,8 +930,7 @@ impl Planner<'_> {
             })
             .collect();
         Self::children(cat, table).iter().all(|part| {
-            Self::meta(cat, "rel", part).and_then(|m| s(m, "parent")) != Some(table)
-                || attached.contains(part.as_str())
+            Self::partition_of(cat, part) != Some(table) || attached.contains(part.as_str())
         })
     }
 
@@ -956,12 +954,7 @@ impl Planner<'_> {
         else {
             return false;
         };
-        let parent_of = |cat: &Catalog| {
-            Self::meta(cat, "rel", table)
-                .and_then(|m| s(m, "parent"))
-                .map(str::to_string)
-        };
-        self.table_is_new(table) || parent_of(self.from) != parent_of(self.to)
+        self.table_is_new(table) || self.changes_parent(table)
     }
 
     /// Whether an attachment of the old schema goes by itself: with its index or partitioned
@@ -985,9 +978,7 @@ impl Planner<'_> {
         let detached = Self::meta(self.from, "rel", child)
             .and_then(|m| s(m, "index_table"))
             .is_some_and(|t| {
-                Self::meta(self.from, "rel", t).and_then(|m| s(m, "parent"))
-                    != Self::meta(self.to, "rel", t).and_then(|m| s(m, "parent"))
-                    || !self.to.objects.contains_key(&key("table", t))
+                self.changes_parent(t) || !self.to.objects.contains_key(&key("table", t))
             });
         gone(child) || gone(parent) || detached
     }
@@ -1078,9 +1069,9 @@ impl Planner<'_> {
     }
 
     /// A new partition's own primary key and unique constraints whose indexes are attached to
-    /// its parent's: made in its `CREATE TABLE`.
-    fn inline_partition_keys(&self, table: &str) -> Vec<Key> {
-        if !self.table_is_new(table) || s_parent(self.to, table).is_none() {
+    /// its parent's: made with the table, before it is attached (see `table.rs`).
+    fn partition_keys_made_first(&self, table: &str) -> Vec<Key> {
+        if !self.table_is_new(table) || Self::partition_of(self.to, table).is_none() {
             return Vec::new();
         }
         self.to
@@ -1106,7 +1097,7 @@ impl Planner<'_> {
     fn comes_with_create(&self, k: &Key) -> bool {
         if k.0 == "constraint"
             && let Some(t) = Self::owner_table(self.to, k)
-            && self.inline_partition_keys(&t).contains(k)
+            && self.partition_keys_made_first(&t).contains(k)
         {
             return true;
         }

@@ -38,7 +38,7 @@ impl Generator for Tables {
             let bound = s(&m, "bound").unwrap_or("DEFAULT");
             // Its own keys whose indexes a parent's index attaches: made before it is attached
             // (a partition made with PARTITION OF gets a copy of each parent index instead).
-            let keys = p.inline_partition_keys(&k.1);
+            let keys = p.partition_keys_made_first(&k.1);
             if keys.is_empty() {
                 format!("CREATE {unlogged}TABLE {name} PARTITION OF {parent} {bound}")
             } else {
