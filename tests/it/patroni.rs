@@ -54,6 +54,12 @@ fn spawn_as_server_user(mut cmd: Command, log: &Path) -> Child {
     if let Some((uid, gid)) = server_owner() {
         cmd.uid(uid).gid(gid);
     }
+    // In the scratch directory (the server's user's): the tests' own working directory may be
+    // one that user cannot enter (a fresh clone under a mode-700 directory), and Patroni's
+    // worker processes change into the directory they started in.
+    if let Some(dir) = log.parent() {
+        cmd.current_dir(dir);
+    }
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     let child = cmd
