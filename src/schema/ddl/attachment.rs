@@ -6,7 +6,7 @@
 //! index of a partition attached later). PostgreSQL cannot detach an index: the partitioned
 //! index is made again instead (see [`Planner::index_made`]).
 
-use super::{Generator, Key, Op, Place, Planner, key, s};
+use super::{Generator, Key, Op, Place, Planner, key};
 use crate::db::ident::Name;
 
 pub(super) struct Attachments;
@@ -26,11 +26,7 @@ impl Generator for Attachments {
         };
         let mut needs = vec![key("index", &parent), key("index", &k.1)];
         // A partition's constraint index attaches as the constraint.
-        needs.extend(
-            Planner::meta(p.to, "rel", &k.1)
-                .and_then(|m| s(m, "index_constraint"))
-                .map(|c| key("constraint", c)),
-        );
+        needs.extend(Planner::index_constraint(p.to, &k.1));
         p.unit(
             Op::Create,
             k,

@@ -55,12 +55,8 @@ impl Generator for Indexes {
                 format!("DROP INDEX {name} CASCADE;"),
             );
             for c in held {
-                if p.to.objects.contains_key(&c) && p.to.objects.get(&c) == p.from.objects.get(&c) {
-                    let first = p.units.len();
-                    p.create(&c);
-                    for u in &mut p.units[first..] {
-                        u.after_drops(vec![k.clone()]);
-                    }
+                if p.to.objects.contains_key(&c) && !p.changes(&c) {
+                    p.create_after_drop_of(&c, k);
                 }
             }
             return;

@@ -503,15 +503,23 @@ impl Planner<'_> {
             _ => None,
         };
         if let Some((by, lossy)) = taken {
-            let first = self.units.len();
-            self.create(k);
-            for u in &mut self.units[first..] {
-                u.after_drops(vec![by.clone()]);
-                if let Some(what) = &lossy {
+            let made = self.create_after_drop_of(k, &by);
+            if let Some(what) = lossy {
+                for u in &mut self.units[made] {
                     u.lossy(what.clone());
                 }
             }
         }
+    }
+
+    /// Make `k` again after the drop of `by`, which takes it along; the units written for it.
+    fn create_after_drop_of(&mut self, k: &Key, by: &Key) -> std::ops::Range<usize> {
+        let first = self.units.len();
+        self.create(k);
+        for u in &mut self.units[first..] {
+            u.after_drops(vec![by.clone()]);
+        }
+        first..self.units.len()
     }
 
     // ------------------------------------------------------------ what generators build with
@@ -580,9 +588,7 @@ impl Planner<'_> {
             "constraint" | "trigger" | "policy" => {
                 Self::meta(cat, kind, name).and_then(|m| s(m, "on").map(str::to_string))
             }
-            "index" => {
-                Self::meta(cat, "rel", name).and_then(|m| s(m, "index_table").map(str::to_string))
-            }
+            "index" => Self::index_table(cat, name).map(str::to_string),
             _ => None,
         }
     }
@@ -749,10 +755,7 @@ impl Planner<'_> {
     fn parent_dropped(&self, table: &str) -> bool {
         let mut current = table.to_string();
         for _ in 0..32 {
-            let Some(parent) = Self::meta(self.from, "rel", &current)
-                .and_then(|m| s(m, "parent"))
-                .map(str::to_string)
-            else {
+            let Some(parent) = Self::partition_of(self.from, &current).map(str::to_string) else {
                 return false;
             };
             if !self.to.objects.contains_key(&key("table", &parent)) {
@@ -771,20 +774,13 @@ impl Planner<'_> {
         if Self::automatic(self.to, k) && !self.named_partition_index(k) {
             return None;
         }
-        let meta = Self::meta(self.from, "rel", &k.1);
         // A partition detached (or moved to another parent) keeps its indexes and keys.
         if self.detached(k) {
             return None;
         }
-        meta.and_then(|m| s(m, "index_constraint"))
-            .map(|c| key("constraint", c))
-            .or_else(|| {
-                meta.and_then(|m| s(m, "index_parent"))
-                    .map(|i| key("index", i))
-            })
-            .filter(|c| {
-                !self.to.objects.contains_key(c) || (c.0 == "index" && self.index_made(&c.1))
-            })
+        Self::index_owner(self.from, &k.1).filter(|c| {
+            !self.to.objects.contains_key(c) || (c.0 == "index" && self.index_made(&c.1))
+        })
     }
 
     /// A child's column inherited in the old schema and its own in the new one, whose parent's
@@ -823,16 +819,8 @@ impl Planner<'_> {
         if !Self::automatic(self.from, k) || Self::automatic(self.to, k) || self.detached(k) {
             return None;
         }
-        let index = self
-            .from
-            .meta
-            .values()
-            .find(|m| s(m, "index_constraint") == Some(k.1.as_str()))?;
-        let parent = Self::meta(self.from, "rel", s(index, "index_parent")?)?;
-        let parent = key("constraint", s(parent, "index_constraint")?);
-        (self.to.objects.get(&parent) != self.from.objects.get(&parent)
-            || self.constraint_detaches(&parent))
-        .then_some(parent)
+        let parent = Self::parent_constraint(self.from, k)?;
+        (self.changes(&parent) || self.constraint_detaches(&parent)).then_some(parent)
     }
 
     /// Whether the table a constraint or index is on is detached from its parent (or moved to
@@ -864,13 +852,37 @@ impl Planner<'_> {
         if !Self::automatic(self.from, k) {
             return None;
         }
-        let index = self
-            .from
-            .meta
-            .values()
-            .find(|m| s(m, "index_constraint") == Some(k.1.as_str()))?;
-        let parent = Self::meta(self.from, "rel", s(index, "index_parent")?)?;
-        Some(key("constraint", s(parent, "index_constraint")?))
+        Self::parent_constraint(self.from, k)
+    }
+
+    /// The constraint on the parent table that made a partition's constraint `k` in `cat`:
+    /// the constraint of the partitioned index `k`'s index is attached to.
+    fn parent_constraint(cat: &Catalog, k: &Key) -> Option<Key> {
+        let index = Self::index_of_constraint(cat, k)?;
+        let parent = Self::meta(cat, "rel", &index.1).and_then(|m| s(m, "index_parent"))?;
+        Self::index_constraint(cat, parent)
+    }
+
+    /// The constraint an index is built for in `cat` (its key), if any.
+    fn index_constraint(cat: &Catalog, index: &str) -> Option<Key> {
+        Self::meta(cat, "rel", index)
+            .and_then(|m| s(m, "index_constraint"))
+            .map(|c| key("constraint", c))
+    }
+
+    /// What an index goes with in `cat`: its constraint, or the partitioned index it is
+    /// attached to.
+    fn index_owner(cat: &Catalog, index: &str) -> Option<Key> {
+        Self::index_constraint(cat, index).or_else(|| {
+            Self::meta(cat, "rel", index)
+                .and_then(|m| s(m, "index_parent"))
+                .map(|i| key("index", i))
+        })
+    }
+
+    /// Whether an object differs between the schemas (made, dropped or changed by the plan).
+    fn changes(&self, k: &Key) -> bool {
+        self.from.objects.get(k) != self.to.objects.get(k)
     }
 
     /// The index a constraint is built on in `cat` (its key), if it is one that has one.
@@ -887,11 +899,7 @@ impl Planner<'_> {
     /// A primary key or unique constraint both schemas have, the same, whose index has an
     /// attached index the new schema does not attach to it (made again, see below).
     fn constraint_detaches(&self, k: &Key) -> bool {
-        self.from
-            .meta
-            .iter()
-            .find(|((kind, _), m)| kind == "rel" && s(m, "index_constraint") == Some(k.1.as_str()))
-            .is_some_and(|((_, index), _)| self.index_detaches(index))
+        Self::index_of_constraint(self.from, k).is_some_and(|index| self.index_detaches(&index.1))
     }
 
     /// An index both schemas have, the same, one of whose attached indexes (which stays, on a
@@ -910,6 +918,14 @@ impl Planner<'_> {
             })
     }
 
+    /// The indexes on `table` in `cat` (their key names).
+    fn indexes_on<'c>(cat: &'c Catalog, table: &'c str) -> impl Iterator<Item = &'c String> {
+        cat.meta
+            .iter()
+            .filter(move |((kind, _), m)| kind == "rel" && s(m, "index_table") == Some(table))
+            .map(|((_, name), _)| name)
+    }
+
     /// The table an index is on (its key name), from its meta.
     fn index_table<'c>(cat: &'c Catalog, index: &str) -> Option<&'c str> {
         Self::meta(cat, "rel", index).and_then(|m| s(m, "index_table"))
@@ -918,16 +934,14 @@ impl Planner<'_> {
     /// Whether every partition of `index`'s table has an index attached to it in `cat` (a
     /// partitioned index made with `ON ONLY` is valid only then).
     fn index_complete(cat: &Catalog, index: &str) -> bool {
-        let Some(table) = Self::meta(cat, "rel", index).and_then(|m| s(m, "index_table")) else {
+        let Some(table) = Self::index_table(cat, index) else {
             return true;
         };
         let attached: BTreeSet<&str> = cat
             .objects
             .iter()
             .filter(|((kind, _), parent)| kind == "index attachment" && parent.as_str() == index)
-            .filter_map(|((_, child), _)| {
-                Self::meta(cat, "rel", child).and_then(|m| s(m, "index_table"))
-            })
+            .filter_map(|((_, child), _)| Self::index_table(cat, child))
             .collect();
         Self::children(cat, table).iter().all(|part| {
             Self::partition_of(cat, part) != Some(table) || attached.contains(part.as_str())
@@ -941,17 +955,11 @@ impl Planner<'_> {
         let parent_key = key("index", parent);
         let parent_made = self.index_made(parent)
             || (Self::automatic(self.to, &parent_key)
-                && Self::meta(self.to, "rel", parent)
-                    .and_then(|m| s(m, "index_constraint"))
-                    .is_some_and(|c| {
-                        let c = key("constraint", c);
-                        self.from.objects.get(&c) != self.to.objects.get(&c)
-                    }));
+                && Self::index_constraint(self.to, parent).is_some_and(|c| self.changes(&c)));
         if parent_made {
             return Self::index_complete(self.to, parent);
         }
-        let Some(table) = Self::meta(self.to, "rel", child).and_then(|m| s(m, "index_table"))
-        else {
+        let Some(table) = Self::index_table(self.to, child) else {
             return false;
         };
         self.table_is_new(table) || self.changes_parent(table)
@@ -966,20 +974,15 @@ impl Planner<'_> {
                 || self.index_made(name)
                 || self.index_taken_by(&k).is_some()
                 || (Self::automatic(self.from, &k)
-                    && Self::meta(self.from, "rel", name)
-                        .and_then(|m| s(m, "index_constraint"))
-                        .is_some_and(|c| {
-                            let c = key("constraint", c);
-                            self.from.objects.get(&c) != self.to.objects.get(&c)
-                                || self.index_drop_taking(&c).is_some()
-                                || self.constraint_taken_by(&c).is_some()
-                        }))
+                    && Self::index_constraint(self.from, name).is_some_and(|c| {
+                        self.changes(&c)
+                            || self.index_drop_taking(&c).is_some()
+                            || self.constraint_taken_by(&c).is_some()
+                    }))
         };
-        let detached = Self::meta(self.from, "rel", child)
-            .and_then(|m| s(m, "index_table"))
-            .is_some_and(|t| {
-                self.changes_parent(t) || !self.to.objects.contains_key(&key("table", t))
-            });
+        let detached = Self::index_table(self.from, child).is_some_and(|t| {
+            self.changes_parent(t) || !self.to.objects.contains_key(&key("table", t))
+        });
         gone(child) || gone(parent) || detached
     }
 
@@ -992,16 +995,9 @@ impl Planner<'_> {
             (Some(_), Some(_)) if self.index_detaches(name) => true,
             (Some(_), Some(_)) => {
                 // Its owner in the old schema goes, and the new one has it on its own.
-                !Self::automatic(self.to, &k) && {
-                    let meta = Self::meta(self.from, "rel", name);
-                    meta.and_then(|m| s(m, "index_constraint"))
-                        .map(|c| key("constraint", c))
-                        .or_else(|| {
-                            meta.and_then(|m| s(m, "index_parent"))
-                                .map(|i| key("index", i))
-                        })
+                !Self::automatic(self.to, &k)
+                    && Self::index_owner(self.from, name)
                         .is_some_and(|c| !self.to.objects.contains_key(&c))
-                }
             }
             _ => false,
         }
@@ -1049,15 +1045,11 @@ impl Planner<'_> {
         if k.0 != "constraint" {
             return None;
         }
-        self.from
-            .meta
-            .iter()
-            .filter(|((kind, _), m)| {
-                kind == "rel" && s(m, "index_constraint") == Some(k.1.as_str())
-            })
-            .filter_map(|(_, m)| s(m, "index_parent"))
+        let index = Self::index_of_constraint(self.from, k)?;
+        Self::meta(self.from, "rel", &index.1)
+            .and_then(|m| s(m, "index_parent"))
             .map(|parent| key("index", parent))
-            .find(|parent| {
+            .filter(|parent| {
                 // Dropped: gone, made again, or (a partitioned index) taken over by a new
                 // constraint of the same name, which cannot take it as it is.
                 self.from.objects.contains_key(parent)
@@ -1074,16 +1066,9 @@ impl Planner<'_> {
         if !self.table_is_new(table) || Self::partition_of(self.to, table).is_none() {
             return Vec::new();
         }
-        self.to
-            .meta
-            .iter()
-            .filter(|((kind, name), m)| {
-                kind == "rel"
-                    && s(m, "index_table") == Some(table)
-                    && self.to.objects.contains_key(&key("index attachment", name))
-            })
-            .filter_map(|(_, m)| s(m, "index_constraint"))
-            .map(|c| key("constraint", c))
+        Self::indexes_on(self.to, table)
+            .filter(|name| self.to.objects.contains_key(&key("index attachment", name)))
+            .filter_map(|name| Self::index_constraint(self.to, name))
             .filter(|c| {
                 !Self::automatic(self.to, c)
                     && Self::meta(self.to, "constraint", &c.1)
@@ -1120,14 +1105,11 @@ impl Planner<'_> {
     fn explicit_partition_constraint(&self, k: &Key) -> bool {
         k.0 == "constraint"
             && !self.from.objects.contains_key(k)
-            && self.to.meta.iter().any(|((kind, name), m)| {
-                kind == "rel"
-                    && s(m, "index_constraint") == Some(k.1.as_str())
-                    && self
-                        .to
-                        .objects
-                        .get(&key("index attachment", name))
-                        .is_some_and(|parent| !self.attach_is_automatic(name, parent))
+            && Self::index_of_constraint(self.to, k).is_some_and(|index| {
+                self.to
+                    .objects
+                    .get(&key("index attachment", &index.1))
+                    .is_some_and(|parent| !self.attach_is_automatic(&index.1, parent))
             })
     }
 
@@ -1242,8 +1224,7 @@ impl Planner<'_> {
             let partitions: Vec<String> = Self::children(self.from, &parent)
                 .into_iter()
                 .filter(|name| {
-                    Self::meta(self.from, "rel", name).and_then(|m| s(m, "parent"))
-                        == Some(parent.as_str())
+                    Self::partition_of(self.from, name) == Some(parent.as_str())
                         && self.to.objects.contains_key(&key("table", name))
                 })
                 .collect();
@@ -1275,11 +1256,7 @@ impl Planner<'_> {
         for (seq, table) in owned {
             if !self.units.iter().any(|u| u.key == seq) {
                 // Its table's drop takes it: made again after that.
-                let first = self.units.len();
-                self.create(&seq);
-                for u in &mut self.units[first..] {
-                    u.after_drops(vec![table.clone()]);
-                }
+                self.create_after_drop_of(&seq, &table);
                 self.reapply_attached(&seq);
             }
         }

@@ -342,10 +342,8 @@ fn index_shape(def: &str) -> Option<(bool, &str)> {
 /// `parent` the old schema has already.
 fn matching_own_indexes(p: &Planner, table: &str, parent: &str) -> Vec<Key> {
     let of = |cat: &Catalog, t: &str| -> Vec<(String, String)> {
-        cat.meta
-            .iter()
-            .filter(|((kind, _), m)| kind == "rel" && s(m, "index_table") == Some(t))
-            .filter_map(|((_, name), _)| {
+        Planner::indexes_on(cat, t)
+            .filter_map(|name| {
                 cat.objects
                     .get(&key("index", name))
                     .map(|d| (name.clone(), d.clone()))
@@ -377,21 +375,13 @@ fn matching_own_indexes(p: &Planner, table: &str, parent: &str) -> Vec<Key> {
 /// does not have as they are (dropped right after the detach).
 fn detached_copies(p: &Planner, table: &str) -> (Vec<Key>, Vec<Key>) {
     let (mut parents, mut gone) = (Vec::new(), Vec::new());
-    for ((kind, index), m) in &p.from.meta {
-        if kind != "rel" || s(m, "index_table") != Some(table) {
-            continue;
-        }
+    for index in Planner::indexes_on(p.from, table) {
         let Some(parent) = p.from.objects.get(&key("index attachment", index)) else {
             continue;
         };
         parents.push(key("index", parent));
-        parents.extend(
-            Planner::meta(p.from, "rel", parent)
-                .and_then(|pm| s(pm, "index_constraint"))
-                .map(|c| key("constraint", c)),
-        );
-        let copy =
-            s(m, "index_constraint").map_or_else(|| key("index", index), |c| key("constraint", c));
+        parents.extend(Planner::index_constraint(p.from, parent));
+        let copy = Planner::index_constraint(p.from, index).unwrap_or_else(|| key("index", index));
         // (One the new schema has otherwise, under the same name, is made again by the walk.)
         if p.to.objects.get(&copy) != p.from.objects.get(&copy) {
             gone.push(copy);
