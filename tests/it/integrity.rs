@@ -29,16 +29,7 @@ fn migrate(t: &TestDb, dir: &std::path::Path) -> Command {
 /// Tables in schema public and the ledger's versions.
 async fn state(t: &TestDb) -> (Vec<String>, Vec<i64>) {
     let db = t.admin().await;
-    let tables = db
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = crate::support::public_tables(&db).await;
     let versions = crate::support::ledger_versions(&db).await;
     (tables, versions)
 }

@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    TestDb, expect_exit, ledger_versions, migrations_dir, run_concurrently, run_ok, scratch_dir,
-    stderr, wait_for_query, write_files,
+    TestDb, expect_exit, ledger_versions, migrations_dir, public_tables, run_concurrently, run_ok,
+    scratch_dir, stderr, wait_for_query, write_files,
 };
 
 /// A canonical text of everything in schema `public`: columns, constraints, indexes, triggers,
@@ -39,19 +39,6 @@ pub async fn catalog(client: &tokio_postgres::Client) -> String {
         .get(0)
 }
 
-async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 const SEVEN: [&str; 7] = [
     "department_quotas",
     "departments",
@@ -72,7 +59,7 @@ async fn the_0001_schema_matches_schema_md() {
     let mut expected: Vec<String> = SEVEN.iter().map(ToString::to_string).collect();
     expected.push("alembic_version".into());
     expected.sort();
-    assert_eq!(tables(&db).await, expected);
+    assert_eq!(public_tables(&db).await, expected);
     let cat = catalog(&db).await;
     let must = [
         // roles
@@ -189,7 +176,7 @@ async fn up_down_up_leaves_an_identical_catalog() {
     let first = catalog(&db).await;
     let out = run_ok(t.cmd().args(["migrate", "down", "--base", "--yes"]));
     assert!(out.contains("reverted 0001_initial_tables"), "{out}");
-    assert_eq!(tables(&db).await, ["alembic_version"]);
+    assert_eq!(public_tables(&db).await, ["alembic_version"]);
     assert_eq!(
         db.query("SELECT * FROM alembic_version", &[])
             .await
@@ -232,7 +219,11 @@ async fn a_failing_script_leaves_no_trace_and_says_where() {
     let db = t.admin().await;
     // One transaction per run: the database is exactly as before the run (it was empty): 0001
     // from the same run is gone too, and so is half_done, and the ledger never came to be.
-    assert!(tables(&db).await.is_empty(), "{:?}", tables(&db).await);
+    assert!(
+        public_tables(&db).await.is_empty(),
+        "{:?}",
+        public_tables(&db).await
+    );
 
     write_files(
         &dir,
@@ -398,7 +389,11 @@ async fn a_migrator_killed_mid_script_leaves_the_previous_version() {
         [1],
         "still at the previous version"
     );
-    assert!(!tables(&db).await.contains(&"slow_marker".to_string()));
+    assert!(
+        !public_tables(&db)
+            .await
+            .contains(&"slow_marker".to_string())
+    );
     // The server notices the dead client within about a second, and the next run completes.
     write_files(
         &dir,
@@ -484,7 +479,10 @@ async fn status_json_plan_and_history_are_read_only() {
     assert_eq!(v["up_to_date"], false);
     assert_eq!(v["pending"][0]["version"], 1);
     assert_eq!(v["pending"][0]["name"], "initial_tables");
-    assert!(tables(&db).await.is_empty(), "status created nothing");
+    assert!(
+        public_tables(&db).await.is_empty(),
+        "status created nothing"
+    );
 
     let plan = run_ok(m().args(["migrate", "plan"]));
     assert!(plan.contains("CREATE TABLE roles"), "{plan}");
@@ -497,7 +495,7 @@ async fn status_json_plan_and_history_are_read_only() {
         "{plan}"
     );
     assert!(plan.trim_end().ends_with("COMMIT;"), "{plan}");
-    assert!(tables(&db).await.is_empty(), "plan created nothing");
+    assert!(public_tables(&db).await.is_empty(), "plan created nothing");
 
     run_ok(m().args(["migrate", "up"]));
     let json = run_ok(m().args(["migrate", "status", "--json"]));

@@ -402,6 +402,19 @@ pub async fn ledger_versions(db: &tokio_postgres::Client) -> Vec<i64> {
     .collect()
 }
 
+/// The tables in schema public, by name.
+pub async fn public_tables(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        &[],
+    )
+    .await
+    .expect("tables")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 pub async fn advisory_locks(db: &tokio_postgres::Client) -> i64 {
     db.query_one(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
