@@ -135,6 +135,9 @@ pub struct Database {
 #[derive(Debug, Clone)]
 pub struct Local {
     pub data_dir: PathBuf,
+    /// The settings file `local.data_dir` came from, if it came from one (as root such a file
+    /// must be root's alone: `local_pg::check_settings_file`).
+    pub data_dir_file: Option<PathBuf>,
     pub port: u16,
 }
 
@@ -746,6 +749,11 @@ impl Reader {
                     ),
                     project,
                 ),
+                data_dir_file: self
+                    .origin("local.data_dir")
+                    .strip_prefix("file `")
+                    .and_then(|f| f.strip_suffix('`'))
+                    .map(PathBuf::from),
                 port,
             },
             tls: Tls {

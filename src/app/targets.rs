@@ -27,6 +27,9 @@ pub enum Local {
 /// # Errors
 /// A data directory that cannot be resolved.
 pub fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {
+    if let Some(file) = &settings.local.data_dir_file {
+        local_pg::check_settings_file(file, "local.data_dir")?;
+    }
     LocalPg::new(
         &settings.local.data_dir,
         settings.local.port,
@@ -41,7 +44,7 @@ pub fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {
 /// [`Local::Existing`].
 pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
     if let Some(url) = &settings.server.admin_url {
-        return Target::parse(url, "server.admin_url", &settings.connect_options());
+        return Ok(Target::parse(url, "server.admin_url", &settings.connect_options())?.pinned());
     }
     // As psql: with no URL, libpq's environment names the server (PGHOST, PGPORT, ...).
     if settings
@@ -49,11 +52,12 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
         .iter()
         .any(|(k, _)| k == "PGHOST" || k == "PGPORT")
     {
-        return Target::parse(
+        return Ok(Target::parse(
             "postgresql://",
             "libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD)",
             &settings.connect_options(),
-        );
+        )?
+        .pinned());
     }
     if settings.production {
         return Err(error::usage(format!(
@@ -80,11 +84,12 @@ pub fn admin(settings: &Settings, local: Local) -> anyhow::Result<Target> {
             say_started(&pg, started, settings);
         }
     }
-    Target::parse(
+    Ok(Target::parse(
         &pg.admin_url()?,
         "the project-local cluster",
         &settings.connect_options(),
-    )
+    )?
+    .pinned())
 }
 
 /// A server started in the background is said, with how to stop it (on stderr: stdout is the

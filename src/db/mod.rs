@@ -8,6 +8,7 @@ pub mod ident;
 pub mod pooler;
 pub mod sql;
 pub mod tls;
+pub mod trust;
 
 pub use endpoint::{ConnectOptions, Secret, TlsMode, url_sslmode};
 
@@ -40,6 +41,9 @@ pub struct Target {
     passfile: Option<std::path::PathBuf>,
     /// Where `--wait` says it waits.
     notify: Option<fn(&str)>,
+    /// The admin's sessions: `search_path` pinned to `pg_catalog, pg_temp` at connect time
+    /// ([`trust`]).
+    pinned: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -74,7 +78,34 @@ impl Target {
             host_passwords,
             passfile,
             notify: options.notify,
+            pinned: false,
         })
+    }
+
+    /// The admin's endpoint: every session it opens has `search_path = pg_catalog, pg_temp` from
+    /// its first statement on (the startup packet's `options`; where a pooler refuses that
+    /// parameter, a `SET` right after connecting), so no object another role made in a
+    /// database's schemas is ever found by an unqualified name in the admin's SQL (see
+    /// [`trust`]). [`Target::as_role`] drops the pin: the app's sessions keep its own path.
+    #[must_use]
+    pub fn pinned(mut self) -> Target {
+        self.pinned = true;
+        self
+    }
+
+    /// The same endpoint without the pin: only for a database no other role can write (a
+    /// template the admin builds, owned by it and closed to PUBLIC), where the project's own
+    /// migrations and seeds run as the admin with the usual `search_path`.
+    #[must_use]
+    pub fn unpinned(mut self) -> Target {
+        self.pinned = false;
+        self
+    }
+
+    /// Whether this target's sessions pin `search_path` ([`Target::pinned`]).
+    #[must_use]
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
     }
 
     /// The same server as another role on another database (e.g. the app role on its database).
@@ -91,6 +122,7 @@ impl Target {
             host_passwords: Vec::new(),
             passfile: None,
             notify: self.notify,
+            pinned: false,
         }
     }
 
@@ -108,6 +140,7 @@ impl Target {
             host_passwords: self.host_passwords.clone(),
             passfile: self.passfile.clone(),
             notify: self.notify,
+            pinned: self.pinned,
         }
     }
 
@@ -307,7 +340,31 @@ impl Target {
         config
     }
 
-    async fn connect_config(&self, mut config: Config) -> Result<Client, tokio_postgres::Error> {
+    async fn connect_config(&self, config: Config) -> Result<Client, tokio_postgres::Error> {
+        if !self.pinned {
+            return self.connect_tls(config).await;
+        }
+        let mut with_path = config.clone();
+        let options = match config.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} {}", trust::PIN_OPTION),
+            _ => trust::PIN_OPTION.to_string(),
+        };
+        with_path.options(&options);
+        match self.connect_tls(with_path).await {
+            Err(e) if trust::startup_option_refused(&e) => {
+                // A pooler that passes no startup options (PgBouncer): the same setting as the
+                // session's first statement. Reads inside an app's database set it again in
+                // their own transaction (`trust::CatalogSession`), where a transaction pooler
+                // may have moved the session.
+                let client = self.connect_tls(config).await?;
+                client.batch_execute(trust::PIN_STATEMENT).await?;
+                Ok(client)
+            }
+            result => result,
+        }
+    }
+
+    async fn connect_tls(&self, mut config: Config) -> Result<Client, tokio_postgres::Error> {
         if let Some(connector) = &self.connector {
             config.ssl_mode(if self.tls == TlsMode::Prefer {
                 SslMode::Prefer

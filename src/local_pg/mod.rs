@@ -448,10 +448,11 @@ impl LocalPg {
 
     /// Stop the cluster (also a server left running on a deleted data directory) and remove the
     /// data directory and socket directory: exactly what this project made, nothing a record or
-    /// a link names.
+    /// a link names. A data directory holding anything the tool did not make (another project's
+    /// files, a home directory a setting named) is refused before anything is stopped or deleted.
     ///
     /// # Errors
-    /// When stopping or deleting fails.
+    /// Foreign content (exit 3, naming it); stopping or deleting failing.
     pub fn destroy(&self) -> anyhow::Result<bool> {
         let orphan = self.orphaned_server();
         if fs::symlink_metadata(&self.root).is_err() {
@@ -463,6 +464,7 @@ impl LocalPg {
         }
         self.guard()?;
         fsguard::check_dir(&self.root, current_uid())?;
+        self.refuse_foreign_content("delete")?;
         let _lock = DirLock::acquire(&self.root.join(".lock"))?;
         if let Some(pid) = orphan {
             process::stop_process(pid);
@@ -481,12 +483,64 @@ impl LocalPg {
             fs::remove_dir_all(&socket_dir)
                 .with_context(|| format!("removing `{}`", socket_dir.display()))?;
         }
-        fs::remove_dir_all(&self.root)
-            .with_context(|| format!("removing `{}`", self.root.display()))?;
+        // Entry by entry, the tool's own names only; then the (now empty) directory itself.
+        for name in OWN_ENTRIES {
+            let path = self.root.join(name);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .with_context(|| format!("removing `{}`", path.display()))?;
+        }
+        fs::remove_dir(&self.root).with_context(|| {
+            format!(
+                "removing `{}` (something was added to it while the cluster was being removed; nothing of the tool's is left in it)",
+                self.root.display()
+            )
+        })?;
         if let Some(configured) = &self.relocated_from {
             let _ = fs::remove_file(location_record(configured));
         }
+        // The project's `.aidock/` that only held the cluster: an empty one would make its
+        // folder look like a project root to every later command.
+        let made_for = self.relocated_from.as_ref().unwrap_or(&self.root);
+        if let Some(parent) = made_for.parent()
+            && parent.file_name().is_some_and(|n| n == ".aidock")
+        {
+            let _ = fs::remove_dir(parent);
+        }
         Ok(true)
+    }
+
+    /// Refuse (exit 3, before anything happens) a data directory holding entries the tool does
+    /// not make ([`OWN_ENTRIES`]), or a `pgdata/` that is not a cluster: `local.data_dir` may
+    /// name any directory, and root must not `what` one it did not make.
+    fn refuse_foreign_content(&self, what: &str) -> anyhow::Result<()> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(());
+        };
+        let mut foreign: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !OWN_ENTRIES.contains(&name.as_str()))
+            .collect();
+        let pgdata = self.pgdata();
+        if fs::symlink_metadata(&pgdata).is_ok_and(|m| !m.is_dir()) {
+            foreign.push("pgdata (not a directory)".into());
+        }
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        foreign.sort();
+        Err(crate::error::refused(format!(
+            "`{}` holds what aidock-provision did not make ({}), so it will not {what} it; local.data_dir (AIDOCK__LOCAL__DATA_DIR) must name a new or empty directory, or one the tool made. Nothing was changed",
+            self.root.display(),
+            foreign.join(", ")
+        )))
     }
 
     /// The configured data directory, when the cluster lives elsewhere (see [`Self::root`]).
@@ -559,6 +613,7 @@ impl LocalPg {
                 }
             }
             self.adopt_old_layout()?;
+            self.refuse_foreign_content("start a cluster in")?;
             fsguard::check_dir(&self.root, me).with_context(|| {
                 format!(
                     "the local cluster's data directory must belong to the user running aidock-provision (uid {me})"
@@ -782,6 +837,64 @@ const RELOCATED_PARENT: &str = "/var/lib/aidock-provision";
 
 /// Inside a relocated cluster: the configured data directory it was made for.
 const PROJECT_RECORD: &str = "project";
+
+/// Everything the tool makes in a data directory (and what earlier versions made there): the
+/// only names `local destroy` deletes, and the only ones `start` accepts in a directory it is
+/// given.
+const OWN_ENTRIES: &[&str] = &[
+    "pgdata",
+    "log",
+    "sock",
+    "admin.password",
+    "aidock.conf",
+    ".lock",
+    "socket_dir",
+    PROJECT_RECORD,
+    ".initdb-password",
+    "server.log",
+];
+
+/// As root: a settings file that chose a path root acts on (`local.data_dir`) must be root's
+/// alone: a regular file root owns, writable by nobody else, in a directory tree only root can
+/// change. Otherwise another user could point root's `local destroy` at any directory.
+///
+/// # Errors
+/// The file or a directory above it that another user could change, with the fix.
+pub fn check_settings_file(file: &Path, key: &str) -> anyhow::Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let meta = fs::symlink_metadata(file)
+        .with_context(|| format!("reading settings file `{}`", file.display()))?;
+    let why = if !meta.is_file() {
+        Some("is not a regular file".to_string())
+    } else if meta.uid() != 0 {
+        Some(format!("belongs to uid {}", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "is writable by other users (mode {:o})",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        bail!(
+            "refusing `{key}` from `{}` as root: the file {why}, so another user could choose the directory root creates and deletes. Set it in root's environment instead (AIDOCK__LOCAL__DATA_DIR), or make the file root's alone (chown root, chmod go-w)",
+            file.display()
+        );
+    }
+    let dir = std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    fsguard::check_root_only_path(&dir).with_context(|| {
+        format!(
+            "refusing `{key}` from `{}` as root (set it in root's environment instead: AIDOCK__LOCAL__DATA_DIR)",
+            file.display()
+        )
+    })
+}
 
 /// The file next to a configured data directory that names where its cluster really lives.
 fn location_record(configured: &Path) -> PathBuf {

@@ -18,6 +18,7 @@ use super::source::Migration;
 use super::{ledger, runner, verify};
 use crate::db::ident::{Ident, Name};
 use crate::db::sql::Sql as _;
+use crate::db::trust::{AdminDdl, CatalogSession};
 use crate::db::{self, Target, quote_literal};
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
@@ -183,19 +184,29 @@ pub async fn baseline(
                 report.outcome = Outcome::Planned;
             }
             Mode::Report | Mode::Reconcile => {
-                report.outcome =
-                    if run_transaction(roles, &[prepare], &ledger_sql, opts, None, None).await? {
-                        Outcome::Recorded
-                    } else {
-                        Outcome::AlreadyAdopted
-                    };
+                report.outcome = if run_transaction(
+                    roles,
+                    &prepare,
+                    &[],
+                    &ledger_sql,
+                    opts,
+                    None,
+                    None,
+                )
+                .await?
+                {
+                    Outcome::Recorded
+                } else {
+                    Outcome::AlreadyAdopted
+                };
             }
         }
         return Ok(report);
     }
     classify(roles, &plan, &found, &mut report).await?;
-    // Owner changes of objects that exist now run first, as the admin; an owner change of an
-    // object the reconcile makes follows its creation, as the app's role.
+    // Owner changes of objects that exist now are the admin's (db::trust: ownership only) and
+    // run first; an owner change of an object the reconcile makes follows its creation, on the
+    // app's login.
     let (owners, ddl_steps): (Vec<&ddl::Step>, Vec<&ddl::Step>) =
         plan.steps.iter().partition(|s| {
             s.place == Place::Main
@@ -205,8 +216,27 @@ pub async fn baseline(
                         .contains_key(&("owner".to_string(), name.to_string()))
                 })
         });
-    let mut owner_sql: Vec<String> = prepare;
-    owner_sql.extend(owners.iter().map(|s| s.sql.clone()));
+    let mut admin_steps: Vec<AdminStep> = prepare;
+    for step in &owners {
+        let old = step
+            .object
+            .strip_prefix("owner ")
+            .and_then(|k| found.objects.get(&("owner".to_string(), k.to_string())));
+        let (Some(done), Some(old)) = (AdminDdl::from_owner_statement(&step.sql), old) else {
+            anyhow::bail!(
+                "the owner change `{}` is not one the admin may run for the app (db::trust); please report it",
+                step.sql
+            );
+        };
+        let undo = match &done {
+            AdminDdl::ObjectOwner { object, .. } => AdminDdl::ObjectOwner {
+                object: object.clone(),
+                role: old.clone(),
+            },
+            other => other.clone(),
+        };
+        admin_steps.push(AdminStep { done, undo });
+    }
     let ddl_sql: Vec<String> = ddl_steps.iter().map(|s| s.sql.clone()).collect();
     match options.mode {
         Mode::Report => {
@@ -215,7 +245,7 @@ pub async fn baseline(
         }
         Mode::DryRun => {
             report.sql = Some(transaction_text(
-                &owner_sql,
+                &admin_steps,
                 &ddl_sql,
                 &ledger_sql,
                 app.user(),
@@ -246,7 +276,8 @@ pub async fn baseline(
             }
             report.outcome = if run_transaction(
                 roles,
-                &[owner_sql, ddl_sql],
+                &admin_steps,
+                &ddl_sql,
                 &ledger_sql,
                 opts,
                 Some(&expected),
@@ -312,8 +343,7 @@ async fn record_hotfix(
         }
         Mode::Report | Mode::Reconcile => {
             report.outcome =
-                if run_transaction(roles, &[Vec::new()], &ledger_sql, opts, None, Some(top)).await?
-                {
+                if run_transaction(roles, &[], &[], &ledger_sql, opts, None, Some(top)).await? {
                     Outcome::Recorded
                 } else {
                     Outcome::AlreadyAdopted
@@ -323,9 +353,9 @@ async fn record_hotfix(
     Ok(report)
 }
 
-/// The reconcile runs as the admin (owner changes) and then as the app's role (`SET LOCAL ROLE`):
-/// the admin must be a superuser, or a member of the app's role and of every role whose objects
-/// change hands. Said before anything runs, naming the roles.
+/// The admin builds the scratch database for the app's role and hands it over, and changes the
+/// owners of objects other roles own: it must be a superuser, or a member of the app's role and
+/// of every role whose objects change hands. Said before anything runs, naming the roles.
 async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result<()> {
     let client = roles.admin.connect().await?;
     let mut needed: Vec<String> = old_owners.to_vec();
@@ -347,7 +377,7 @@ async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result
         return Ok(());
     }
     Err(error::refused(format!(
-        "baseline builds a scratch database owned by `{app}` and reconciles as `{app}` (and, where tables belong to other roles, as their owners), and the admin `{admin}` is neither a superuser nor a member of {}; nothing was changed. Run it with a superuser admin (--admin-url), or GRANT {} TO {admin} first",
+        "baseline builds a scratch database for `{app}` and gives `{app}` the objects other roles own before it reconciles on `{app}`'s own login, and the admin `{admin}` is neither a superuser nor a member of {}; nothing was changed. Run it with a superuser admin (--admin-url), or GRANT {} TO {admin} first",
         missing
             .iter()
             .map(|r| format!("`{r}`"))
@@ -359,16 +389,26 @@ async fn may_act_for(roles: &Roles<'_>, old_owners: &[String]) -> anyhow::Result
     )))
 }
 
-/// `init`'s database-level steps still to do (as the admin): the database's owner, PUBLIC's
-/// rights on it, schema public's owner and PUBLIC's CREATE there, so that `init` after an
-/// adoption changes nothing. Skipped, with a note, when the admin may not.
+/// One statement of the admin's part of a reconcile, and what puts it back when the app's part
+/// fails (so that a failed reconcile leaves nothing changed).
+#[derive(Debug, Clone)]
+struct AdminStep {
+    done: AdminDdl,
+    undo: AdminDdl,
+}
+
+/// `init`'s database-level steps still to do (the admin's, db::trust): the database's owner,
+/// PUBLIC's rights on it, schema public's owner and PUBLIC's CREATE there, so that `init` after
+/// an adoption changes nothing. Skipped, with a note, when the admin may not. Read from the
+/// catalogs only, on the admin's catalog session.
 async fn init_preparation(
     roles: &Roles<'_>,
     notes: &mut Vec<String>,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<AdminStep>> {
     let app = roles.app;
-    let client = roles.admin.with_dbname(app.dbname()).connect().await?;
-    let row = client
+    let mut session = CatalogSession::connect(roles.admin, app.dbname()).await?;
+    let tx = session.snapshot().await?;
+    let row = tx
         .one(
             "SELECT d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0),
                     pg_get_userbyid(n.nspowner)::text,
@@ -384,6 +424,7 @@ async fn init_preparation(
         )
         .await
         .context("reading the database's and schema public's privileges")?;
+    drop(tx);
     let (public_connect, schema_owner, public_create, may_schema, may_db, db_owner): (
         bool,
         String,
@@ -399,14 +440,21 @@ async fn init_preparation(
         row.get(4),
         row.get(5),
     );
-    let mut sql = Vec::new();
-    let role = db::quote_ident(app.user());
+    let mut steps = Vec::new();
+    let database = app.dbname().to_string();
+    let role = app.user().to_string();
     if db_owner != app.user() {
         if may_db {
-            sql.push(format!(
-                "ALTER DATABASE {} OWNER TO {role};",
-                db::quote_ident(app.dbname())
-            ));
+            steps.push(AdminStep {
+                done: AdminDdl::DatabaseOwner {
+                    database: database.clone(),
+                    role: role.clone(),
+                },
+                undo: AdminDdl::DatabaseOwner {
+                    database: database.clone(),
+                    role: db_owner.clone(),
+                },
+            });
         } else {
             notes.push(format!(
                 "database {} stays owned by `{db_owner}` (the admin may not change it); `init` will hand it to `{}`",
@@ -417,17 +465,30 @@ async fn init_preparation(
     }
     if public_connect {
         if may_db {
-            sql.push(format!(
-                "REVOKE ALL ON DATABASE {} FROM PUBLIC;",
-                db::quote_ident(app.dbname())
-            ));
+            steps.push(AdminStep {
+                done: AdminDdl::RevokeDatabase {
+                    database: database.clone(),
+                },
+                undo: AdminDdl::GrantDatabase {
+                    database: database.clone(),
+                },
+            });
         } else {
             notes.push(format!("PUBLIC may still connect to {}: the admin may not revoke that; as its owner run REVOKE ALL ON DATABASE ... FROM PUBLIC", app.dbname()));
         }
     }
     if schema_owner != app.user() {
         if may_schema {
-            sql.push(format!("ALTER SCHEMA public OWNER TO {role};"));
+            steps.push(AdminStep {
+                done: AdminDdl::SchemaOwner {
+                    schema: "public".into(),
+                    role: role.clone(),
+                },
+                undo: AdminDdl::SchemaOwner {
+                    schema: "public".into(),
+                    role: schema_owner.clone(),
+                },
+            });
         } else {
             notes.push(format!(
                 "schema public stays owned by `{schema_owner}` (the admin may not change it)"
@@ -435,9 +496,16 @@ async fn init_preparation(
         }
     }
     if public_create && (may_schema || schema_owner == app.user()) {
-        sql.push("REVOKE CREATE ON SCHEMA public FROM PUBLIC;".into());
+        steps.push(AdminStep {
+            done: AdminDdl::RevokeSchemaCreate {
+                schema: "public".into(),
+            },
+            undo: AdminDdl::GrantSchemaCreate {
+                schema: "public".into(),
+            },
+        });
     }
-    Ok(sql)
+    Ok(steps)
 }
 
 /// The blocked steps, one paragraph each.
@@ -508,30 +576,85 @@ fn ledger_statements(
     sql.join(";\n") + ";"
 }
 
-fn transaction_text(owners: &[String], ddl: &[String], ledger_sql: &str, role: &str) -> String {
-    let mut parts = vec!["BEGIN;".to_string()];
-    parts.extend(owners.iter().cloned());
-    parts.push(format!("SET LOCAL ROLE {};", db::quote_ident(role)));
+/// What `--dry-run` prints: the admin's transaction (ownership and privileges only), then the
+/// app role's, on its own login.
+fn transaction_text(admin: &[AdminStep], ddl: &[String], ledger_sql: &str, role: &str) -> String {
+    let mut parts = Vec::new();
+    if !admin.is_empty() {
+        parts.push(
+            "-- as the admin (ownership and privileges only; put back if the next part fails):"
+                .to_string(),
+        );
+        parts.push("BEGIN;".to_string());
+        parts.extend(admin.iter().map(|s| format!("{};", s.done.sql())));
+        parts.push("COMMIT;".to_string());
+    }
+    parts.push(format!(
+        "-- as role {}, on its own login:",
+        db::quote_ident(role)
+    ));
+    parts.push("BEGIN;".to_string());
     parts.extend(ddl.iter().cloned());
     parts.push(ledger_sql.to_string());
     parts.push("COMMIT;".to_string());
     parts.join("\n") + "\n"
 }
 
-/// One transaction on the admin's connection to the app database: lock, timeouts, owner changes
-/// (as the admin), then the DDL and the ledger as the app's role; with `expected`, the catalog is
-/// read back and must match before the commit. `false`: the ledger no longer ends at
-/// `ledger_top` (another run recorded or migrated while this one waited), and nothing was done.
+/// The reconcile. First the admin's part (`admin`: ownership and privileges, db::trust) in one
+/// transaction of its own; then, on the app role's own login, one transaction: lock, timeouts,
+/// the DDL, the ledger; with `expected`, the catalog is read back and must match before the
+/// commit. When the app's part does not commit, the admin's part is put back. `false`: the ledger
+/// no longer ends at `ledger_top` (another run recorded or migrated while this one waited), and
+/// nothing was done.
 async fn run_transaction(
     roles: &Roles<'_>,
-    groups: &[Vec<String>],
+    admin: &[AdminStep],
+    ddl: &[String],
     ledger_sql: &str,
     opts: &runner::Options,
     expected: Option<&Catalog>,
     ledger_top: Option<i64>,
 ) -> anyhow::Result<bool> {
     let app = roles.app;
-    let mut client = roles.admin.with_dbname(app.dbname()).connect().await?;
+    let mut session = if admin.is_empty() {
+        None
+    } else {
+        let mut session = CatalogSession::connect(roles.admin, app.dbname()).await?;
+        let done: Vec<AdminDdl> = admin.iter().map(|s| s.done.clone()).collect();
+        session.run(&done).await.context(
+            "the admin's part of the reconcile (ownership and privileges); nothing changed",
+        )?;
+        Some(session)
+    };
+    let result = app_transaction(app, ddl, ledger_sql, opts, expected, ledger_top).await;
+    if !matches!(result, Ok(true))
+        && let Some(session) = session.as_mut()
+    {
+        let undo: Vec<AdminDdl> = admin.iter().rev().map(|s| s.undo.clone()).collect();
+        if let Err(e) = session.run(&undo).await {
+            let listed: Vec<String> = admin.iter().map(|s| s.done.sql()).collect();
+            let failed = result
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("nothing to record"));
+            return Err(failed.context(format!(
+                "and putting back the admin's part failed ({e:#}); these stay changed: {}",
+                listed.join("; ")
+            )));
+        }
+    }
+    result
+}
+
+/// The app's part of [`run_transaction`], on its own login.
+async fn app_transaction(
+    app: &Target,
+    ddl: &[String],
+    ledger_sql: &str,
+    opts: &runner::Options,
+    expected: Option<&Catalog>,
+    ledger_top: Option<i64>,
+) -> anyhow::Result<bool> {
+    let mut client = app.connect().await?;
     // The migration lock, polled in short transactions as the runner does (a concurrent
     // baseline or migrator finishes first); then the ledger is read again under it.
     let deadline = std::time::Instant::now() + opts.wait_timeout;
@@ -584,16 +707,8 @@ async fn run_transaction(
             })
         }
     };
-    if let Some(owners) = groups.first() {
-        for sql in owners {
-            run(sql).await?;
-        }
-    }
-    run(&format!("SET LOCAL ROLE {}", db::quote_ident(app.user()))).await?;
-    for group in groups.iter().skip(1) {
-        for sql in group {
-            run(sql).await?;
-        }
+    for sql in ddl {
+        run(sql).await?;
     }
     run(ledger_sql).await?;
     if let Some(expected) = expected {
@@ -632,20 +747,17 @@ enum Checked {
     Failed(String),
 }
 
-/// The report's groups, from the plan and what each step's check found: read-only queries run
-/// as the admin (who sees every row, with row-level security off) in their own read-only
-/// transaction each. A check that cannot run is "not checked", never "safe".
+/// The report's groups, from the plan and what each step's check found: read-only queries on
+/// the app role's own login (db::trust: the app's relations are never read as the admin), with
+/// row-level security off (so a policy that would hide rows makes the check fail instead), each
+/// in a read-only transaction of its own. A check that cannot run is "not checked", never "safe".
 async fn classify(
     roles: &Roles<'_>,
     plan: &ddl::Plan,
     found: &Catalog,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let client = roles
-        .admin
-        .with_dbname(roles.app.dbname())
-        .connect()
-        .await?;
+    let client = roles.app.connect().await?;
     let mut objects: Vec<(String, Vec<&ddl::Step>)> = Vec::new();
     for step in &plan.steps {
         match objects.iter_mut().find(|(o, _)| *o == step.object) {
@@ -727,8 +839,9 @@ async fn run_check(client: &tokio_postgres::Client, found: &Catalog, check: &Che
     let Some((sql, problem)) = check_query(found, check) else {
         return Checked::Failed("the tool cannot write a query for it".into());
     };
-    let begin =
-        "BEGIN READ ONLY; SET LOCAL row_security = off; SET LOCAL statement_timeout = '60s'";
+    // search_path = public: the names and expressions are the catalog's, printed with that path
+    // (bare in public, qualified elsewhere).
+    let begin = "BEGIN READ ONLY; SET LOCAL search_path = public; SET LOCAL row_security = off; SET LOCAL statement_timeout = '60s'";
     let result = match client.batch_execute(begin).await {
         Ok(()) => client.simple_query(&sql).await,
         Err(e) => Err(e),

@@ -13,7 +13,8 @@ use tokio_postgres::Client;
 use super::runner;
 use super::source::{self, Migration, NO_TRANSACTION, Script};
 use super::verify::{self, Scratch};
-use crate::db::{self, Target};
+use crate::db::Target;
+use crate::db::trust::CatalogSession;
 use crate::error;
 use crate::schema::catalog::{self, Catalog, ReadOptions};
 use crate::schema::ddl::{self, Direction, Place};
@@ -119,38 +120,35 @@ pub async fn generate(
     verify::drop_stale_scratch_databases(&admin).await;
     // The encoding and locale of the admin connection's database.
     let (locale, _) = verify::live_settings(&admin).await?;
-    let current = Scratch::create(&admin, pad.admin, pad.app, &locale, pad.opts.pool_mode).await?;
-    let target =
-        match Scratch::create(&admin, pad.admin, pad.app, &locale, pad.opts.pool_mode).await {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = current.drop(&admin).await;
-                return Err(e);
-            }
-        };
     // Schema public as `init` leaves it (owned by the app's role, no CREATE for PUBLIC), in
     // both: on PostgreSQL 13 and 14 template0 gives it to the bootstrap superuser, and a
     // desired schema dumped from an app database says `ALTER SCHEMA public OWNER TO` the role.
-    let mut prepared = Ok(());
-    for name in [current.name.clone(), target.name.clone()] {
-        let public = Some((pad.app.user().to_string(), false));
-        prepared = prepared.and(verify::mirror_public_schema(pad.admin, public, &name).await);
-    }
-    // The platform's schemas (outside migrate.schemas), and the extensions the admin made,
+    // The platform's schemas (outside migrate.schemas), and the extensions the admin made, are
     // copied from the app's database into both (when it exists: a project not yet initialised
-    // has neither).
-    match pad.app.connect().await {
-        Ok(source) => {
-            for name in [current.name.clone(), target.name.clone()] {
-                prepared = prepared.and(verify::mirror_platform(&source, pad.admin, &name).await);
-                prepared = prepared.and(
-                    verify::mirror_admin_extensions(&source, pad.admin, pad.app.user(), &name)
-                        .await,
-                );
-            }
+    // has neither), read on the admin's catalog session there (db::trust).
+    let source = match CatalogSession::connect(pad.admin, pad.app.dbname()).await {
+        Ok(mut session) => {
+            let mut source = verify::Source::read(&mut session, pad.app.user()).await?;
+            source.locale = locale;
+            source.public = Some((pad.app.user().to_string(), false));
+            source
         }
-        Err(e) if !crate::schema::scope::owned().is_empty() => prepared = prepared.and(Err(e)),
-        Err(_) => {}
+        Err(e) if !crate::schema::scope::owned().is_empty() => return Err(e),
+        Err(_) => verify::Source::empty(locale, pad.app.user()),
+    };
+    let current = Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await?;
+    let target = match Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = current.drop(&admin).await;
+            return Err(e);
+        }
+    };
+    let mut prepared = Ok(());
+    for scratch in [&current, &target] {
+        prepared = prepared.and(scratch.furnish(pad.admin, &source).await);
+        prepared = prepared.and(scratch.hand_over(&admin, pad.app).await);
     }
     if let Err(e) = prepared {
         let _ = current.drop(&admin).await;
@@ -461,70 +459,105 @@ fn files(
     pairs
 }
 
+/// `verify --fix`'s SQL, whole and in its two parts (two sessions: see [`fix_sql`]).
+#[derive(Debug, Clone)]
+pub struct Fix {
+    /// Everything, as printed.
+    pub text: String,
+    /// What the admin runs (ownership, and what objects other roles own need), if anything.
+    pub admin: Option<String>,
+    /// What the migrating role runs, on its own login.
+    pub role: String,
+}
+
 /// `verify --fix`: the SQL that turns `live` back into `expected` (printed, never run). Owner
-/// changes come first (whoever runs it may need to be the admin for those); everything else runs
-/// as `role`, the migrating role, so what it makes is owned as the migrations' objects are.
+/// changes (and what objects owned by other roles need) come first, as the admin, in a
+/// transaction of their own: ownership only, nothing that runs the app's code. Everything else
+/// runs as `role`, the migrating role, on its own login (so what it makes is owned as the
+/// migrations' objects are; and never through `SET ROLE` from the admin's session, which the
+/// app's code could undo: see `db::trust`).
 #[must_use]
-pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> String {
+pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> Fix {
     let plan = ddl::plan(live, expected, role, Direction::Up);
     let mut text = String::new();
+    let mut admin_part = None;
+    let mut role_part = String::new();
     let mut number = 0;
+    let as_role = format!(
+        "as role {} on its own login (psql as that role, not as the admin)",
+        crate::db::ident::Ident::new(role)
+    );
     for (place, title) in [
-        (Place::Pre, "outside a transaction (enum values):"),
-        (Place::Main, "in one transaction:"),
-        (
-            Place::Post,
-            "outside a transaction, statement by statement:",
-        ),
+        (Place::Pre, "outside a transaction (enum values)"),
+        (Place::Main, "in one transaction"),
+        (Place::Post, "outside a transaction, statement by statement"),
     ] {
         let steps: Vec<&ddl::Step> = plan.steps.iter().filter(|s| s.place == place).collect();
         if steps.is_empty() {
             continue;
         }
         number += 1;
-        let _ = writeln!(text, "-- {number}. {title}");
+        let mut part = String::new();
         if place == Place::Main {
-            text.push_str("BEGIN;\n");
-            // As whoever runs it (the admin): owner changes of objects that exist now, and what
-            // objects owned by other roles need (dropping a table someone else made). An owner
-            // change of an object the fix makes again follows its creation, as the role.
+            // As the admin: owner changes of objects that exist now, and what objects owned by
+            // other roles need (dropping a table someone else made). An owner change of an
+            // object the fix makes again follows its creation, as the role.
             let foreign = |s: &&&ddl::Step| {
                 s.object.strip_prefix("owner ").is_some_and(|name| {
                     live.objects
                         .contains_key(&("owner".to_string(), name.to_string()))
                 }) || owned_by_other(live, &s.object, role)
             };
-            for s in steps.iter().filter(foreign) {
-                let _ = writeln!(text, "{}", s.sql);
+            if steps.iter().any(|s| foreign(&s)) {
+                let mut admin =
+                    format!("-- {number}a. as the admin, in one transaction:\nBEGIN;\n");
+                for s in steps.iter().filter(foreign) {
+                    let _ = writeln!(admin, "{}", s.sql);
+                }
+                admin.push_str("COMMIT;\n\n");
+                text.push_str(&admin);
+                admin_part = Some(admin);
+                let _ = writeln!(part, "-- {number}b. {as_role}, {title}:");
+            } else {
+                let _ = writeln!(part, "-- {number}. {as_role}, {title}:");
             }
-            let _ = writeln!(text, "SET LOCAL ROLE {};", db::quote_ident(role));
+            part.push_str("BEGIN;\n");
             if steps.iter().any(|s| s.sql.contains("FUNCTION")) {
-                text.push_str("SET LOCAL check_function_bodies = off;\n");
+                part.push_str("SET LOCAL check_function_bodies = off;\n");
             }
             for s in steps.iter().filter(|s| !foreign(s)) {
-                let _ = writeln!(text, "{}", s.sql);
+                let _ = writeln!(part, "{}", s.sql);
             }
-            text.push_str("COMMIT;\n\n");
+            part.push_str("COMMIT;\n\n");
         } else {
-            let _ = writeln!(text, "SET ROLE {};", db::quote_ident(role));
+            let _ = writeln!(part, "-- {number}. {as_role}, {title}:");
             for s in &steps {
-                let _ = writeln!(text, "{}", s.sql);
+                let _ = writeln!(part, "{}", s.sql);
             }
-            text.push_str("RESET ROLE;\n\n");
+            part.push('\n');
         }
+        text.push_str(&part);
+        role_part.push_str(&part);
     }
     // Comment lines: a name holding a line break must not end the comment.
     let one_line = |t: &str| t.replace(['\n', '\r'], " ");
+    let mut tail = String::new();
     for l in &plan.lossy {
-        let _ = writeln!(text, "-- loses data: {}", one_line(l));
+        let _ = writeln!(tail, "-- loses data: {}", one_line(l));
     }
     for n in &plan.notes {
-        let _ = writeln!(text, "-- note: {}", one_line(n));
+        let _ = writeln!(tail, "-- note: {}", one_line(n));
     }
     for u in &plan.unsupported {
-        let _ = writeln!(text, "-- not written (do it by hand): {}", one_line(u));
+        let _ = writeln!(tail, "-- not written (do it by hand): {}", one_line(u));
     }
-    text
+    text.push_str(&tail);
+    role_part.push_str(&tail);
+    Fix {
+        text,
+        admin: admin_part,
+        role: role_part,
+    }
 }
 
 /// Whether the object a step is about is owned, in `live`, by a role other than `role`.

@@ -189,19 +189,57 @@ pub async fn location(client: &impl GenericClient) -> anyhow::Result<Option<&'st
     // before it; the runner would then see no ledger and apply everything again.
     let rows = simple_rows(
         client,
-        "SELECT n.nspname FROM pg_catalog.pg_class c \
+        "SELECT n.nspname, c.relkind, pg_catalog.pg_get_userbyid(c.relowner), \
+                pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') \
+                OR c.relowner = (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+         FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE (n.nspname, c.relname) IN (('aidock_provision', 'schema_history'), ('public', 'aidock_schema_history')) \
          ORDER BY n.nspname = 'public'",
     )
     .await?;
-    Ok(rows.first().and_then(|r| r.first()).map(|schema| {
-        if schema == "public" {
-            OLD_HISTORY
-        } else {
-            HISTORY
-        }
-    }))
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let table = if row[0] == "public" {
+        OLD_HISTORY
+    } else {
+        HISTORY
+    };
+    check_bookkeeping(table, &row[1], &row[2], &row[3])?;
+    Ok(Some(table))
+}
+
+/// A bookkeeping relation (the ledger, `alembic_version`, the seed record) must be the plain
+/// table the tool made, owned by the role reading it, one it belongs to, or the database's
+/// owner: a view or anything else in its place is tampering, refused before it is read.
+///
+/// # Errors
+/// Another kind of relation, or another owner, named with the fix.
+pub fn check_bookkeeping(
+    table: &str,
+    relkind: &str,
+    owner: &str,
+    readers_own: &str,
+) -> anyhow::Result<()> {
+    if relkind != "r" {
+        let kind = match relkind {
+            "v" => "a view",
+            "m" => "a materialized view",
+            "p" => "a partitioned table",
+            "f" => "a foreign table",
+            _ => "not a plain table",
+        };
+        return Err(crate::error::refused(format!(
+            "{table} is {kind}, not the table aidock-provision made, so it was not read; someone replaced it: restore the table (its rows are what `migrate history` shows), or drop it and record the applied migrations again with `aidock-provision migrate baseline`"
+        )));
+    }
+    if readers_own != "t" {
+        return Err(crate::error::refused(format!(
+            "{table} belongs to role `{owner}`, neither the role reading it nor the database's owner, so it was not read; it is the tool's bookkeeping and belongs to the database's owner: ALTER TABLE {table} OWNER TO <database.owner>"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the ledger exists, in either place (reading never creates it).
@@ -242,18 +280,19 @@ pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
 
 /// The rows of `public.alembic_version`; `None` when the table does not exist.
 pub async fn alembic_stamp(client: &impl GenericClient) -> anyhow::Result<Option<Vec<String>>> {
-    let exists = simple_rows(
+    let found = simple_rows(
         client,
-        "SELECT to_regclass('public.alembic_version') IS NOT NULL",
+        "SELECT c.relkind, pg_catalog.pg_get_userbyid(c.relowner), \
+                pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') \
+                OR c.relowner = (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relname = 'alembic_version'",
     )
     .await?;
-    if exists
-        .first()
-        .and_then(|r| r.first())
-        .is_none_or(|v| v != "t")
-    {
+    let Some(row) = found.first() else {
         return Ok(None);
-    }
+    };
+    check_bookkeeping("public.alembic_version", &row[0], &row[1], &row[2])?;
     let rows = simple_rows(
         client,
         "SELECT version_num FROM public.alembic_version ORDER BY 1",

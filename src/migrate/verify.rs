@@ -17,6 +17,7 @@ use super::ledger;
 use super::runner;
 use super::source::Migration;
 use crate::db::sql::Sql as _;
+use crate::db::trust::CatalogSession;
 use crate::db::{self, Target};
 use crate::error;
 use crate::schema::catalog::{self, ReadOptions};
@@ -110,18 +111,21 @@ pub async fn expected_and_live(
         meta,
         platform: false,
     };
-    let (locale, public) = live_settings(live).await?;
+    // What the scratch database copies from the live one is read on the admin's catalog session
+    // there (db::trust), never taken from the app's answers.
+    let mut session = CatalogSession::connect(admin, app.dbname()).await?;
+    let source = Source::read(&mut session, app.user()).await?;
+    drop(session);
     // The live catalog is read while the server creates the scratch database.
     let (found, scratch) = tokio::join!(
         catalog::read(live, options),
-        Scratch::create(&admin_client, admin, app, &locale, opts.pool_mode)
+        Scratch::create(&admin_client, admin, &source.locale, opts.pool_mode)
     );
     let scratch = scratch?;
     let work = async {
         let found = found?;
-        mirror_public_schema(admin, public, &scratch.name).await?;
-        mirror_platform(live, admin, &scratch.name).await?;
-        mirror_admin_extensions(live, admin, app.user(), &scratch.name).await?;
+        scratch.furnish(admin, &source).await?;
+        scratch.hand_over(&admin_client, app).await?;
         let mut replay = app.with_dbname(&scratch.name).connect().await?;
         runner::replay(&mut replay, migrations, versions, opts)
             .await
@@ -139,6 +143,68 @@ pub async fn expected_and_live(
     let pair = result?;
     dropped?;
     Ok(pair)
+}
+
+/// What a scratch database copies from a live one before the migrations replay there: its
+/// encoding and locale, schema public's owner and PUBLIC's CREATE, the platform's schemas and the
+/// extensions a role other than the app's made. Read on the admin's catalog session.
+pub(super) struct Source {
+    pub(super) locale: [String; 3],
+    pub(super) public: Option<(String, bool)>,
+    pub(super) platform: Option<catalog::Catalog>,
+    /// (name, schema, version) of each extension another role made.
+    pub(super) extensions: Vec<(String, String, String)>,
+}
+
+impl Source {
+    /// Read from the live database `session` is in; `app_role` is the role the migrations run as.
+    pub(super) async fn read(
+        session: &mut CatalogSession,
+        app_role: &str,
+    ) -> anyhow::Result<Source> {
+        let tx = session.snapshot().await?;
+        let (locale, public) = live_settings(&tx).await?;
+        let platform = if crate::schema::scope::owned().is_empty() {
+            None
+        } else {
+            Some(
+                catalog::read_platform(&tx, app_role)
+                    .await
+                    .context("reading the platform's schemas (outside migrate.schemas)")?,
+            )
+        };
+        let extensions = tx
+            .rows(
+                "SELECT e.extname::text, n.nspname::text, e.extversion
+                 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                 JOIN pg_roles r ON r.oid = e.extowner
+                 WHERE r.rolname <> $1 AND e.extname <> 'plpgsql'
+                 ORDER BY e.oid",
+                &[(&app_role, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .context("reading the extensions the admin made")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(Source {
+            locale,
+            public,
+            platform,
+            extensions,
+        })
+    }
+
+    /// A source for databases that start from nothing (`migrate diff` without an app database):
+    /// schema public as `init` leaves it, owned by `app_role`.
+    pub(super) fn empty(locale: [String; 3], app_role: &str) -> Source {
+        Source {
+            locale,
+            public: Some((app_role.to_string(), false)),
+            platform: None,
+            extensions: Vec::new(),
+        }
+    }
 }
 
 /// One scratch database (verify's, diff's), dropped by [`Scratch::drop`], or by the next verify
@@ -161,12 +227,12 @@ const STALE_AFTER: i64 = 60;
 const OWN_SESSION: &str = ", named session";
 
 impl Scratch {
-    /// Create the database from template0 with `locale`, owned by `app`'s role, named with the
-    /// server's clock, and start its heartbeat.
+    /// Create the database from template0 with `locale`, as the admin's own and closed to PUBLIC
+    /// (the app's role gets it only from [`Scratch::hand_over`], once the admin is done there:
+    /// db::trust), named with the server's clock, and start its heartbeat.
     pub(super) async fn create(
         admin: &Client,
         admin_target: &Target,
-        app: &Target,
         locale: &[String; 3],
         pool_mode: crate::db::pooler::PoolMode,
     ) -> anyhow::Result<Self> {
@@ -180,7 +246,7 @@ impl Scratch {
         // connected, the scratch database is alive (a killed run's connection goes with it).
         let beating = admin_target.named(&name).connect().await?;
         let own_session = pool_mode.sessions_hold(&beating).await;
-        create_scratch(admin, app, &name, locale).await?;
+        create_scratch(admin, &name, locale).await?;
         let beat = format!(
             "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, 'aidock-provision scratch database, alive at ' || extract(epoch FROM now())::bigint || {}); END $$",
             db::quote_literal(&name),
@@ -193,6 +259,73 @@ impl Scratch {
             }
         });
         Ok(Scratch { name, heartbeat })
+    }
+
+    /// The admin's session inside the scratch database while it is still the admin's: refused
+    /// once it is not, or when another role has made anything in it (db::trust: the admin never
+    /// works where the app could have been first).
+    pub(super) async fn admin_session(&self, admin: &Target) -> anyhow::Result<Client> {
+        let client = admin
+            .clone()
+            .pinned()
+            .with_dbname(&self.name)
+            .connect()
+            .await?;
+        let row = client
+            .one(
+                "SELECT d.datdba = r.oid,
+                        NOT EXISTS (SELECT 1 FROM pg_shdepend s WHERE s.dbid = d.oid AND s.deptype = 'o'
+                                    AND s.refobjid <> r.oid)
+                 FROM pg_database d, pg_roles r
+                 WHERE d.datname = current_database() AND r.rolname = current_user",
+                &[],
+            )
+            .await
+            .context("checking the scratch database is still the admin's")?;
+        let (admins, untouched): (bool, bool) = (row.get(0), row.get(1));
+        if !admins || !untouched {
+            anyhow::bail!(
+                "the scratch database `{}` was entered by another role before it was prepared, so it was not used; run the command again (and find out who connects to new databases)",
+                self.name
+            );
+        }
+        Ok(client)
+    }
+
+    /// Copy into the scratch database, as the admin, what the live database has that the
+    /// migrations do not make: schema public's owner and PUBLIC's CREATE as `init` left them, the
+    /// platform's schemas (`source.platform`, without what is the app's), and the extensions
+    /// another role made.
+    pub(super) async fn furnish(&self, admin: &Target, source: &Source) -> anyhow::Result<()> {
+        let client = self.admin_session(admin).await?;
+        mirror_public_schema(&client, source.public.as_ref()).await?;
+        if let Some(platform) = &source.platform {
+            mirror_platform(&client, platform, admin.user(), &self.name).await?;
+        }
+        mirror_admin_extensions(&client, &source.extensions, &self.name).await
+    }
+
+    /// Give the database to the role the migrations run as: from here on the admin only drops it.
+    pub(super) async fn hand_over(&self, admin: &Client, app: &Target) -> anyhow::Result<()> {
+        let sql = format!(
+            "ALTER DATABASE {} OWNER TO {}",
+            db::quote_ident(&self.name),
+            db::quote_ident(app.user())
+        );
+        admin.batch_execute(&sql).await.map_err(|e| {
+            if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) {
+                role_missing(app.user())
+            } else if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                error::usage(format!(
+                    "the admin connection may create databases, but not give one to `{app}` (the role the migrations run as): {}. Use an admin that is a superuser or a member of `{app}` (GRANT {app} TO <admin>)",
+                    db::describe_error(&e),
+                    app = app.user()
+                ))
+            } else {
+                anyhow::anyhow!(db::describe_error(&e))
+                    .context(format!("giving the scratch database `{}` to `{}`", self.name, app.user()))
+            }
+        })
     }
 
     /// `DROP DATABASE ... WITH (FORCE)`, and stop the heartbeat.
@@ -277,7 +410,7 @@ pub(super) async fn drop_stale_scratch_databases(client: &Client) {
 /// The live database's encoding and locale, and its schema `public`'s owner and whether PUBLIC
 /// may create there (`None` when it has no schema public).
 pub(super) async fn live_settings(
-    live: &Client,
+    live: &(impl tokio_postgres::GenericClient + Sync),
 ) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
         .one(
@@ -301,67 +434,51 @@ pub(super) async fn live_settings(
     Ok((locale, public))
 }
 
-/// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, owned
-/// by the role that replays the migrations.
+/// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, the
+/// admin's own; closed to PUBLIC at once, and any session that came in meanwhile ended (the
+/// admin's check in [`Scratch::admin_session`] then finds whether it made anything).
 async fn create_scratch(
     admin: &Client,
-    app: &Target,
     scratch: &str,
     [encoding, collate, ctype]: &[String; 3],
 ) -> anyhow::Result<()> {
+    let ident = db::quote_ident(scratch);
     let sql = format!(
-        "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-        db::quote_ident(scratch),
-        db::quote_ident(app.user()),
+        "CREATE DATABASE {ident} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
         db::quote_literal(encoding),
         db::quote_literal(collate),
         db::quote_literal(ctype)
     );
-    admin.batch_execute(&sql).await.map_err(|e| {
-        if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) {
-            error::usage(format!(
-                "role `{app}` (database.owner) does not exist, and the scratch databases migrate verify, diff and baseline build belong to it: run `aidock-provision init` first",
-                app = app.user()
-            ))
-        } else if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
-            error::usage(format!(
-                "the admin connection may create databases, but not one owned by `{app}` (the role the migrations run as): {}. Use an admin that is a superuser or a member of `{app}` (GRANT {app} TO <admin>)",
-                db::describe_error(&e),
-                app = app.user()
-            ))
-        } else {
-            anyhow::anyhow!(db::describe_error(&e))
-                .context(format!("creating the scratch database `{scratch}`"))
-        }
-    })
+    admin
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("creating the scratch database `{scratch}`"))?;
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {ident} FROM PUBLIC; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+            db::quote_literal(scratch)
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("closing the scratch database `{scratch}` to PUBLIC"))
 }
 
 /// Copy the platform's schemas (those outside `migrate.schemas`: Supabase's `auth`, pg_cron's
-/// `cron` ...) from `source` into a scratch database, as the admin, before the migrations run
-/// there: they may reference those objects, which no migration makes. Nothing when every schema
-/// is the migrations'.
-pub(super) async fn mirror_platform(
-    source: &Client,
-    admin: &Target,
+/// `cron` ...), as [`catalog::read_platform`] read them on the admin's catalog session, into the
+/// scratch database while it is still the admin's, before the migrations run there: they may
+/// reference those objects, which no migration makes.
+async fn mirror_platform(
+    client: &Client,
+    platform: &catalog::Catalog,
+    admin_role: &str,
     scratch: &str,
 ) -> anyhow::Result<()> {
-    if crate::schema::scope::owned().is_empty() {
-        return Ok(());
-    }
-    let platform = catalog::read(
-        source,
-        ReadOptions {
-            exclude: &[],
-            meta: true,
-            platform: true,
-        },
-    )
-    .await
-    .context("reading the platform's schemas (outside migrate.schemas)")?;
     let plan = crate::schema::ddl::plan_with(
         &catalog::Catalog::default(),
-        &platform,
-        admin.user(),
+        platform,
+        admin_role,
         crate::schema::ddl::Options {
             direction: crate::schema::ddl::Direction::Up,
             one_transaction: true,
@@ -379,9 +496,11 @@ pub(super) async fn mirror_platform(
     .into_iter()
     .filter_map(|p| plan.script(p))
     .collect();
-    let client = admin.with_dbname(scratch).connect().await?;
     client
-        .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", sql.join("\n")))
+        .batch_execute(&format!(
+            "BEGIN;\nSET LOCAL search_path = pg_catalog, pg_temp;\n{}\nCOMMIT;",
+            sql.join("\n")
+        ))
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| {
@@ -410,27 +529,19 @@ pub(super) fn explain_replay_error(e: anyhow::Error, role: &str) -> anyhow::Erro
     }
 }
 
-pub(super) async fn mirror_admin_extensions(
-    source: &Client,
-    admin: &Target,
-    app_role: &str,
+/// Create in a scratch database (still the admin's), as the admin, the extensions of the live
+/// database that a role other than the app's made (the admin before `init`, a platform): the
+/// migrations' own `CREATE EXTENSION IF NOT EXISTS` of them is then a no-op there as it was in
+/// the live database, where the app role could not have made them (PostGIS, amcheck: not
+/// trusted). Only into schemas the scratch database has (public, a copied platform schema).
+async fn mirror_admin_extensions(
+    client: &Client,
+    extensions: &[(String, String, String)],
     scratch: &str,
 ) -> anyhow::Result<()> {
-    let rows = source
-        .rows(
-            "SELECT e.extname::text, n.nspname::text, e.extversion
-             FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-             JOIN pg_roles r ON r.oid = e.extowner
-             WHERE r.rolname <> $1 AND e.extname <> 'plpgsql'
-             ORDER BY e.oid",
-            &[(&app_role, tokio_postgres::types::Type::TEXT)],
-        )
-        .await
-        .context("reading the extensions the admin made")?;
-    if rows.is_empty() {
+    if extensions.is_empty() {
         return Ok(());
     }
-    let client = admin.with_dbname(scratch).connect().await?;
     let schemas: Vec<String> = client
         .rows("SELECT nspname::text FROM pg_namespace", &[])
         .await
@@ -438,18 +549,16 @@ pub(super) async fn mirror_admin_extensions(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for row in rows {
-        let (name, schema, version): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if !schemas.contains(&schema) {
+    for (name, schema, version) in extensions {
+        if !schemas.contains(schema) {
             continue;
         }
         client
             .batch_execute(&format!(
                 "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}",
-                db::quote_ident(&name),
-                db::quote_ident(&schema),
-                db::quote_literal(&version)
+                db::quote_ident(name),
+                db::quote_ident(schema),
+                db::quote_literal(version)
             ))
             .await
             .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
@@ -462,17 +571,15 @@ pub(super) async fn mirror_admin_extensions(
 
 /// Give the scratch database's schema `public` the owner and PUBLIC CREATE right the live one
 /// has: `init` (not a migration) set those, and the migrations ran on top of them.
-pub(super) async fn mirror_public_schema(
-    admin: &Target,
-    public: Option<(String, bool)>,
-    scratch: &str,
+async fn mirror_public_schema(
+    client: &Client,
+    public: Option<&(String, bool)>,
 ) -> anyhow::Result<()> {
     // No schema public in the live database: the migrations dropped it, and will on replay.
     let Some((owner, public_create)) = public else {
         return Ok(());
     };
-    let client = admin.with_dbname(scratch).connect().await?;
-    let grant = if public_create {
+    let grant = if *public_create {
         "GRANT CREATE ON SCHEMA public TO PUBLIC"
     } else {
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
@@ -480,9 +587,23 @@ pub(super) async fn mirror_public_schema(
     client
         .batch_execute(&format!(
             "ALTER SCHEMA public OWNER TO {}; {grant}",
-            db::quote_ident(&owner)
+            db::quote_ident(owner)
         ))
         .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .context("preparing schema public in the scratch database as init prepared the live one")
+        .map_err(|e| {
+            if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) {
+                role_missing(owner)
+            } else {
+                anyhow::anyhow!(db::describe_error(&e)).context(
+                    "preparing schema public in the scratch database as init prepared the live one",
+                )
+            }
+        })
+}
+
+/// The role the scratch databases belong to does not exist (exit 2, saying to run `init`).
+fn role_missing(role: &str) -> anyhow::Error {
+    error::usage(format!(
+        "role `{role}` (database.owner) does not exist, and the scratch databases migrate verify, diff and baseline build belong to it: run `aidock-provision init` first"
+    ))
 }

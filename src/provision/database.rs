@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 
 use super::{AdminRights, Executor, Item, Outcome};
+use crate::db;
 use crate::db::sql::Sql as _;
-use crate::db::{self, Target};
+use crate::db::trust::{AdminDdl, CatalogSession};
 use tokio_postgres::types::Type;
 
 /// What we require of the database.
@@ -171,77 +172,109 @@ pub async fn ensure(
     })
 }
 
-/// Make schema `public` owned by the role and closed to PUBLIC. Runs on an admin connection to
-/// the app database.
+/// Schema `public` as found: its owner, whether PUBLIC may create there, and whether the admin
+/// belongs to its owner.
+#[derive(Debug, Clone)]
+pub struct PublicSchema {
+    pub owner: String,
+    pub public_create: bool,
+    pub member_of_owner: bool,
+}
+
+/// Read schema `public` of the database `session` is in (catalogs only, as the admin).
+///
+/// # Errors
+/// The read failing.
+pub async fn read_public_schema(session: &mut CatalogSession) -> anyhow::Result<PublicSchema> {
+    let tx = session.snapshot().await?;
+    let row = tx
+        .one(
+            "SELECT pg_get_userbyid(nspowner)::text, \
+                    EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'), \
+                    pg_has_role(current_user, nspowner, 'MEMBER') \
+             FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+        .context("reading schema `public`")?;
+    Ok(PublicSchema {
+        owner: row.get(0),
+        public_create: row.get(1),
+        member_of_owner: row.get(2),
+    })
+}
+
+/// What `CREATE DATABASE ... TEMPLATE template0` will make of schema `public` (a dry run of a
+/// database that does not exist yet), read on the admin's own connection.
+///
+/// # Errors
+/// The read failing.
+pub async fn fresh_public_schema(
+    client: &tokio_postgres::Client,
+    rights: AdminRights,
+) -> anyhow::Result<PublicSchema> {
+    if rights.server_version >= 150_000 {
+        return Ok(PublicSchema {
+            owner: "pg_database_owner".into(),
+            public_create: false,
+            member_of_owner: true,
+        });
+    }
+    let row = client
+        .one("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
+        .await
+        .context("reading the bootstrap superuser's name")?;
+    Ok(PublicSchema {
+        owner: row.get(0),
+        public_create: true,
+        member_of_owner: rights.superuser,
+    })
+}
+
+/// Make schema `public` owned by the role and closed to PUBLIC: the report's item and the admin
+/// statements that do it (pure; the caller runs them through its `CatalogSession`, or prints
+/// them for a dry run).
 ///
 /// Before PostgreSQL 15 a new database's `public` belongs to the bootstrap superuser and PUBLIC
 /// may create in it; only a superuser (or a member of that owner) can change either. A managed
 /// admin (CREATEDB + CREATEROLE, as on RDS or Cloud SQL) then leaves it as the server allows:
 /// the app role creates its tables through PUBLIC's CREATE, which only roles that may connect
 /// can use (PUBLIC's CONNECT on the database is revoked), and a note says how to tighten it.
-///
-/// # Errors
-/// When a statement fails.
-pub async fn ensure_schema(
-    exec: &mut Executor<'_>,
+#[must_use]
+pub fn plan_schema(
+    found: &PublicSchema,
     owner: &str,
-    fresh: bool,
     rights: AdminRights,
-) -> anyhow::Result<Item> {
+) -> (Item, Vec<AdminDdl>) {
     let object = "schema public".to_string();
     let quoted = db::quote_ident(owner);
-    let (current_owner, public_create, member_of_owner): (String, bool, bool) = if fresh
-        && exec.dry_run()
-    {
-        // What CREATE DATABASE ... TEMPLATE template0 will make.
-        if rights.server_version >= 150_000 {
-            ("pg_database_owner".into(), false, true)
-        } else {
-            let row = exec
-                .client()
-                .one("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
-                .await
-                .context("reading the bootstrap superuser's name")?;
-            (row.get(0), true, rights.superuser)
-        }
-    } else {
-        let row = exec
-                .client()
-                .one(
-                    "SELECT pg_get_userbyid(nspowner), \
-                            EXISTS (SELECT 1 FROM aclexplode(nspacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'), \
-                            pg_has_role(current_user, nspowner, 'MEMBER') \
-                     FROM pg_namespace WHERE nspname = 'public'",
-                    &[],
-                )
-                .await
-                .context("reading schema `public`")?;
-        (row.get(0), row.get(1), row.get(2))
-    };
-    let may_change = rights.superuser || member_of_owner;
+    let may_change = rights.superuser || found.member_of_owner;
     let mut changes = Vec::new();
     let mut notes = Vec::new();
-    if current_owner != owner {
+    let mut ddl = Vec::new();
+    if found.owner != owner {
         if may_change {
-            let sql = format!("ALTER SCHEMA public OWNER TO {quoted}");
-            exec.apply(&sql, &sql, "changing the owner of schema `public`")
-                .await?;
-            changes.push(format!("owner {current_owner} -> {owner}"));
+            ddl.push(AdminDdl::SchemaOwner {
+                schema: "public".into(),
+                role: owner.to_string(),
+            });
+            changes.push(format!("owner {} -> {owner}", found.owner));
         } else {
             notes.push(format!(
-                "schema public stays owned by `{current_owner}`{}: PostgreSQL {} gives it to the bootstrap superuser, and an admin that is not a superuser cannot take it over. Tables are still created by `{owner}`, and only roles with CONNECT on the database (PUBLIC has none) can reach the schema. To tighten it, as a superuser: ALTER SCHEMA public OWNER TO {quoted}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-                if public_create { " and open to CREATE by PUBLIC" } else { "" },
+                "schema public stays owned by `{}`{}: PostgreSQL {} gives it to the bootstrap superuser, and an admin that is not a superuser cannot take it over. Tables are still created by `{owner}`, and only roles with CONNECT on the database (PUBLIC has none) can reach the schema. To tighten it, as a superuser: ALTER SCHEMA public OWNER TO {quoted}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                found.owner,
+                if found.public_create { " and open to CREATE by PUBLIC" } else { "" },
                 rights.server_version / 10_000
             ));
         }
     }
-    if public_create && (may_change || current_owner == owner) {
-        let sql = "REVOKE CREATE ON SCHEMA public FROM PUBLIC";
-        exec.apply(sql, sql, "revoking CREATE on schema `public` from PUBLIC")
-            .await?;
+    if found.public_create && (may_change || found.owner == owner) {
+        ddl.push(AdminDdl::RevokeSchemaCreate {
+            schema: "public".into(),
+        });
         changes.push("revoked CREATE from PUBLIC".into());
     }
-    Ok(Item {
+    let item = Item {
         notes,
         object,
         outcome: if changes.is_empty() {
@@ -249,20 +282,6 @@ pub async fn ensure_schema(
         } else {
             Outcome::Changed(changes)
         },
-    })
-}
-
-/// The admin connection to the app database (for schema work).
-///
-/// # Errors
-/// When the connection fails.
-pub async fn connect_to_app_db(
-    admin: &Target,
-    name: &str,
-) -> anyhow::Result<tokio_postgres::Client> {
-    admin
-        .with_dbname(name)
-        .connect()
-        .await
-        .with_context(|| format!("connecting to database `{name}` as the admin"))
+    };
+    (item, ddl)
 }

@@ -14,6 +14,7 @@ use tokio_postgres::Client;
 
 use crate::db::advisory::Holder;
 use crate::db::sql::Sql as _;
+use crate::db::trust::{AdminDdl, CatalogSession};
 use crate::db::{self, Target};
 use tokio_postgres::types::Type;
 
@@ -323,15 +324,28 @@ pub async fn provision(
     let fresh = db_item.outcome == Outcome::Created;
     let schema_item = if dry_run && fresh {
         // Nothing to connect to yet: show what would run on the new database.
-        let mut exec = Executor::new(&client, true, opts.log);
-        let item = database::ensure_schema(&mut exec, &d.owner, true, rights).await?;
-        statements.extend(exec.statements);
+        let found = database::fresh_public_schema(&client, rights).await?;
+        let (item, ddl) = database::plan_schema(&found, &d.owner, rights);
+        statements.extend(ddl.iter().map(AdminDdl::sql));
         item
     } else {
-        let app_db = database::connect_to_app_db(admin, &d.name).await?;
-        let mut exec = Executor::new(&app_db, dry_run, opts.log);
-        let item = database::ensure_schema(&mut exec, &d.owner, fresh, rights).await?;
-        statements.extend(exec.statements);
+        // The app role may write in its database: the admin reads catalogs there and runs only
+        // ownership and privilege statements (db::trust).
+        let mut session = CatalogSession::connect(admin, &d.name).await?;
+        let found = database::read_public_schema(&mut session).await?;
+        let (item, ddl) = database::plan_schema(&found, &d.owner, rights);
+        statements.extend(ddl.iter().map(AdminDdl::sql));
+        if !dry_run {
+            if let Some(log) = opts.log {
+                for statement in &ddl {
+                    log(&statement.sql());
+                }
+            }
+            session
+                .run(&ddl)
+                .await
+                .context("preparing schema `public` of the app database")?;
+        }
         item
     };
     let app = admin.as_role(&d.owner, &d.password, &d.name);
@@ -410,29 +424,32 @@ pub async fn from_template(
     database::ensure_membership(&mut exec, &spec, rights).await?;
     let db_item = template::create_clone(&client, template_name, d).await?;
     // Two connections at once from here (a clone per test: the wait is what counts). The
-    // admin's: the comment cleared, the template's fingerprint read again, the database closed to
-    // PUBLIC as `init` leaves it. The clone's own: what was copied checked against what the
-    // template recorded, every object handed to the role, schema public the role's.
+    // admin's: the comment cleared and the database closed to PUBLIC, the template's fingerprint
+    // read again. The clone's: what was copied checked against what the template recorded,
+    // every object handed to the role, schema public the role's. The clone stays the admin's
+    // until both are done (db::trust: the role gets no way in before the admin has finished
+    // reading there); then it is handed over as `init` does.
     let admin_side = async {
-        template::clear_comment(&client, d).await?;
+        template::close_clone(&client, d).await?;
         let after = template::find(&client, template_name).await?;
-        let reconciled = database::ensure(&mut exec, &spec, rights).await?;
-        drop(reconciled);
         anyhow::Ok(after.map(|f| f.fingerprint) == Some(found.fingerprint.clone()))
     };
     let clone_side = async {
-        let app_db = database::connect_to_app_db(admin, &d.name).await?;
-        let changed = template::check_and_hand_over(&app_db, &found, d).await?;
+        let mut session = CatalogSession::connect(admin, &d.name).await?;
+        let changed = template::check_and_hand_over(&mut session, &found, d).await?;
         if !changed.is_empty() {
             return anyhow::Ok((changed, None));
         }
-        let mut app_exec = Executor::new(&app_db, false, opts.log);
-        let schema_item = database::ensure_schema(&mut app_exec, &d.owner, false, rights).await?;
+        let public = database::read_public_schema(&mut session).await?;
+        let (schema_item, ddl) = database::plan_schema(&public, &d.owner, rights);
+        session.run(&ddl).await?;
         Ok((changed, Some(schema_item)))
     };
     let (same_template, clone_side) = tokio::join!(admin_side, clone_side);
     let refusal = match (same_template, clone_side) {
         (Ok(true), Ok((_, Some(schema_item)))) => {
+            let reconciled = database::ensure(&mut exec, &spec, rights).await?;
+            drop(reconciled);
             let app = admin.as_role(&d.owner, &d.password, &d.name);
             return Ok(Report {
                 objects: vec![role_item, db_item, schema_item],

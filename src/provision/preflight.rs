@@ -180,8 +180,9 @@ pub async fn observe(
         && !database.is_template
         && !SYSTEM_DATABASES.contains(&name);
     if inspect {
-        let app_db = super::database::connect_to_app_db(admin, name).await?;
-        if let Some(foreign) = crate::migrate::ledger::foreign_objects(&app_db)
+        let mut session = crate::db::trust::CatalogSession::connect(admin, name).await?;
+        let snapshot = session.snapshot().await?;
+        if let Some(foreign) = crate::migrate::ledger::foreign_objects(&snapshot)
             .await
             .with_context(|| format!("listing the objects in database `{name}`"))?
         {

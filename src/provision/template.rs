@@ -19,6 +19,7 @@ use tokio_postgres::Client;
 
 use super::{Database, Item, Outcome};
 use crate::db::sql::Sql as _;
+use crate::db::trust::{AdminDdl, CatalogSession};
 use crate::db::{self, Target};
 use crate::error;
 use crate::migrate::source::{Migration, checksum};
@@ -79,78 +80,105 @@ impl Found {
     }
 }
 
-/// What a template holds: each table's row count, and a digest of its schema (tables, columns,
-/// constraints, indexes, routines, triggers, types; owners and grants left out, since a clone's
-/// objects are handed to its own role).
+/// What a template holds: each table's row count and a digest of its rows, and a digest per kind
+/// of everything `migrate verify`'s catalog reads (tables, columns, constraints, indexes,
+/// routines, triggers, views, types, schemas, privileges, owners, comments, row-level security
+/// ...), plus default privileges and large objects. A clone is a file copy of the template, so
+/// any change made to the template since it was built shows here, named by what changed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Contents {
-    pub tables: std::collections::BTreeMap<String, i64>,
-    pub schema: String,
+    /// `schema.table` -> `<rows>:<md5 of the rows in physical order>`.
+    pub data: std::collections::BTreeMap<String, String>,
+    /// Kind of object -> digest of every object of that kind (`default privileges` and `large
+    /// objects` included).
+    pub kinds: std::collections::BTreeMap<String, String>,
 }
 
-/// One query: every user table with its exact row count, and the schema digest.
+/// One query, with `search_path` pinned (this runs as the admin): every user table's exact row
+/// count and a digest of its rows (read in physical order: no parallel workers, no
+/// synchronised scans; a clone is a file copy, so the order is the template's), default
+/// privileges and large objects.
 const CONTENTS: &str = "
+SET LOCAL search_path = pg_catalog, pg_temp;
+SET LOCAL max_parallel_workers_per_gather = 0;
+SET LOCAL synchronize_seqscans = off;
 WITH rels AS (
-    SELECT c.oid, c.oid::regclass::text AS name FROM pg_class c
+    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\\_toast%'
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'e')
-), parts AS (
-    SELECT 'column ' || r.name || '.' || quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
-           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-           || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS part
-    FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    UNION ALL
-    SELECT 'constraint ' || r.name || ' ' || pg_get_constraintdef(c.oid) FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
-    UNION ALL
-    SELECT 'index ' || pg_get_indexdef(x.indexrelid) FROM rels r JOIN pg_index x ON x.indrelid = r.oid
-    UNION ALL
-    SELECT 'trigger ' || pg_get_triggerdef(g.oid) FROM rels r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
-    UNION ALL
-    SELECT 'routine ' || p.oid::regprocedure::text || ' ' || md5(coalesce(p.prosrc, '')) FROM pg_proc p
-    JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-    UNION ALL
-    SELECT 'view ' || c.oid::regclass::text || ' ' || md5(pg_get_viewdef(c.oid)) FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 )
-SELECT 'table', r.name, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', r.name), false, true, '')))[1]::text
-FROM rels r
+SELECT 'table', r.name,
+       (xpath('/row/n/text()', q))[1]::text || ':' || coalesce((xpath('/row/h/text()', q))[1]::text, '')
+FROM rels r,
+     LATERAL query_to_xml(format('SELECT count(*) AS n, md5(coalesce(string_agg(t::text, chr(10)), %L)) AS h FROM ONLY %s t', '', r.name), false, true, '') q
 UNION ALL
-SELECT 'schema', '', md5(coalesce(string_agg(part, E'\\n' ORDER BY part), '')) FROM parts
+SELECT 'kind', 'default privileges',
+       md5(coalesce(string_agg(pg_get_userbyid(a.defaclrole) || ' ' || coalesce(n.nspname, '') || ' '
+                               || a.defaclobjtype::text || ' ' || grants.list, chr(10) ORDER BY 1), ''))
+FROM pg_default_acl a LEFT JOIN pg_namespace n ON n.oid = a.defaclnamespace,
+     LATERAL (SELECT string_agg(x.grantor::text || '>' || x.grantee::text || ':' || x.privilege_type || ':' || x.is_grantable::text,
+                                ',' ORDER BY x.grantee, x.privilege_type) AS list
+              FROM aclexplode(a.defaclacl) x) grants
+UNION ALL
+SELECT 'kind', 'large objects',
+       md5(coalesce(string_agg(m.oid::text || ' ' || pg_get_userbyid(m.lomowner) || ' '
+                               || coalesce((SELECT string_agg(x.grantee::text || ':' || x.privilege_type, ',' ORDER BY x.grantee, x.privilege_type)
+                                            FROM aclexplode(m.lomacl) x), '')
+                               || ' ' || CASE WHEN pg_has_role(current_user, m.lomowner, 'USAGE')
+                                                   OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                                              THEN md5(lo_get(m.oid)) ELSE '' END,
+                               chr(10) ORDER BY m.oid), ''))
+FROM pg_largeobject_metadata m
 ";
 
-/// The contents fingerprint of the database `client` is connected to.
+/// The contents fingerprint of the database `client` is in: [`CONTENTS`], and the catalog read
+/// with `search_path` pinned, digested per kind.
 ///
 /// # Errors
-/// The query failing.
-pub async fn contents(client: &Client) -> anyhow::Result<Contents> {
+/// The queries failing.
+pub async fn contents(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<Contents> {
     let messages = client
         .simple_query(CONTENTS)
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .context("reading the template's contents")?;
     let mut found = Contents {
-        tables: std::collections::BTreeMap::new(),
-        schema: String::new(),
+        data: std::collections::BTreeMap::new(),
+        kinds: std::collections::BTreeMap::new(),
     };
     for m in messages {
         if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            let name = r.get(1).unwrap_or_default().to_string();
+            let value = r.get(2).unwrap_or_default().to_string();
             match r.get(0) {
-                Some("table") => {
-                    found.tables.insert(
-                        r.get(1).unwrap_or_default().to_string(),
-                        r.get(2).and_then(|n| n.parse().ok()).unwrap_or(-1),
-                    );
-                }
-                _ => found.schema = r.get(2).unwrap_or_default().to_string(),
-            }
+                Some("table") => found.data.insert(name, value),
+                _ => found.kinds.insert(name, value),
+            };
         }
+    }
+    let catalog = crate::schema::catalog::read_pinned(
+        client,
+        crate::schema::catalog::ReadOptions {
+            exclude: &[],
+            meta: false,
+            platform: false,
+        },
+    )
+    .await
+    .context("reading the template's catalog")?;
+    let mut kinds: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for ((kind, name), definition) in &catalog.objects {
+        let text = kinds.entry(kind.as_str()).or_default();
+        let _ = writeln!(text, "{name}\u{1f}{definition}");
+    }
+    for invalid in &catalog.invalid_indexes {
+        let _ = writeln!(kinds.entry("invalid index").or_default(), "{invalid}");
+    }
+    for (kind, text) in kinds {
+        found.kinds.insert(kind.to_string(), checksum(&text));
     }
     Ok(found)
 }
@@ -159,22 +187,38 @@ pub async fn contents(client: &Client) -> anyhow::Result<Contents> {
 #[must_use]
 pub fn changes(built: &Contents, now: &Contents) -> Vec<String> {
     let mut out = Vec::new();
-    if built.schema != now.schema {
-        out.push(
-            "its schema (tables, columns, constraints, indexes, routines, triggers or views)"
-                .into(),
-        );
-    }
-    for (table, rows) in &now.tables {
-        match built.tables.get(table) {
-            Some(was) if was != rows => {
-                out.push(format!("table {table}: {rows} rows, built with {was}"));
-            }
-            None => out.push(format!("table {table}: not there when it was built")),
-            Some(_) => {}
+    let kinds: std::collections::BTreeSet<&String> =
+        built.kinds.keys().chain(now.kinds.keys()).collect();
+    for kind in kinds {
+        match (built.kinds.get(kind), now.kinds.get(kind)) {
+            (Some(a), Some(b)) if a == b => {}
+            (None, Some(_)) => out.push(format!(
+                "{kind}: there are some now, none when it was built"
+            )),
+            (Some(_), None) => out.push(format!("{kind}: none now, some when it was built")),
+            _ => out.push(format!("{kind}: changed since it was built")),
         }
     }
-    for table in built.tables.keys().filter(|t| !now.tables.contains_key(*t)) {
+    let rows = |v: &str| {
+        v.split_once(':')
+            .map_or(v.to_string(), |(n, _)| n.to_string())
+    };
+    for (table, now_data) in &now.data {
+        match built.data.get(table) {
+            Some(was) if was == now_data => {}
+            Some(was) if rows(was) != rows(now_data) => out.push(format!(
+                "table {table}: {} rows, built with {}",
+                rows(now_data),
+                rows(was)
+            )),
+            Some(was) => out.push(format!(
+                "table {table}: its rows changed since it was built (still {})",
+                rows(was)
+            )),
+            None => out.push(format!("table {table}: not there when it was built")),
+        }
+    }
+    for table in built.data.keys().filter(|t| !now.data.contains_key(*t)) {
         out.push(format!("table {table}: gone since it was built"));
     }
     out
@@ -430,9 +474,9 @@ pub async fn create_clone(
         );
     }
     let ident = db::quote_ident(&d.name);
+    // The admin's until it has been checked and handed over (db::trust): the role gets it last.
     let create = format!(
-        "CREATE DATABASE {ident} OWNER {} TEMPLATE {}",
-        db::quote_ident(&d.owner),
+        "CREATE DATABASE {ident} TEMPLATE {}",
         db::quote_ident(template_name)
     );
     // A session of the build that is still ending (55006: the template is being accessed) is
@@ -460,33 +504,36 @@ pub async fn create_clone(
     ))
 }
 
-/// The clone must not inherit the template's marks (its comment).
+/// The clone must not inherit the template's marks (its comment), and is closed to PUBLIC at
+/// once, as `init` leaves a database.
 ///
 /// # Errors
 /// The statement failing.
-pub async fn clear_comment(client: &Client, d: &Database) -> anyhow::Result<()> {
+pub async fn close_clone(client: &Client, d: &Database) -> anyhow::Result<()> {
+    let ident = db::quote_ident(&d.name);
     client
         .batch_execute(&format!(
-            "COMMENT ON DATABASE {} IS NULL",
-            db::quote_ident(&d.name)
+            "COMMENT ON DATABASE {ident} IS NULL; REVOKE ALL ON DATABASE {ident} FROM PUBLIC"
         ))
         .await
-        .context("clearing the clone's comment")
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("clearing the clone's comment and closing it to PUBLIC")
 }
 
-/// On the admin's connection `app_db` to a fresh clone: compare what was copied with what the
-/// template recorded when it was built (it may have been changed since), and when they agree give
-/// every object to `d.owner` (the template may belong to another role). Returns the changes, in
-/// words; when there are any nothing was handed over and the caller drops the clone.
+/// On the admin's session in a fresh clone (still the admin's): compare what was copied with
+/// what the template recorded when it was built (it may have been changed since), and when they
+/// agree give every object to `d.owner` (the template may belong to another role). Returns the
+/// changes, in words; when there are any nothing was handed over and the caller drops the clone.
 ///
 /// # Errors
 /// Statement failures.
 pub async fn check_and_hand_over(
-    app_db: &Client,
+    session: &mut CatalogSession,
     template: &Found,
     d: &Database,
 ) -> anyhow::Result<Vec<String>> {
-    let now = contents(app_db).await?;
+    let tx = session.snapshot().await?;
+    let now = contents(&tx).await?;
     let changed = template.contents().map_or_else(
         || vec!["it records no contents".to_string()],
         |built| changes(&built, &now),
@@ -494,7 +541,7 @@ pub async fn check_and_hand_over(
     if !changed.is_empty() || template.owner == d.owner {
         return Ok(changed);
     }
-    let rows = app_db
+    let rows = tx
         .rows(
             REASSIGN,
             &[(&template.owner, Type::TEXT), (&d.owner, Type::TEXT)],
@@ -502,14 +549,19 @@ pub async fn check_and_hand_over(
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .context("listing the objects to hand over")?;
-    let statements: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    if !statements.is_empty() {
-        app_db
-            .batch_execute(&statements.join(";\n"))
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-            .with_context(|| format!("handing the clone's objects to `{}`", d.owner))?;
-    }
+    drop(tx);
+    let statements = rows
+        .iter()
+        .map(|r| {
+            let sql: String = r.get(0);
+            AdminDdl::from_owner_statement(&sql)
+                .with_context(|| format!("not an ownership change: {sql}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    session
+        .run(&statements)
+        .await
+        .with_context(|| format!("handing the clone's objects to `{}`", d.owner))?;
     Ok(changed)
 }
 
@@ -574,8 +626,12 @@ mod tests {
             fingerprint: fp,
         };
         let contents = Contents {
-            tables: [("users".to_string(), 25)].into_iter().collect(),
-            schema: "abc".into(),
+            data: [("public.users".to_string(), "25:abc".to_string())]
+                .into_iter()
+                .collect(),
+            kinds: [("table".to_string(), "def".to_string())]
+                .into_iter()
+                .collect(),
         };
         let with_contents = |f: String| {
             format!(
@@ -612,10 +668,19 @@ mod tests {
             );
         }
         let mut more = contents.clone();
-        more.tables.insert("users".into(), 26);
+        more.data.insert("public.users".into(), "26:abd".into());
         assert_eq!(
             changes(&contents, &more),
-            ["table users: 26 rows, built with 25"]
+            ["table public.users: 26 rows, built with 25"]
+        );
+        more.data.insert("public.users".into(), "25:abd".into());
+        more.kinds.insert("privileges".into(), "x".into());
+        assert_eq!(
+            changes(&contents, &more),
+            [
+                "privileges: there are some now, none when it was built",
+                "table public.users: its rows changed since it was built (still 25)"
+            ]
         );
     }
 }

@@ -41,6 +41,10 @@ pub struct ReadOptions<'a> {
     pub platform: bool,
 }
 
+/// What a copy of the platform's schemas leaves out ([`read_platform`]).
+const PLATFORM_FILTER: &str = "
+      AND /*OWNER*/ <> (SELECT oid FROM pg_roles WHERE rolname = /*APP*/)";
+
 /// Every object query returns (kind, name, definition). `rels` holds the relations in scope, and
 /// `name` renders `schema.object` (bare in schema public, as psql shows it).
 const SCOPE: &str = "
@@ -53,6 +57,7 @@ WITH ns AS (
       AND /*SCOPE*/
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
                       AND d.objid = n.oid AND d.deptype = 'e')
+      /*NSFILTER*/
 ), rels AS (
     SELECT c.*, CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
                 || quote_ident(c.relname) AS name
@@ -70,12 +75,14 @@ WITH ns AS (
                       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
                         AND d.refclassid = 'pg_class'::regclass
                         AND tn.nspname = 'public' AND t.relname = ANY($1::text[]))
+      /*RELFILTER*/
 ), procs AS (
     SELECT p.*, CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
                 || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                       AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
+      /*PROCFILTER*/
 ), types AS (
     SELECT t.*, CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
                 || quote_ident(t.typname) AS name
@@ -84,6 +91,7 @@ WITH ns AS (
       AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                       AND d.objid = t.oid AND d.deptype = 'e')
+      /*TYPEFILTER*/
 ), acls AS (
     -- ACLs that differ from the defaults (as a set: a default restored by GRANTs reads as none).
     SELECT what, acl FROM (
@@ -193,7 +201,7 @@ const KINDS: &[&str] = &[
             pg_get_triggerdef(t.oid)
             || CASE t.tgenabled WHEN 'D' THEN ' (DISABLED)' WHEN 'R' THEN ' (ENABLED REPLICA)'
                                 WHEN 'A' THEN ' (ENABLED ALWAYS)' ELSE '' END
-     FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal",
+     FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal /*TRIGFILTER*/",
     // Functions and procedures (pg_get_functiondef carries volatility, security, language, body).
     "SELECT CASE prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, name, pg_get_functiondef(oid)
      FROM procs WHERE prokind IN ('f', 'p', 'w')",
@@ -519,6 +527,48 @@ pub async fn read(
     client: &impl GenericClient,
     options: ReadOptions<'_>,
 ) -> anyhow::Result<Catalog> {
+    read_with_path(client, options, "public", None).await
+}
+
+/// The platform's schemas (outside `migrate.schemas`) as a scratch database copies them before
+/// the migrations replay: read on the admin's catalog session (so the text is the server's own
+/// deparse, `search_path` pinned: every name qualified), leaving out what is the app role's
+/// (`app_role`'s schemas, relations, routines and types there: the replay makes what the
+/// migrations made, and the admin never creates what the app controls, db::trust) and what uses
+/// the migrations' objects (a view over them, a trigger calling their function, as Supabase's
+/// `auth.users` trigger calling `public.handle_new_user()`): that does not exist before the replay,
+/// and platform objects are not compared.
+///
+/// # Errors
+/// A catalog query failing.
+pub async fn read_platform(client: &impl GenericClient, app_role: &str) -> anyhow::Result<Catalog> {
+    let options = ReadOptions {
+        exclude: &[],
+        meta: true,
+        platform: true,
+    };
+    read_with_path(client, options, "pg_catalog, pg_temp", Some(app_role)).await
+}
+
+/// [`read`] on the admin's session in a database another role may write (a template's clone, for
+/// its fingerprint): the same objects, with `search_path` left at `pg_catalog, pg_temp`
+/// (`db::trust`), so every definition is printed schema-qualified.
+///
+/// # Errors
+/// A catalog query failing.
+pub async fn read_pinned(
+    client: &impl GenericClient,
+    options: ReadOptions<'_>,
+) -> anyhow::Result<Catalog> {
+    read_with_path(client, options, "pg_catalog, pg_temp", None).await
+}
+
+async fn read_with_path(
+    client: &impl GenericClient,
+    options: ReadOptions<'_>,
+    path: &str,
+    platform_copy_for: Option<&str>,
+) -> anyhow::Result<Catalog> {
     // One round trip, one statement string: `search_path` is set for this transaction only (an
     // implicit one, or the caller's), so nothing of it outlives the read or reaches another
     // client's session behind a pooler; the excluded names are our own constants.
@@ -540,18 +590,54 @@ pub async fn read(
         // Extensions: all of them as before, unless migrate.schemas limits the scope.
         (owned.clone(), owned)
     };
-    let query = format!(
-        "SET LOCAL search_path = public;\n{}{}",
-        SCOPE
-            .replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]"))
-            .replace("/*SCOPE*/", &scope),
-        KINDS
-            .iter()
-            .chain(meta)
-            .map(|k| format!("({k})").replace("/*EXTSCOPE*/", &ext_scope))
-            .collect::<Vec<_>>()
-            .join("\nUNION ALL\n")
-    );
+    // A platform copy's filters (the app's role name enters as a literal).
+    let filters: Vec<(&str, String)> = match platform_copy_for {
+        None => Vec::new(),
+        Some(app) => {
+            let not_app = |column: &str| {
+                PLATFORM_FILTER
+                    .replace("/*OWNER*/", column)
+                    .replace("/*APP*/", &crate::db::quote_literal(app))
+            };
+            let owned_ns = super::scope::condition("o.nspname");
+            vec![
+                ("/*NSFILTER*/", not_app("n.nspowner")),
+                (
+                    "/*RELFILTER*/",
+                    format!(
+                        "{}\n      AND NOT EXISTS (SELECT 1 FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                      LEFT JOIN pg_class rc ON d.refclassid = 'pg_class'::regclass AND rc.oid = d.refobjid
+                      LEFT JOIN pg_proc rp ON d.refclassid = 'pg_proc'::regclass AND rp.oid = d.refobjid
+                      JOIN pg_namespace o ON o.oid = coalesce(rc.relnamespace, rp.pronamespace)
+                      WHERE w.ev_class = c.oid AND {owned_ns})",
+                        not_app("c.relowner")
+                    ),
+                ),
+                ("/*PROCFILTER*/", not_app("p.proowner")),
+                ("/*TYPEFILTER*/", not_app("t.typowner")),
+                (
+                    "/*TRIGFILTER*/",
+                    format!(
+                        "AND NOT EXISTS (SELECT 1 FROM pg_proc f JOIN pg_namespace o ON o.oid = f.pronamespace WHERE f.oid = t.tgfoid AND {owned_ns})"
+                    ),
+                ),
+            ]
+        }
+    };
+    let mut scope_sql = SCOPE
+        .replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]"))
+        .replace("/*SCOPE*/", &scope);
+    let mut kinds_sql = KINDS
+        .iter()
+        .chain(meta)
+        .map(|k| format!("({k})").replace("/*EXTSCOPE*/", &ext_scope))
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n");
+    for (mark, sql) in &filters {
+        scope_sql = scope_sql.replace(mark, sql);
+        kinds_sql = kinds_sql.replace(mark, sql);
+    }
+    let query = format!("SET LOCAL search_path = {path};\n{scope_sql}{kinds_sql}");
     let rows: Vec<tokio_postgres::SimpleQueryRow> = client
         .simple_query(&query)
         .await

@@ -192,6 +192,23 @@ pub async fn load(
     tx.batch_execute(RUNS_CREATE)
         .await
         .context("creating the seed bookkeeping table")?;
+    let kind = tx
+        .one(
+            "SELECT c.relkind::text, pg_catalog.pg_get_userbyid(c.relowner)::text, \
+                    pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') \
+                    OR c.relowner = (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'aidock_provision' AND c.relname = 'seed_runs'",
+            &[],
+        )
+        .await
+        .context("reading the seed bookkeeping table's kind")?;
+    crate::migrate::ledger::check_bookkeeping(
+        "aidock_provision.seed_runs",
+        kind.get(0),
+        kind.get(1),
+        if kind.get::<_, bool>(2) { "t" } else { "f" },
+    )?;
     let set = Dataset::of(&run);
     let identity = set.identity(&run);
     let (lo, hi) = marked();

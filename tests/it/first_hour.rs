@@ -150,10 +150,17 @@ async fn verify_fix_pipes_into_psql() {
         !sql.contains("column users.nickname:"),
         "no drift lines: {sql}"
     );
-    assert!(sql.contains("-- 1. in one transaction:"), "{sql}");
+    assert!(
+        sql.contains(&format!(
+            "-- 1. as role {} on its own login (psql as that role, not as the admin), in one transaction:",
+            t.name
+        )),
+        "{sql}"
+    );
+    // Piped into psql as the role itself (issue #40: never as the admin through SET ROLE).
     let mut psql = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .arg(with_db(&cluster().admin_url, &t.name))
+        .arg(t.app_url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

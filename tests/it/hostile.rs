@@ -388,7 +388,8 @@ COMMENT ON CONSTRAINT {evil} ON {s}{t} IS 'x';
     let out = expect_exit(migrate(&t, &dir).args(["verify", "--fix", "--json"]), 1);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let sql = v["fix_sql"].as_str().expect("fix_sql").to_string();
-    psql_file(&t, &sql);
+    crate::support::apply_fix(&v, &with_db(&cluster().admin_url, &t.name), &t.app_url())
+        .unwrap_or_else(|e| panic!("{e}"));
     let verify = run_ok(migrate(&t, &dir).arg("verify"));
     assert!(verify.contains("schema matches"), "{verify}\n{sql}");
     assert_eq!(role_facts(&t).await, roles_before, "no role changed (fix)");
@@ -465,7 +466,8 @@ async fn names_built_to_escalate_stay_names() {
         sql.contains(&format!("REVOKE ALL ON TABLE users FROM {};", q(&ro))),
         "{sql}"
     );
-    psql_file(&t, &sql);
+    crate::support::apply_fix(&v, &with_db(&cluster().admin_url, &t.name), &t.app_url())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(role_facts(&t).await, roles_before, "verify --fix");
     let db = t.admin().await;
     let (ro_reads, app_reads): (bool, bool) = {

@@ -261,3 +261,53 @@ fn the_cluster_is_found_from_anywhere_in_the_project_and_keeps_its_port() {
     run_ok(at(&src).args(["local", "destroy", "--yes"]));
     assert!(!project.join(".aidock/pg").exists());
 }
+
+/// Issue #40: `local destroy` deletes only what the tool made, and `local start` does not move
+/// into a directory holding someone else's files: `local.data_dir` may name any directory.
+#[test]
+fn destroy_and_start_touch_only_what_the_tool_made() {
+    let port = free_port().to_string();
+    let local = |dir: &std::path::Path| {
+        let mut cmd = bin();
+        cmd.env("AIDOCK__LOCAL__DATA_DIR", dir)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .arg("local");
+        cmd
+    };
+    // The issue's repro: a directory holding sub/data.txt, named as the data directory.
+    let victim = scratch_dir("local-victim");
+    std::fs::create_dir_all(victim.join("sub")).expect("mkdir");
+    std::fs::write(victim.join("sub/data.txt"), "keep me").expect("write");
+    let out = expect_exit(local(&victim).args(["destroy", "--yes"]), 3);
+    assert!(
+        stderr(&out).contains("holds what aidock-provision did not make (sub)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = expect_exit(local(&victim).arg("start"), 3);
+    assert!(stderr(&out).contains("(sub)"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(victim.join("sub/data.txt")).expect("kept"),
+        "keep me"
+    );
+    assert!(!victim.join("pgdata").exists(), "no cluster was made in it");
+
+    // A cluster the tool made, with a file added to it later: destroy refuses and keeps all.
+    let project = scratch_dir("local-own");
+    let data = project.join(".aidock/pg");
+    run_ok(local(&data).arg("start"));
+    std::fs::write(data.join("notes.txt"), "mine").expect("write");
+    let out = expect_exit(local(&data).args(["destroy", "--yes"]), 3);
+    assert!(stderr(&out).contains("(notes.txt)"), "{}", stderr(&out));
+    assert!(
+        data.join("pgdata/PG_VERSION").exists(),
+        "the cluster is kept"
+    );
+    std::fs::remove_file(data.join("notes.txt")).expect("rm");
+    run_ok(local(&data).args(["destroy", "--yes"]));
+    assert!(!data.exists(), "the cluster is gone");
+    assert!(
+        !project.join(".aidock").exists(),
+        "no empty .aidock/ is left to make the folder look like a project"
+    );
+}

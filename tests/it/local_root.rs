@@ -442,3 +442,47 @@ fn a_read_only_role_is_told_how_to_write_again() {
         stderr(&out)
     );
 }
+
+/// Issue #40: as root, a settings file that another user could write does not choose the
+/// directory root creates and deletes; root's own environment does.
+#[test]
+fn root_takes_the_data_directory_only_from_files_root_owns() {
+    if !is_root() {
+        return;
+    }
+    let project = scratch_dir("lsettings");
+    std::fs::create_dir_all(project.join("config")).expect("mkdir");
+    let victim = scratch_dir("lsettings-victim");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(
+        project.join("config/test.toml"),
+        format!("[local]\ndata_dir = \"{}\"\n", victim.display()),
+    )
+    .expect("write");
+    std::os::unix::fs::chown(project.join("config/test.toml"), Some(65534), Some(65534))
+        .expect("chown to nobody");
+    let mut cmd = bin();
+    cmd.env_remove("AIDOCK__LOCAL__DATA_DIR")
+        .env("AIDOCK_PROJECT_DIR", &project)
+        .args(["local", "destroy", "--yes"]);
+    let out = expect_exit(&mut cmd, 1);
+    assert!(
+        stderr(&out).contains("belongs to uid 65534")
+            && stderr(&out).contains("AIDOCK__LOCAL__DATA_DIR"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(victim.exists(), "nothing was deleted");
+    // The same file, root's alone: taken (and the empty directory it names is the tool's to use).
+    std::os::unix::fs::chown(project.join("config/test.toml"), Some(0), Some(0)).expect("chown");
+    let mut cmd = bin();
+    cmd.env_remove("AIDOCK__LOCAL__DATA_DIR")
+        .env("AIDOCK_PROJECT_DIR", &project)
+        .args(["local", "status"]);
+    let out = expect_exit(&mut cmd, 3);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&victim.display().to_string()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -29,5 +29,6 @@ mod settings;
 mod support;
 mod template;
 mod tls;
+mod trust;
 mod verify;
 mod verify_kinds;

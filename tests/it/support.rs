@@ -460,3 +460,32 @@ pub fn schema_dump(url: &str) -> Option<String> {
             .join("\n"),
     )
 }
+
+/// Run `verify --fix --json`'s repair as a user would: its admin part (ownership) with psql as
+/// the admin on `admin_db_url`, the rest with psql as the app role on `app_db_url` (its own
+/// login: issue #40). Err holds psql's complaint and the SQL.
+pub fn apply_fix(
+    v: &serde_json::Value,
+    admin_db_url: &str,
+    app_db_url: &str,
+) -> Result<(), String> {
+    let psql = |sql: &str, url: &str| -> Result<(), String> {
+        let file = scratch_dir("fix").with_extension("sql");
+        std::fs::write(&file, sql).expect("write");
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&file)
+            .arg(url)
+            .output()
+            .expect("psql");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}\n{sql}", stderr(&out)))
+        }
+    };
+    if let Some(admin) = v["fix_admin_sql"].as_str() {
+        psql(admin, admin_db_url)?;
+    }
+    psql(v["fix_role_sql"].as_str().unwrap_or_default(), app_db_url)
+}

@@ -267,7 +267,7 @@ async fn readme_order_and_a_template_only_the_admin_holds() {
     let err = stderr(&out);
     assert!(
         err.contains("changed since it was built")
-            && err.contains("table users: 14 rows, built with 13"),
+            && err.contains("table public.users: 14 rows, built with 13"),
         "{err}"
     );
     let gone: i64 = count(
@@ -292,4 +292,124 @@ async fn readme_order_and_a_template_only_the_admin_holds() {
     );
     let again = run_ok(&mut build());
     assert!(again.contains("is current"), "{again}");
+}
+
+/// Issue #40: every kind of change to a template since it was built is refused by its clones,
+/// naming what changed (the fingerprint covers what `migrate verify`'s catalog reads, each
+/// table's rows, default privileges and large objects), and `template` rebuilds it; a
+/// different `seed.password_scheme` rebuilds it too (its hashes are what the scheme makes).
+#[tokio::test]
+async fn every_kind_of_tampering_is_refused_naming_it() {
+    let t = TestDb::new("tmpltamper");
+    let template = format!("{}_template", t.name);
+    run_ok(t.cmd().args(["init", "-q"]));
+    let build = |scheme: &str| {
+        let mut cmd = t.cmd();
+        cmd.env("AIDOCK__SEED__PASSWORD_SCHEME", scheme).args([
+            "template",
+            "--dev",
+            "--users",
+            "3",
+            "--usage-logs",
+            "20",
+        ]);
+        run_ok(&mut cmd)
+    };
+    build("argon2id");
+    let admin = t.admin_postgres().await;
+    let inside_url = crate::support::with_db(&t.admin_url, &template);
+    let tamper = |sql: &'static str| {
+        let admin = &admin;
+        let template = template.clone();
+        let inside_url = inside_url.clone();
+        async move {
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS true"
+                ))
+                .await
+                .expect("open");
+            {
+                let inside = connect(&inside_url).await;
+                inside.batch_execute(sql).await.expect(sql);
+            }
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS false;
+                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}'"
+                ))
+                .await
+                .expect("close");
+        }
+    };
+    for (sql, named) in [
+        (
+            "UPDATE users SET email = 'changed@example.org' WHERE username = (SELECT min(username) FROM users)",
+            "table public.users: its rows changed since it was built (still",
+        ),
+        (
+            "GRANT SELECT ON users TO PUBLIC",
+            "privileges: changed since it was built",
+        ),
+        (
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+            "default privileges: changed since it was built",
+        ),
+        ("CREATE SCHEMA extra", "schema: changed since it was built"),
+        (
+            "SELECT lo_from_bytea(0, 'x')",
+            "large objects: changed since it was built",
+        ),
+        (
+            "COMMENT ON TABLE users IS 'mine'",
+            "comment: changed since it was built",
+        ),
+        (
+            "ALTER TABLE users ENABLE ROW LEVEL SECURITY",
+            "table: changed since it was built",
+        ),
+        (
+            "CREATE POLICY everyone ON users USING (true)",
+            "policy: there are some now",
+        ),
+        (
+            "CREATE FUNCTION public.extra() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "function: changed since it was built",
+        ),
+    ] {
+        tamper(sql).await;
+        let clone = TestDb::new("tmpltamperc");
+        let out = expect_exit(
+            clone
+                .cmd()
+                .args(["init", "-q", "--from-template", &template]),
+            3,
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("changed since it was built, so no clone was made") && err.contains(named),
+            "after `{sql}`: {err}"
+        );
+        let rebuilt = build("argon2id");
+        assert!(
+            rebuilt.contains("changed since it was built") && rebuilt.contains("building it again"),
+            "after `{sql}`: {rebuilt}"
+        );
+    }
+    // Another password scheme: not current any more, rebuilt (with bcrypt hashes).
+    let out = build("bcrypt");
+    assert!(out.contains(&format!("template {template} built")), "{out}");
+    let clone = TestDb::new("tmpltampers");
+    run_ok(
+        clone
+            .cmd()
+            .args(["init", "-q", "--from-template", &template]),
+    );
+    let c = connect(&clone.app_url()).await;
+    let hashes = count(
+        &c,
+        "SELECT count(*) FROM users WHERE hashed_password NOT LIKE '$2b$%'",
+    )
+    .await;
+    assert_eq!(hashes, 0, "every dev password is a bcrypt hash now");
 }

@@ -11,11 +11,11 @@ use crate::support::{
     bin, dedicated_cluster, env_map, expect_exit, run_ok, scratch_dir, server_owner, stderr,
 };
 
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -28,7 +28,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and a server certificate for `localhost` only (not 127.0.0.1).
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     let dir = scratch_dir("pki");
     std::fs::create_dir_all(&dir).expect("mkdir");
     openssl(

@@ -209,22 +209,12 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     }
     // Printed, not run: the drift is still there.
     expect_exit(t.cmd().args(["migrate", "verify"]), 1);
-    let file = crate::support::scratch_dir("fix").with_extension("sql");
-    std::fs::write(&file, &sql).expect("write");
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(&file)
-        .arg(crate::support::with_db(
-            &crate::support::cluster().admin_url,
-            &t.name,
-        ))
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}\n{sql}",
-        crate::support::stderr(&out)
-    );
+    crate::support::apply_fix(
+        &v,
+        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
+        &t.app_url(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let out = run_ok(t.cmd().args(["migrate", "verify"]));
     assert!(out.contains("schema matches"), "{out}");
 }

@@ -379,23 +379,20 @@ async fn one_change_to_any_kind_of_object_is_found_and_named() {
             return (!sql.contains("publication pub_people is not written"))
                 .then(|| format!("after `{change}`: no note about the publication:\n{sql}"));
         }
-        let file = scratch_dir("fix").with_extension("sql");
-        std::fs::write(&file, &sql).expect("write");
-        let applied = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-            .arg(&file)
-            .arg(with_db(&cluster().admin_url, clone))
-            .output()
-            .expect("psql");
+        let applied = crate::support::apply_fix(
+            &v,
+            &with_db(&cluster().admin_url, clone),
+            &with_db(&t.app_url(), clone),
+        );
         let again = migrate(&t, &dir)
             .env("AIDOCK__DATABASE__NAME", clone)
             .arg("verify")
             .output()
             .expect("verify");
-        (!applied.status.success() || again.status.code() != Some(0)).then(|| {
+        (applied.is_err() || again.status.code() != Some(0)).then(|| {
             format!(
                 "after `{change}`:\n{sql}\npsql: {}\nverify: {}",
-                stderr(&applied),
+                applied.as_ref().err().cloned().unwrap_or_default(),
                 String::from_utf8_lossy(&again.stdout)
             )
         })

@@ -290,11 +290,15 @@ async fn server_checks(
     let d = &settings.database;
     // A database built by other tools (no ledger of ours, but tables): `init` refuses it, and
     // `migrate baseline` adopts it (owner and schema public included), so that is the advice.
-    let foreign = match admin.with_dbname(&d.name).connect().await {
-        Ok(c) => crate::migrate::ledger::foreign_objects(&c)
-            .await
-            .ok()
-            .flatten(),
+    // Read on the admin's catalog session there (db::trust: catalogs only, path pinned).
+    let foreign = match crate::db::trust::CatalogSession::connect(&admin, &d.name).await {
+        Ok(mut session) => match session.snapshot().await {
+            Ok(snapshot) => crate::migrate::ledger::foreign_objects(&snapshot)
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        },
         Err(_) => None,
     };
     let init_or_baseline = |what: &str| match &foreign {

@@ -51,13 +51,24 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     let admin = targets::admin(settings, targets::Local::Start)?;
     let database = targets::database(settings);
     let out = settings.output;
+    let d = &settings.database;
+    // The ledger is the app's relation: read on the app role's own login, never the admin's
+    // (db::trust).
+    let app = admin.as_role(&d.owner, &d.password, &d.name);
     db::block_on(async {
+        let mut findings_checked = false;
         if settings.production && !args.no_migrate {
-            // Before any change: a pending migration that locks or rewrites is refused here.
-            let applied = migrate::applied(&admin.with_dbname(&database.name))
-                .await
-                .unwrap_or_default();
-            super::migrate::refuse_findings_in_production(settings, &migrations, &applied, None)?;
+            // Before any change: a pending migration that locks or rewrites is refused here,
+            // when the app role can log in already (else after provisioning, before migrating).
+            if let Some(applied) = app_ledger(&app, &admin).await? {
+                super::migrate::refuse_findings_in_production(
+                    settings,
+                    &migrations,
+                    &applied,
+                    None,
+                )?;
+                findings_checked = true;
+            }
         }
         let mut report = provision::provision(
             &database,
@@ -69,7 +80,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         let mut done = Vec::new();
         if args.dry_run {
             if !args.no_migrate {
-                let sql = plan(settings, &admin, &report, &migrations).await?;
+                let sql = plan(settings, &app, &admin, &report, &migrations).await?;
                 report.statements.push(sql);
             }
             if !out.json {
@@ -79,8 +90,15 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
             // Provisioning lines first, then migrate's own lines as it applies each script.
             print(&report, out.quiet || out.json);
             if !args.no_migrate {
-                let d = &settings.database;
-                let app = admin.as_role(&d.owner, &d.password, &d.name);
+                if settings.production && !findings_checked {
+                    let applied = migrate::applied(&app).await?;
+                    super::migrate::refuse_findings_in_production(
+                        settings,
+                        &migrations,
+                        &applied,
+                        None,
+                    )?;
+                }
                 // Provisioning is done and stays done; say so, since the migration error alone
                 // (no free slot, server gone, a failing script) reads as if nothing happened.
                 done = migrate::migrate(
@@ -109,19 +127,69 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     })
 }
 
-/// For `init --dry-run`: the SQL `migrate up` would run next, reading the ledger (as the admin)
-/// when the database already exists.
+/// The ledger as the app role reads it on its own login. When it cannot log in yet (no role or
+/// database, or a password `init` is about to set), the admin's catalogs still tell when nothing
+/// can have been applied (no database, or no ledger table in it): empty. `None` only when there
+/// is a ledger the app role cannot read yet.
+async fn app_ledger(
+    app: &db::Target,
+    admin: &db::Target,
+) -> anyhow::Result<Option<Vec<migrate::plan::Applied>>> {
+    match migrate::applied(app).await {
+        Ok(applied) => Ok(Some(applied)),
+        Err(e)
+            if matches!(
+                db::connect_reason(&e),
+                Some(db::Reason::WrongPassword | db::Reason::Refused | db::Reason::NoDatabase)
+            ) =>
+        {
+            let client = admin.connect().await?;
+            let exists = db::sql::Sql::opt(
+                &client,
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[(&app.dbname(), tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))?
+            .is_some();
+            if !exists {
+                return Ok(Some(Vec::new()));
+            }
+            let mut session = db::trust::CatalogSession::connect(admin, app.dbname()).await?;
+            let snapshot = session.snapshot().await?;
+            if migrate::ledger::exists(&snapshot).await? {
+                Ok(None)
+            } else {
+                Ok(Some(Vec::new()))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// For `init --dry-run`: the SQL `migrate up` would run next, reading the ledger as the app role
+/// when the database already exists (never as the admin: it is the app's relation).
 async fn plan(
     settings: &Settings,
+    app: &db::Target,
     admin: &db::Target,
     report: &provision::Report,
     migrations: &[migrate::source::Migration],
 ) -> anyhow::Result<String> {
     let d = &settings.database;
-    let applied = if report.fresh_database {
-        Vec::new()
+    let (applied, note) = if report.fresh_database {
+        (Vec::new(), String::new())
     } else {
-        migrate::applied(&admin.with_dbname(&d.name)).await?
+        match app_ledger(app, admin).await? {
+            Some(applied) => (applied, String::new()),
+            None => (
+                Vec::new(),
+                format!(
+                    "-- note: role {} cannot log in to {} yet (init sets its password first), so its ledger was not read: these are every migration, and `migrate up` skips those already applied\n",
+                    d.owner, d.name
+                ),
+            ),
+        }
     };
     let sql = migrate::plan_sql(
         &applied,
@@ -129,7 +197,7 @@ async fn plan(
         PlanTarget::Up(None),
         &targets::runner_options(settings),
     )?;
-    Ok(format!("-- then, as role {}:\n{sql}", d.owner))
+    Ok(format!("-- then, as role {}:\n{note}{sql}", d.owner))
 }
 
 /// The report for people: one line per object, then the URL; a dry run prints its statements.

@@ -132,8 +132,13 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             let fix_sql =
                 fix.then(|| migrate::diff::fix_sql(&report.expected, &report.live, target.user()));
             let mut json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
-            if let Some(sql) = &fix_sql {
-                json["fix_sql"] = serde_json::Value::String(sql.clone());
+            if let Some(fix) = &fix_sql {
+                json["fix_sql"] = serde_json::Value::String(fix.text.clone());
+                json["fix_admin_sql"] = fix
+                    .admin
+                    .clone()
+                    .map_or(serde_json::Value::Null, serde_json::Value::String);
+                json["fix_role_sql"] = serde_json::Value::String(fix.role.clone());
             }
             if drift.is_empty() {
                 emit(out, &json, || {
@@ -150,11 +155,13 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("\n");
-                if let Some(sql) = fix_sql.as_ref().filter(|_| !out.json) {
-                    // stdout is only SQL (`verify --fix | psql` runs it); the drift goes to stderr.
+                if let Some(fix) = fix_sql.as_ref().filter(|_| !out.json) {
+                    // stdout is only SQL (`verify --fix | psql` runs it, as the role when there
+                    // is no admin part); the drift goes to stderr.
                     crate::errln!("{lines}");
                     crate::out!(
-                        "-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{sql}"
+                        "-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{}",
+                        fix.text
                     );
                     return Err(anyhow::anyhow!(
                         "{} difference(s) between the live schema and the migrations (listed above; the repair SQL is on stdout)",

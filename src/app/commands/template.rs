@@ -28,7 +28,16 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
     let migrations = targets::migrations(settings)?;
     let seeds = seed::load(settings.seed.dir.as_deref())?;
     let dev = super::seed::dev_options(settings, &args.dev);
-    let fingerprint = template::fingerprint(&migrations, &format!("{seeds:?} {dev:?}"));
+    // What shapes the data: the seed files, the --dev flags, and how passwords are hashed (a
+    // template of argon2id hashes is no template for a backend that verifies bcrypt).
+    let shape = targets::seed_options(settings);
+    let fingerprint = template::fingerprint(
+        &migrations,
+        &format!(
+            "{seeds:?} {dev:?} scheme={:?} argon={:?} production={}",
+            shape.scheme, shape.argon, shape.production
+        ),
+    );
     let admin = targets::admin(settings, targets::Local::Start)?;
     let quiet = settings.output.quiet;
     db::block_on(async {
@@ -65,7 +74,9 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         // The admin's own database, built as the admin: the app's role (whose password every
         // developer has) never owns or enters it; clones are handed to their own roles.
         template::create(&client, &name, &targets::database(settings)).await?;
-        let build = admin.with_dbname(&name);
+        // Unpinned: the migrations and seeds need the usual search_path, and nobody but the
+        // admin can write here (its own database, closed to PUBLIC, checked by `create`).
+        let build = admin.with_dbname(&name).unpinned();
         migrate::migrate(
             &build,
             &migrations,
