@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Local teardown: drop the AI Dock database and role (and with --all the project-local cluster).
+# Local teardown: drop the AI Dock database and role (and with --all the project's template and
+# the project-local cluster).
 #   scripts/reset.sh [--yes] [other aidock-provision flags]
-#   scripts/reset.sh --all [--yes]    also destroy the project-local cluster
+#   scripts/reset.sh --all [--yes]    also drop the template and destroy the project-local cluster
 # Which binary: AIDOCK_PROVISION_BIN if set, else `aidock-provision` on PATH, else one already
 # built in this checkout's target directory (any build will do: reset reads the project's own
 # config/ and sql/ at run time), else it is built first, saying so.
@@ -37,5 +38,6 @@ done
 
 "$bin" reset "${args[@]+"${args[@]}"}"
 if "$all"; then
+  "$bin" template --drop "${args[@]+"${args[@]}"}"
   "$bin" local destroy "${args[@]+"${args[@]}"}"
 fi

@@ -191,6 +191,10 @@ pub struct TemplateArgs {
     /// The template database's name [default: <database.name>_template].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Drop the template instead of building it (only one aidock-provision built; clones are
+    /// not touched). A template that is not there is not an error.
+    #[arg(long, conflicts_with = "dev")]
+    pub drop: bool,
     #[command(flatten)]
     pub dev: DevArgs,
 }

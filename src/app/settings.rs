@@ -640,6 +640,20 @@ impl Reader {
         })
     }
 
+    /// A duration the server is told (`SET lock_timeout`, `statement_timeout`): PostgreSQL keeps
+    /// these in milliseconds in an `int`, so anything above 2147483647 ms (about 24.8 days) is
+    /// refused here, naming the key, instead of by the server half-way through a run.
+    fn server_duration(&self, key: &str) -> anyhow::Result<Duration> {
+        let d = self.duration(key)?;
+        if d.as_millis() > i32::MAX as u128 {
+            return Err(self.bad(
+                key,
+                "a duration PostgreSQL accepts: at most 2147483647ms (about 24 days; 0 means no limit)",
+            ));
+        }
+        Ok(d)
+    }
+
     fn identifier(&self, key: &str) -> anyhow::Result<String> {
         let s = self.string(key)?;
         if is_valid_identifier(&s) {
@@ -763,10 +777,10 @@ impl Reader {
             },
             migrate: Migrate {
                 dir: self.optional("migrate.dir")?.map(PathBuf::from),
-                lock_timeout: self.duration("migrate.lock_timeout")?,
+                lock_timeout: self.server_duration("migrate.lock_timeout")?,
                 lock_retry_for: self.duration("migrate.lock_retry_for")?,
                 schemas: self.name_list("migrate.schemas")?,
-                statement_timeout: self.duration("migrate.statement_timeout")?,
+                statement_timeout: self.server_duration("migrate.statement_timeout")?,
                 wait_timeout: self.duration("migrate.wait_timeout")?,
             },
             seed: Seed {

@@ -143,6 +143,15 @@ pub struct Foreign {
 pub async fn foreign_objects(client: &impl GenericClient) -> anyhow::Result<Option<Foreign>> {
     // Simple protocol, as every ledger read (PgBouncer in transaction mode).
     // migrate.schemas: objects in the platform's schemas are not foreign.
+    if !crate::schema::scope::owned().is_empty() {
+        let schemas: Vec<String> =
+            simple_rows(client, "SELECT nspname FROM pg_catalog.pg_namespace")
+                .await?
+                .into_iter()
+                .filter_map(|mut r| r.pop())
+                .collect();
+        crate::schema::scope::check_names(&schemas)?;
+    }
     let query = FOREIGN_OBJECTS.replace("/*SCOPE*/", &crate::schema::scope::condition("n.nspname"));
     let rows = simple_rows(client, &query).await?;
     let Some(row) = rows.first() else {

@@ -163,6 +163,14 @@ impl Source {
         app_role: &str,
     ) -> anyhow::Result<Source> {
         let tx = session.snapshot().await?;
+        let schemas: Vec<String> = tx
+            .rows("SELECT nspname::text FROM pg_namespace", &[])
+            .await
+            .context("reading the live database's schemas")?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        crate::schema::scope::check_names(&schemas)?;
         let (locale, public) = live_settings(&tx).await?;
         let platform = if crate::schema::scope::owned().is_empty() {
             None

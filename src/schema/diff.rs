@@ -37,14 +37,46 @@ pub struct Drift {
 
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.object, self.problem)?;
+        // One line, as written: a name is the app role's to choose, and a line break or a
+        // bidirectional override in it must not forge another line of a report or a CI log.
+        let shown = |t: &str| printable(t);
+        write!(
+            f,
+            "{} {}: {}",
+            self.kind,
+            shown(&self.object),
+            shown(&self.problem)
+        )?;
         match (&self.expected, &self.found) {
-            (Some(e), Some(x)) => write!(f, " (expected {e}; found {x})"),
-            (Some(e), None) => write!(f, " (expected {e})"),
-            (None, Some(x)) => write!(f, " (found {x})"),
+            (Some(e), Some(x)) => write!(f, " (expected {}; found {})", shown(e), shown(x)),
+            (Some(e), None) => write!(f, " (expected {})", shown(e)),
+            (None, Some(x)) => write!(f, " (found {})", shown(x)),
             (None, None) => Ok(()),
         }
     }
+}
+
+/// Text for one line of a report: control characters (line breaks, tabs, escapes) and the
+/// Unicode controls that reorder or hide text (bidirectional overrides and isolates, zero-width
+/// marks) written as escapes (`\n`, `\u{202e}`); everything else as it is.
+#[must_use]
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
+            {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Kinds whose definitions are too long to print whole (function bodies).
@@ -119,6 +151,25 @@ pub fn diff(expected: &Catalog, live: &Catalog) -> Vec<Drift> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn drift_lines_stay_one_line_and_show_hidden_characters() {
+        let d = Drift {
+            kind: "table".into(),
+            object: "evil\nCLEAN: nothing to see\u{202e}txt.exe".into(),
+            drift: DriftKind::Extra,
+            problem: "only in the live database".into(),
+            expected: None,
+            found: Some("a\tb".into()),
+        };
+        let line = d.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert_eq!(
+            line,
+            "table evil\\nCLEAN: nothing to see\\u{202e}txt.exe: only in the live database (found a\\tb)"
+        );
+    }
+
     use super::*;
 
     fn catalog(entries: &[(&str, &str, &str)]) -> Catalog {

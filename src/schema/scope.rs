@@ -56,3 +56,27 @@ fn literals(names: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A name in `migrate.schemas` that the database does not have, but that is one or two letters
+/// away from one it has (`pubilc` for `public`), is a typo: said (exit 2) before anything treats
+/// the real schema as the platform's. `existing` are the database's schema names.
+///
+/// # Errors
+/// The first such name, with the one it probably means.
+pub fn check_names(existing: &[String]) -> anyhow::Result<()> {
+    for name in owned() {
+        if existing.contains(name) {
+            continue;
+        }
+        if let Some(near) = existing
+            .iter()
+            .filter(|e| !e.starts_with("pg_") && *e != "information_schema")
+            .find(|e| strsim::damerau_levenshtein(e, name) <= 2)
+        {
+            return Err(crate::error::usage(format!(
+                "migrate.schemas names `{name}`, which this database does not have; did you mean `{near}`? (the schemas not named there are taken for the platform's and left alone)"
+            )));
+        }
+    }
+    Ok(())
+}

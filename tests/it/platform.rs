@@ -131,4 +131,19 @@ async fn a_supabase_shaped_database_with_migrate_schemas_set() {
     // Without the setting, verify cannot replay (the scratch database has no auth) and says why.
     let out = expect_exit(cmd(None).args(["migrate", "verify"]), 1);
     assert!(stderr(&out).contains("migrate.schemas"), "{}", stderr(&out));
+
+    // Issue #40: a typo in the setting is said as one, not as "schema public already exists".
+    for args in [
+        vec!["migrate", "verify"],
+        vec!["migrate", "status"],
+        vec!["init"],
+    ] {
+        let out = expect_exit(cmd(Some("pubilc")).args(&args), 2);
+        assert!(
+            stderr(&out).contains("migrate.schemas names `pubilc`")
+                && stderr(&out).contains("did you mean `public`"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }

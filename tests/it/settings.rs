@@ -153,6 +153,15 @@ fn bad_values_name_the_key_and_source() {
     let err = Settings::load_with(&Global::default(), &env).expect_err("bad tls mode");
     assert!(format!("{err:#}").contains("tls.mode"), "{err:#}");
 
+    // Issue #40: a timeout PostgreSQL would refuse half-way through init is refused up front.
+    let env = env_map(&[("AIDOCK__MIGRATE__STATEMENT_TIMEOUT", "99999999h")]);
+    let err = Settings::load_with(&Global::default(), &env).expect_err("too long");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("migrate.statement_timeout") && msg.contains("at most 2147483647ms"),
+        "{msg}"
+    );
+
     // Through the binary: exit 2 and the same message.
     let out = expect_exit(
         bin()

@@ -412,4 +412,21 @@ async fn every_kind_of_tampering_is_refused_naming_it() {
     )
     .await;
     assert_eq!(hashes, 0, "every dev password is a bcrypt hash now");
+    drop(c);
+
+    // `template --drop` removes it (once; then says there is nothing to do), and refuses a
+    // database it did not build.
+    let out = run_ok(t.cmd().args(["template", "--drop"]));
+    assert!(
+        out.contains(&format!("template {template} dropped")),
+        "{out}"
+    );
+    let out = run_ok(t.cmd().args(["template", "--drop"]));
+    assert!(out.contains("nothing to do"), "{out}");
+    let out = expect_exit(t.cmd().args(["template", "--drop", "--name", &t.name]), 3);
+    assert!(
+        stderr(&out).contains("is not a template aidock-provision built"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -25,6 +25,9 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             "template name `{name}` must match ^[a-z_][a-z0-9_]{{0,62}}$"
         )));
     }
+    if args.drop {
+        return drop_template(settings, &name);
+    }
     let migrations = targets::migrations(settings)?;
     let seeds = seed::load(settings.seed.dir.as_deref())?;
     let dev = super::seed::dev_options(settings, &args.dev);
@@ -109,6 +112,27 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
                 },
                 admin.user()
             );
+        }
+        Ok(())
+    })
+}
+
+/// `template --drop`: remove a template this tool built (under its exclusive lock, so no clone
+/// is copying it); one it did not build is refused, one that is not there is said.
+fn drop_template(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let admin = targets::admin(settings, targets::Local::Existing)?;
+    let quiet = settings.output.quiet;
+    db::block_on(async {
+        let client = admin.connect().await?;
+        let _lock = template::lock(&admin, name, false, settings.migrate.wait_timeout).await?;
+        let there = template::find(&client, name).await?.is_some();
+        template::drop_ours(&client, name).await?;
+        if !quiet {
+            if there {
+                crate::outln!("template {name} dropped");
+            } else {
+                crate::outln!("template {name} is not there; nothing to do");
+            }
         }
         Ok(())
     })
