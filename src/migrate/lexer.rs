@@ -252,6 +252,63 @@ pub enum Token {
     Other,
 }
 
+/// `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] table`: the index's name
+/// (as the catalog holds it) and the table as written (for `to_regclass`); `None` for anything
+/// else, an unnamed index among them.
+#[must_use]
+pub fn concurrent_index_target(statement: &str) -> Option<(String, String)> {
+    let tokens = tokens(statement);
+    let mut it = tokens.iter().peekable();
+    let word = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word { text, quoted: false }) if text == w);
+    if !word(it.next(), "create") {
+        return None;
+    }
+    if word(it.peek().copied(), "unique") {
+        it.next();
+    }
+    if !word(it.next(), "index") || !word(it.next(), "concurrently") {
+        return None;
+    }
+    if word(it.peek().copied(), "if") {
+        it.next();
+        if !word(it.next(), "not") || !word(it.next(), "exists") {
+            return None;
+        }
+    }
+    let Some(Token::Word { text: index, .. }) = it.next() else {
+        return None;
+    };
+    if !word(it.next(), "on") {
+        return None;
+    }
+    if word(it.peek().copied(), "only") {
+        it.next();
+    }
+    let quote = |text: &str, quoted: bool| {
+        if quoted
+            || text
+                .chars()
+                .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_string()
+        }
+    };
+    let Some(Token::Word { text, quoted }) = it.next() else {
+        return None;
+    };
+    let mut table = quote(text, *quoted);
+    if matches!(it.peek(), Some(Token::Dot)) {
+        it.next();
+        let Some(Token::Word { text, quoted }) = it.next() else {
+            return None;
+        };
+        table = format!("{table}.{}", quote(text, *quoted));
+    }
+    Some((index.clone(), table))
+}
+
 /// The tokens of one statement (see [`Token`]). Unterminated quotes end the list.
 #[must_use]
 pub fn tokens(text: &str) -> Vec<Token> {
@@ -422,6 +479,30 @@ pub fn char_position_to_byte(text: &str, position: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn concurrent_index_targets() {
+        assert_eq!(
+            concurrent_index_target(
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_users_phone ON public.users (phone)"
+            ),
+            Some(("ix_users_phone".into(), "public.users".into()))
+        );
+        assert_eq!(
+            concurrent_index_target("create index concurrently \"Ix\" on only \"My Table\" (a)"),
+            Some(("Ix".into(), "\"My Table\"".into()))
+        );
+        assert_eq!(
+            concurrent_index_target("CREATE INDEX CONCURRENTLY ON users (a)"),
+            None,
+            "an unnamed index"
+        );
+        assert_eq!(
+            concurrent_index_target("CREATE INDEX ix ON users (a)"),
+            None
+        );
+    }
+
     use super::*;
 
     fn texts(sql: &str) -> Vec<&str> {

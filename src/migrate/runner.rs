@@ -426,18 +426,52 @@ async fn run_with_session_lock(
                     .await
                     .context("stamping alembic_version")?;
             } else {
-                let tx = client
-                    .transaction()
-                    .await
-                    .context("starting a transaction")?;
-                tx.batch_execute(&session.restore(true))
-                    .await
-                    .context("setting timeouts")?;
-                done.push(apply(&tx, migrations, step, session, true).await?);
-                tx.batch_execute(ledger::STAMP_ALEMBIC)
-                    .await
-                    .context("stamping alembic_version")?;
-                tx.commit().await.context("committing the migration")?;
+                // Each transactional script of such a run gets the same lock-wait retries as a
+                // transactional run (issue #40: they were skipped here).
+                let mut retries = Retries::new(opts);
+                loop {
+                    let tx = client
+                        .transaction()
+                        .await
+                        .context("starting a transaction")?;
+                    let attempt = async {
+                        tx.batch_execute(&session.restore(true))
+                            .await
+                            .context("setting timeouts")?;
+                        let one = apply(&tx, migrations, step, session, true).await?;
+                        tx.batch_execute(ledger::STAMP_ALEMBIC)
+                            .await
+                            .context("stamping alembic_version")?;
+                        anyhow::Ok(one)
+                    }
+                    .await;
+                    match attempt {
+                        Ok(one) => {
+                            tx.commit().await.context("committing the migration")?;
+                            done.push(one);
+                            break;
+                        }
+                        Err(e) if e.is::<LockWaitTimedOut>() => {
+                            let _ = tx.rollback().await;
+                            let Some(pause) = retries.next_pause() else {
+                                return Err(e.context(format!(
+                                    "gave up after {} attempt(s) over {} s (migrate.lock_retry_for); the migrations before it stay applied and recorded. Run again when it is quieter, or raise migrate.lock_retry_for",
+                                    retries.attempts,
+                                    retries.started.elapsed().as_secs()
+                                )));
+                            };
+                            (opts.log)(&format!(
+                                "lock wait over migrate.lock_timeout ({} ms), attempt {} of {} rolled back; trying again in {} ms",
+                                opts.lock_timeout.as_millis(),
+                                retries.attempts,
+                                migration(migrations, step.version).label(),
+                                pause.as_millis()
+                            ));
+                            tokio::time::sleep(pause).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(done)
@@ -470,7 +504,7 @@ fn script(migrations: &[Migration], step: Step) -> &Script {
 /// Run one script and write its ledger row, on `client` (a transaction, `in_tx`, or for
 /// no-transaction scripts the bare connection).
 async fn apply(
-    client: &impl GenericClient,
+    client: &(impl GenericClient + Sync),
     migrations: &[Migration],
     step: Step,
     session: &Session,
@@ -519,7 +553,7 @@ async fn apply(
 /// Send a script's statements one by one (the split psql would make), mapping a failure to the
 /// file, line and column.
 async fn run_statements(
-    client: &impl GenericClient,
+    client: &(impl GenericClient + Sync),
     script: &Script,
     m: &Migration,
     opts: &Options,
@@ -541,6 +575,9 @@ async fn run_statements(
     }
     for statement in &split.statements {
         let text = statement.text(&script.sql);
+        if script.no_transaction {
+            drop_leftover_invalid_index(client, text, m, opts).await?;
+        }
         let began = Instant::now();
         if let Err(e) = client.batch_execute(text).await {
             return Err(script_error(script, statement, &e, m));
@@ -616,6 +653,54 @@ pub async fn run_script(
     Ok(())
 }
 
+/// Before a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON table` of a
+/// no-transaction script (not recorded, so not applied): an INVALID index of that name on that
+/// table is what an interrupted run of this very migration left (killed, or its server lost
+/// mid-build), which `IF NOT EXISTS` would skip and the check after the script would then refuse.
+/// It enforces nothing and no query uses it: dropped (concurrently), said, and built again.
+/// One that another session is building right now is left alone.
+async fn drop_leftover_invalid_index(
+    client: &(impl GenericClient + Sync),
+    statement: &str,
+    m: &Migration,
+    opts: &Options,
+) -> anyhow::Result<()> {
+    let Some((index, table)) = lexer::concurrent_index_target(statement) else {
+        return Ok(());
+    };
+    let found = client
+        .opt(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $1 AND c.relkind = 'i' AND NOT i.indisvalid \
+               AND i.indrelid = pg_catalog.to_regclass($2) \
+               AND i.indexrelid NOT IN (SELECT index_relid FROM pg_catalog.pg_stat_progress_create_index \
+                                        WHERE index_relid IS NOT NULL)",
+            &[
+                (&index, tokio_postgres::types::Type::TEXT),
+                (&table, tokio_postgres::types::Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .context("looking for an INVALID index an interrupted run left")?;
+    let Some(row) = found else {
+        return Ok(());
+    };
+    let name: String = row.get(0);
+    client
+        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("dropping the INVALID index {name} an interrupted run left"))?;
+    (opts.log)(&format!(
+        "note: dropped the INVALID index {name} that an interrupted run of {} left (it enforced nothing and no query used it); building it again",
+        m.label()
+    ));
+    Ok(())
+}
+
 /// After a no-transaction script: a failed `CREATE INDEX CONCURRENTLY` (or `REINDEX
 /// CONCURRENTLY`) leaves an INVALID index behind, which `IF NOT EXISTS` then skips on a re-run;
 /// recording the migration would claim a unique index that enforces nothing. Indexes another
@@ -623,7 +708,7 @@ pub async fn run_script(
 /// index made `ON ONLY` whose partitions are not all attached yet (invalid by design, and never
 /// built concurrently).
 async fn refuse_invalid_indexes(
-    client: &impl GenericClient,
+    client: &(impl GenericClient + Sync),
     script: &Script,
     m: &Migration,
 ) -> anyhow::Result<()> {

@@ -903,3 +903,116 @@ async fn a_ledger_in_the_old_place_moves_over_with_its_next_run_and_nothing_is_l
     run_ok(with(&with_0002).args(["migrate", "down", "--steps", "1", "--yes"]));
     assert_eq!(ledger_versions(&db).await, [1]);
 }
+
+/// Issue #40: a run that includes a no-transaction migration retries its transactional ones'
+/// lock waits too (they were tried once), and a CREATE INDEX CONCURRENTLY whose earlier run was
+/// interrupted (an INVALID index of its name left behind) is built again instead of refused.
+#[tokio::test]
+async fn runs_with_a_no_transaction_migration_retry_lock_waits_too() {
+    let (t, dir, app, _pid) = behind_a_report("lockretry_nt").await;
+    std::fs::write(
+        dir.join("0003_index_nickname.up.sql"),
+        "-- aidock:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix_users_nickname ON users (nickname);\n",
+    )
+    .expect("write");
+    let mut child = t
+        .cmd()
+        .arg("--migrations-dir")
+        .arg(&dir)
+        .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "200ms")
+        .env("AIDOCK__MIGRATE__LOCK_RETRY_FOR", "60s")
+        .args(["migrate", "up"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait for the first retry (read from its own report), not for a fixed time.
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no retry within 60 s: {seen:?}"));
+        let retried = line.contains("trying again");
+        seen.push(line);
+        if retried {
+            break;
+        }
+    }
+    assert_eq!(nickname_applied(&t).await, (false, vec![1]), "nothing yet");
+    app.batch_execute("COMMIT").await.expect("report done");
+    let status = child.wait().expect("wait");
+    seen.extend(rx.try_iter());
+    assert!(status.success(), "{seen:?}");
+    assert_eq!(nickname_applied(&t).await, (true, vec![1, 2, 3]));
+
+    // An interrupted CREATE INDEX CONCURRENTLY left its INVALID index (a unique one over
+    // duplicates fails the same way a killed build does); the data fixed, `up` builds it again.
+    let dup = migrations_dir(&[(
+        "0002_unique_email.up.sql",
+        "-- aidock:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_users_email_lower ON users (lower(email));\n",
+    )]);
+    let u = TestDb::new("cic_leftover");
+    run_ok(u.cmd().args(["init", "-q", "--no-migrate"]));
+    run_ok(
+        u.cmd()
+            .arg("--migrations-dir")
+            .arg(&dup)
+            .args(["migrate", "up", "--to", "1"]),
+    );
+    let db = u.admin().await;
+    db.batch_execute(
+        "INSERT INTO users (username, email, hashed_password) VALUES ('a', 'A@x.org', 'x'), ('b', 'a@x.org', 'x')",
+    )
+    .await
+    .expect("duplicates");
+    let out = expect_exit(
+        u.cmd()
+            .arg("--migrations-dir")
+            .arg(&dup)
+            .args(["migrate", "up"]),
+        1,
+    );
+    assert!(stderr(&out).contains("23505"), "{}", stderr(&out));
+    let invalid: i64 = db
+        .query_one("SELECT count(*) FROM pg_index WHERE NOT indisvalid", &[])
+        .await
+        .expect("invalid")
+        .get(0);
+    assert_eq!(invalid, 1, "the failed build left its INVALID index");
+    db.batch_execute("DELETE FROM users WHERE username = 'b'")
+        .await
+        .expect("fix the data");
+    let out = u
+        .cmd()
+        .arg("--migrations-dir")
+        .arg(&dup)
+        .args(["migrate", "up"])
+        .output()
+        .expect("up");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dropped the INVALID index public.ix_users_email_lower"),
+        "{}",
+        stderr(&out)
+    );
+    let valid: bool = db
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_users_email_lower'::regclass",
+            &[],
+        )
+        .await
+        .expect("index")
+        .get(0);
+    assert!(valid);
+}
