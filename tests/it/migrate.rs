@@ -941,7 +941,7 @@ async fn runs_with_a_no_transaction_migration_retry_lock_waits_too() {
     let mut seen = Vec::new();
     loop {
         let line = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
+            .recv_timeout(std::time::Duration::from_mins(1))
             .unwrap_or_else(|_| panic!("no retry within 60 s: {seen:?}"));
         let retried = line.contains("trying again");
         seen.push(line);
