@@ -17,6 +17,9 @@ pub enum Kind {
     /// The server was lost in the middle of the run (failover, restart), or a commit is not on
     /// the current primary (exit 4, as unreachable; `--wait` runs the command again).
     Lost,
+    /// A commit was made, but not on a node the cluster can be seen to keep (no standby has it):
+    /// it may be lost (exit 4; `--wait` runs the command again, which settles it).
+    Unconfirmed,
 }
 
 impl Kind {
@@ -26,7 +29,7 @@ impl Kind {
         match self {
             Kind::Usage => 2,
             Kind::Refused => 3,
-            Kind::Unreachable | Kind::Lost => 4,
+            Kind::Unreachable | Kind::Lost | Kind::Unconfirmed => 4,
             Kind::Interrupted => 130,
         }
     }
@@ -81,6 +84,9 @@ pub fn and_also(err: &anyhow::Error, more: &str) -> anyhow::Error {
     let message = format!("{err:#}; and {more}");
     match err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
         Some(c) => classified(c.kind, message),
+        // A server lost mid-run stays one (exit 4, re-run under --wait), whatever failed after
+        // it: its SQLSTATE or closed connection is only in the error being replaced.
+        None if server_lost(err) => classified(Kind::Lost, message),
         None => anyhow::Error::msg(message),
     }
 }
@@ -97,7 +103,7 @@ const LOST: [&str; 4] = ["57P01", "57P02", "57P03", "25006"];
 #[must_use]
 pub fn server_lost(err: &anyhow::Error) -> bool {
     match err.chain().find_map(|e| e.downcast_ref::<Classified>()) {
-        Some(c) if c.kind == Kind::Lost => return true,
+        Some(c) if c.kind == Kind::Lost || c.kind == Kind::Unconfirmed => return true,
         // A refusal, a usage error or Ctrl-C is what it says, whatever text it quotes.
         Some(c) if c.kind != Kind::Unreachable => return false,
         _ => {}
@@ -119,6 +125,20 @@ pub fn server_lost(err: &anyhow::Error) -> bool {
 /// (exit 4; `--wait` runs the command again).
 pub fn lost(message: impl Into<String>) -> anyhow::Error {
     classified(Kind::Lost, message)
+}
+
+/// A commit that could not be confirmed on the cluster's primary (exit 4; `--wait` runs the
+/// command again): unlike a lost server, the commit was made, and may or may not survive.
+pub fn unconfirmed(message: impl Into<String>) -> anyhow::Error {
+    classified(Kind::Unconfirmed, message)
+}
+
+/// Whether `err` is a commit that could not be confirmed ([`unconfirmed`]).
+#[must_use]
+pub fn is_unconfirmed(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<Classified>())
+        .any(|c| c.kind == Kind::Unconfirmed)
 }
 
 /// The exit code for an error: the first classified error in its chain (a connection that
@@ -182,4 +202,25 @@ pub fn connect_reason(err: &anyhow::Error) -> Option<Reason> {
     err.chain()
         .find_map(|e| e.downcast_ref::<ConnectError>())
         .map(|c| c.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_server_stays_lost_whatever_failed_after_it() {
+        let first = anyhow::anyhow!(
+            "writing usage logs: terminating connection due to administrator command (SQLSTATE 57P01)"
+        );
+        let joined = and_also(
+            &first,
+            "dropping the staging tables failed: connection closed",
+        );
+        assert_eq!(exit_code(&joined), 4);
+        assert!(server_lost(&joined));
+        let unconfirmed = unconfirmed("committed on a node no standby follows");
+        assert!(server_lost(&unconfirmed) && is_unconfirmed(&unconfirmed));
+        assert_eq!(exit_code(&unconfirmed), 4);
+    }
 }

@@ -38,12 +38,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man { dir } => return commands::shell::man(dir.as_deref()),
         _ => {}
     }
-    let settings = settings::Settings::load(&cli.global)?;
+    let mut settings = settings::Settings::load(&cli.global)?;
     // A server lost in the middle of a run (a failover, a restart) rolled back what was in
     // flight. Under --wait the command runs again from the start through the same URL (every
     // command is idempotent: ledger, run records and catalog are read again), within the wait;
     // without it, exit 4 says so.
-    let started = std::time::Instant::now();
+    let started = settings.started;
     let mut attempt = 1;
     loop {
         let result = dispatch(&settings, cli.command.clone());
@@ -53,13 +53,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let left = wait.saturating_sub(started.elapsed());
                 if !left.is_zero() {
                     attempt += 1;
-                    crate::errln!(
-                        "the server was lost in the middle of the run ({}): what was in flight was rolled back; running the command again through the same URL (attempt {attempt}, --wait has {} s left)",
-                        first_line(&e),
-                        left.as_secs()
-                    );
+                    // What the re-run reads (the ledger saying "applied", a seed record) may be
+                    // on a node the cluster has left: it is confirmed like a commit (db::ha).
+                    settings.confirm_reads = true;
+                    if error::is_unconfirmed(&e) {
+                        crate::errln!(
+                            "a commit could not be confirmed on the cluster's primary ({}); running the command again through the same URL, which applies what the primary lacks (attempt {attempt}, --wait has {} s left)",
+                            first_line(&e),
+                            left.as_secs()
+                        );
+                    } else {
+                        crate::errln!(
+                            "the server was lost in the middle of the run ({}): what was in flight was rolled back; running the command again through the same URL (attempt {attempt}, --wait has {} s left)",
+                            first_line(&e),
+                            left.as_secs()
+                        );
+                    }
                     std::thread::sleep(std::time::Duration::from_secs(1).min(left));
                     continue;
+                }
+                if error::is_unconfirmed(&e) {
+                    return Err(e.context(if wait.is_zero() {
+                        "the commit was made but could not be confirmed on the cluster's primary: run the same command again (it applies what the primary lacks), or add --wait 60s to do so by itself".to_string()
+                    } else {
+                        format!(
+                            "the commit was made but could not be confirmed on the cluster's primary, and --wait ({} s) ran out over {attempt} attempt(s); run the same command again",
+                            wait.as_secs()
+                        )
+                    }));
                 }
                 return Err(e.context(if wait.is_zero() {
                     "the server went away in the middle of the run (a failover, a restart or a crash): the server rolled back what was in flight; run the same command again (it picks up where the database is), or add --wait 60s to wait for the new primary and re-run by itself".to_string()

@@ -106,6 +106,12 @@ pub struct Settings {
     /// holding `.aidock/`, `config/` or `sql/`): its `config/`, `sql/`, `seeds/` and local cluster
     /// are used, whichever directory a command runs from.
     pub project: Option<PathBuf>,
+    /// When the command started: `--wait` is one deadline from here, for every connection and
+    /// every re-run.
+    pub started: std::time::Instant,
+    /// A re-run after a commit that could not be confirmed on the cluster's primary (HA): what
+    /// a run reads must be confirmed the same way (issue #46).
+    pub confirm_reads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +119,8 @@ pub struct Server {
     /// `None` means the project-local cluster.
     pub admin_url: Option<String>,
     pub connect_timeout: Duration,
+    /// How long a standby gets to flush a commit under a multi-host URL (0: no check).
+    pub confirm_timeout: Duration,
     /// How long to keep retrying a server that refuses connections, starts up or is full.
     pub wait: Duration,
     /// What a pooler in between keeps (`server.pool_mode`).
@@ -304,6 +312,7 @@ impl Settings {
             root_cert: self.tls.root_cert.clone(),
             connect_timeout: self.server.connect_timeout,
             wait: self.server.wait,
+            deadline: (!self.server.wait.is_zero()).then(|| self.started + self.server.wait),
             passfile: self.passfile.clone(),
             notify: (!self.output.quiet).then_some(say_waiting as fn(&str)),
         }
@@ -728,10 +737,13 @@ impl Reader {
         }
         let positive = "a whole number of at least 1";
         Ok(Settings {
+            started: std::time::Instant::now(),
+            confirm_reads: false,
             production: self.bool("production")?,
             server: Server {
                 admin_url: self.optional("server.admin_url")?,
                 connect_timeout: self.duration("server.connect_timeout")?,
+                confirm_timeout: self.duration("server.confirm_timeout")?,
                 wait: self.duration("server.wait")?,
                 pool_mode: match self.string("server.pool_mode")?.as_str() {
                     "" => crate::db::pooler::PoolMode::Detect,

@@ -130,6 +130,22 @@ pub fn app(settings: &Settings) -> anyhow::Result<Target> {
     Ok(admin.as_role(&d.owner, &d.password, &d.name))
 }
 
+/// How a commit under a URL listing several hosts is confirmed (`server.confirm_timeout`), with
+/// the admin's endpoint when one is configured (its session sees the standbys' positions).
+#[must_use]
+pub fn confirm(settings: &Settings) -> crate::db::ha::Confirm {
+    let admin = settings.server.admin_url.as_ref().and_then(|url| {
+        Target::parse(url, "server.admin_url", &settings.connect_options())
+            .ok()
+            .map(Target::pinned)
+    });
+    crate::db::ha::Confirm {
+        within: settings.server.confirm_timeout,
+        admin,
+        reads: settings.confirm_reads,
+    }
+}
+
 /// `migrate verify` creates a scratch database: it needs the admin connection even when the app
 /// connection is given on its own.
 ///

@@ -111,6 +111,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Keep retrying a server that is down, starting up or full for this long (`--wait`).
     pub wait: Duration,
+    /// When `--wait` ends, for the whole command (re-runs and every connection included); `None`:
+    /// `wait` from each connection's first attempt.
+    pub deadline: Option<std::time::Instant>,
     /// libpq's password file (`PGPASSFILE`, else `~/.pgpass`), read when neither the URL nor
     /// `PGPASSWORD` gives a password.
     pub passfile: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl Default for ConnectOptions {
             root_cert: None,
             connect_timeout: Duration::from_secs(5),
             wait: Duration::ZERO,
+            deadline: None,
             passfile: None,
             notify: None,
         }
@@ -146,11 +150,71 @@ impl ConnectOptions {
 pub struct Endpoint {
     pub config: Config,
     pub tls: TlsMode,
+    /// `target_session_attrs`, as libpq takes it (checked per host by `Target::connect`; the
+    /// driver itself knows only three of libpq's six values).
+    pub session_attrs: SessionAttrs,
     /// With several hosts and the password from the password file: each host's own password
     /// (libpq matches the file per host; a host with no line gets none). Empty otherwise.
     pub host_passwords: Vec<Option<Secret>>,
     /// Where the password came from, when it was the password file (for authentication errors).
     pub passfile: Option<PathBuf>,
+}
+
+/// libpq's `target_session_attrs`: which of the listed hosts a connection settles on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAttrs {
+    Any,
+    /// `read-write`: a session whose transactions may write (`transaction_read_only` off).
+    ReadWrite,
+    /// `read-only`.
+    ReadOnly,
+    /// `primary`: not in recovery.
+    Primary,
+    /// `standby`: in recovery.
+    Standby,
+    /// `prefer-standby`: a standby when one answers, else any.
+    PreferStandby,
+}
+
+impl SessionAttrs {
+    fn parse(value: &str) -> Option<SessionAttrs> {
+        Some(match value {
+            "any" => SessionAttrs::Any,
+            "read-write" => SessionAttrs::ReadWrite,
+            "read-only" => SessionAttrs::ReadOnly,
+            "primary" => SessionAttrs::Primary,
+            "standby" => SessionAttrs::Standby,
+            "prefer-standby" => SessionAttrs::PreferStandby,
+            _ => return None,
+        })
+    }
+
+    /// As written in a URL (`None` for `any`, which a URL need not say).
+    #[must_use]
+    pub fn as_param(self) -> Option<&'static str> {
+        match self {
+            SessionAttrs::Any => None,
+            SessionAttrs::ReadWrite => Some("read-write"),
+            SessionAttrs::ReadOnly => Some("read-only"),
+            SessionAttrs::Primary => Some("primary"),
+            SessionAttrs::Standby => Some("standby"),
+            SessionAttrs::PreferStandby => Some("prefer-standby"),
+        }
+    }
+
+    /// Whether a session with these facts qualifies (`in_recovery`, `read_only`), for a pass
+    /// that may settle for a standby (`prefer-standby`'s second pass takes anything).
+    #[must_use]
+    pub fn accepts(self, in_recovery: bool, read_only: bool, second_pass: bool) -> bool {
+        match self {
+            SessionAttrs::Any => true,
+            SessionAttrs::ReadWrite => !read_only,
+            SessionAttrs::ReadOnly => read_only,
+            SessionAttrs::Primary => !in_recovery,
+            SessionAttrs::Standby => in_recovery,
+            SessionAttrs::PreferStandby => second_pass || in_recovery,
+        }
+    }
 }
 
 /// Parse `url` (`postgres://` or key=value) and fill what it leaves out from libpq's environment,
@@ -162,6 +226,15 @@ pub struct Endpoint {
 pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Result<Endpoint> {
     check_userinfo(url, source)?;
     let (url, sslmode) = take_sslmode(url);
+    let (url, attrs) = take_param(&url, "target_session_attrs");
+    let session_attrs = match attrs {
+        None => SessionAttrs::Any,
+        Some(value) => SessionAttrs::parse(&value).ok_or_else(|| {
+            error::usage(format!(
+                "{source}: target_session_attrs `{value}` is not one libpq knows; use any, read-write, read-only, primary, standby or prefer-standby"
+            ))
+        })?,
+    };
     let mut config: Config = url.parse().map_err(|e| {
         error::usage(format!(
             "{source} is not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
@@ -233,9 +306,18 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
         Some(mode) => TlsMode::from_sslmode(&mode, source)?,
         None => options.tls,
     };
+    // A frozen or black-holed server is given up in seconds, not at TCP's own timeouts (minutes):
+    // keepalives on an idle connection, and unacknowledged data, bounded.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(20));
     Ok(Endpoint {
         config,
         tls,
+        session_attrs,
         host_passwords,
         passfile,
     })
@@ -345,6 +427,11 @@ pub fn url_sslmode(url: &str) -> Option<String> {
 
 /// Split `sslmode=...` out of a URL or key=value string: tokio-postgres rejects `verify-full`.
 fn take_sslmode(url: &str) -> (String, Option<String>) {
+    take_param(url, "sslmode")
+}
+
+/// Take parameter `name` out of a URL or key=value string: the rest, and its value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
     let (head, params, separator) =
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             match url.split_once('?') {
@@ -359,7 +446,7 @@ fn take_sslmode(url: &str) -> (String, Option<String>) {
         .split(separator)
         .filter(|pair| !pair.is_empty())
         .filter(|pair| match pair.split_once('=') {
-            Some(("sslmode", v)) => {
+            Some((key, v)) if key == name => {
                 mode = Some(v.to_string());
                 false
             }
@@ -591,5 +678,37 @@ mod tests {
             .expect("missing is fine"),
             None
         );
+    }
+
+    #[test]
+    fn every_target_session_attrs_libpq_knows_is_taken_and_others_are_named() {
+        for (value, attrs) in [
+            ("any", SessionAttrs::Any),
+            ("read-write", SessionAttrs::ReadWrite),
+            ("read-only", SessionAttrs::ReadOnly),
+            ("primary", SessionAttrs::Primary),
+            ("standby", SessionAttrs::Standby),
+            ("prefer-standby", SessionAttrs::PreferStandby),
+        ] {
+            let url = format!("postgresql://u@h1:5432,h2:5432/db?target_session_attrs={value}");
+            let e = resolve(&url, "server.admin_url", &env(&[])).expect(value);
+            assert_eq!(e.session_attrs, attrs, "{value}");
+        }
+        let Err(err) = resolve(
+            "postgresql://u@h/db?target_session_attrs=leader",
+            "server.admin_url",
+            &env(&[]),
+        ) else {
+            panic!("refused");
+        };
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("target_session_attrs `leader`") && text.contains("prefer-standby"),
+            "{text}"
+        );
+        assert!(SessionAttrs::PreferStandby.accepts(false, false, true));
+        assert!(!SessionAttrs::PreferStandby.accepts(false, false, false));
+        assert!(SessionAttrs::Primary.accepts(false, true, false));
+        assert!(!SessionAttrs::ReadWrite.accepts(false, true, false));
     }
 }

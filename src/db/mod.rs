@@ -4,19 +4,20 @@
 
 pub mod advisory;
 pub mod endpoint;
+pub mod ha;
 pub mod ident;
 pub mod pooler;
 pub mod sql;
 pub mod tls;
 pub mod trust;
 
-pub use endpoint::{ConnectOptions, Secret, TlsMode, url_sslmode};
+pub use endpoint::{ConnectOptions, Secret, SessionAttrs, TlsMode, url_sslmode};
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -27,14 +28,18 @@ pub use crate::error::{ConnectError, Reason, connect_reason};
 /// Where and how to connect: a parsed URL plus the TLS policy.
 #[derive(Clone)]
 pub struct Target {
-    config: Config,
+    pub(crate) config: Config,
     tls: TlsMode,
     /// The rustls connector for every mode but `disable` (built once per target).
     connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Which setting this came from, for messages ("server.admin_url", "the local cluster").
     source: String,
     /// How long to keep retrying a server that is down, starting or full (`--wait`).
-    wait: Duration,
+    pub(crate) wait: Duration,
+    /// When `--wait` ends for the whole command (else `wait` from each connection's start).
+    deadline: Option<std::time::Instant>,
+    /// Which listed host to settle on (`target_session_attrs`, checked per host).
+    session_attrs: SessionAttrs,
     /// Each host's own password from the password file (several hosts, none in the URL).
     host_passwords: Vec<Option<Secret>>,
     /// The password file the password came from, for authentication errors.
@@ -62,6 +67,7 @@ impl Target {
         let endpoint::Endpoint {
             config,
             tls,
+            session_attrs,
             host_passwords,
             passfile,
         } = endpoint::resolve(url, source, options)?;
@@ -75,6 +81,8 @@ impl Target {
             connector,
             source: source.to_string(),
             wait: options.wait,
+            deadline: options.deadline,
+            session_attrs,
             host_passwords,
             passfile,
             notify: options.notify,
@@ -119,6 +127,8 @@ impl Target {
             connector: self.connector.clone(),
             source: format!("role `{user}` on {}", self.source),
             wait: self.wait,
+            deadline: self.deadline,
+            session_attrs: self.session_attrs,
             host_passwords: Vec::new(),
             passfile: None,
             notify: self.notify,
@@ -137,6 +147,8 @@ impl Target {
             connector: self.connector.clone(),
             source: self.source.clone(),
             wait: self.wait,
+            deadline: self.deadline,
+            session_attrs: self.session_attrs,
             host_passwords: self.host_passwords.clone(),
             passfile: self.passfile.clone(),
             notify: self.notify,
@@ -199,10 +211,8 @@ impl Target {
                 }
             }
         }
-        match self.config.get_target_session_attrs() {
-            TargetSessionAttrs::ReadWrite => params.push("target_session_attrs=read-write".into()),
-            TargetSessionAttrs::ReadOnly => params.push("target_session_attrs=read-only".into()),
-            _ => {}
+        if let Some(attrs) = self.session_attrs.as_param() {
+            params.push(format!("target_session_attrs={attrs}"));
         }
         let query = if params.is_empty() {
             String::new()
@@ -223,9 +233,19 @@ impl Target {
     /// Unreachable (exit 4) for network failures and timeouts; a clear message for a wrong
     /// password, a missing database or role, and other refusals by the server.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        // Under --wait, a server that is down, starting up or full is retried with backoff.
-        let started = std::time::Instant::now();
-        let deadline = started + self.wait;
+        Ok(self.connect_to_host().await?.0)
+    }
+
+    /// [`Target::connect`], and which listed host (its index) took the connection.
+    ///
+    /// # Errors
+    /// As [`Target::connect`].
+    pub async fn connect_to_host(&self) -> anyhow::Result<(Client, usize)> {
+        // Under --wait, a server that is down, starting up or full is retried with backoff, until
+        // one deadline for the whole command (every connection and re-run shares it).
+        let now = std::time::Instant::now();
+        let deadline = self.deadline.unwrap_or(now + self.wait);
+        let began = deadline.checked_sub(self.wait).unwrap_or(now);
         let mut pause = Duration::from_millis(100);
         let mut said = None::<std::time::Instant>;
         loop {
@@ -234,7 +254,7 @@ impl Target {
                     if matches!(
                         connect_reason(&e),
                         Some(Reason::Unreachable | Reason::NoSlot | Reason::StartingUp)
-                    ) && std::time::Instant::now() + pause < deadline =>
+                    ) && std::time::Instant::now() < deadline =>
                 {
                     // Said at once, then every 5 s: a wait that says nothing looks like a hang.
                     if let Some(notify) = self.notify
@@ -243,45 +263,193 @@ impl Target {
                         let why = e.to_string();
                         let why = why.split(';').next().unwrap_or_default();
                         notify(&format!(
-                            "waiting for {} ({}s of {:?} so far): {why}",
+                            "waiting for {} ({:.1}s of {:?} so far): {why}",
                             self.describe(),
-                            started.elapsed().as_secs(),
+                            began.elapsed().as_secs_f64(),
                             self.wait
                         ));
                         said = Some(std::time::Instant::now());
                     }
-                    tokio::time::sleep(pause).await;
+                    // The last pause ends at the deadline, and one more attempt is made there.
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    tokio::time::sleep(pause.min(left)).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
                 Err(e) if !self.wait.is_zero() => {
-                    return Err(
-                        e.context(format!("gave up after waiting {:?} (--wait)", self.wait))
-                    );
+                    return Err(e.context(format!(
+                        "gave up after waiting {:.1}s (--wait {:?})",
+                        began.elapsed().as_secs_f64(),
+                        self.wait
+                    )));
                 }
                 result => return result,
             }
         }
     }
 
-    async fn connect_once(&self) -> anyhow::Result<Client> {
-        let timeout = self
-            .config
+    /// The time each host gets to answer (connection, TLS, authentication, the session check).
+    pub(crate) fn host_timeout(&self) -> Duration {
+        self.config
             .get_connect_timeout()
             .copied()
-            .unwrap_or(Duration::from_secs(5));
-        let attempt = self.connect_raw();
-        match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(self.classify(&e)),
-            Err(_) => Err(connect_error(
-                Reason::Unreachable,
-                format!(
-                    "connecting to {} ({}) timed out after {timeout:?}; check that the server is running and reachable (host, port, firewall)",
-                    self.describe(),
-                    self.source
-                ),
-            )),
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// One round over the listed hosts, as libpq makes it: each host in turn, each bounded by
+    /// `connect_timeout` whole (the driver bounds only the socket, so a frozen server would hold
+    /// the round forever), settling on the first that `target_session_attrs` accepts.
+    async fn connect_once(&self) -> anyhow::Result<(Client, usize)> {
+        let timeout = self.host_timeout();
+        let hosts = self.config.get_hosts().len().max(1);
+        let passes: &[bool] = if self.session_attrs == SessionAttrs::PreferStandby {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        let mut failures: Vec<(usize, anyhow::Error)> = Vec::new();
+        let mut wrong_kind: Vec<(usize, &'static str)> = Vec::new();
+        for &second_pass in passes {
+            for i in 0..hosts {
+                let config = if hosts == 1 && self.host_passwords.is_empty() {
+                    self.config.clone()
+                } else {
+                    self.one_host(i)
+                };
+                let attempt = async {
+                    let client = self.connect_config(config).await?;
+                    let facts = if self.session_attrs == SessionAttrs::Any {
+                        None
+                    } else {
+                        Some(session_facts(&client).await?)
+                    };
+                    Ok::<_, tokio_postgres::Error>((client, facts))
+                };
+                match tokio::time::timeout(timeout, attempt).await {
+                    Ok(Ok((client, None))) => return Ok((client, i)),
+                    Ok(Ok((client, Some((in_recovery, read_only))))) => {
+                        if self.session_attrs.accepts(in_recovery, read_only, second_pass) {
+                            return Ok((client, i));
+                        }
+                        wrong_kind.push((
+                            i,
+                            if in_recovery {
+                                "a standby (in recovery)"
+                            } else if read_only {
+                                "read-only"
+                            } else {
+                                "a primary"
+                            },
+                        ));
+                    }
+                    Ok(Err(e)) => failures.push((i, self.classify(&e))),
+                    Err(_) => failures.push((
+                        i,
+                        connect_error(
+                            Reason::Unreachable,
+                            format!(
+                                "{} did not answer within {timeout:?} (connect_timeout; a frozen or unreachable server)",
+                                self.host_label(i)
+                            ),
+                        ),
+                    )),
+                }
+            }
         }
+        Err(self.round_failed(failures, &wrong_kind, timeout))
+    }
+
+    /// Why a round over the hosts found none: with one host, its own error; with several, each.
+    fn round_failed(
+        &self,
+        mut failures: Vec<(usize, anyhow::Error)>,
+        wrong_kind: &[(usize, &'static str)],
+        timeout: Duration,
+    ) -> anyhow::Error {
+        if wrong_kind.is_empty() && failures.len() == 1 {
+            let (_, e) = failures.remove(0);
+            if self.config.get_hosts().len() <= 1 && e.to_string().contains("did not answer within")
+            {
+                return connect_error(
+                    Reason::Unreachable,
+                    format!(
+                        "connecting to {} ({}) timed out after {timeout:?}; check that the server is running and reachable (host, port, firewall)",
+                        self.describe(),
+                        self.source
+                    ),
+                );
+            }
+            return e;
+        }
+        // The reason that decides the exit code: a host that refused us for a reason of its own
+        // (a wrong password, no such database) outranks hosts that were down.
+        let reason = failures
+            .iter()
+            .filter_map(|(_, e)| connect_reason(e))
+            .find(|r| !matches!(r, Reason::Unreachable | Reason::NoSlot | Reason::StartingUp))
+            .unwrap_or(Reason::Unreachable);
+        let mut lines: Vec<String> = wrong_kind
+            .iter()
+            .map(|(i, what)| format!("{} is {what}", self.host_label(*i)))
+            .collect();
+        lines.extend(failures.iter().map(|(_, e)| format!("{e}")));
+        let wanted = self.session_attrs.as_param().unwrap_or("any");
+        let fix = if wrong_kind.is_empty() {
+            "check that the servers are running and reachable".to_string()
+        } else {
+            format!(
+                "none is what target_session_attrs={wanted} asks for; during a failover the new primary may take a moment (--wait waits for it), else point the URL at the primary"
+            )
+        };
+        connect_error(
+            reason,
+            format!(
+                "no host of {} ({}) took the connection: {}; {fix}",
+                self.describe(),
+                self.source,
+                lines.join("; ")
+            ),
+        )
+    }
+
+    /// `host:port` of listed host `i`, for messages.
+    #[must_use]
+    pub fn host_label(&self, i: usize) -> String {
+        match self.endpoint(i) {
+            Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
+            Some((host, port)) => format!("{host}:{port}"),
+            None => format!("host {i}"),
+        }
+    }
+
+    /// Host and port of listed host `i` (a socket directory for a Unix socket).
+    #[must_use]
+    pub fn endpoint(&self, i: usize) -> Option<(String, u16)> {
+        let host = match self.config.get_hosts().get(i)? {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        };
+        let ports = self.config.get_ports();
+        let port = ports
+            .get(i)
+            .or_else(|| ports.first())
+            .copied()
+            .unwrap_or(5432);
+        Some((host, port))
+    }
+
+    /// This target on the one listed host at `host:port` (the same node another session of this
+    /// command is on), `None` when it does not list it.
+    #[must_use]
+    pub fn only(&self, host: &str, port: u16) -> Option<Target> {
+        let i = (0..self.config.get_hosts().len()).find(|&i| {
+            self.endpoint(i)
+                .is_some_and(|(h, p)| h == host && p == port)
+        })?;
+        let mut one = self.clone();
+        one.config = self.one_host(i);
+        one.host_passwords = Vec::new();
+        one.session_attrs = SessionAttrs::Any;
+        Some(one)
     }
 
     /// Open a connection without classifying errors (callers that branch on the SQLSTATE).
@@ -289,25 +457,37 @@ impl Target {
     /// # Errors
     /// The driver's error.
     pub async fn connect_raw(&self) -> Result<Client, tokio_postgres::Error> {
-        if self.host_passwords.is_empty() {
+        let hosts = self.config.get_hosts().len();
+        if self.host_passwords.is_empty() && hosts <= 1 {
             return self.connect_config(self.config.clone()).await;
         }
-        // libpq's way with a password file: each host in turn, with only its own password.
         let mut last = None;
-        for (i, password) in self.host_passwords.iter().enumerate() {
-            match self
-                .connect_config(self.one_host(i, password.as_ref()))
+        for i in 0..hosts {
+            match tokio::time::timeout(self.host_timeout(), self.connect_config(self.one_host(i)))
                 .await
             {
-                Ok(client) => return Ok(client),
-                Err(e) => last = Some(e),
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {}
             }
         }
-        Err(last.expect("several hosts"))
+        match last {
+            Some(e) => Err(e),
+            None => self.connect_config(self.one_host(0)).await,
+        }
     }
 
-    /// This target's settings for host `i` alone, with `password` (or none).
-    fn one_host(&self, i: usize, password: Option<&Secret>) -> Config {
+    /// This target's settings for host `i` alone, with its password: from the password file
+    /// when each host has its own line there, else the target's.
+    fn one_host(&self, i: usize) -> Config {
+        let password = if self.host_passwords.is_empty() {
+            HostPassword::Target
+        } else {
+            match &self.host_passwords[i] {
+                Some(p) => HostPassword::Own(p),
+                None => HostPassword::NoLine,
+            }
+        };
         let from = &self.config;
         let mut config = Config::new();
         match &from.get_hosts()[i] {
@@ -333,14 +513,30 @@ impl Target {
         if let Some(timeout) = from.get_connect_timeout() {
             config.connect_timeout(*timeout);
         }
-        config.target_session_attrs(from.get_target_session_attrs());
-        if let Some(password) = password {
-            config.password(password.expose());
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(20));
+        match password {
+            HostPassword::Own(password) => {
+                config.password(password.expose());
+            }
+            HostPassword::NoLine => {}
+            HostPassword::Target => {
+                if let Some(password) = from.get_password() {
+                    config.password(password);
+                }
+            }
         }
         config
     }
 
-    async fn connect_config(&self, config: Config) -> Result<Client, tokio_postgres::Error> {
+    pub(crate) async fn connect_config(
+        &self,
+        config: Config,
+    ) -> Result<Client, tokio_postgres::Error> {
         if !self.pinned {
             return self.connect_tls(config).await;
         }
@@ -479,6 +675,16 @@ impl Target {
     }
 }
 
+/// Where one host's password comes from.
+enum HostPassword<'a> {
+    /// The target's own (the URL's, `PGPASSWORD`, or the file's one matching line).
+    Target,
+    /// This host's own line of the password file.
+    Own(&'a Secret),
+    /// The password file has no line for this host: none (as libpq).
+    NoLine,
+}
+
 /// Whether a session can write, and if not why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Writable {
@@ -555,6 +761,23 @@ pub async fn require_primary(client: &Client, target: &Target) -> anyhow::Result
         Writable::Standby => Err(standby_error(target)),
         Writable::ReadOnly(role) => Err(read_only_error(&role)),
     }
+}
+
+/// Whether a fresh session is in recovery and read-only (what `target_session_attrs` decides
+/// on); one simple query, so it works behind a pooler.
+async fn session_facts(client: &Client) -> Result<(bool, bool), tokio_postgres::Error> {
+    let messages = client
+        .simple_query("SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only')")
+        .await?;
+    Ok(messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0) == Some("t"), r.get(1) == Some("on")))
+            }
+            _ => None,
+        })
+        .unwrap_or((false, false)))
 }
 
 /// Connect and drive the connection on its own task.
@@ -648,21 +871,6 @@ pub fn describe_error(e: &tokio_postgres::Error) -> String {
             text
         }
         None => error_chain(e),
-    }
-}
-
-/// A test hook: when the environment variable `var` names a file, wait (up to two minutes) until
-/// that file exists. The HA tests use it to demote a node between a commit and the check that
-/// follows; unset, it does nothing.
-pub async fn pause_for_tests(var: &str) {
-    let Some(path) = std::env::var_os(var) else {
-        return;
-    };
-    let path = std::path::PathBuf::from(path);
-    let _ = std::fs::write(path.with_extension("reached"), b"");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
-    while !path.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -24,61 +24,46 @@ use crate::error;
 use plan::Target as PlanTarget;
 use source::Migration;
 
-/// Apply or revert migrations on `target` to reach `to`.
+/// Apply or revert migrations on `target` to reach `to`; under a URL listing several hosts, what
+/// was committed (or, on a re-run after an unconfirmed commit, what was read) is confirmed on a
+/// standby of the node that committed it ([`db::ha::confirm`]).
 ///
 /// # Errors
-/// Connection, planning and script errors.
+/// Connection, planning and script errors; exit 4 when the commit cannot be confirmed.
 pub async fn migrate(
     target: &Target,
     migrations: &[Migration],
     to: PlanTarget,
     opts: &runner::Options,
+    confirm: &crate::db::ha::Confirm,
 ) -> anyhow::Result<Vec<runner::Done>> {
-    let mut client = target.connect().await?;
-    let done = runner::run(&mut client, target, migrations, to, opts)
-        .await
-        .map_err(|e| {
-            if e.is::<runner::Standby>() {
-                crate::db::standby_error(target)
-            } else {
-                e
-            }
-        })?;
-    drop(client);
-    if !done.is_empty() && target.host_count() > 1 {
-        confirm_on_primary(target, &done).await?;
+    let (mut client, host) = target.connect_to_host().await?;
+    let done = crate::db::ha::watched(
+        target,
+        host,
+        // Boxed: the runner's future is large, and callers' futures hold this one.
+        Box::pin(runner::run(&mut client, target, migrations, to, opts)),
+    )
+    .await
+    .map_err(|e| {
+        if e.is::<runner::Standby>() {
+            crate::db::standby_error(target)
+        } else {
+            e
+        }
+    })?;
+    if !done.is_empty() || confirm.reads {
+        let what = if done.is_empty() {
+            "the ledger this run read (nothing to do)".to_string()
+        } else {
+            done.iter()
+                .map(|d| d.migration.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        crate::db::ha::confirm(&client, target, host, &what, confirm).await?;
     }
     Ok(done)
-}
-
-/// Under a URL listing several hosts: read the ledger again on a new connection (the current
-/// primary, through `target_session_attrs`) and confirm what the run committed is there. With
-/// asynchronous replication a node can acknowledge a commit and be demoted before any standby
-/// has it; the promoted node then never had it, and success must not be reported.
-///
-/// # Errors
-/// The commit is not on the current primary (exit 4; `--wait` runs the command again).
-pub async fn confirm_on_primary(target: &Target, done: &[runner::Done]) -> anyhow::Result<()> {
-    crate::db::pause_for_tests("AIDOCK_TEST_PAUSE_AFTER_COMMIT").await;
-    let client = target.connect().await?;
-    let applied: Vec<i64> = ledger::read(&client)
-        .await?
-        .iter()
-        .map(|r| r.version)
-        .collect();
-    let missing: Vec<&str> = done
-        .iter()
-        .filter(|d| (d.direction == plan::Direction::Up) != applied.contains(&d.version))
-        .map(|d| d.migration.as_str())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(error::lost(format!(
-        "the server acknowledged {}, but the primary now reached through {} does not have it: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
-        missing.join(", "),
-        target.describe()
-    )))
 }
 
 /// `migrate status` as data.

@@ -110,12 +110,13 @@ pub async fn seed(
     overwrite: bool,
     dev_options: Option<DevOptions>,
     progress: &indicatif::ProgressBar,
+    confirmation: &crate::db::ha::Confirm,
 ) -> anyhow::Result<Report> {
     if let Some(d) = &dev_options {
         check_bounds(d)?;
     }
     // Connect first: an unreachable server is said at once, not after seconds of hashing.
-    let mut client = target.connect().await?;
+    let (mut client, host) = target.connect_to_host().await?;
     let sessions_hold = options.pool_mode.sessions_hold(&client).await;
     crate::db::require_primary(&client, target).await?;
     let migrated: bool = client
@@ -265,139 +266,35 @@ pub async fn seed(
         )),
     };
     progress.finish_and_clear();
-    // Under a URL listing several hosts, a dev seed is confirmed on the current primary after
-    // its commit: the run record carries this transaction's timestamp.
-    let confirm = dev_options.is_some() && target.host_count() > 1;
     let result = match result {
-        Ok(report) => {
-            let stamp = if confirm {
-                tx.one("SELECT now()::text", &[])
-                    .await
-                    .ok()
-                    .map(|r| r.get::<_, String>(0))
-            } else {
-                None
-            };
-            tx.commit()
-                .await
-                .map(|()| (report, stamp))
-                .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
-                .context("committing the seed data")
-        }
+        Ok(report) => tx
+            .commit()
+            .await
+            .map(|()| report)
+            .map_err(|e| anyhow::anyhow!(crate::db::describe_error(&e)))
+            .context("committing the seed data"),
         Err(e) => {
             drop(tx);
             Err(e)
         }
     };
-    let result = match result {
-        Ok((report, Some(stamp))) => confirm_on_primary(target, &stamp).await.map(|()| report),
-        // A reference-only seed that changed rows, under a URL listing several hosts: the same
-        // seed again on the current primary, rolled back, must find nothing to change.
-        Ok((report, None))
-            if dev_options.is_none()
-                && target.host_count() > 1
-                && report
-                    .tables
-                    .iter()
-                    .any(|t| t.counts.inserted + t.counts.updated > 0) =>
-        {
-            confirm_reference_on_primary(target, seeds, overwrite, options.production)
-                .await
-                .map(|()| report)
+    // Committed: its staging tables went with the transaction that moved them in. Otherwise,
+    // whatever ended the run, they go now.
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            if !stages.is_empty()
+                && let Err(clean) = stages.clean(&client, target).await
+            {
+                return Err(crate::error::and_also(&e, &format!("{clean:#}")));
+            }
+            return Err(e);
         }
-        Ok((report, None)) => Ok(report),
-        Err(e) => Err(e),
     };
-    // Whatever ended the run, its staging tables go with it (moved-in ones were already dropped
-    // by the committed transaction).
-    if result.is_err()
-        && !stages.is_empty()
-        && let Err(clean) = stages.clean(&client, target).await
-    {
-        return result.map_err(|e| crate::error::and_also(&e, &format!("{clean:#}")));
-    }
-    result
-}
-
-/// After the commit, on a new connection (the current primary, through the URL's hosts and
-/// `target_session_attrs`): the run record written with this transaction's timestamp must be
-/// there. A node that acknowledged the commit and was demoted before a standby received it
-/// (asynchronous replication) must not make the run report success.
-async fn confirm_on_primary(target: &Target, stamp: &str) -> anyhow::Result<()> {
-    crate::db::pause_for_tests("AIDOCK_TEST_PAUSE_AFTER_COMMIT").await;
-    let client = target.connect().await?;
-    let table: bool = client
-        .one(
-            "SELECT to_regclass('aidock_provision.seed_runs') IS NOT NULL",
-            &[],
-        )
-        .await
-        .context("confirming the seed on the current primary")?
-        .get(0);
-    let there: bool = table
-        && client
-            .one(
-                "SELECT EXISTS (SELECT 1 FROM aidock_provision.seed_runs WHERE updated_at = $1::timestamptz)",
-                &[(&stamp, tokio_postgres::types::Type::TEXT)],
-            )
-            .await
-            .context("confirming the seed on the current primary")?
-            .get(0);
-    if there {
-        return Ok(());
-    }
-    Err(lost_seed(target, "it"))
-}
-
-/// A seed the primary acknowledged but the current primary does not have (exit 4): `what` it
-/// lacks ("it", "its rows in roles").
-fn lost_seed(target: &Target, what: &str) -> anyhow::Error {
-    crate::error::lost(format!(
-        "the server acknowledged the seed, but the primary now reached through {} does not have {what}: the node that committed it was demoted before a standby received it (asynchronous replication), so it is lost; run the command again (with --wait it does so by itself), and make commits wait for a standby (see `aidock-provision doctor`)",
-        target.describe()
-    ))
-}
-
-/// After a reference-only seed's commit, on a new connection (the current primary): the same
-/// seed in a transaction that is rolled back must insert and update nothing. Rows the committed
-/// run wrote that a demoted node took with it would be inserted or updated again.
-async fn confirm_reference_on_primary(
-    target: &Target,
-    seeds: &Seeds,
-    overwrite: bool,
-    production: bool,
-) -> anyhow::Result<()> {
-    crate::db::pause_for_tests("AIDOCK_TEST_PAUSE_AFTER_COMMIT").await;
-    let mut client = target.connect().await?;
-    let migrated: bool = client
-        .one("SELECT to_regclass('department_quotas') IS NOT NULL", &[])
-        .await
-        .context("confirming the seed on the current primary")?
-        .get(0);
-    let missing: Vec<&str> = if migrated {
-        let tx = client
-            .transaction()
-            .await
-            .context("confirming the seed on the current primary")?;
-        let tables = reference::seed(&tx, seeds, overwrite, production)
-            .await
-            .context("confirming the seed on the current primary")?;
-        drop(tx);
-        tables
-            .iter()
-            .filter(|t| t.counts.inserted + t.counts.updated > 0)
-            .map(|t| t.table)
-            .collect()
-    } else {
-        vec!["any table (it has no AI Dock tables)"]
-    };
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(lost_seed(
-        target,
-        &format!("its rows in {}", missing.join(", ")),
-    ))
+    // Under a URL listing several hosts: the commit must be on a standby of the node that made
+    // it (db::ha: a primary the cluster has left would otherwise report a lost seed as done).
+    crate::db::ha::confirm(&client, target, host, "the seed", confirmation).await?;
+    Ok(report)
 }
 
 /// The largest `--users` and `--usage-logs` a run accepts (memory for users; a day's work for

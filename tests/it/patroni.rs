@@ -304,6 +304,102 @@ impl Patroni {
         child.wait_with_output().expect("seed")
     }
 
+    /// The processes of a node: its Patroni, and its PostgreSQL (postmaster and every child).
+    fn processes(node: &Node) -> (i32, Vec<i32>) {
+        let data = node.config.with_extension("");
+        let postmaster: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+            .expect("the node's postmaster.pid");
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the ppid is the second field after the last ')'.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        (node.process.id().cast_signed(), pids)
+    }
+
+    /// Freeze a node as a VM pause would: its Patroni first, then its PostgreSQL.
+    fn freeze(node: &Node) -> (i32, Vec<i32>) {
+        let (patroni, postgres) = Self::processes(node);
+        for pid in std::iter::once(patroni).chain(postgres.iter().copied()) {
+            // SAFETY: kill has no memory preconditions; the pids are this test's children's.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        (patroni, postgres)
+    }
+
+    /// Resume a frozen node: its PostgreSQL, then (`gap` later) its Patroni, which then finds
+    /// that the cluster has elected another leader and demotes it.
+    async fn thaw(frozen: &(i32, Vec<i32>), gap: Duration) {
+        for pid in &frozen.1 {
+            // SAFETY: as in `freeze`.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+        tokio::time::sleep(gap).await;
+        // SAFETY: as in `freeze`.
+        unsafe { libc::kill(frozen.0, libc::SIGCONT) };
+    }
+
+    /// Wait until node `name` runs as a primary (its PostgreSQL out of recovery).
+    async fn promoted(&self, name: &str) {
+        let node = self.node(name);
+        let deadline = Instant::now() + Duration::from_mins(3);
+        loop {
+            if let Ok((db, conn)) =
+                tokio_postgres::connect(&self.url(node.port, "postgres"), tokio_postgres::NoTls)
+                    .await
+            {
+                tokio::spawn(conn);
+                if let Ok(row) = db.query_one("SELECT pg_is_in_recovery()", &[]).await
+                    && !row.get::<_, bool>(0)
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} was never promoted\n{}",
+                self.log_tails()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Shorter leader leases, so that a frozen leader is replaced in seconds (loop_wait +
+    /// 2 * retry_timeout must stay under ttl).
+    fn quick_failover(&self) {
+        let out = Command::new("patronictl")
+            .arg("-c")
+            .arg(&self.nodes[0].config)
+            .args([
+                "edit-config",
+                "--force",
+                "-s",
+                "ttl=12",
+                "-s",
+                "retry_timeout=5",
+            ])
+            .output()
+            .expect("patronictl edit-config");
+        assert!(
+            out.status.success(),
+            "edit-config: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+
     /// The superuser's URL of one node.
     fn url(&self, port: u16, db: &str) -> String {
         format!(
@@ -416,9 +512,10 @@ bootstrap:
     retry_timeout: 10
     maximum_lag_on_failover: 1048576
     postgresql:
-      use_pg_rewind: false
+      use_pg_rewind: true
       parameters:
         fsync: 'off'
+        wal_log_hints: 'on'
         wal_level: replica
         hot_standby: 'on'
         max_wal_senders: 5
@@ -580,4 +677,145 @@ async fn one_run_rides_over_a_patroni_switchover() {
     let db = connect(&cluster.url(leader.port, &t.name)).await;
     assert_eq!(crate::seed::count(&db, "usage_logs").await, 200_000);
     crate::seed::quotas_match_logs(&db).await;
+}
+
+/// Issue #46: the leader (first in the URL) freezes during `migrate up` of a slow migration,
+/// another node is elected, and the old one resumes (its PostgreSQL a second before its
+/// Patroni): for that moment it is still writable and the frozen backend commits there, and
+/// then Patroni rewinds it. Without `--wait` that run must not exit 0 unless the migration is on
+/// the new primary; with `--wait` it exits 0 with the migration on the new primary. While the
+/// first host is frozen and the new leader is up, `migrate status` reaches the new leader.
+#[tokio::test]
+async fn a_frozen_leader_that_comes_back_never_turns_into_a_success() {
+    if let Err(why) = installed() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let cluster = Patroni::start();
+    cluster.healthy().await;
+    cluster.quick_failover();
+    let t = TestDb::new("patronifreeze");
+    let dir = migrations_dir(&[
+        (
+            "0002_frozen.up.sql",
+            "SELECT pg_sleep(4);\nCREATE TABLE frozen (id int);\n",
+        ),
+        (
+            "0003_frozen_again.up.sql",
+            "SELECT pg_sleep(4);\nCREATE TABLE frozen_again (id int);\n",
+        ),
+    ]);
+    let first = migrations_dir(&[]);
+    // The leader first in the URL, as the issue's deployment lists it.
+    let leader = cluster.healthy().await;
+    let others: Vec<&Node> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port != leader.port)
+        .collect();
+    let hosts: Vec<String> = std::iter::once(leader)
+        .chain(others.iter().copied())
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let ha = format!(
+        "postgresql://postgres:{}@{}/postgres?target_session_attrs=read-write",
+        cluster.password,
+        hosts.join(",")
+    );
+    let cmd = |dir: &Path| {
+        let mut cmd = t.cmd();
+        cmd.env("AIDOCK_ADMIN_URL", &ha)
+            .env("AIDOCK__SERVER__CONNECT_TIMEOUT", "3s")
+            .arg("--migrations-dir")
+            .arg(dir);
+        cmd
+    };
+    run_ok(cmd(&first).args(["init", "-q"]));
+    cluster.caught_up().await;
+
+    for (wait, version) in [(false, 2_i64), (true, 3_i64)] {
+        let leader = cluster.healthy().await;
+        cluster.caught_up().await;
+        let successor = cluster
+            .nodes
+            .iter()
+            .find(|n| n.port != leader.port)
+            .expect("another node")
+            .name
+            .clone();
+        let mut up = cmd(&dir);
+        if wait {
+            up.args(["--wait", "150s"]);
+        }
+        up.args(["migrate", "up", "--to", &version.to_string()]);
+        let run = tokio::task::spawn_blocking(move || up.output().expect("run"));
+        // Frozen while the migration sleeps (the run is in its transaction on the leader).
+        let on_leader = connect(&cluster.url(leader.port, &t.name)).await;
+        let deadline = Instant::now() + Duration::from_mins(1);
+        loop {
+            let sleeping: i64 = on_leader
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(4)%' \
+                     AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            if sleeping > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the migration never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(on_leader);
+        let frozen = Patroni::freeze(leader);
+        cluster.promoted(&successor).await;
+        if !wait {
+            // The first host frozen, the new leader up: status reaches the new leader.
+            let out = cmd(&dir)
+                .args(["migrate", "status"])
+                .output()
+                .expect("status");
+            assert!(
+                out.status.success(),
+                "status with the first host frozen: {}",
+                stderr(&out)
+            );
+        }
+        Patroni::thaw(&frozen, Duration::from_secs(1)).await;
+        let out = run.await.expect("join");
+        let err = stderr(&out);
+        // Where the cluster settles, the migration is there or not; exit 0 only when it is.
+        let on_new = cluster.ledger(&t).await;
+        eprintln!(
+            "freeze case (wait: {wait}): exit {:?}\n{err}",
+            out.status.code()
+        );
+        if wait {
+            assert!(out.status.success(), "--wait rides over it: {err}");
+            assert!(
+                on_new.contains(&version),
+                "exit 0 with it on the new primary: {on_new:?}\n{err}"
+            );
+        } else if out.status.success() {
+            assert!(
+                on_new.contains(&version),
+                "exit 0 with {version} missing on the new primary: {on_new:?}\n{err}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(4), "{err}");
+            assert!(err.contains("run the command again"), "{err}");
+            // The next run settles it on the new primary.
+            run_ok(cmd(&dir).args([
+                "--wait",
+                "150s",
+                "migrate",
+                "up",
+                "--to",
+                &version.to_string(),
+            ]));
+            assert!(cluster.ledger(&t).await.contains(&version));
+        }
+    }
 }

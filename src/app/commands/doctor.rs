@@ -527,7 +527,13 @@ async fn replication_check(client: &tokio_postgres::Client, checks: &mut Checks)
             format!(
                 "{standbys} standby(s), all asynchronous (synchronous_commit = {commit}): a commit acknowledged here (a migration, a seed) can be lost if another node is promoted before it arrives"
             ),
-            "make commits wait for a standby: set synchronous_standby_names (e.g. 'ANY 1 (*)') with synchronous_commit = on or remote_apply; under Patroni, `synchronous_mode: true` in the cluster's dynamic configuration (patronictl edit-config)",
+            "make commits wait for a standby: set synchronous_standby_names (e.g. 'ANY 1 (*)') with synchronous_commit = on or remote_apply; under Patroni, `synchronous_mode: true` in the cluster's dynamic configuration (patronictl edit-config). What it buys: a primary that froze while another was elected, and came back, cannot commit at all (no synchronous standby acknowledges it), so no acknowledged commit is lost in a failover. Without it aidock-provision still confirms each commit on a standby before it reports success (server.confirm_timeout), and says when it cannot",
+        );
+    } else if standbys == 0 {
+        checks.fail(
+            "replication",
+            "the URL lists several hosts, and no standby follows this primary: a commit here is on one node only, and aidock-provision cannot confirm it against a failover (it exits 4 when another listed node is up but not following this one)".to_string(),
+            "bring the standbys back (or rebuild them), or list only the primary in the URL while they are away",
         );
     } else if standbys > 0 {
         checks.pass(

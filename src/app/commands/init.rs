@@ -106,6 +106,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
                     &migrations,
                     PlanTarget::Up(None),
                     &targets::runner_options(settings),
+                    &targets::confirm(settings),
                 )
                 .await
                 .with_context(|| {

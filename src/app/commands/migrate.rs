@@ -518,6 +518,7 @@ fn apply(
         migrations,
         to,
         &targets::runner_options(settings),
+        &targets::confirm(settings),
     ))
     .map_err(|e| targets::explain_app_error(settings, e))?;
     if settings.output.json {

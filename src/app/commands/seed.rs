@@ -26,6 +26,7 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
         args.overwrite,
         dev,
         &progress,
+        &targets::confirm(settings),
     ))
     .map_err(|e| targets::explain_app_error(settings, e))?;
     emit(settings.output, &report, || report.to_string())

@@ -85,6 +85,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             &migrations,
             PlanTarget::Up(None),
             &targets::runner_options(settings),
+            &crate::db::ha::Confirm::default(),
         )
         .await?;
         let report = seed::seed(
@@ -94,6 +95,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             false,
             dev.clone(),
             &super::seed::progress_bar(quiet),
+            &crate::db::ha::Confirm::default(),
         )
         .await?;
         let contents = template::contents(&build.connect().await?).await?;
