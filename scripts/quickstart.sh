@@ -51,6 +51,12 @@ git clone -q "$root" "$home/aidock-provision"
 export CARGO_TARGET_DIR="${QUICKSTART_TARGET_DIR:-$root/target/quickstart}"
 
 user="${QUICKSTART_USER:-}"
+if [ -n "$user" ] && [ "$(id -u)" != 0 ]; then
+  # Asked for the ordinary user's leg, which only root can run: say so (and fail in CI, where it
+  # must not pass untested).
+  echo "quickstart: QUICKSTART_USER=$user needs root to create and run as that user; this run is not root" >&2
+  if [ -n "${CI:-}" ]; then exit 1; fi
+fi
 if [ -z "$user" ] || [ "$(id -u)" != 0 ]; then
   (run_in_clone "$home/aidock-provision")
   exit 0

@@ -68,7 +68,7 @@ fn alembic(bin: &Path, project: &Path, t: &TestDb, args: &[&str]) -> Output {
 }
 
 fn schema(t: &TestDb) -> Option<String> {
-    let out = Command::new("pg_dump")
+    let out = Command::new(crate::support::pg_dump())
         .arg("-s")
         .arg(crate::support::with_db(&t.admin_url, &t.name))
         .output()
@@ -96,8 +96,9 @@ async fn stamp(t: &TestDb) -> Vec<String> {
 #[tokio::test]
 async fn the_backends_alembic_sees_our_migrations_and_changes_nothing() {
     let Some(bin) = alembic_bin() else {
-        println!(
-            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        crate::support::missing(
+            "alembic (a venv at /opt/aidock-alembic)",
+            "python3 -m venv /opt/aidock-alembic && /opt/aidock-alembic/bin/pip install alembic sqlalchemy 'psycopg[binary]' (.ci/run does), or set AIDOCK_TEST_ALEMBIC",
         );
         return;
     };
@@ -261,8 +262,9 @@ def downgrade() -> None:
 #[tokio::test]
 async fn after_adoption_the_backends_history_is_one_line_and_upgrade_head_a_no_op() {
     let Some(bin) = alembic_bin() else {
-        println!(
-            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        crate::support::missing(
+            "alembic (a venv at /opt/aidock-alembic)",
+            "python3 -m venv /opt/aidock-alembic && /opt/aidock-alembic/bin/pip install alembic sqlalchemy 'psycopg[binary]' (.ci/run does), or set AIDOCK_TEST_ALEMBIC",
         );
         return;
     };
@@ -403,8 +405,9 @@ with engine.connect() as connection:
 #[tokio::test]
 async fn alembic_autogenerate_after_init_proposes_nothing_about_our_bookkeeping() {
     let Some(bin) = alembic_bin() else {
-        println!(
-            "skipped: no alembic (.ci/run installs it in /opt/aidock-alembic; or set AIDOCK_TEST_ALEMBIC)"
+        crate::support::missing(
+            "alembic (a venv at /opt/aidock-alembic)",
+            "python3 -m venv /opt/aidock-alembic && /opt/aidock-alembic/bin/pip install alembic sqlalchemy 'psycopg[binary]' (.ci/run does), or set AIDOCK_TEST_ALEMBIC",
         );
         return;
     };

@@ -186,7 +186,8 @@ async fn db_facts(t: &TestDb) -> (String, String) {
     (acl, owner)
 }
 
-fn dump(t: &TestDb) -> Option<String> {
+#[track_caller]
+fn dump(t: &TestDb) -> String {
     schema_dump(&with_db(&t.app_url(), &t.name))
 }
 

@@ -196,21 +196,21 @@ async fn rule_actions_in_parentheses_apply_as_one_statement() {
     assert_eq!(n, 22, "both rules ran both actions");
 }
 
-/// `pg_dump -s` of a database, without the ledgers and the per-dump `\restrict` key.
+/// `pg_dump -s` of a database, without the ledgers, owners and privileges.
+#[track_caller]
 fn schema_dump(t: &TestDb, db: &str) -> String {
-    let url = crate::support::with_db(&t.admin_url, db);
-    let out = Command::new("pg_dump")
-        .args(["-s", "--no-owner", "--no-privileges"])
-        .args(["-N", "aidock_provision", "-T", "public.alembic_version"])
-        .arg(&url)
-        .output()
-        .expect("running pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::support::dump_with(
+        &crate::support::with_db(&t.admin_url, db),
+        &[
+            "-s",
+            "--no-owner",
+            "--no-privileges",
+            "-N",
+            "aidock_provision",
+            "-T",
+            "public.alembic_version",
+        ],
+    )
 }
 
 #[tokio::test]
@@ -240,7 +240,7 @@ async fn a_pg_dump_schema_file_applies_and_the_ledger_survives_its_search_path()
         .await
         .expect("source schema");
     drop(source);
-    let dump = Command::new("pg_dump")
+    let dump = Command::new(crate::support::pg_dump())
         .args(["-s", "--no-owner", "--no-privileges"])
         .arg(crate::support::with_db(&t.admin_url, &src))
         .output()

@@ -69,9 +69,9 @@ fn local_cluster_lifecycle() {
 
 #[test]
 fn an_unreachable_data_dir_moves_the_cluster_where_the_server_can_reach_it() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return; // only root hands the server to the postgres user
+    // Only root hands the server to the postgres user.
+    if !crate::support::root_or_missing() {
+        return;
     }
     // A container's /root: mode 700, which the postgres user cannot enter.
     let parent = scratch_dir("private");
@@ -115,7 +115,7 @@ fn an_unreachable_data_dir_moves_the_cluster_where_the_server_can_reach_it() {
 fn local_cluster_lifecycle_as_an_ordinary_user() {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::support::root_or_missing() {
         return;
     }
     let id = |flag: &str| -> Option<u32> {
@@ -123,7 +123,8 @@ fn local_cluster_lifecycle_as_an_ordinary_user() {
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
     let (Some(uid), Some(gid)) = (id("-u"), id("-g")) else {
-        return; // no `nobody` user on this machine
+        crate::support::missing("the `nobody` user", "useradd nobody");
+        return;
     };
     let home = scratch_dir("nobody");
     std::fs::create_dir_all(&home).expect("mkdir");

@@ -14,11 +14,6 @@ use crate::support::{
     TestDb, bin, cluster, expect_exit, free_port, run_ok, scratch_dir, server_owner, stderr,
 };
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// `local ARGS` for the cluster configured at `data` on `port`.
 fn local(data: &Path, port: u16, args: &[&str]) -> Command {
     let mut cmd = bin();
@@ -75,7 +70,7 @@ fn private_dir(tag: &str) -> PathBuf {
 
 #[test]
 fn links_the_server_user_plants_are_never_followed_by_root() {
-    if !is_root() {
+    if !crate::support::root_or_missing() {
         return;
     }
     let data = scratch_dir("lroot");
@@ -118,7 +113,7 @@ fn links_the_server_user_plants_are_never_followed_by_root() {
 
 #[test]
 fn a_location_record_is_honoured_only_for_what_this_project_made() {
-    if !is_root() {
+    if !crate::support::root_or_missing() {
         return;
     }
     let parent = private_dir("lrec");
@@ -157,7 +152,7 @@ fn a_location_record_is_honoured_only_for_what_this_project_made() {
 
 #[test]
 fn a_copied_checkout_gets_its_own_cluster() {
-    if !is_root() {
+    if !crate::support::root_or_missing() {
         return;
     }
     let p = private_dir("lcopy-p");
@@ -268,7 +263,7 @@ fn a_taken_port_and_a_symlinked_data_directory_are_refused_with_the_fix() {
 
 #[test]
 fn root_in_another_users_checkout_changes_nothing_and_says_why() {
-    if !is_root() {
+    if !crate::support::root_or_missing() {
         return;
     }
     let checkout = scratch_dir("lforeign");
@@ -447,7 +442,7 @@ fn a_read_only_role_is_told_how_to_write_again() {
 /// directory root creates and deletes; root's own environment does.
 #[test]
 fn root_takes_the_data_directory_only_from_files_root_owns() {
-    if !is_root() {
+    if !crate::support::root_or_missing() {
         return;
     }
     let project = scratch_dir("lsettings");

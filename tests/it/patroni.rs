@@ -557,7 +557,7 @@ postgresql:
 #[tokio::test]
 async fn one_run_rides_over_a_patroni_switchover() {
     if let Err(why) = installed() {
-        eprintln!("skipped: {why}");
+        crate::support::missing("Patroni and etcd", &why);
         return;
     }
     let cluster = Patroni::start();
@@ -688,7 +688,7 @@ async fn one_run_rides_over_a_patroni_switchover() {
 #[tokio::test]
 async fn a_frozen_leader_that_comes_back_never_turns_into_a_success() {
     if let Err(why) = installed() {
-        eprintln!("skipped: {why}");
+        crate::support::missing("Patroni and etcd", &why);
         return;
     }
     let cluster = Patroni::start();

@@ -96,8 +96,8 @@ fn start_pool(roles: &[(String, String)], pool: u32) -> Bouncer {
 
 #[tokio::test]
 async fn migrations_through_pgbouncer_transaction_pooling_apply_once() {
-    if pgbouncer_binary().is_none() && std::env::var_os("CI").is_none() {
-        eprintln!("pgbouncer is not installed; skipping (CI installs it)");
+    if pgbouncer_binary().is_none() {
+        crate::support::missing("pgbouncer", "apt-get install pgbouncer (.ci/run does)");
         return;
     }
     let t = TestDb::new("bouncer");
@@ -190,8 +190,8 @@ fn six_at_once(what: &str, make: impl Fn(usize) -> Command) -> Vec<String> {
 /// through it, a pool smaller than the clients (issue #25): every command, six copies at a time.
 #[tokio::test]
 async fn six_runs_of_every_command_at_once_through_transaction_pooling() {
-    if pgbouncer_binary().is_none() && std::env::var_os("CI").is_none() {
-        eprintln!("pgbouncer is not installed; skipping (CI installs it)");
+    if pgbouncer_binary().is_none() {
+        crate::support::missing("pgbouncer", "apt-get install pgbouncer (.ci/run does)");
         return;
     }
     if crate::support::cluster().port == 0 {

@@ -84,8 +84,9 @@ def test_a_database_of_its_own(aidock_conn, aidock_database, aidock_url, i):
 #[tokio::test]
 async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
     let Some(venv) = venv() else {
-        eprintln!(
-            "skipped: no venv with pytest, psycopg, setuptools and wheel at /opt/aidock-pytest (.ci/run makes it; or set AIDOCK_TEST_PYTEST_VENV)"
+        crate::support::missing(
+            "a venv with pytest, psycopg, setuptools and wheel at /opt/aidock-pytest",
+            "python3 -m venv /opt/aidock-pytest && /opt/aidock-pytest/bin/pip install pytest 'psycopg[binary]' 'setuptools>=61' wheel (.ci/run does), or set AIDOCK_TEST_PYTEST_VENV",
         );
         return;
     };

@@ -434,31 +434,52 @@ pub async fn server_version(db: &tokio_postgres::Client) -> i32 {
         .get(0)
 }
 
-/// `pg_dump -s` of a database; None when the installed pg_dump refuses the server (a newer major
-/// in the version matrix).
-pub fn schema_dump(url: &str) -> Option<String> {
-    let out = Command::new("pg_dump")
-        .args([
+/// The pg_dump the schema comparisons use: `AIDOCK_TEST_PG_DUMP` (the version matrix sets one
+/// that reads every server it runs against), else `pg_dump` on PATH.
+pub fn pg_dump() -> String {
+    std::env::var("AIDOCK_TEST_PG_DUMP").unwrap_or_else(|_| "pg_dump".to_string())
+}
+
+/// `pg_dump -s` of a database (our bookkeeping and pg_dump's per-run `\restrict` key left out).
+/// A dump that fails or says nothing fails the test: a "schema unchanged" check must never
+/// compare nothing with nothing.
+#[track_caller]
+pub fn schema_dump(url: &str) -> String {
+    dump_with(
+        url,
+        &[
             "-s",
             "--exclude-schema=aidock_provision",
             "--exclude-table=alembic_version",
-        ])
+        ],
+    )
+}
+
+/// `pg_dump ARGS URL`, checked as [`schema_dump`] is.
+#[track_caller]
+pub fn dump_with(url: &str, args: &[&str]) -> String {
+    let out = Command::new(pg_dump())
+        .args(args)
         .arg(url)
         .output()
-        .ok()?;
-    if !out.status.success() {
-        let err = stderr(&out);
-        assert!(err.contains("version mismatch"), "pg_dump: {err}");
-        return None;
-    }
-    // Without the random key of pg_dump's `\restrict` lines.
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+        .unwrap_or_else(|e| panic!("running {}: {e}", pg_dump()));
+    assert!(
+        out.status.success(),
+        "{} could not dump the database (set AIDOCK_TEST_PG_DUMP to one that reads this server): {}",
+        pg_dump(),
+        stderr(&out)
+    );
+    let text: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("PostgreSQL database dump"),
+        "{} said nothing about the database: {text:?}",
+        pg_dump()
+    );
+    text
 }
 
 /// Run `verify --fix --json`'s repair as a user would: its admin part (ownership) with psql as
@@ -488,4 +509,27 @@ pub fn apply_fix(
         psql(admin, admin_db_url)?;
     }
     psql(v["fix_role_sql"].as_str().unwrap_or_default(), app_db_url)
+}
+
+/// A test needs `what`, which this machine lacks. In CI (the `CI` variable set, as `.ci/run`
+/// sets it) that fails the test, naming what to install: CI must not go green with a feature
+/// untested. Elsewhere the test says it skipped (the caller then returns).
+#[track_caller]
+pub fn missing(what: &str, install: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing on this CI machine, so this test cannot run: {install}"
+    );
+    eprintln!("skipped: {what} is missing ({install})");
+}
+
+/// Whether this process runs as root; when not, [`missing`] says so (a failure in CI).
+#[track_caller]
+pub fn root_or_missing() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        missing("root", "run the suite as root, as CI does");
+    }
+    root
 }
