@@ -2,9 +2,6 @@
 //! `migrate status --exit-code`, durations with units, "did you mean" for settings, and a wait
 //! for a server that starts late or is full.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use crate::support::{TestDb, bin, dedicated_cluster, expect_exit, run_ok, stderr};
 
 #[test]
@@ -88,16 +85,12 @@ async fn wait_rides_out_a_server_that_starts_late_or_is_full() {
     };
     let out = expect_exit(cmd().args(["init", "-q"]), 4);
     assert!(!stderr(&out).contains("--wait"), "{}", stderr(&out));
-    let child = cmd()
-        .args(["init", "-q", "--wait", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut child = crate::support::Watched::spawn(cmd().args(["init", "--wait", "30s"]));
+    // It says at once that it waits: then the server comes.
+    child.wait_for("waiting for");
     pg.start().expect("start");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (status, _, err) = child.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
     // Gave up after the wait: exit 4 still, saying so.
     pg.stop().expect("stop");
     let out = expect_exit(cmd().args(["migrate", "status", "--wait", "1s"]), 4);
@@ -113,18 +106,16 @@ async fn wait_rides_out_a_server_that_starts_late_or_is_full() {
     db.batch_execute(&format!("ALTER ROLE \"{}\" CONNECTION LIMIT 0", t.name))
         .await
         .expect("limit");
-    let child = cmd()
-        .env("AIDOCK__DATABASE__CONNECTION_LIMIT", "0")
-        .args(["migrate", "status", "--wait", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut child = crate::support::Watched::spawn(
+        cmd()
+            .env("AIDOCK__DATABASE__CONNECTION_LIMIT", "0")
+            .args(["migrate", "status", "--wait", "30s"]),
+    );
+    child.wait_for("no free connection slot");
     db.batch_execute(&format!("ALTER ROLE \"{}\" CONNECTION LIMIT -1", t.name))
         .await
         .expect("unlimit");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (status, _, err) = child.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
     pg.stop().expect("stop");
 }

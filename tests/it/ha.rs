@@ -221,7 +221,14 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         .arg(&dir)
         .args(["--wait", "90s", "migrate", "up", "--to", "2"]);
     let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Stopped while 0002 runs (its sleep under way on the primary), not after a fixed time.
+    let on_primary = crate::support::connect(&format!(
+        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
+        primary.port()
+    ))
+    .await;
+    crate::support::wait_for_statement(&on_primary, "SELECT pg_sleep(4)").await;
+    drop(on_primary);
     primary.stop().expect("stopping the primary");
     promote(&standby).await;
     let out = run.await.expect("join");
@@ -248,7 +255,7 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         .arg(&dir)
         .args(["migrate", "up"]);
     let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::support::wait_for_statement(&new_primary, "SELECT pg_sleep(4)").await;
     drop(new_primary);
     standby.stop().expect("stopping");
     let out = run.await.expect("join");

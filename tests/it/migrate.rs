@@ -642,18 +642,17 @@ async fn a_lock_wait_is_rolled_back_and_retried_until_the_holder_is_gone() {
         .env("AIDOCK__MIGRATE__LOCK_TIMEOUT", "200ms")
         .env("AIDOCK__MIGRATE__LOCK_RETRY_FOR", "60s")
         .args(["migrate", "up"]);
-    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
-    // The report runs 3 s; meanwhile nothing of the migration is there.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut run = crate::support::Watched::spawn(&mut cmd);
+    // Two attempts rolled back while the report holds on; meanwhile nothing of it is there.
+    run.wait_for("attempt 2 rolled back");
     assert_eq!(
         nickname_applied(&t).await,
         (false, vec![1]),
         "nothing applied while it waits"
     );
     app.batch_execute("COMMIT").await.expect("report done");
-    let out = run.await.expect("join");
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let (status, _, err) = run.finish();
+    assert!(status.success(), "{err}");
     assert!(err.contains("trying again"), "{err}");
     assert!(
         err.contains(&format!("pid {pid} (application_name 'weekly-report'"))

@@ -16,6 +16,21 @@ use crate::support::{
     TestDb, connect, free_port, migrations_dir, run_ok, scratch_dir, server_owner, stderr,
 };
 
+/// A frozen node's processes, resumed when dropped.
+struct Frozen {
+    patroni: i32,
+    postgres: Vec<i32>,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in self.postgres.iter().chain(std::iter::once(&self.patroni)) {
+            // SAFETY: kill has no memory preconditions; resuming a resumed process is harmless.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+    }
+}
+
 /// One member of the cluster: its name, PostgreSQL port, config file and process.
 struct Node {
     name: String,
@@ -329,26 +344,28 @@ impl Patroni {
         (node.process.id().cast_signed(), pids)
     }
 
-    /// Freeze a node as a VM pause would: its Patroni first, then its PostgreSQL.
-    fn freeze(node: &Node) -> (i32, Vec<i32>) {
+    /// Freeze a node as a VM pause would: its Patroni first, then its PostgreSQL. Resumed when
+    /// the guard goes, whatever happens (a stopped process ignores all but SIGKILL and SIGCONT,
+    /// so a test that failed while it was frozen would otherwise leave it for good).
+    fn freeze(node: &Node) -> Frozen {
         let (patroni, postgres) = Self::processes(node);
         for pid in std::iter::once(patroni).chain(postgres.iter().copied()) {
             // SAFETY: kill has no memory preconditions; the pids are this test's children's.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
         }
-        (patroni, postgres)
+        Frozen { patroni, postgres }
     }
 
     /// Resume a frozen node: its PostgreSQL, then (`gap` later) its Patroni, which then finds
     /// that the cluster has elected another leader and demotes it.
-    async fn thaw(frozen: &(i32, Vec<i32>), gap: Duration) {
-        for pid in &frozen.1 {
+    async fn thaw(frozen: &Frozen, gap: Duration) {
+        for pid in &frozen.postgres {
             // SAFETY: as in `freeze`.
             unsafe { libc::kill(*pid, libc::SIGCONT) };
         }
         tokio::time::sleep(gap).await;
         // SAFETY: as in `freeze`.
-        unsafe { libc::kill(frozen.0, libc::SIGCONT) };
+        unsafe { libc::kill(frozen.patroni, libc::SIGCONT) };
     }
 
     /// Wait until node `name` runs as a primary (its PostgreSQL out of recovery).
@@ -612,7 +629,9 @@ async fn one_run_rides_over_a_patroni_switchover() {
     let mut up = cmd();
     up.args(["--wait", "90s", "migrate", "up", "--to", "2"]);
     let run = tokio::task::spawn_blocking(move || up.output().expect("run"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let on_leader = connect(&cluster.url(leader.port, "postgres")).await;
+    crate::support::wait_for_statement(&on_leader, "SELECT pg_sleep(5)").await;
+    drop(on_leader);
     cluster.switchover(leader);
     let out = run.await.expect("join");
     let err = stderr(&out);
@@ -653,7 +672,9 @@ async fn one_run_rides_over_a_patroni_switchover() {
     let mut up = cmd();
     up.args(["migrate", "up"]);
     let run = tokio::task::spawn_blocking(move || up.output().expect("run"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let on_leader = connect(&cluster.url(leader.port, "postgres")).await;
+    crate::support::wait_for_statement(&on_leader, "SELECT pg_sleep(5)").await;
+    drop(on_leader);
     cluster.switchover(leader);
     let out = run.await.expect("join");
     let err = stderr(&out);

@@ -432,7 +432,9 @@ pub(crate) async fn staging_tables(db: &tokio_postgres::Client) -> i64 {
     .get(0)
 }
 
-/// Until a COPY runs in this database, the child ends, or a minute passes.
+/// Until a COPY runs in this database. The child ending first, or a minute passing, fails the
+/// test: what a test does next (a kill, a failover) must land in the middle of the load, or the
+/// test would pass without testing it.
 pub(crate) async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
@@ -444,14 +446,32 @@ pub(crate) async fn wait_for_copy(db: &tokio_postgres::Client, child: &mut std::
             .await
             .expect("activity")
             .get(0);
-        if copying > 0
-            || child.try_wait().expect("wait").is_some()
-            || std::time::Instant::now() > deadline
-        {
+        if copying > 0 {
             return;
         }
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("the run ended ({status}) before any COPY was seen: give it more rows to load");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no COPY within a minute"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Kill the child (SIGKILL) and check that the kill is what ended it (not an exit of its own
+/// just before).
+#[track_caller]
+pub(crate) fn kill_landed(child: &mut std::process::Child) {
+    use std::os::unix::process::ExitStatusExt as _;
+    child.kill().expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the kill landed mid-run (the run had ended by itself: {status})"
+    );
 }
 
 /// Every quota counter equals this month's tokens of the stored logs.
@@ -579,12 +599,11 @@ async fn a_killed_seed_leaves_nothing_and_the_next_run_completes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    // Wait until COPY is running on a staging table (or the run ended first on a fast machine).
+    // Killed while COPY runs on a staging table.
     wait_for_copy(&db, &mut child).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_landed(&mut child);
     let n = count(&db, "usage_logs").await;
-    assert!(n == 0 || n == 150_000, "all or nothing: {n}");
+    assert_eq!(n, 0, "nothing of the killed run is visible");
     quotas_match_logs(&db).await;
     run_ok(t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
         "seed",

@@ -2,7 +2,7 @@
 //! foreign keys dropped in the seed's transaction, built again before it commits): the schema
 //! afterwards is the migrations' exactly, and a kill at any point changes nothing.
 
-use crate::seed::{count, quotas_match_logs, staging_tables, wait_for_copy};
+use crate::seed::{count, kill_landed, quotas_match_logs, staging_tables, wait_for_copy};
 use crate::support::{TestDb, run_ok};
 
 /// Every index and constraint of the two bulk-loaded tables, with its definition.
@@ -114,8 +114,7 @@ async fn a_kill_mid_load_or_mid_index_build_changes_nothing() {
     // Mid-load.
     let mut child = spawn("150000");
     wait_for_copy(&db, &mut child).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_landed(&mut child);
     assert_eq!(shape(&db).await, before, "killed mid-load");
     assert_eq!(count(&db, "usage_logs").await, 0);
     quotas_match_logs(&db).await;
@@ -142,8 +141,7 @@ async fn a_kill_mid_load_or_mid_index_build_changes_nothing() {
         assert!(std::time::Instant::now() < deadline, "no index build seen");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_landed(&mut child);
     assert_eq!(shape(&db).await, before, "killed mid-index-build");
     assert_eq!(count(&db, "usage_logs").await, 0);
     assert_eq!(count(&db, "users").await, users);

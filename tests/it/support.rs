@@ -116,6 +116,7 @@ fn process_dir() -> &'static Path {
              for f in $(find '{dir}' -name '*.child-pid' 2>/dev/null); do \
                kill -KILL \"$(cat \"$f\")\" 2>/dev/null; done; \
              for f in $(find '{dir}' -name postmaster.pid 2>/dev/null); do \
+               kill -CONT \"$(head -n 1 \"$f\")\" 2>/dev/null; \
                kill -QUIT \"$(head -n 1 \"$f\")\" 2>/dev/null; done; \
              sleep 1; rm -rf '{dir}'",
             pid = std::process::id(),
@@ -532,4 +533,97 @@ pub fn root_or_missing() -> bool {
         missing("root", "run the suite as root, as CI does");
     }
     root
+}
+
+/// A spawned command whose stderr is read line by line as it comes (so a test waits for what the
+/// command says, not for a fixed time).
+pub struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    /// Spawn `cmd` with stdout and stderr piped.
+    pub fn spawn(cmd: &mut Command) -> Watched {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pipe = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait (up to two minutes, a guard against a hang) until a line of stderr contains `needle`.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "`{needle}` never came ({e}); stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Wait for the exit: its status, stdout, and all of stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut out, &mut stdout);
+        }
+        let status = self.child.wait().expect("wait");
+        // The reader thread ends with the pipe; take what it still has.
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status, stdout, self.seen.join("\n"))
+    }
+}
+
+/// Wait (up to a minute) until another session of the database `db` is connected to runs a
+/// statement starting with `start`.
+pub async fn wait_for_statement(db: &tokio_postgres::Client, start: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let pattern = format!("{}%", start.replace('%', "\\%").replace('_', "\\_"));
+    loop {
+        let running: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&pattern],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if running > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{start}` never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
