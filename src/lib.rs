@@ -13,12 +13,14 @@ pub mod error;
 pub mod local_pg;
 pub mod migrate;
 pub mod provision;
+pub mod reconcile;
 pub mod schema;
 pub mod seed;
 
 /// The settings, where scripts and tests expect them.
 pub use app::settings;
 
+use crate::app::output::errln;
 use app::commands;
 use cli::{Cli, Command};
 
@@ -57,13 +59,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     // on a node the cluster has left: it is confirmed like a commit (db::ha).
                     settings.confirm_reads = true;
                     if error::is_unconfirmed(&e) {
-                        crate::errln!(
+                        errln!(
                             "a commit could not be confirmed on the cluster's primary ({}); running the command again through the same URL, which applies what the primary lacks (attempt {attempt}, --wait has {} s left)",
                             first_line(&e),
                             left.as_secs()
                         );
                     } else {
-                        crate::errln!(
+                        errln!(
                             "the server was lost in the middle of the run ({}): what was in flight was rolled back; running the command again through the same URL (attempt {attempt}, --wait has {} s left)",
                             first_line(&e),
                             left.as_secs()

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         Ok(()) if aidock_provision::app::output::stdout_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            aidock_provision::errln!("error: {err:#}");
+            aidock_provision::app::output::stderr(format_args!("error: {err:#}\n"));
             ExitCode::from(aidock_provision::error::exit_code(&err))
         }
     }

@@ -32,23 +32,24 @@ pub fn stdout_failed() -> bool {
 }
 
 /// `println!` that never panics.
-#[macro_export]
 macro_rules! outln {
     () => { $crate::app::output::stdout(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::app::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `print!` that never panics.
-#[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => { $crate::app::output::stdout(format_args!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics.
-#[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => { $crate::app::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+// The macros, for the application layer only (the engine never prints): `use
+// crate::app::output::{outln, errln}` where a command reports.
+pub(crate) use {errln, out, outln};
 
 /// The one way commands report: pretty JSON with `--json`, else `text()` unless `--quiet`.
 ///
@@ -60,12 +61,12 @@ pub fn emit<T: serde::Serialize>(
     text: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
     if output.json {
-        crate::outln!("{}", serde_json::to_string_pretty(value)?);
+        outln!("{}", serde_json::to_string_pretty(value)?);
     } else if !output.quiet {
         let text = text();
         let text = text.trim_end_matches('\n');
         if !text.is_empty() {
-            crate::outln!("{text}");
+            outln!("{text}");
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use config::{Config, Map, Source, Value, ValueKind};
 
+use crate::app::output::errln;
 use crate::cli::Global;
 use crate::error;
 
@@ -841,7 +842,7 @@ impl Reader {
 
 /// What `--wait` says while it waits (on stderr).
 fn say_waiting(line: &str) {
-    crate::errln!("{line}");
+    errln!("{line}");
 }
 
 /// The project root: `--project`, else `AIDOCK_PROJECT_DIR`, else the nearest directory upward

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::settings::Settings;
+use crate::app::output::errln;
 use crate::db::Target;
 use crate::db::sql::Sql as _;
 use crate::local_pg::{self, LocalPg, State};
@@ -101,7 +102,7 @@ fn say_started(pg: &LocalPg, started: local_pg::Started, settings: &Settings) {
         local_pg::Started::AlreadyRunning => return,
     };
     if !settings.output.quiet {
-        crate::errln!(
+        errln!(
             "note: {what} the project-local PostgreSQL cluster in {} (127.0.0.1:{}); it keeps running: stop it with `aidock-provision local stop`",
             pg.root().display(),
             pg.port()
@@ -162,7 +163,7 @@ pub fn verify_admin(settings: &Settings) -> anyhow::Result<Target> {
 
 /// Verbose lines from the engine go to stderr.
 fn log_line(line: &str) {
-    crate::errln!("{line}");
+    errln!("{line}");
 }
 
 /// `-q`: the engine's notes (retries, skipped meta-commands) are not printed.

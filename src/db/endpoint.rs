@@ -160,6 +160,17 @@ pub struct Endpoint {
     pub passfile: Option<PathBuf>,
 }
 
+/// A black-holed server is given up in seconds, not at TCP's own timeouts (minutes): keepalives
+/// on an idle connection, and unacknowledged data, bounded.
+pub(crate) fn keepalives(config: &mut Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(20));
+}
+
 /// libpq's `target_session_attrs`: which of the listed hosts a connection settles on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionAttrs {
@@ -306,14 +317,7 @@ pub fn resolve(url: &str, source: &str, options: &ConnectOptions) -> anyhow::Res
         Some(mode) => TlsMode::from_sslmode(&mode, source)?,
         None => options.tls,
     };
-    // A frozen or black-holed server is given up in seconds, not at TCP's own timeouts (minutes):
-    // keepalives on an idle connection, and unacknowledged data, bounded.
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(10))
-        .keepalives_interval(Duration::from_secs(2))
-        .keepalives_retries(3)
-        .tcp_user_timeout(Duration::from_secs(20));
+    keepalives(&mut config);
     Ok(Endpoint {
         config,
         tls,

@@ -513,12 +513,7 @@ impl Target {
         if let Some(timeout) = from.get_connect_timeout() {
             config.connect_timeout(*timeout);
         }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(20));
+        endpoint::keepalives(&mut config);
         match password {
             HostPassword::Own(password) => {
                 config.password(password.expose());

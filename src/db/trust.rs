@@ -153,7 +153,7 @@ pub enum AdminDdl {
     /// `GRANT CONNECT, TEMPORARY ON DATABASE d TO PUBLIC` (PostgreSQL's default; undoing the
     /// revoke of a reconcile that failed).
     GrantDatabase { database: String },
-    /// `ALTER <object> OWNER TO r`, with `object` as [`crate::schema`]'s owner generator or a
+    /// `ALTER <object> OWNER TO r`, with `object` as the diff engine's owner generator (schema::ddl) or a
     /// template's hand-over list writes it from catalog parts (`TABLE public.users`,
     /// `ROUTINE public.f(integer)`): names quoted, no expression.
     ObjectOwner { object: String, role: String },

@@ -1,17 +1,16 @@
-//! Versioned migrations: files ([`source`]), the pure decision of what to run ([`plan`]), the
-//! bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), [`verify`], and the data behind the
-//! `migrate` commands (their printing is the application's).
+//! Versioned migrations, the engine: files ([`source`]), the pure decision of what to run
+//! ([`plan`]), the bookkeeping SQL ([`ledger`]), the one runner ([`runner`]), [`lint`], the
+//! Alembic export ([`alembic`]), and the data behind the `migrate` commands (their printing is
+//! the application's). Comparing a schema with what the migrations make (verify, diff,
+//! baseline) is the floor above (`reconcile`), which uses this one.
 
 pub mod alembic;
-pub mod baseline;
-pub mod diff;
 pub mod ledger;
 pub mod lexer;
 pub mod lint;
 pub mod plan;
 pub mod runner;
 pub mod source;
-pub mod verify;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,10 +18,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
+// What the floors beside this one (provision, seed) use of the engine, by name here rather
+// than by its files: the migrations themselves and their checksums (templates record them), the
+// objects no migration made (init's pre-flight), and the check every bookkeeping table passes.
+pub use ledger::{Foreign, check_bookkeeping, foreign_objects};
+pub use source::{Migration, checksum, from_files};
+
 use crate::db::Target;
 use crate::error;
 use plan::Target as PlanTarget;
-use source::Migration;
 
 /// Apply or revert migrations on `target` to reach `to`; under a URL listing several hosts, what
 /// was committed (or, on a re-run after an unconfirmed commit, what was read) is confirmed on a

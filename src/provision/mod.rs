@@ -368,7 +368,7 @@ pub async fn from_template(
     d: &Database,
     admin: &Target,
     template_name: &str,
-    migrations: &[crate::migrate::source::Migration],
+    migrations: &[crate::migrate::Migration],
     opts: &Options,
 ) -> anyhow::Result<Report> {
     // Through a transaction pooler no lock is held (a held lock keeps a pooled server connection,

@@ -182,7 +182,7 @@ pub async fn observe(
     if inspect {
         let mut session = crate::db::trust::CatalogSession::connect(admin, name).await?;
         let snapshot = session.snapshot().await?;
-        if let Some(foreign) = crate::migrate::ledger::foreign_objects(&snapshot)
+        if let Some(foreign) = crate::migrate::foreign_objects(&snapshot)
             .await
             .with_context(|| format!("listing the objects in database `{name}`"))?
         {

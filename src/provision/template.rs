@@ -22,7 +22,7 @@ use crate::db::sql::Sql as _;
 use crate::db::trust::{AdminDdl, CatalogSession};
 use crate::db::{self, Target};
 use crate::error;
-use crate::migrate::source::{Migration, checksum};
+use crate::migrate::{Migration, checksum};
 use tokio_postgres::types::Type;
 
 /// How our templates' comments begin.
@@ -600,7 +600,7 @@ mod tests {
     use super::*;
 
     fn migrations(text: &str) -> Vec<Migration> {
-        crate::migrate::source::from_files([("0001_a.up.sql", text.to_string())], "test")
+        crate::migrate::from_files([("0001_a.up.sql", text.to_string())], "test")
             .expect("migrations")
     }
 

@@ -203,7 +203,7 @@ pub async fn load(
         )
         .await
         .context("reading the seed bookkeeping table's kind")?;
-    crate::migrate::ledger::check_bookkeeping(
+    crate::migrate::check_bookkeeping(
         "aidock_provision.seed_runs",
         kind.get(0),
         kind.get(1),

@@ -147,3 +147,61 @@ async fn a_supabase_shaped_database_with_migrate_schemas_set() {
         );
     }
 }
+
+/// Issue #41: Supabase's most common pattern, a trigger on the platform's `auth.users` calling
+/// the app's own `public.handle_new_user()`, both made by a migration: `migrate verify` is clean
+/// (the platform's objects that use the migrations' own are not copied into the scratch database
+/// before the replay, where they could not be made; the replay makes them).
+#[tokio::test]
+async fn a_platform_trigger_calling_the_apps_function_verifies_clean() {
+    let t = TestDb::new("supatrig");
+    let admin = crate::support::connect(&t.admin_url).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{}\"", t.name))
+        .await
+        .expect("create");
+    let db = t.admin().await;
+    db.batch_execute(PLATFORM).await.expect("the platform");
+    let dir = migrations_dir(&[
+        ("0002_profiles.up.sql", PROFILES),
+        (
+            "0003_new_user_trigger.up.sql",
+            "CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  INSERT INTO public.profiles (id, display_name) VALUES (NEW.id, NEW.email);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users
+  FOR EACH ROW EXECUTE FUNCTION public.handle_new_user();
+",
+        ),
+    ]);
+    let cmd = || {
+        let mut c = t.cmd();
+        c.env("AIDOCK__MIGRATE__SCHEMAS", "public")
+            .arg("--migrations-dir")
+            .arg(&dir);
+        c
+    };
+    run_ok(cmd().args(["init", "-q", "--no-migrate"]));
+    // The platform lets the app's role put triggers on its users table (Supabase's postgres
+    // role may).
+    db.batch_execute(&format!("GRANT TRIGGER ON auth.users TO \"{}\"", t.name))
+        .await
+        .expect("grant");
+    run_ok(cmd().args(["migrate", "up"]));
+    let out = run_ok(cmd().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+    // And it works: a platform user gets a profile.
+    db.batch_execute(
+        "INSERT INTO auth.users VALUES ('00000000-0000-4000-8000-000000000002', 'b@example.com')",
+    )
+    .await
+    .expect("a new user");
+    let profiles: i64 = db
+        .query_one("SELECT count(*) FROM public.profiles", &[])
+        .await
+        .expect("profiles")
+        .get(0);
+    assert_eq!(profiles, 1);
+}

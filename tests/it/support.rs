@@ -353,28 +353,9 @@ pub fn run_concurrently(commands: impl IntoIterator<Item = Command>) -> String {
     all
 }
 
-/// Wait (up to 30 s) until another session of this database runs exactly `query`.
+/// Wait (up to a minute) until another session of this database runs exactly `query`.
 pub async fn wait_for_query(db: &tokio_postgres::Client, query: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        let running: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query = $1 AND pid <> pg_backend_pid()",
-                &[&query],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get(0);
-        if running > 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "`{query}` never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_activity(db, "query = $1 AND datname = current_database()", query).await;
 }
 
 /// Advisory locks held in the connected database (by anyone).
@@ -606,14 +587,20 @@ impl Watched {
 /// Wait (up to a minute) until another session of the database `db` is connected to runs a
 /// statement starting with `start`.
 pub async fn wait_for_statement(db: &tokio_postgres::Client, start: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let pattern = format!("{}%", start.replace('%', "\\%").replace('_', "\\_"));
+    wait_for_activity(db, "query LIKE $1", &pattern).await;
+}
+
+/// Wait (up to a minute) until `pg_stat_activity` shows another session matching `condition`
+/// (with `$1` bound to `value`).
+async fn wait_for_activity(db: &tokio_postgres::Client, condition: &str, value: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE {condition} AND pid <> pg_backend_pid()"
+    );
     loop {
         let running: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
-                &[&pattern],
-            )
+            .query_one(&sql, &[&value])
             .await
             .expect("pg_stat_activity")
             .get(0);
@@ -622,7 +609,7 @@ pub async fn wait_for_statement(db: &tokio_postgres::Client, start: &str) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "`{start}` never started"
+            "no session matched `{condition}` for `{value}`"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

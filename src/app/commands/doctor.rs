@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::app::output::outln;
 use crate::app::settings::Settings;
 use crate::app::targets;
 use crate::cli::Global;
@@ -51,7 +52,7 @@ impl Checks {
 pub fn run(global: &Global) -> anyhow::Result<()> {
     let checks = checks(global);
     if global.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&checks)?);
+        outln!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         // -q: only what failed.
         print(checks.iter().filter(|c| !global.quiet || !c.ok));
@@ -492,7 +493,7 @@ async fn server_checks(
             return;
         }
     }
-    match migrate::verify::verify(&admin, &app, migrations, &targets::runner_options(settings), false)
+    match crate::reconcile::verify::verify(&admin, &app, migrations, &targets::runner_options(settings), false)
         .await
         .map(|r| r.drift)
     {
@@ -561,12 +562,12 @@ fn print<'a>(checks: impl Iterator<Item = &'a Check>) {
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };
         let mut lines = c.detail.lines();
-        crate::outln!("{mark} {}: {}", c.name, lines.next().unwrap_or_default());
+        outln!("{mark} {}: {}", c.name, lines.next().unwrap_or_default());
         for line in lines {
-            crate::outln!("       {line}");
+            outln!("       {line}");
         }
         if let Some(fix) = &c.fix {
-            crate::outln!("     fix: {fix}");
+            outln!("     fix: {fix}");
         }
     }
 }

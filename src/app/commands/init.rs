@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 
+use crate::app::output::{errln, outln};
 use crate::app::settings::Settings;
 use crate::app::{policy, targets};
 use crate::cli::InitArgs;
@@ -28,7 +29,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         if settings.output.json {
             // init's document (docs/JSON.md): the clone applies no migrations (it is at head).
             let json = serde_json::json!({ "provision": report, "migrations": [] });
-            crate::outln!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         } else {
             print(&report, settings.output.quiet);
         }
@@ -38,7 +39,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         // A dry run changes nothing, and starting (or creating) the local cluster is a change.
         let pg = targets::local_cluster(settings)?;
         if pg.state()? != crate::local_pg::State::Running {
-            crate::outln!(
+            outln!(
                 "-- dry run: the project-local cluster in {} is not running; `init` would start it (creating it if absent), then create role `{}` and database `{}` and apply {} migration(s). Start it (`aidock-provision local start`) to see every statement.",
                 pg.root().display(),
                 settings.database.owner,
@@ -56,19 +57,19 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     // (db::trust).
     let app = admin.as_role(&d.owner, &d.password, &d.name);
     db::block_on(async {
+        let refuse_findings = |applied: &[migrate::plan::Applied]| {
+            super::migrate::refuse_findings_in_production(settings, &migrations, applied, None)
+        };
+        // In production, before any change: a pending migration that locks or rewrites is
+        // refused here when the ledger can be read already (else after provisioning, before
+        // migrating).
         let mut findings_checked = false;
-        if settings.production && !args.no_migrate {
-            // Before any change: a pending migration that locks or rewrites is refused here,
-            // when the app role can log in already (else after provisioning, before migrating).
-            if let Some(applied) = app_ledger(&app, &admin).await? {
-                super::migrate::refuse_findings_in_production(
-                    settings,
-                    &migrations,
-                    &applied,
-                    None,
-                )?;
-                findings_checked = true;
-            }
+        if settings.production
+            && !args.no_migrate
+            && let Some(applied) = app_ledger(&app, &admin).await?
+        {
+            refuse_findings(&applied)?;
+            findings_checked = true;
         }
         let mut report = provision::provision(
             &database,
@@ -91,13 +92,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
             print(&report, out.quiet || out.json);
             if !args.no_migrate {
                 if settings.production && !findings_checked {
-                    let applied = migrate::applied(&app).await?;
-                    super::migrate::refuse_findings_in_production(
-                        settings,
-                        &migrations,
-                        &applied,
-                        None,
-                    )?;
+                    refuse_findings(&migrate::applied(&app).await?)?;
                 }
                 // Provisioning is done and stays done; say so, since the migration error alone
                 // (no free slot, server gone, a failing script) reads as if nothing happened.
@@ -122,7 +117,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         }
         if out.json {
             let json = serde_json::json!({ "provision": report, "migrations": done });
-            crate::outln!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         }
         Ok(())
     })
@@ -206,30 +201,30 @@ async fn plan(
 fn print(report: &provision::Report, quiet: bool) {
     let notes = report.objects.iter().flat_map(|i| &i.notes);
     if report.dry_run {
-        crate::outln!("-- dry run: these statements would run (nothing was changed)");
+        outln!("-- dry run: these statements would run (nothing was changed)");
         for s in &report.statements {
-            crate::outln!("{s}");
+            outln!("{s}");
         }
         for note in notes {
-            crate::outln!("-- note: {note}");
+            outln!("-- note: {note}");
         }
         if report.statements.is_empty() {
-            crate::outln!("-- nothing to change");
+            outln!("-- nothing to change");
         }
         return;
     }
     for note in notes {
-        crate::errln!("warning: {note}");
+        errln!("warning: {note}");
     }
     if quiet {
         return;
     }
     for item in &report.objects {
         match &item.outcome {
-            provision::Outcome::Created => crate::outln!("{}: created", item.object),
-            provision::Outcome::Exists => crate::outln!("{}: exists", item.object),
+            provision::Outcome::Created => outln!("{}: created", item.object),
+            provision::Outcome::Exists => outln!("{}: exists", item.object),
             provision::Outcome::Changed(changes) => {
-                crate::outln!("{}: changed: {}", item.object, changes.join("; "));
+                outln!("{}: changed: {}", item.object, changes.join("; "));
             }
         }
     }
@@ -238,7 +233,7 @@ fn print(report: &provision::Report, quiet: bool) {
         .iter()
         .all(|i| i.outcome == provision::Outcome::Exists)
     {
-        crate::outln!("nothing to change");
+        outln!("nothing to change");
     }
-    crate::outln!("app URL: {}", report.url);
+    outln!("app URL: {}", report.url);
 }

@@ -1,5 +1,6 @@
 //! `local start | stop | status | url | destroy`: the project-local cluster.
 
+use crate::app::output::{errln, outln};
 use crate::app::settings::Settings;
 use crate::app::{policy, targets};
 use crate::cli::LocalCommand;
@@ -13,14 +14,14 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
     let out = settings.output;
     let say = |msg: String| {
         if !out.quiet {
-            crate::outln!("{msg}");
+            outln!("{msg}");
         }
     };
     let pg = targets::local_cluster(settings)?;
     if let Some(why) = pg.ignored_record()
         && !out.quiet
     {
-        crate::errln!("warning: {why}");
+        errln!("warning: {why}");
     }
     match cmd {
         LocalCommand::Start => {
@@ -47,7 +48,7 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 State::Running => "running",
             };
             if out.json {
-                crate::outln!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "state": word,
@@ -57,7 +58,7 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                     })
                 );
             } else {
-                crate::outln!(
+                outln!(
                     "local cluster {word}: {} (127.0.0.1:{}, socket in {})",
                     pg.root().display(),
                     pg.port(),
@@ -65,7 +66,7 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 );
             }
             if let Some(pid) = pg.orphaned_server() {
-                crate::errln!(
+                errln!(
                     "a server (pid {pid}) still runs on the cluster's deleted data directory; `aidock-provision local destroy --yes` stops it"
                 );
             }
@@ -78,10 +79,10 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
         }
         LocalCommand::Url { admin } => {
             if *admin {
-                crate::outln!("{}", pg.admin_url()?);
+                outln!("{}", pg.admin_url()?);
             } else {
                 let d = &settings.database;
-                crate::outln!(
+                outln!(
                     "postgresql://{}:{}@127.0.0.1:{}/{}",
                     d.owner,
                     percent_encode(d.password.expose()),

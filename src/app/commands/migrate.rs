@@ -1,6 +1,7 @@
 //! `migrate up | down | status | history | plan | verify | new | alembic-export`.
 
 use crate::app::output::emit;
+use crate::app::output::{errln, out, outln};
 use crate::app::settings::Settings;
 use crate::app::{policy, targets};
 use crate::cli::MigrateCommand;
@@ -33,7 +34,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             let source = targets::migration_source(settings);
             let (up, down) = migrate::new_migration(source.dir(), &name)?;
             if !out.quiet {
-                crate::outln!("created {}\ncreated {}", up.display(), down.display());
+                outln!("created {}\ncreated {}", up.display(), down.display());
             }
             Ok(())
         }
@@ -51,7 +52,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                     migrate::alembic::Written::Replaced => "replaced",
                 };
                 if !out.quiet {
-                    crate::outln!("{what} {}", path.display());
+                    outln!("{what} {}", path.display());
                 }
             }
             Ok(())
@@ -77,11 +78,11 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 )?;
                 anyhow::Ok((sql, applied))
             })?;
-            crate::out!("{sql}");
+            out!("{sql}");
             if up {
                 // The same findings `migrate lint --pending` reports, as SQL comments.
                 for f in pending_findings(&migrations, &applied, None) {
-                    crate::outln!("-- lint: {}", f.to_string().replace('\n', "\n-- "));
+                    outln!("-- lint: {}", f.to_string().replace('\n', "\n-- "));
                 }
             }
             Ok(())
@@ -121,7 +122,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
         MigrateCommand::Verify { fix } => {
             let target = targets::app(settings)?;
             let admin = targets::verify_admin(settings)?;
-            let report = db::block_on(migrate::verify::verify(
+            let report = db::block_on(crate::reconcile::verify::verify(
                 &admin,
                 &target,
                 &migrations,
@@ -129,8 +130,9 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 fix,
             ))?;
             let drift = report.drift;
-            let fix_sql =
-                fix.then(|| migrate::diff::fix_sql(&report.expected, &report.live, target.user()));
+            let fix_sql = fix.then(|| {
+                crate::reconcile::diff::fix_sql(&report.expected, &report.live, target.user())
+            });
             let mut json = serde_json::json!({"clean": drift.is_empty(), "drift": drift});
             if let Some(fix) = &fix_sql {
                 json["fix_sql"] = serde_json::Value::String(fix.text.clone());
@@ -158,8 +160,8 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 if let Some(fix) = fix_sql.as_ref().filter(|_| !out.json) {
                     // stdout is only SQL (`verify --fix | psql` runs it, as the role when there
                     // is no admin part); the drift goes to stderr.
-                    crate::errln!("{lines}");
-                    crate::out!(
+                    errln!("{lines}");
+                    out!(
                         "-- SQL that brings the live schema back to what the migrations make (review it; it was not run):\n{}",
                         fix.text
                     );
@@ -170,7 +172,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 }
                 let text = || lines.clone();
                 if out.quiet && !out.json {
-                    crate::out!("{}", text());
+                    out!("{}", text());
                 } else {
                     emit(out, &json, text)?;
                 }
@@ -209,7 +211,7 @@ fn baseline(
     migrations: &[migrate::source::Migration],
     args: &crate::cli::BaselineArgs,
 ) -> anyhow::Result<()> {
-    use migrate::baseline::{Mode, Outcome};
+    use crate::reconcile::baseline::{Mode, Outcome};
     if args.allow_data_loss && settings.production && !args.force {
         return Err(error::refused(
             "production: `migrate baseline --allow-data-loss` may drop columns or tables; add --force if that is intended",
@@ -231,15 +233,15 @@ fn baseline(
             ),
         )?;
     }
-    let roles = migrate::baseline::Roles {
+    let roles = crate::reconcile::baseline::Roles {
         admin: &admin,
         app: &app,
     };
-    let report = db::block_on(migrate::baseline::baseline(
+    let report = db::block_on(crate::reconcile::baseline::baseline(
         &roles,
         migrations,
         &targets::runner_options(settings),
-        migrate::baseline::Options {
+        crate::reconcile::baseline::Options {
             to: args.to,
             mode,
             allow_data_loss: args.allow_data_loss,
@@ -284,7 +286,7 @@ compared with the schema migrations 0001..{:04} make (built in a scratch databas
                 t,
                 "blocked by data ({}):\n{}",
                 report.blocked.len(),
-                migrate::baseline::describe_blocked(&report.blocked)
+                crate::reconcile::baseline::describe_blocked(&report.blocked)
             );
         }
         match report.outcome {
@@ -426,16 +428,16 @@ fn diff(
             ));
         }
     };
-    let desired = migrate::diff::read_desired(&args.to)?;
+    let desired = crate::reconcile::diff::read_desired(&args.to)?;
     let admin = targets::verify_admin(settings)?;
     let app = targets::app(settings)?;
     let opts = targets::runner_options(settings);
-    let pad = migrate::diff::Scratchpad {
+    let pad = crate::reconcile::diff::Scratchpad {
         admin: &admin,
         app: &app,
         opts: &opts,
     };
-    let generated = db::block_on(migrate::diff::generate(
+    let generated = db::block_on(crate::reconcile::diff::generate(
         &pad,
         migrations,
         &desired,
@@ -443,13 +445,13 @@ fn diff(
         args.allow_data_loss,
     ))?;
     for note in &generated.notes {
-        crate::errln!("note: {note}");
+        errln!("note: {note}");
     }
     for l in &generated.lossy {
-        crate::errln!("loses data (allowed by --allow-data-loss): {l}");
+        errln!("loses data (allowed by --allow-data-loss): {l}");
     }
     if generated.files.is_empty() {
-        crate::outln!(
+        outln!(
             "no difference: the migrations already make the schema in `{}`; nothing written",
             args.to.display()
         );
@@ -457,10 +459,10 @@ fn diff(
     }
     if args.print || settings.output.json {
         if settings.output.json {
-            crate::outln!("{}", serde_json::to_string_pretty(&generated)?);
+            outln!("{}", serde_json::to_string_pretty(&generated)?);
         } else {
             for f in &generated.files {
-                crate::outln!("-- ==== {} ====\n{}", f.name, f.text);
+                outln!("-- ==== {} ====\n{}", f.name, f.text);
             }
         }
         if args.print {
@@ -481,11 +483,11 @@ fn diff(
         std::fs::write(&path, &f.text)
             .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
         if !settings.output.json {
-            crate::outln!("wrote {}", path.display());
+            outln!("wrote {}", path.display());
         }
     }
     if !settings.output.json && !settings.output.quiet {
-        crate::outln!(
+        outln!(
             "tested on scratch databases: up reaches the desired schema, down returns to the current one. Next: review the files, `migrate lint`, `migrate plan`, `migrate up`, `migrate verify`"
         );
     }
@@ -522,7 +524,7 @@ fn apply(
     ))
     .map_err(|e| targets::explain_app_error(settings, e))?;
     if settings.output.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&done)?);
+        outln!("{}", serde_json::to_string_pretty(&done)?);
     } else {
         print_done(settings, &target, &done);
     }
@@ -539,10 +541,10 @@ pub fn print_done(settings: &Settings, target: &Target, done: &[runner::Done]) {
             migrate::plan::Direction::Up => "applied",
             migrate::plan::Direction::Down => "reverted",
         };
-        crate::outln!("{verb} {} ({} ms)", d.migration, d.ms);
+        outln!("{verb} {} ({} ms)", d.migration, d.ms);
     }
     if done.is_empty() {
-        crate::outln!("migrations: nothing to do (database {})", target.dbname());
+        outln!("migrations: nothing to do (database {})", target.dbname());
     }
 }
 

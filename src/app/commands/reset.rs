@@ -2,6 +2,7 @@
 //! confirmation.
 
 use crate::app::output::emit;
+use crate::app::output::outln;
 use crate::app::settings::Settings;
 use crate::app::{policy, targets};
 use crate::cli::ResetArgs;
@@ -19,7 +20,7 @@ pub fn run(settings: &Settings, args: &ResetArgs) -> anyhow::Result<()> {
         let pg = targets::local_cluster(settings)?;
         if pg.state()? == State::Absent {
             if !settings.output.quiet {
-                crate::outln!(
+                outln!(
                     "nothing to reset: there is no local cluster at {}",
                     pg.root().display()
                 );

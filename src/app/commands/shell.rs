@@ -2,6 +2,7 @@
 
 use clap::CommandFactory as _;
 
+use crate::app::output::{out, outln};
 use crate::cli::Cli;
 
 const BIN: &str = "aidock-provision";
@@ -14,7 +15,7 @@ pub fn completions(shell: clap_complete::Shell) {
     if shell == clap_complete::Shell::Bash {
         text = fix_bash(&text);
     }
-    crate::out!("{text}");
+    out!("{text}");
 }
 
 /// clap_complete's bash script names each subcommand's case `aidock__subcmd__provision__...`
@@ -36,13 +37,13 @@ pub fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     let Some(dir) = dir else {
         let mut out = Vec::new();
         clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-        crate::out!("{}", String::from_utf8_lossy(&out));
+        out!("{}", String::from_utf8_lossy(&out));
         return Ok(());
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
     clap_mangen::generate_to(Cli::command(), dir)
         .with_context(|| format!("writing man pages into `{}`", dir.display()))?;
-    crate::outln!("man pages written to {}", dir.display());
+    outln!("man pages written to {}", dir.display());
     Ok(())
 }
 

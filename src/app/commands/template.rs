@@ -1,6 +1,7 @@
 //! `template [--dev ...] [--name T]`: build or refresh a template database at head, seeded, closed
 //! to connections, and marked with what it was built from (a no-op when that has not changed).
 
+use crate::app::output::outln;
 use crate::app::settings::{Settings, is_valid_identifier};
 use crate::app::{policy, targets};
 use crate::cli::TemplateArgs;
@@ -62,12 +63,12 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             );
             if changed.is_empty() {
                 if !quiet {
-                    crate::outln!("template {name} is current ({fingerprint}); nothing to do");
+                    outln!("template {name} is current ({fingerprint}); nothing to do");
                 }
                 return Ok(());
             }
             if !quiet {
-                crate::outln!(
+                outln!(
                     "template {name} changed since it was built ({}); building it again",
                     changed.join("; ")
                 );
@@ -101,7 +102,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         let contents = template::contents(&build.connect().await?).await?;
         template::mark(&client, &name, Some(&fingerprint), Some(&contents)).await?;
         if !quiet {
-            crate::outln!(
+            outln!(
                 "template {name} built: {} migration(s), reference data{} ({fingerprint}); owned by `{}`, closed to connections\nclone it with: aidock-provision init --from-template {name}",
                 migrations.len(),
                 match (&report.fake_users, &report.usage_logs) {
@@ -131,9 +132,9 @@ fn drop_template(settings: &Settings, name: &str) -> anyhow::Result<()> {
         template::drop_ours(&client, name).await?;
         if !quiet {
             if there {
-                crate::outln!("template {name} dropped");
+                outln!("template {name} dropped");
             } else {
-                crate::outln!("template {name} is not there; nothing to do");
+                outln!("template {name} is not there; nothing to do");
             }
         }
         Ok(())

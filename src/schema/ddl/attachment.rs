@@ -49,3 +49,44 @@ impl Generator for Attachments {
         ));
     }
 }
+
+/// What the plan asks about index attachments (moved here from the walk, issue #41).
+impl Planner<'_> {
+    /// Whether PostgreSQL attaches index `child` to `parent` by itself in this plan: the
+    /// partitioned index is made here without `ONLY`, or the partition is made or attached
+    /// here (each takes its parent's indexes).
+    pub(super) fn attach_is_automatic(&self, child: &str, parent: &str) -> bool {
+        let parent_key = key("index", parent);
+        let parent_made = self.index_made(parent)
+            || (Self::automatic(self.to, &parent_key)
+                && Self::index_constraint(self.to, parent).is_some_and(|c| self.changes(&c)));
+        if parent_made {
+            return Self::index_complete(self.to, parent);
+        }
+        let Some(table) = Self::index_table(self.to, child) else {
+            return false;
+        };
+        self.table_is_new(table) || self.changes_parent(table)
+    }
+
+    /// Whether an attachment of the old schema goes by itself: with its index or partitioned
+    /// index (dropped or made again, or their constraints), or with its partition's detach.
+    pub(super) fn attachment_goes(&self, child: &str, parent: &str) -> bool {
+        let gone = |name: &str| {
+            let k = key("index", name);
+            !self.to.objects.contains_key(&k)
+                || self.index_made(name)
+                || self.index_taken_by(&k).is_some()
+                || (Self::automatic(self.from, &k)
+                    && Self::index_constraint(self.from, name).is_some_and(|c| {
+                        self.changes(&c)
+                            || self.index_drop_taking(&c).is_some()
+                            || self.constraint_taken_by(&c).is_some()
+                    }))
+        };
+        let detached = Self::index_table(self.from, child).is_some_and(|t| {
+            self.changes_parent(t) || !self.to.objects.contains_key(&key("table", t))
+        });
+        gone(child) || gone(parent) || detached
+    }
+}

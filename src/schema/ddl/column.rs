@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::{Check, Effect, Generator, Key, Op, Place, Planner, Unit, b, key, s, split_member};
 use crate::db::ident::Member;
+use crate::db::ident::Name;
 use crate::schema::catalog::Catalog;
 
 pub(super) struct Columns;
@@ -456,6 +457,79 @@ pub fn widening(old: &str, new: &str) -> bool {
             | ("json", "jsonb")
             | ("timestamp without time zone", "timestamp with time zone")
     )
+}
+
+/// What the plan asks about columns (moved here from the walk, issue #41).
+impl Planner<'_> {
+    /// The same column in each table `table` takes columns from (keys' names, parents that
+    /// have it, in order).
+    pub(super) fn parent_columns(cat: &Catalog, table: &str, column: &str) -> Vec<String> {
+        Self::parents(cat, table)
+            .into_iter()
+            .map(|parent| format!("{parent}.{column}"))
+            .filter(|c| cat.objects.contains_key(&key("column", c)))
+            .collect()
+    }
+
+    /// The rows of the existing table `table` as the plan converts them (columns whose type
+    /// changes cast to their new type), for checks that must read them the way the new
+    /// constraint will: `(SELECT ctid, a, b::jsonb AS b FROM t) t`.
+    pub(super) fn converted_rows(&self, table: &str, name: &Name) -> String {
+        let mut columns = vec!["ctid".to_string()];
+        let mut cast = false;
+        for (_, c) in Self::columns_of(self.from, table) {
+            let Some(col) = Member::parse(&c) else {
+                continue;
+            };
+            let ty = |cat| Self::meta(cat, "column", &c).and_then(|m| s(m, "type"));
+            match (ty(self.from), ty(self.to)) {
+                (Some(old), Some(new)) if old != new => {
+                    cast = true;
+                    columns.push(format!("{n}::{new} AS {n}", n = col.name));
+                }
+                _ => columns.push(col.name.to_string()),
+            }
+        }
+        if cast {
+            format!("(SELECT {} FROM {name}) t", columns.join(", "))
+        } else {
+            format!("{name} t")
+        }
+    }
+
+    /// A child's column inherited in the old schema and its own in the new one, whose parent's
+    /// column this plan drops (taking it along): that parent column.
+    pub(super) fn column_taken_by(&self, k: &Key) -> Option<Key> {
+        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) {
+            return None;
+        }
+        let (table, column) = split_member(&k.1);
+        Self::parent_columns(self.from, table, column)
+            .into_iter()
+            .map(|c| key("column", &c))
+            .find(|c| !self.to.objects.contains_key(c))
+    }
+
+    /// A child's own column that the new schema has inherited from a column this plan adds to
+    /// an existing parent (the add would merge with it and keep it the child's own).
+    pub(super) fn column_merges(&self, k: &Key) -> bool {
+        if Self::automatic(self.from, k) || !Self::automatic(self.to, k) {
+            return false;
+        }
+        let (table, column) = split_member(&k.1);
+        Self::parents(self.to, table).iter().any(|parent| {
+            Self::relation_kind(self.from, parent).is_some()
+                && Self::parents(self.from, table).contains(parent)
+                && !self
+                    .from
+                    .objects
+                    .contains_key(&key("column", &format!("{parent}.{column}")))
+        })
+    }
+
+    pub(super) fn is_renamed_from(&self, old: &Key) -> bool {
+        self.renamed.values().any(|o| o == old)
+    }
 }
 
 #[cfg(test)]

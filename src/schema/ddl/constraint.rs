@@ -3,6 +3,7 @@
 //! transaction (no full scan under ACCESS EXCLUSIVE); a change is a re-make.
 
 use super::{Check, Direction, Generator, Key, Op, Place, Planner, key, s, split_member};
+use crate::schema::catalog::Catalog;
 
 pub(super) struct Constraints;
 
@@ -178,4 +179,45 @@ fn can_take(p: &Planner, index: &Key, table: &str) -> bool {
     !Planner::is_partitioned(p.to, table)
         && !Planner::is_partitioned(p.from, table)
         && p.to.objects.get(index) == p.from.objects.get(index)
+}
+
+/// What the plan asks about constraints (moved here from the walk, issue #41).
+impl Planner<'_> {
+    /// A partition's constraint made by its parent's in the old schema and its own in the new
+    /// one: the parent's constraint (dropped by this plan), whose drop takes it.
+    pub(super) fn constraint_taken_by(&self, k: &Key) -> Option<Key> {
+        if !Self::automatic(self.from, k) || Self::automatic(self.to, k) || self.detached(k) {
+            return None;
+        }
+        let parent = Self::parent_constraint(self.from, k)?;
+        (self.changes(&parent) || self.constraint_detaches(&parent)).then_some(parent)
+    }
+
+    /// The constraint on the parent table that made a partition's constraint `k` in `cat`:
+    /// the constraint of the partitioned index `k`'s index is attached to.
+    pub(super) fn parent_constraint(cat: &Catalog, k: &Key) -> Option<Key> {
+        let index = Self::index_of_constraint(cat, k)?;
+        let parent = Self::meta(cat, "rel", &index.1).and_then(|m| s(m, "index_parent"))?;
+        Self::index_constraint(cat, parent)
+    }
+
+    /// A primary key or unique constraint both schemas have, the same, whose index has an
+    /// attached index the new schema does not attach to it (made again, see below).
+    pub(super) fn constraint_detaches(&self, k: &Key) -> bool {
+        Self::index_of_constraint(self.from, k).is_some_and(|index| self.index_detaches(&index.1))
+    }
+
+    /// A partition's constraint that the new schema has as its parent's, on an index this plan
+    /// attaches by hand (the parent's index is `ON ONLY`): made as the partition's own first,
+    /// and the attachment makes it the parent's.
+    pub(super) fn explicit_partition_constraint(&self, k: &Key) -> bool {
+        k.0 == "constraint"
+            && !self.from.objects.contains_key(k)
+            && Self::index_of_constraint(self.to, k).is_some_and(|index| {
+                self.to
+                    .objects
+                    .get(&key("index attachment", &index.1))
+                    .is_some_and(|parent| !self.attach_is_automatic(&index.1, parent))
+            })
+    }
 }

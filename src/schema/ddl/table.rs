@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::RELATION_KINDS;
 use super::column::definition;
 use super::{Generator, Key, Op, Place, Planner, b, key, s, strings};
 use crate::db::ident::{Member, Name};
@@ -419,4 +420,100 @@ fn storage_parameters(name: &Name, a: &Value, z: &Value) -> Vec<String> {
         sql.push(format!("ALTER TABLE {name} SET ({});", new.join(", ")));
     }
     sql
+}
+
+/// What the plan asks about tables (moved here from the walk, issue #41).
+impl Planner<'_> {
+    /// A relation's kind word in `cat` (`table`, `view` ...), if `name` is one.
+    pub(super) fn relation_kind(cat: &Catalog, name: &str) -> Option<&'static str> {
+        RELATION_KINDS
+            .iter()
+            .find(|k| cat.objects.contains_key(&key(k, name)))
+            .copied()
+    }
+
+    /// The table a column, constraint, trigger, policy or index belongs to (its key name).
+    pub(super) fn owner_table(cat: &Catalog, k: &Key) -> Option<String> {
+        let (kind, name) = (k.0.as_str(), k.1.as_str());
+        match kind {
+            "column" => {
+                Self::meta(cat, "column", name).and_then(|m| s(m, "table").map(str::to_string))
+            }
+            "constraint" | "trigger" | "policy" => {
+                Self::meta(cat, kind, name).and_then(|m| s(m, "on").map(str::to_string))
+            }
+            "index" => Self::index_table(cat, name).map(str::to_string),
+            _ => None,
+        }
+    }
+
+    /// The tables `table` takes columns from: its partitioned parent, or what it INHERITS.
+    pub(super) fn parents(cat: &Catalog, table: &str) -> Vec<String> {
+        Self::meta(cat, "rel", table)
+            .map(|m| s(m, "parent").map_or_else(|| strings(m, "inherits"), |t| vec![t.to_string()]))
+            .unwrap_or_default()
+    }
+
+    /// The tables that take columns from `table`: its partitions and its INHERITS children.
+    pub(super) fn children(cat: &Catalog, table: &str) -> Vec<String> {
+        cat.meta
+            .keys()
+            .filter(|(kind, name)| {
+                kind == "rel" && Self::parents(cat, name).iter().any(|p| p == table)
+            })
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    pub(super) fn is_partitioned(cat: &Catalog, table: &str) -> bool {
+        Self::meta(cat, "rel", table).and_then(|m| s(m, "relkind")) == Some("p")
+    }
+
+    pub(super) fn table_is_new(&self, table: &str) -> bool {
+        !RELATION_KINDS
+            .iter()
+            .any(|k| self.from.objects.contains_key(&key(k, table)))
+    }
+
+    pub(super) fn columns_of(cat: &Catalog, table: &str) -> Vec<(i64, String)> {
+        let mut cols: Vec<(i64, String)> = cat
+            .meta
+            .iter()
+            .filter(|((k, _), m)| k == "column" && s(m, "table") == Some(table))
+            .map(|((_, n), m)| (m["num"].as_i64().unwrap_or(0), n.clone()))
+            .collect();
+        cols.sort();
+        cols
+    }
+
+    /// A relation's partitioned parent in `cat`, if it is a partition.
+    pub(super) fn partition_of<'c>(cat: &'c Catalog, table: &str) -> Option<&'c str> {
+        Self::meta(cat, "rel", table).and_then(|m| s(m, "parent"))
+    }
+
+    /// Whether a table is attached, detached or moved to another parent by this plan.
+    pub(super) fn changes_parent(&self, table: &str) -> bool {
+        Self::partition_of(self.from, table) != Self::partition_of(self.to, table)
+    }
+
+    pub(super) fn parent_dropped(&self, table: &str) -> bool {
+        let mut current = table.to_string();
+        for _ in 0..32 {
+            let Some(parent) = Self::partition_of(self.from, &current).map(str::to_string) else {
+                return false;
+            };
+            if !self.to.objects.contains_key(&key("table", &parent)) {
+                return true;
+            }
+            current = parent;
+        }
+        false
+    }
+
+    /// Whether the table a constraint or index is on is detached from its parent (or moved to
+    /// another) in this plan: it keeps its copies of the parent's keys and indexes.
+    pub(super) fn detached(&self, k: &Key) -> bool {
+        Self::owner_table(self.from, k)
+            .is_some_and(|t| Self::partition_of(self.from, &t).is_some() && self.changes_parent(&t))
+    }
 }

@@ -14,13 +14,14 @@
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::source::Migration;
-use super::{ledger, runner, verify};
+use super::verify;
 use crate::db::ident::{Ident, Name};
 use crate::db::sql::Sql as _;
 use crate::db::trust::{AdminDdl, CatalogSession};
 use crate::db::{self, Target, quote_literal};
 use crate::error;
+use crate::migrate::source::Migration;
+use crate::migrate::{ledger, runner};
 use crate::schema::catalog::{self, Catalog, ReadOptions};
 use crate::schema::ddl::{self, Action, Check, Direction, Place, split_member};
 use tokio_postgres::types::Type;
@@ -552,7 +553,7 @@ fn ledger_statements(
         .filter(|r| {
             !migrations
                 .iter()
-                .any(|m| super::alembic::revision_id(m.version) == *r)
+                .any(|m| crate::migrate::alembic::revision_id(m.version) == *r)
         })
         .collect();
     let replaced = if theirs.is_empty() {

@@ -1,164 +1,37 @@
-//! `migrate verify`: replay the applied migrations into a scratch database and compare its
-//! catalog with the live one.
-//!
-//! The scratch database is created by the admin connection from `template0` (with the live
-//! database's encoding and locale), owned by the role that runs the migrations, and dropped
-//! afterwards, also on error and Ctrl-C; a verify killed outright leaves it behind, and the next
-//! verify drops it (each verify holds an advisory lock named after its scratch database for as
-//! long as it lives). Nothing live is locked, written or left behind: the live database is only
-//! read. Each migration replays in its own transaction exactly as `up` ran it
-//! ([`runner::replay`]), so `CREATE SCHEMA`, schema-qualified SQL, extensions, catalog lookups by
-//! name and enum values added by one migration and used by the next behave as they did.
+//! The one scratch database verify, diff and baseline build (issue #41): made from template0
+//! as the admin's own and closed to PUBLIC ([`Scratch::create`]), furnished while it is still the
+//! admin's with what the live database has that the migrations do not make ([`Source`]: schema
+//! public as `init` left it, the platform's schemas, the admin's extensions), checked untouched,
+//! handed to the role the migrations run as ([`Scratch::hand_over`]), and dropped on every way
+//! out; one a killed run left is dropped by the next ([`drop_stale_scratch_databases`]). From the
+//! hand-over on the admin only drops it (`db::trust`).
 
 use anyhow::Context as _;
 use tokio_postgres::Client;
 
-use super::ledger;
-use super::runner;
-use super::source::Migration;
 use crate::db::sql::Sql as _;
 use crate::db::trust::CatalogSession;
 use crate::db::{self, Target};
 use crate::error;
-use crate::schema::catalog::{self, ReadOptions};
-use crate::schema::diff::{Drift, DriftKind};
-
-/// The migration engine's own tables; no migration creates them.
-pub(super) const ENGINE_TABLES: [&str; 3] = [
-    "aidock_schema_history",
-    "alembic_version",
-    "aidock_seed_runs",
-];
+use crate::schema::catalog;
 
 /// Scratch databases are named `aidock_verify_<12 hex>`.
 const SCRATCH_PREFIX: &str = "aidock_verify_";
 
-/// Compare the live database (reached through `app`, the role that applied the migrations) with
-/// what its applied migrations make, replayed through `admin`'s scratch database.
-///
-/// # Errors
-/// Without admin rights to create a database (exit 2, saying what to pass); connection
-/// failures; an applied migration the binary does not know; a script failing on replay.
-pub async fn verify(
-    admin: &Target,
-    app: &Target,
-    migrations: &[Migration],
-    opts: &runner::Options,
-    fix: bool,
-) -> anyhow::Result<Report> {
-    let live = app.connect().await?;
-    let applied = ledger::read(&live).await?;
-    let mut drift = Vec::new();
-    let mut versions = Vec::new();
-    for row in &applied {
-        let Some(m) = migrations.iter().find(|m| m.version == row.version) else {
-            anyhow::bail!(
-                "the database has migration {:04} `{}` applied, which this binary does not know; verify needs its script (use the right --migrations-dir)",
-                row.version,
-                row.name
-            );
-        };
-        if m.up.checksum != row.checksum {
-            drift.push(Drift {
-                kind: "migration".into(),
-                object: m.up.file.clone(),
-                drift: DriftKind::Edited,
-                problem: "edited after it was applied; the expected schema uses today's file"
-                    .into(),
-                expected: None,
-                found: None,
-            });
-        }
-        versions.push(m.version);
-    }
-
-    let (expected, live_catalog) =
-        expected_and_live(admin, app, &live, migrations, &versions, opts, fix).await?;
-    drift.extend(crate::schema::diff::diff(&expected, &live_catalog));
-    Ok(Report {
-        drift,
-        expected,
-        live: live_catalog,
-    })
-}
-
-/// The catalog that migrations `versions` make (replayed into a scratch database made by
-/// `admin` from template0 with `live`'s encoding, locale and schema public, owned by `app`'s
-/// role, dropped afterwards whatever happens), and `live`'s own catalog, read meanwhile.
-/// `meta` also reads the parts DDL is written from.
-///
-/// # Errors
-/// Without rights to create a database (exit 2); a script failing on replay; connections.
-pub async fn expected_and_live(
-    admin: &Target,
-    app: &Target,
-    live: &tokio_postgres::Client,
-    migrations: &[Migration],
-    versions: &[i64],
-    opts: &runner::Options,
-    meta: bool,
-) -> anyhow::Result<(catalog::Catalog, catalog::Catalog)> {
-    let admin_client = admin.connect().await?;
-    // The scratch database needs the primary; a standby is said as such (exit 4), not as a
-    // failed CREATE DATABASE in a read-only transaction.
-    if let db::Writable::Standby = db::writable(&admin_client).await? {
-        return Err(db::standby_error(admin));
-    }
-    require_createdb(&admin_client, admin).await?;
-    drop_stale_scratch_databases(&admin_client).await;
-    let options = ReadOptions {
-        exclude: &ENGINE_TABLES,
-        meta,
-        platform: false,
-    };
-    // What the scratch database copies from the live one is read on the admin's catalog session
-    // there (db::trust), never taken from the app's answers.
-    let mut session = CatalogSession::connect(admin, app.dbname()).await?;
-    let source = Source::read(&mut session, app.user()).await?;
-    drop(session);
-    // The live catalog is read while the server creates the scratch database.
-    let (found, scratch) = tokio::join!(
-        catalog::read(live, options),
-        Scratch::create(&admin_client, admin, &source.locale, opts.pool_mode)
-    );
-    let scratch = scratch?;
-    let work = async {
-        let found = found?;
-        scratch.furnish(admin, &source).await?;
-        scratch.hand_over(&admin_client, app).await?;
-        let mut replay = app.with_dbname(&scratch.name).connect().await?;
-        runner::replay(&mut replay, migrations, versions, opts)
-            .await
-            .map_err(|e| explain_replay_error(e, app.user()))
-            .context("replaying the migrations in a scratch database")?;
-        let expected = catalog::read(&replay, options).await?;
-        anyhow::Ok((expected, found))
-    };
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(error::interrupted("interrupted (Ctrl-C); the scratch database was dropped")),
-    };
-    // Dropped whatever happened above; WITH (FORCE) ends the replay connection if still open.
-    let dropped = scratch.drop(&admin_client).await;
-    let pair = result?;
-    dropped?;
-    Ok(pair)
-}
-
 /// What a scratch database copies from a live one before the migrations replay there: its
 /// encoding and locale, schema public's owner and PUBLIC's CREATE, the platform's schemas and the
 /// extensions a role other than the app's made. Read on the admin's catalog session.
-pub(super) struct Source {
-    pub(super) locale: [String; 3],
-    pub(super) public: Option<(String, bool)>,
-    pub(super) platform: Option<catalog::Catalog>,
+pub(crate) struct Source {
+    pub(crate) locale: [String; 3],
+    pub(crate) public: Option<(String, bool)>,
+    pub(crate) platform: Option<catalog::Catalog>,
     /// (name, schema, version) of each extension another role made.
-    pub(super) extensions: Vec<(String, String, String)>,
+    pub(crate) extensions: Vec<(String, String, String)>,
 }
 
 impl Source {
     /// Read from the live database `session` is in; `app_role` is the role the migrations run as.
-    pub(super) async fn read(
+    pub(crate) async fn read(
         session: &mut CatalogSession,
         app_role: &str,
     ) -> anyhow::Result<Source> {
@@ -205,7 +78,7 @@ impl Source {
 
     /// A source for databases that start from nothing (`migrate diff` without an app database):
     /// schema public as `init` leaves it, owned by `app_role`.
-    pub(super) fn empty(locale: [String; 3], app_role: &str) -> Source {
+    pub(crate) fn empty(locale: [String; 3], app_role: &str) -> Source {
         Source {
             locale,
             public: Some((app_role.to_string(), false)),
@@ -222,15 +95,17 @@ impl Source {
 /// own. A scratch database whose own session is gone, or that has had no heartbeat for
 /// [`STALE_AFTER`] seconds (behind a pooler, where a server connection's name is whichever
 /// client last used it), was left by a run that died. No session state, no held-open transaction.
-pub(super) struct Scratch {
-    pub(super) name: String,
+pub(crate) struct Scratch {
+    pub(crate) name: String,
     heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// How often a live scratch database says so.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// After how long without a heartbeat a scratch database is taken for abandoned.
 const STALE_AFTER: i64 = 60;
+
 /// The heartbeat's words for "my named connection is a server session of its own".
 const OWN_SESSION: &str = ", named session";
 
@@ -238,7 +113,7 @@ impl Scratch {
     /// Create the database from template0 with `locale`, as the admin's own and closed to PUBLIC
     /// (the app's role gets it only from [`Scratch::hand_over`], once the admin is done there:
     /// db::trust), named with the server's clock, and start its heartbeat.
-    pub(super) async fn create(
+    pub(crate) async fn create(
         admin: &Client,
         admin_target: &Target,
         locale: &[String; 3],
@@ -272,7 +147,7 @@ impl Scratch {
     /// The admin's session inside the scratch database while it is still the admin's: refused
     /// once it is not, or when another role has made anything in it (db::trust: the admin never
     /// works where the app could have been first).
-    pub(super) async fn admin_session(&self, admin: &Target) -> anyhow::Result<Client> {
+    pub(crate) async fn admin_session(&self, admin: &Target) -> anyhow::Result<Client> {
         let client = admin
             .clone()
             .pinned()
@@ -304,7 +179,7 @@ impl Scratch {
     /// migrations do not make: schema public's owner and PUBLIC's CREATE as `init` left them, the
     /// platform's schemas (`source.platform`, without what is the app's), and the extensions
     /// another role made.
-    pub(super) async fn furnish(&self, admin: &Target, source: &Source) -> anyhow::Result<()> {
+    pub(crate) async fn furnish(&self, admin: &Target, source: &Source) -> anyhow::Result<()> {
         let client = self.admin_session(admin).await?;
         mirror_public_schema(&client, source.public.as_ref()).await?;
         if let Some(platform) = &source.platform {
@@ -314,7 +189,7 @@ impl Scratch {
     }
 
     /// Give the database to the role the migrations run as: from here on the admin only drops it.
-    pub(super) async fn hand_over(&self, admin: &Client, app: &Target) -> anyhow::Result<()> {
+    pub(crate) async fn hand_over(&self, admin: &Client, app: &Target) -> anyhow::Result<()> {
         let sql = format!(
             "ALTER DATABASE {} OWNER TO {}",
             db::quote_ident(&self.name),
@@ -337,7 +212,7 @@ impl Scratch {
     }
 
     /// `DROP DATABASE ... WITH (FORCE)`, and stop the heartbeat.
-    pub(super) async fn drop(self, admin: &Client) -> anyhow::Result<()> {
+    pub(crate) async fn drop(self, admin: &Client) -> anyhow::Result<()> {
         self.heartbeat.abort();
         let _ = self.heartbeat.await;
         admin
@@ -351,15 +226,8 @@ impl Scratch {
     }
 }
 
-/// What verify found: every difference, and both catalogs (with parts, for `--fix`).
-pub struct Report {
-    pub drift: Vec<Drift>,
-    pub expected: catalog::Catalog,
-    pub live: catalog::Catalog,
-}
-
 /// Verify creates a database: the admin needs CREATEDB (or to be a superuser).
-pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
+pub(crate) async fn require_createdb(client: &Client, admin: &Target) -> anyhow::Result<()> {
     let may: bool = client
         .one(
             "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
@@ -383,7 +251,7 @@ pub(super) async fn require_createdb(client: &Client, admin: &Target) -> anyhow:
 /// such connection now, or one with no heartbeat (nor, before the first, creation) within
 /// [`STALE_AFTER`] seconds, by the server's clock. What this run's own connection goes through
 /// does not matter: `pg_stat_activity` shows the server's sessions either way.
-pub(super) async fn drop_stale_scratch_databases(client: &Client) {
+pub(crate) async fn drop_stale_scratch_databases(client: &Client) {
     let Ok(rows) = client
         .rows(
             "SELECT d.datname::text, \
@@ -417,7 +285,7 @@ pub(super) async fn drop_stale_scratch_databases(client: &Client) {
 
 /// The live database's encoding and locale, and its schema `public`'s owner and whether PUBLIC
 /// may create there (`None` when it has no schema public).
-pub(super) async fn live_settings(
+pub(crate) async fn live_settings(
     live: &(impl tokio_postgres::GenericClient + Sync),
 ) -> anyhow::Result<([String; 3], Option<(String, bool)>)> {
     let row = live
@@ -514,27 +382,6 @@ async fn mirror_platform(
         .with_context(|| {
             format!("copying the platform's schemas (outside migrate.schemas) into the scratch database `{scratch}`")
         })
-}
-
-/// Create in a scratch database, as the admin, the extensions of `source` that a role other than
-/// the app's made (the admin before `init`, a platform): the migrations' own
-/// `CREATE EXTENSION IF NOT EXISTS` of them is then a no-op there as it was in the live database,
-/// where the app role could not have made them (PostGIS, amcheck: not trusted). Only into
-/// schemas the scratch database has (public, a copied platform schema).
-/// A replay failure whose cause the user can act on, named first: a schema the migrations use
-/// but do not make (a platform's, such as Supabase's auth), or a statement the app role may not
-/// run (it needs a superuser: `migrate up` fails on it the same way).
-pub(super) fn explain_replay_error(e: anyhow::Error, role: &str) -> anyhow::Error {
-    let text = format!("{e:#}");
-    if text.contains("(SQLSTATE 3F000)") && crate::schema::scope::owned().is_empty() {
-        e.context("the migrations use a schema they do not make; if a platform made it (Supabase's auth, pg_cron's cron ...), name the migrations' own schemas in migrate.schemas (AIDOCK__MIGRATE__SCHEMAS=public) and verify copies the others into its scratch database")
-    } else if text.contains("(SQLSTATE 42501)") {
-        e.context(format!(
-            "a migration runs a statement `{role}` may not run (the migrations run as that role, here as under `migrate up`, which fails on it the same way); what needs a superuser, such as an untrusted extension (amcheck, postgis), is the admin's: create it once in the app's database as the admin, write `CREATE EXTENSION IF NOT EXISTS ...` in the migration, and verify, diff and baseline create it in their scratch databases too"
-        ))
-    } else {
-        e
-    }
 }
 
 /// Create in a scratch database (still the admin's), as the admin, the extensions of the live

@@ -10,12 +10,13 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use tokio_postgres::Client;
 
-use super::runner;
-use super::source::{self, Migration, NO_TRANSACTION, Script};
-use super::verify::{self, Scratch};
+use super::scratch::{self, Scratch};
+use super::verify;
 use crate::db::Target;
 use crate::db::trust::CatalogSession;
 use crate::error;
+use crate::migrate::runner;
+use crate::migrate::source::{self, Migration, NO_TRANSACTION, Script};
 use crate::schema::catalog::{self, Catalog, ReadOptions};
 use crate::schema::ddl::{self, Direction, Place};
 
@@ -116,10 +117,10 @@ pub async fn generate(
         )));
     }
     let admin = pad.admin.connect().await?;
-    verify::require_createdb(&admin, pad.admin).await?;
-    verify::drop_stale_scratch_databases(&admin).await;
+    scratch::require_createdb(&admin, pad.admin).await?;
+    scratch::drop_stale_scratch_databases(&admin).await;
     // The encoding and locale of the admin connection's database.
-    let (locale, _) = verify::live_settings(&admin).await?;
+    let (locale, _) = scratch::live_settings(&admin).await?;
     // Schema public as `init` leaves it (owned by the app's role, no CREATE for PUBLIC), in
     // both: on PostgreSQL 13 and 14 template0 gives it to the bootstrap superuser, and a
     // desired schema dumped from an app database says `ALTER SCHEMA public OWNER TO` the role.
@@ -128,13 +129,13 @@ pub async fn generate(
     // has neither), read on the admin's catalog session there (db::trust).
     let source = match CatalogSession::connect(pad.admin, pad.app.dbname()).await {
         Ok(mut session) => {
-            let mut source = verify::Source::read(&mut session, pad.app.user()).await?;
+            let mut source = scratch::Source::read(&mut session, pad.app.user()).await?;
             source.locale = locale;
             source.public = Some((pad.app.user().to_string(), false));
             source
         }
         Err(e) if !crate::schema::scope::owned().is_empty() => return Err(e),
-        Err(_) => verify::Source::empty(locale, pad.app.user()),
+        Err(_) => scratch::Source::empty(locale, pad.app.user()),
     };
     let current = Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await?;
     let target = match Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await
