@@ -8,6 +8,7 @@
 //! this module (`tests/it/layering.rs`).
 
 pub mod baseline;
+mod checks;
 pub mod diff;
 pub mod scratch;
 pub mod verify;

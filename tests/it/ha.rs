@@ -66,6 +66,46 @@ fn standby_of(primary: &LocalPg) -> LocalPg {
 
 /// The app's database on `standby`, as the app's role, once replication has brought it there
 /// (waiting up to 30 s); its URL.
+/// A primary and its streaming standby, and the admin URL listing both (`standby_first`: the
+/// standby listed first, as a URL that does not know which is which might).
+struct HaPair {
+    primary: LocalPg,
+    standby: LocalPg,
+    password: String,
+    url: String,
+}
+
+impl HaPair {
+    fn new(tag: &str, standby_first: bool) -> HaPair {
+        let primary = dedicated_cluster(tag, Vec::new());
+        let standby = standby_of(&primary);
+        let password = primary.admin_password().expect("password");
+        let (a, b) = if standby_first {
+            (standby.port(), primary.port())
+        } else {
+            (primary.port(), standby.port())
+        };
+        let url = format!(
+            "postgresql://postgres:{password}@127.0.0.1:{a},127.0.0.1:{b}/postgres?target_session_attrs=read-write"
+        );
+        HaPair {
+            primary,
+            standby,
+            password,
+            url,
+        }
+    }
+
+    /// The superuser's URL of one of the two, on database `db`.
+    fn node_url(&self, node: &LocalPg, db: &str) -> String {
+        format!(
+            "postgresql://postgres:{}@127.0.0.1:{}/{db}",
+            self.password,
+            node.port()
+        )
+    }
+}
+
 async fn app_db_on(t: &TestDb, standby: &LocalPg) -> String {
     let url = format!(
         "postgresql://{n}:{p}@127.0.0.1:{port}/{n}",
@@ -89,17 +129,11 @@ async fn app_db_on(t: &TestDb, standby: &LocalPg) -> String {
 
 #[tokio::test]
 async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() {
-    let primary = dedicated_cluster("primary", Vec::new());
-    let standby = standby_of(&primary);
-    let password = primary.admin_password().expect("password");
+    let pair = HaPair::new("primary", true);
+    let (primary, standby, both) = (&pair.primary, &pair.standby, &pair.url);
     let t = TestDb::new("ha");
     // The standby first: target_session_attrs=read-write skips it.
-    let both = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        standby.port(),
-        primary.port()
-    );
-    let out = run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).arg("init"));
+    let out = run_ok(t.cmd().env("AIDOCK_ADMIN_URL", both).arg("init"));
     assert!(out.contains("applied 0001"), "{out}");
     // The printed app URL keeps every host and target_session_attrs (issue #34).
     assert!(
@@ -112,7 +146,7 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
         "{out}"
     );
     // doctor under the HA URL: asynchronous replication is reported, with the setting.
-    let out = expect_exit(t.cmd().env("AIDOCK_ADMIN_URL", &both).arg("doctor"), 1);
+    let out = expect_exit(t.cmd().env("AIDOCK_ADMIN_URL", both).arg("doctor"), 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("asynchronous") && text.contains("synchronous_standby_names"),
@@ -120,10 +154,7 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
     );
 
     // Only the standby: init (as admin) and migrate up (as the app) refuse with exit 4.
-    let only = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
-        standby.port()
-    );
+    let only = pair.node_url(standby, "postgres");
     let out = expect_exit(t.cmd().env("AIDOCK_ADMIN_URL", &only).arg("init"), 4);
     assert!(
         stderr(&out).contains("read-only standby")
@@ -132,7 +163,7 @@ async fn a_multi_host_url_reaches_the_primary_and_the_standby_alone_is_exit_4() 
         stderr(&out)
     );
     // Wait for the app database to reach the standby, then try to migrate it there.
-    let app_on_standby = app_db_on(&t, &standby).await;
+    let app_on_standby = app_db_on(&t, standby).await;
     // verify and doctor on the standby alone: the standby message, not a raw read-only error.
     let out = expect_exit(
         t.cmd()
@@ -190,16 +221,10 @@ async fn promote(standby: &LocalPg) {
 /// the run was rolled back and how to re-run.
 #[tokio::test]
 async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without() {
-    let primary = dedicated_cluster("lostprimary", Vec::new());
-    let standby = standby_of(&primary);
-    let password = primary.admin_password().expect("password");
+    let pair = HaPair::new("lostprimary", false);
+    let (primary, standby, both) = (&pair.primary, &pair.standby, &pair.url);
     let t = TestDb::new("halost");
-    let both = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        primary.port(),
-        standby.port()
-    );
-    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", both).args(["init", "-q"]));
     let dir = migrations_dir(&[
         (
             "0002_slow.up.sql",
@@ -211,26 +236,22 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         ),
     ]);
     // Wait for the standby to have the app's database and role.
-    app_db_on(&t, &standby).await;
+    app_db_on(&t, standby).await;
 
     // Under --wait: the primary stops 1.5 s into 0002; the standby is promoted; the run goes
     // again on it and applies 0002 (and then 0003, 8 s of sleeping in all) once.
     let mut cmd = t.cmd();
-    cmd.env("AIDOCK_ADMIN_URL", &both)
+    cmd.env("AIDOCK_ADMIN_URL", both)
         .arg("--migrations-dir")
         .arg(&dir)
         .args(["--wait", "90s", "migrate", "up", "--to", "2"]);
     let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
     // Stopped while 0002 runs (its sleep under way on the primary), not after a fixed time.
-    let on_primary = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
-        primary.port()
-    ))
-    .await;
+    let on_primary = crate::support::connect(&pair.node_url(primary, "postgres")).await;
     crate::support::wait_for_statement(&on_primary, "SELECT pg_sleep(4)").await;
     drop(on_primary);
     primary.stop().expect("stopping the primary");
-    promote(&standby).await;
+    promote(standby).await;
     let out = run.await.expect("join");
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -239,18 +260,13 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
             && err.contains("running the command again"),
         "{err}"
     );
-    let new_primary = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
-        standby.port(),
-        t.name
-    ))
-    .await;
+    let new_primary = crate::support::connect(&pair.node_url(standby, &t.name)).await;
     let versions = crate::support::ledger_versions(&new_primary).await;
     assert_eq!(versions, [1, 2], "0002 applied once, on the new primary");
 
     // Without --wait: the (new) primary stops mid-run: exit 4, rolled back, how to re-run.
     let mut cmd = t.cmd();
-    cmd.env("AIDOCK_ADMIN_URL", &both)
+    cmd.env("AIDOCK_ADMIN_URL", both)
         .arg("--migrations-dir")
         .arg(&dir)
         .args(["migrate", "up"]);
@@ -266,12 +282,7 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
         "{err}"
     );
     standby.start().expect("restart");
-    let client = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
-        standby.port(),
-        t.name
-    ))
-    .await;
+    let client = crate::support::connect(&pair.node_url(standby, &t.name)).await;
     let versions: i64 = client
         .query_one("SELECT count(*) FROM aidock_provision.schema_history", &[])
         .await
@@ -286,21 +297,12 @@ async fn a_run_that_loses_its_primary_runs_again_under_wait_and_exits_4_without(
 /// migration (its ledger row) and a reference-only seed (its rows).
 #[tokio::test]
 async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
-    let primary = dedicated_cluster("lostcommit", Vec::new());
-    let standby = standby_of(&primary);
-    let password = primary.admin_password().expect("password");
+    let pair = HaPair::new("lostcommit", false);
+    let (primary, standby, both) = (&pair.primary, &pair.standby, &pair.url);
     let t = TestDb::new("halostc");
-    let both = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        primary.port(),
-        standby.port()
-    );
-    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", both).args(["init", "-q"]));
     // The standby has the app's database; then it stops receiving.
-    let on_standby = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
-        standby.port()
-    );
+    let on_standby = pair.node_url(standby, "postgres");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let s = crate::support::connect(&on_standby).await;
@@ -329,11 +331,7 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
     }
     // Its walreceiver gone: nothing the primary commits from here on reaches it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let p = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/postgres",
-        primary.port()
-    ))
-    .await;
+    let p = crate::support::connect(&pair.node_url(primary, "postgres")).await;
     loop {
         let followers: i64 = p
             .query_one("SELECT count(*) FROM pg_stat_replication", &[])
@@ -355,7 +353,7 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
     let dir = migrations_dir(&[("0002_more.up.sql", "CREATE TABLE more (id int);\n")]);
     let out = t
         .cmd()
-        .env("AIDOCK_ADMIN_URL", &both)
+        .env("AIDOCK_ADMIN_URL", both)
         .env("AIDOCK__SERVER__CONFIRM_TIMEOUT", "2s")
         .arg("--migrations-dir")
         .arg(&dir)
@@ -374,7 +372,7 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
     );
     let out = t
         .cmd()
-        .env("AIDOCK_ADMIN_URL", &both)
+        .env("AIDOCK_ADMIN_URL", both)
         .env("AIDOCK__SERVER__CONFIRM_TIMEOUT", "2s")
         .arg("seed")
         .output()
@@ -392,7 +390,7 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
     // The same with the check switched off: a success, as it was.
     run_ok(
         t.cmd()
-            .env("AIDOCK_ADMIN_URL", &both)
+            .env("AIDOCK_ADMIN_URL", both)
             .env("AIDOCK__SERVER__CONFIRM_TIMEOUT", "0s")
             .arg("--migrations-dir")
             .arg(&dir)
@@ -405,21 +403,15 @@ async fn a_commit_lost_in_a_failover_is_not_reported_as_success() {
 /// primary and leaves exactly the requested logs there, in one invocation.
 #[tokio::test]
 async fn seed_dev_under_wait_rides_over_a_failover() {
-    let primary = dedicated_cluster("seedfail", Vec::new());
-    let standby = standby_of(&primary);
-    let password = primary.admin_password().expect("password");
+    let pair = HaPair::new("seedfail", false);
+    let (primary, standby, both) = (&pair.primary, &pair.standby, &pair.url);
     let t = TestDb::new("haseed");
-    let both = format!(
-        "postgresql://postgres:{password}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        primary.port(),
-        standby.port()
-    );
-    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["init", "-q"]));
-    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", &both).args(["seed", "-q"]));
-    app_db_on(&t, &standby).await;
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", both).args(["init", "-q"]));
+    run_ok(t.cmd().env("AIDOCK_ADMIN_URL", both).args(["seed", "-q"]));
+    app_db_on(&t, standby).await;
     let mut child = t
         .cmd()
-        .env("AIDOCK_ADMIN_URL", &both)
+        .env("AIDOCK_ADMIN_URL", both)
         .args([
             "--wait",
             "90s",
@@ -434,16 +426,11 @@ async fn seed_dev_under_wait_rides_over_a_failover() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("seed");
-    let on_primary = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
-        primary.port(),
-        t.name
-    ))
-    .await;
+    let on_primary = crate::support::connect(&pair.node_url(primary, &t.name)).await;
     crate::seed::wait_for_copy(&on_primary, &mut child).await;
     drop(on_primary);
     primary.stop().expect("stopping the primary");
-    promote(&standby).await;
+    promote(standby).await;
     let out = child.wait_with_output().expect("seed");
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -451,12 +438,7 @@ async fn seed_dev_under_wait_rides_over_a_failover() {
         err.contains("running the command again"),
         "the failover hit the run: {err}"
     );
-    let new_primary = crate::support::connect(&format!(
-        "postgresql://postgres:{password}@127.0.0.1:{}/{}",
-        standby.port(),
-        t.name
-    ))
-    .await;
+    let new_primary = crate::support::connect(&pair.node_url(standby, &t.name)).await;
     assert_eq!(
         crate::seed::count(&new_primary, "usage_logs").await,
         200_000

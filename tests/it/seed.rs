@@ -268,18 +268,9 @@ async fn a_failed_usage_log_load_leaves_no_logs_on_any_connection() {
     );
     let db = t.admin().await;
     // The 2500th row, on whichever connection writes it, fails.
-    db.batch_execute(&format!(
-        "CREATE SEQUENCE copy_rows; GRANT USAGE ON SEQUENCE copy_rows TO \"{}\";
-         CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF nextval('copy_rows') = 2500 THEN RAISE EXCEPTION 'injected failure'; END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER fail_late BEFORE INSERT ON usage_logs FOR EACH ROW EXECUTE FUNCTION fail_late();",
-        t.name
-    ))
-    .await
-    .expect("trigger");
+    crate::support::Fault::AtRow(2500, "injected failure")
+        .inject(&db, "usage_logs", &t.name)
+        .await;
     let out = expect_exit(
         t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
             "seed",
@@ -521,14 +512,9 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
     run_ok(t.cmd().args(["init", "-q"]));
     run_ok(t.cmd().arg("seed"));
     let db = t.admin().await;
-    db.batch_execute(
-        "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'injected failure at commit'; END $$;
-         CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON usage_logs
-             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();",
-    )
-    .await
-    .expect("trigger");
+    crate::support::Fault::AtCommit("injected failure at commit")
+        .inject(&db, "usage_logs", &t.name)
+        .await;
     let users = count(&db, "users").await;
     let out = expect_exit(
         t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
@@ -558,7 +544,7 @@ async fn a_failure_at_commit_keeps_nothing_of_the_run() {
         "a failure at commit still drops the staging tables"
     );
     quotas_match_logs(&db).await;
-    db.batch_execute("DROP TRIGGER fail_at_commit ON usage_logs")
+    db.batch_execute("DROP TRIGGER aidock_fault ON usage_logs")
         .await
         .expect("drop");
     // Whatever a failed run left, the next one clears, and loads everything.

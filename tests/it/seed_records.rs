@@ -192,14 +192,14 @@ async fn a_failing_run_still_drops_what_a_killed_run_left() {
     let db = t.admin().await;
     db.batch_execute(&format!(
         "CREATE UNLOGGED TABLE public.aidock_seed_stage_deadrun0000_0 (id uuid);
-         ALTER TABLE public.aidock_seed_stage_deadrun0000_0 OWNER TO \"{}\";
-         CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
-         CREATE TRIGGER refuse BEFORE INSERT ON usage_logs FOR EACH ROW EXECUTE FUNCTION refuse();",
+         ALTER TABLE public.aidock_seed_stage_deadrun0000_0 OWNER TO \"{}\";",
         t.name
     ))
     .await
     .expect("a killed run's table");
+    crate::support::Fault::Always("injected failure")
+        .inject(&db, "usage_logs", &t.name)
+        .await;
     let out = expect_exit(
         t.cmd().env("AIDOCK__SEED__COPY_CONNECTIONS", "2").args([
             "seed",
@@ -249,11 +249,11 @@ async fn a_failed_clean_up_gives_the_drop_to_run() {
     run_ok(t.cmd().args(["init", "-q"]));
     run_ok(&mut seed_dev(&t, "5", "0"));
     let db = t.admin().await;
+    crate::support::Fault::Always("injected failure")
+        .inject(&db, "usage_logs", &t.name)
+        .await;
     db.batch_execute(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
-         CREATE TRIGGER refuse BEFORE INSERT ON usage_logs FOR EACH ROW EXECUTE FUNCTION refuse();
-         CREATE FUNCTION keep_stages() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION keep_stages() RETURNS event_trigger LANGUAGE plpgsql AS $$
          BEGIN
            IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects()
                       WHERE object_identity LIKE '%aidock_seed_stage%') THEN

@@ -614,3 +614,48 @@ async fn wait_for_activity(db: &tokio_postgres::Client, condition: &str, value: 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Where a test makes a table's inserts fail (one fault-injection helper for every test that
+/// needs one): each raises `message`, from the first row, from row `n` on (counted over every
+/// connection, for loads that split over several), or at commit (a deferred constraint trigger).
+pub enum Fault<'a> {
+    Always(&'a str),
+    AtRow(i64, &'a str),
+    AtCommit(&'a str),
+}
+
+impl Fault<'_> {
+    /// Put the fault on `table` (as the admin, on `db`); `role` may then use what it needs.
+    pub async fn inject(&self, db: &tokio_postgres::Client, table: &str, role: &str) {
+        let (body, trigger) = match self {
+            Fault::Always(message) => (
+                format!("RAISE EXCEPTION '{message}';"),
+                format!(
+                    "CREATE TRIGGER aidock_fault BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION aidock_fault();"
+                ),
+            ),
+            Fault::AtRow(n, message) => (
+                format!(
+                    "IF nextval('aidock_fault_rows') >= {n} THEN RAISE EXCEPTION '{message}'; END IF; RETURN NEW;"
+                ),
+                format!(
+                    "CREATE TRIGGER aidock_fault BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION aidock_fault();"
+                ),
+            ),
+            Fault::AtCommit(message) => (
+                format!("RAISE EXCEPTION '{message}';"),
+                format!(
+                    "CREATE CONSTRAINT TRIGGER aidock_fault AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION aidock_fault();"
+                ),
+            ),
+        };
+        db.batch_execute(&format!(
+            "CREATE SEQUENCE IF NOT EXISTS aidock_fault_rows;
+             GRANT USAGE ON SEQUENCE aidock_fault_rows TO \"{role}\";
+             CREATE FUNCTION aidock_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
+             {trigger}"
+        ))
+        .await
+        .expect("injecting a fault");
+    }
+}
