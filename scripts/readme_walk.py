@@ -12,7 +12,9 @@ scripts/quickstart.sh calls it after the quick start, as root and as an ordinary
 `aidock-provision` must be on PATH (the quick start's `cargo run --release` built it). HOME is a
 scratch directory, so examples that install completions or man pages write there. A failing
 example fails the walk, naming it. The user's world outside this project is a sibling
-`Back/alembic/versions` (the AI Dock backend's Alembic), made here if missing.
+`Back/alembic/versions` (the AI Dock backend's Alembic), made here if missing, and the backend's
+models with its venv active: `examples/backend` on PYTHONPATH (`app.models:Base`) and VIRTUAL_ENV
+the one with SQLAlchemy (as given, else /opt/aidock-alembic, which .ci/run makes).
 """
 
 import os
@@ -118,6 +120,17 @@ ENV = dict(
     RUSTUP_HOME=os.environ.get("RUSTUP_HOME", os.path.join(real_home, ".rustup")),
     CARGO_HOME=os.environ.get("CARGO_HOME", os.path.join(real_home, ".cargo")),
 )
+ENV["PYTHONPATH"] = os.pathsep.join(
+    p for p in [os.path.join(ROOT, "examples", "backend"), os.environ.get("PYTHONPATH")] if p
+)
+if not ENV.get("VIRTUAL_ENV"):
+    ENV["VIRTUAL_ENV"] = "/opt/aidock-alembic"
+if not os.access(os.path.join(ENV["VIRTUAL_ENV"], "bin", "python"), os.X_OK):
+    sys.exit(
+        f"walk: the backend's venv {ENV['VIRTUAL_ENV']} (with SQLAlchemy) is missing: "
+        "python3 -m venv /opt/aidock-alembic && /opt/aidock-alembic/bin/pip install sqlalchemy "
+        "(.ci/run does), or set VIRTUAL_ENV"
+    )
 os.makedirs(os.path.join(os.path.dirname(ROOT), "Back", "alembic", "versions"), exist_ok=True)
 os.makedirs(os.path.join(ROOT, "Back", "alembic", "versions"), exist_ok=True)
 

@@ -257,10 +257,22 @@ pub enum MigrateCommand {
     /// Print the exact SQL that `up` (or `down` with --down) would run; changes nothing.
     Plan(PlanArgs),
     /// Compare the live schema with what the applied migrations make; exit 1 on any drift.
+    #[command(after_help = "Examples:\n  \
+        aidock-provision migrate verify                       # the live database against the migrations\n  \
+        aidock-provision migrate verify --models app.models:Base   # the backend's models against them (CI)")]
     Verify {
         /// Also print (never run) the SQL that turns the live schema back into the migrations' result.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "models")]
         fix: bool,
+        /// Compare the backend's SQLAlchemy models (MODULE:ATTR, a declarative base or a
+        /// MetaData) with what the migrations make, instead of the live database: each
+        /// difference with the model declaration that would agree; exit 1 on any. The check a
+        /// backend's CI runs instead of `alembic check`. Run from where the module imports.
+        #[arg(long, value_name = "MODULE:ATTR")]
+        models: Option<String>,
+        /// The Python that imports the models [default: $VIRTUAL_ENV/bin/python, else python3].
+        #[arg(long, value_name = "PATH", requires = "models")]
+        python: Option<std::path::PathBuf>,
     },
     /// Write the next migration pair from a desired schema (an edited `pg_dump -s`, or any SQL).
     ///
@@ -268,11 +280,10 @@ pub enum MigrateCommand {
     /// tested (up, then down) before it is written. Indexes on existing tables get a
     /// `-- aidock:no-transaction` pair of their own (CREATE INDEX CONCURRENTLY); new enum values
     /// one before the main pair.
-    #[command(
-        after_help = "Example: the schema as it is, edited, then the migration that makes it\n  \
+    #[command(after_help = "Examples:\n  \
         pg_dump -s \"$(aidock-provision local url)\" > desired.sql   # then edit desired.sql\n  \
-        aidock-provision migrate diff add_avatar --to desired.sql --print"
-    )]
+        aidock-provision migrate diff add_avatar --to desired.sql --print\n  \
+        aidock-provision migrate diff initial_tables --to-models app.models:Base   # from the backend's models")]
     Diff(DiffArgs),
     /// Adopt a database whose schema other tools made (the backend's Alembic or create_all),
     /// keeping every row.
@@ -373,8 +384,21 @@ pub struct DiffArgs {
     /// The new migration's name: lower-case letters, digits and underscores.
     pub name: String,
     /// The desired schema: a .sql file or a directory of them (applied in name order).
-    #[arg(long, value_name = "PATH")]
-    pub to: std::path::PathBuf,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "to_models",
+        conflicts_with = "to_models"
+    )]
+    pub to: Option<std::path::PathBuf>,
+    /// The desired schema is what SQLAlchemy's `create_all` makes of these models (MODULE:ATTR,
+    /// a declarative base or a MetaData), run by the backend's own Python from the current
+    /// directory (as `alembic revision --autogenerate` would, but compared by the server).
+    #[arg(long, value_name = "MODULE:ATTR")]
+    pub to_models: Option<String>,
+    /// The Python that imports the models [default: $VIRTUAL_ENV/bin/python, else python3].
+    #[arg(long, value_name = "PATH", requires = "to_models")]
+    pub python: Option<std::path::PathBuf>,
     /// Print the files to stdout instead of writing them.
     #[arg(long)]
     pub print: bool,

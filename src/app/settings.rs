@@ -113,6 +113,9 @@ pub struct Settings {
     /// A re-run after a commit that could not be confirmed on the cluster's primary (HA): what
     /// a run reads must be confirmed the same way (issue #46).
     pub confirm_reads: bool,
+    /// The active Python venv (`VIRTUAL_ENV`): whose Python imports the backend's models
+    /// (`--to-models`, `verify --models`) when `--python` is not given.
+    pub virtual_env: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +291,10 @@ impl Settings {
             .iter()
             .filter_map(|k| env.get(*k).map(|v| ((*k).to_string(), v.clone())))
             .collect();
+        settings.virtual_env = env
+            .get("VIRTUAL_ENV")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         settings.passfile = env.get("PGPASSFILE").map(PathBuf::from).or_else(|| {
             env.get("HOME")
                 .map(|home| PathBuf::from(home).join(".pgpass"))
@@ -740,6 +747,7 @@ impl Reader {
         Ok(Settings {
             started: std::time::Instant::now(),
             confirm_reads: false,
+            virtual_env: None,
             production: self.bool("production")?,
             server: Server {
                 admin_url: self.optional("server.admin_url")?,

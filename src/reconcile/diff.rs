@@ -116,6 +116,60 @@ pub async fn generate(
             "migration name `{name}` must be lower-case letters, digits and underscores, e.g. add_user_avatar"
         )));
     }
+    match in_scratch(
+        pad,
+        migrations,
+        desired,
+        Job::Write {
+            name,
+            allow_data_loss,
+        },
+    )
+    .await?
+    {
+        Done::Written(generated) => Ok(generated),
+        Done::Compared(_) => unreachable!("a write job writes"),
+    }
+}
+
+/// Where the desired schema and the migrations' disagree: each difference, the migrations'
+/// side as expected (`migrate verify --models`: the models are what should change).
+///
+/// # Errors
+/// A desired schema that does not apply, a migration that does not replay, connections.
+pub async fn compare(
+    pad: &Scratchpad<'_>,
+    migrations: &[Migration],
+    desired: &Desired,
+) -> anyhow::Result<Vec<crate::schema::diff::Drift>> {
+    match in_scratch(pad, migrations, desired, Job::Compare).await? {
+        Done::Compared(drift) => Ok(drift),
+        Done::Written(_) => unreachable!("a compare job compares"),
+    }
+}
+
+/// What to do with the two schemas once built.
+enum Job<'a> {
+    Write {
+        name: &'a str,
+        allow_data_loss: bool,
+    },
+    Compare,
+}
+
+enum Done {
+    Written(Generated),
+    Compared(Vec<crate::schema::diff::Drift>),
+}
+
+/// The two scratch databases (the migrations' schema, the desired one), `job` done between
+/// them, both dropped whatever happens.
+async fn in_scratch(
+    pad: &Scratchpad<'_>,
+    migrations: &[Migration],
+    desired: &Desired,
+    job: Job<'_>,
+) -> anyhow::Result<Done> {
     let admin = pad.admin.connect().await?;
     scratch::require_createdb(&admin, pad.admin).await?;
     scratch::drop_stale_scratch_databases(&admin).await;
@@ -156,52 +210,68 @@ pub async fn generate(
         let _ = target.drop(&admin).await;
         return Err(e);
     }
-    let work = generate_in(
-        pad,
-        migrations,
-        desired,
-        name,
-        allow_data_loss,
-        &current,
-        &target,
-    );
+    let work = async {
+        let mut here = pad.app.with_dbname(&current.name).connect().await?;
+        let mut there = pad.app.with_dbname(&target.name).connect().await?;
+        let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+        let (replayed, applied) = tokio::join!(
+            runner::replay(&mut here, migrations, &versions, pad.opts),
+            apply_desired(&mut there, desired, pad.app.user(), pad.opts)
+        );
+        replayed
+            .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
+            .context("replaying the migrations in a scratch database")?;
+        applied?;
+        let (from, to) = tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));
+        let (from, to) = (from?, to?);
+        match job {
+            Job::Compare => {
+                let mut drift = crate::schema::diff::diff(&from, &to);
+                drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
+                Ok(Done::Compared(drift))
+            }
+            Job::Write {
+                name,
+                allow_data_loss,
+            } => generate_in(
+                pad,
+                migrations,
+                name,
+                allow_data_loss,
+                &mut here,
+                &from,
+                &to,
+            )
+            .await
+            .map(Done::Written),
+        }
+    };
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(error::interrupted("interrupted (Ctrl-C); the scratch databases were dropped")),
     };
     let a = current.drop(&admin).await;
     let b = target.drop(&admin).await;
-    let generated = result?;
+    let done = result?;
     a?;
     b?;
-    Ok(generated)
+    Ok(done)
 }
 
+/// The pair between `from` (the migrations' catalog, built on `here`) and `to` (the desired),
+/// tested on `here`: up reaches `to`, down comes back to `from`.
 async fn generate_in(
     pad: &Scratchpad<'_>,
     migrations: &[Migration],
-    desired: &Desired,
     name: &str,
     allow_data_loss: bool,
-    current: &Scratch,
-    target: &Scratch,
+    here: &mut Client,
+    from: &Catalog,
+    to: &Catalog,
 ) -> anyhow::Result<Generated> {
-    let mut here = pad.app.with_dbname(&current.name).connect().await?;
-    let mut there = pad.app.with_dbname(&target.name).connect().await?;
-    let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
-    let (replayed, applied) = tokio::join!(
-        runner::replay(&mut here, migrations, &versions, pad.opts),
-        apply_desired(&mut there, desired, pad.app.user(), pad.opts)
-    );
-    replayed
-        .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
-        .context("replaying the migrations in a scratch database")?;
-    applied?;
-    let (from, to) = tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));
-    let (from, to) = (from?, to?);
     let role = pad.app.user().to_string();
-    let up = ddl::plan(&from, &to, &role, Direction::Up);
-    let down = ddl::plan(&to, &from, &role, Direction::Down);
+    let up = ddl::plan(from, to, &role, Direction::Up);
+    let down = ddl::plan(to, from, &role, Direction::Down);
     // What the plan needs that the tool does not write: refused, each named.
     let unsupported: Vec<String> = up
         .unsupported
@@ -222,7 +292,7 @@ async fn generate_in(
     if up.is_empty() {
         // Nothing to write, but the schemas differ: what differs is beyond the engine (a
         // partition key, a change PostgreSQL cannot alter). Refused, never "no difference".
-        let mut drift = crate::schema::diff::diff(&to, &from);
+        let mut drift = crate::schema::diff::diff(to, from);
         drift.retain(|d| !ddl::init_owned(&(d.kind.clone(), d.object.clone())));
         if !drift.is_empty() {
             let mut why: Vec<String> = drift.iter().map(ToString::to_string).collect();
@@ -279,20 +349,20 @@ async fn generate_in(
         )
     };
     for m in &generated {
-        runner::run_script(&mut here, m, &m.up, pad.opts)
+        runner::run_script(here, m, &m.up, pad.opts)
             .await
             .map_err(|e| failed("up", e))?;
     }
-    let reached = catalog::read(&here, READ).await?;
-    check_same(&to, &reached, "up", &pairs)?;
+    let reached = catalog::read(&*here, READ).await?;
+    check_same(to, &reached, "up", &pairs)?;
     for m in generated.iter().rev() {
         let down = m.down.as_ref().expect("generated pairs have a down");
-        runner::run_script(&mut here, m, down, pad.opts)
+        runner::run_script(here, m, down, pad.opts)
             .await
             .map_err(|e| failed("down", e))?;
     }
-    let back = catalog::read(&here, READ).await?;
-    check_same(&from, &back, "down", &pairs)?;
+    let back = catalog::read(&*here, READ).await?;
+    check_same(from, &back, "down", &pairs)?;
     Ok(Generated {
         files: pairs
             .into_iter()
@@ -379,6 +449,10 @@ async fn apply_desired(
                 result = runner::run_script(client, &m, &script, opts).await;
             }
         }
+        let needs = match &result {
+            Err(e) => needed_extension(client, &format!("{e:#}")).await,
+            Ok(()) => None,
+        };
         result.map_err(|e| {
                 let cause = format!("{e:#}").replacen(
                     "migration 0000_desired_schema failed at ",
@@ -396,6 +470,10 @@ async fn apply_desired(
                     format!(
                         "\nthe desired schema is built as `{role}`, the role the migrations run as, which may not run that statement (it needs a superuser or another owner); a migration holding it would fail the same way under `migrate up`: leave it out of the desired file and have the admin run it by hand",
                     )
+                } else if let Some(ext) = &needs {
+                    format!(
+                        "\nit needs the extension `{ext}`, which `{role}` (the role the migrations run as) may not create: have the admin create it in the live database (`CREATE EXTENSION \"{ext}\";` as a superuser, or list it where your platform installs extensions), then run this again; the scratch database gets the live database's extensions",
+                    )
                 } else {
                     String::new()
                 };
@@ -405,6 +483,49 @@ async fn apply_desired(
             })?;
     }
     Ok(())
+}
+
+/// The extension a failed statement needed, when the failure says so: a type that does not
+/// exist named as an extension this server has (citext, hstore, ltree, vector ...), or a function
+/// a well-known extension makes (`uuid_generate_v4()`: uuid-ossp).
+async fn needed_extension(client: &Client, error: &str) -> Option<String> {
+    let quoted = |after: &str| {
+        let rest = error.split(after).nth(1)?;
+        let rest = rest.strip_prefix('"')?;
+        Some(rest.split('"').next()?.to_string())
+    };
+    let candidate = if error.contains("(SQLSTATE 42704)") {
+        quoted("type ")?
+    } else if error.contains("(SQLSTATE 42883)") {
+        let function = quoted("function ").or_else(|| {
+            error
+                .split("function ")
+                .nth(1)
+                .map(|r| r.split('(').next().unwrap_or(r).to_string())
+        })?;
+        match function.rsplit('.').next().unwrap_or(&function) {
+            "uuid_generate_v1" | "uuid_generate_v4" | "uuid_nil" => "uuid-ossp".to_string(),
+            "crypt" | "gen_salt" | "digest" | "hmac" => "pgcrypto".to_string(),
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    let name = candidate
+        .rsplit('.')
+        .next()
+        .unwrap_or(&candidate)
+        .to_string();
+    let available = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    available.then_some(name)
 }
 
 /// The pairs to write: `(version, name, up, down)`. The main pair always; an enum-values pair

@@ -4,11 +4,13 @@
 //! the migrations do not make, handed to the app role, who replays the migrations there, and
 //! dropped on every way out), reads catalogs, and compares: [`verify`] (live against the
 //! migrations), [`diff`] (the migrations against a desired schema: the next pair),
-//! [`baseline`] (adopting a database other tools made). `migrate` and `schema` never import
+//! [`baseline`] (adopting a database other tools made); [`models`] makes the backend's
+//! SQLAlchemy models a desired schema for `diff` and `verify --models`. `migrate` and `schema` never import
 //! this module (`tests/it/layering.rs`).
 
 pub mod baseline;
 mod checks;
 pub mod diff;
+pub mod models;
 pub mod scratch;
 pub mod verify;

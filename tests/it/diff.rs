@@ -96,7 +96,7 @@ fn matches_psql(t: &TestDb, root: &Path) {
 /// A dump with each `CREATE TABLE`'s column lines sorted, as scripts/diff_corpus.py compares:
 /// PostgreSQL cannot add a column between existing ones, so a column a down adds back goes last
 /// (the tool says so in a note); everything else must match line for line.
-fn columns_unordered(dump: &str) -> String {
+pub(crate) fn columns_unordered(dump: &str) -> String {
     let mut out = Vec::new();
     let mut block: Option<Vec<&str>> = None;
     for line in dump.lines() {
@@ -133,7 +133,7 @@ fn up_and_back_from_up(t: &TestDb, root: &Path) {
 }
 
 /// psql applies `file` to a fresh database owned by the test's role, as that role; its URL.
-fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
+pub(crate) fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
     let name = format!("{}_{tag}", t.name);
     let admin = &cluster().admin_url;
     let out = Command::new("psql")
@@ -182,7 +182,7 @@ fn psql_reference(t: &TestDb, tag: &str, file: &Path) -> String {
 
 /// Two `pg_dump -s` texts are the same; on failure, only the lines that differ are shown.
 #[track_caller]
-fn assert_same_dump(got: &str, want: &str, what: &str) {
+pub(crate) fn assert_same_dump(got: &str, want: &str, what: &str) {
     if got == want {
         return;
     }

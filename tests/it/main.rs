@@ -17,6 +17,7 @@ mod lint;
 mod local;
 mod local_root;
 mod migrate;
+mod models;
 mod patroni;
 mod pgbouncer;
 mod platform;

@@ -9,6 +9,8 @@ use crate::db::{self, Target};
 use crate::error;
 use crate::migrate::plan::Target as PlanTarget;
 use crate::migrate::{self, runner};
+use crate::reconcile::models;
+use crate::schema::diff::printable;
 use std::fmt::Write as _;
 
 /// Run one `migrate` subcommand.
@@ -119,7 +121,12 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MigrateCommand::Verify { fix } => {
+        MigrateCommand::Verify {
+            models: Some(spec),
+            python,
+            ..
+        } => verify_models(settings, &migrations, &spec, python.as_deref()),
+        MigrateCommand::Verify { fix, .. } => {
             let target = targets::app(settings)?;
             let admin = targets::verify_admin(settings)?;
             let report = db::block_on(crate::reconcile::verify::verify(
@@ -412,6 +419,78 @@ fn lint(
     }
 }
 
+/// The backend's models as named on the command line, imported by the Python `--python`
+/// names (else the active venv's), from the current directory.
+fn models_of(
+    settings: &Settings,
+    spec: &str,
+    python: Option<&std::path::Path>,
+) -> anyhow::Result<models::Models> {
+    Ok(models::Models {
+        spec: spec.to_string(),
+        python: models::python(python, settings.virtual_env.as_deref()),
+        dir: std::env::current_dir().map_err(|e| anyhow::anyhow!("the current directory: {e}"))?,
+    })
+}
+
+/// `migrate verify --models`: the models against what the migrations make, both built in
+/// scratch databases; each difference with the model declaration that would agree.
+fn verify_models(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    spec: &str,
+    python: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let out = settings.output;
+    let desired = models::desired(&models_of(settings, spec, python)?)?;
+    let admin = targets::verify_admin(settings)?;
+    let app = targets::app(settings)?;
+    let opts = targets::runner_options(settings);
+    let pad = crate::reconcile::diff::Scratchpad {
+        admin: &admin,
+        app: &app,
+        opts: &opts,
+    };
+    let drift = db::block_on(crate::reconcile::diff::compare(&pad, migrations, &desired))?;
+    let hints: Vec<String> = drift.iter().map(models::hint).collect();
+    let json = serde_json::json!({
+        "clean": drift.is_empty(),
+        "models": spec,
+        "drift": drift.iter().zip(&hints).map(|(d, h)| {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["model"] = serde_json::Value::String(h.clone());
+            v
+        }).collect::<Vec<_>>(),
+    });
+    if drift.is_empty() {
+        emit(out, &json, || {
+            format!(
+                "the models {spec} match what the {} migration(s) make",
+                migrations.len()
+            )
+        })?;
+        return Ok(());
+    }
+    let text = || {
+        drift
+            .iter()
+            .zip(&hints)
+            .map(|(d, h)| format!("{}\n  model: {}", models::line(d), printable(h)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // The differences are printed even with --quiet: they are the answer.
+    if out.quiet && !out.json {
+        outln!("{}", text());
+    } else {
+        emit(out, &json, text)?;
+    }
+    Err(anyhow::anyhow!(
+        "{} difference(s) between the models {spec} and what the migrations make: change the models as each `model:` line says, or write the migration (`migrate diff NAME --to-models {spec}`)",
+        drift.len()
+    ))
+}
+
 /// `migrate diff`: generate, test, then write (or print) the pair(s).
 fn diff(
     settings: &Settings,
@@ -428,7 +507,17 @@ fn diff(
             ));
         }
     };
-    let desired = crate::reconcile::diff::read_desired(&args.to)?;
+    let (desired, from) = match (&args.to, &args.to_models) {
+        (Some(to), _) => (
+            crate::reconcile::diff::read_desired(to)?,
+            format!("`{}`", to.display()),
+        ),
+        (None, Some(spec)) => (
+            models::desired(&models_of(settings, spec, args.python.as_deref())?)?,
+            format!("the models {spec}"),
+        ),
+        (None, None) => unreachable!("clap requires --to or --to-models"),
+    };
     let admin = targets::verify_admin(settings)?;
     let app = targets::app(settings)?;
     let opts = targets::runner_options(settings);
@@ -451,10 +540,13 @@ fn diff(
         errln!("loses data (allowed by --allow-data-loss): {l}");
     }
     if generated.files.is_empty() {
-        outln!(
-            "no difference: the migrations already make the schema in `{}`; nothing written",
-            args.to.display()
-        );
+        if settings.output.json {
+            outln!("{}", serde_json::to_string_pretty(&generated)?);
+        } else {
+            outln!(
+                "no difference: the migrations already make the schema of {from}; nothing written"
+            );
+        }
         return Ok(());
     }
     if args.print || settings.output.json {
