@@ -1,4 +1,4 @@
-//! Embeds `sql/` and `seeds/` into the binary: generates a list of (file name, contents) pairs.
+//! Embeds `sql/`, `seeds/` and `config/` into the binary: generates a list of (file name, contents) pairs.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,7 +7,11 @@ fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut code = String::new();
-    for (constant, dir) in [("MIGRATIONS", "sql"), ("SEEDS", "seeds")] {
+    for (constant, dir) in [
+        ("MIGRATIONS", "sql"),
+        ("SEEDS", "seeds"),
+        ("CONFIGS", "config"),
+    ] {
         let path = Path::new(&manifest).join(dir);
         println!("cargo:rerun-if-changed={}", path.display());
         let mut files: Vec<_> = std::fs::read_dir(&path)

@@ -146,6 +146,9 @@ pub enum Command {
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Start a project of your own from what is built into this binary.
+    #[command(subcommand)]
+    Project(ProjectCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(
         after_help = "Install (one of):\n  mkdir -p ~/.local/share/bash-completion/completions && aidock-provision completions bash > ~/.local/share/bash-completion/completions/aidock-provision\n  mkdir -p ~/.zfunc && aidock-provision completions zsh > ~/.zfunc/_aidock-provision   # with fpath+=(~/.zfunc) before compinit\n  mkdir -p ~/.config/fish/completions && aidock-provision completions fish > ~/.config/fish/completions/aidock-provision.fish"
@@ -167,6 +170,21 @@ pub enum Command {
 aidock-provision template --dev --users 10 --usage-logs 500\n  \
 AIDOCK__DATABASE__NAME=test_42 AIDOCK__DATABASE__OWNER=test_42 aidock-provision init --from-template aidock_template")]
     Template(TemplateArgs),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProjectCommand {
+    /// Write config/, sql/ and seeds/ (the settings, migrations and seeds built into this binary)
+    /// into DIR, so `migrate new`, `diff` and `capture` have a migrations directory to write to
+    /// (a team that adopted a database with the binary alone has none). Files already there
+    /// with the same content are left; other content is refused, nothing written. Commands run
+    /// in DIR (or with --project DIR) then use it.
+    #[command(after_help = "Example: in the backend's repository
+          aidock-provision project init db   # then: cd db && aidock-provision migrate status")]
+    Init {
+        /// Where the project goes [default: the current directory].
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The flags of `seed --dev`, shared by `seed` and `template`.
@@ -297,6 +315,21 @@ pub enum MigrateCommand {
         aidock-provision migrate baseline --dry-run           # the exact transaction\n  \
         aidock-provision migrate baseline --reconcile --yes   # run it")]
     Baseline(BaselineArgs),
+    /// Make what the live database has beyond its migrations the next migration of ours.
+    ///
+    /// For an Alembic revision of the backend's own applied after adoption (or a change made by
+    /// hand): the pair from what the applied migrations make to the live schema is written into
+    /// the project's migrations directory, tested first in a scratch database (replay + up =
+    /// the live schema; down comes back), recorded as applied (`migrate history` says captured,
+    /// and from which revision) and `alembic_version` stamped at the new head, in one
+    /// transaction. With --alembic-dir, the backend's revision files it replaces are removed
+    /// and our revision files exported there, so the backend's history is one line. A revision
+    /// that changed no schema (a data migration) is recorded as such. Asks for confirmation (or
+    /// --yes).
+    #[command(after_help = "Examples:
+          aidock-provision migrate capture add_phone_number --alembic-dir ../Back/alembic/versions --yes
+          aidock-provision migrate capture hotfix_index --yes   # a change made by hand")]
+    Capture(CaptureArgs),
     /// Check migrations for DDL that locks or rewrites busy tables (the squawk rule set).
     ///
     /// Offline: the given files, else every up script (--pending: only those the database has
@@ -349,6 +382,20 @@ pub struct DownArgs {
     /// Allow this in the production profile (it still asks for confirmation unless --yes).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CaptureArgs {
+    /// The new migration's name: lower-case letters, digits and underscores.
+    pub name: String,
+    /// The backend's Alembic versions directory (e.g. Back/alembic/versions): the revision
+    /// files the capture replaces are removed from it and ours exported into it.
+    #[arg(long, value_name = "DIR")]
+    pub alembic_dir: Option<std::path::PathBuf>,
+    /// Write steps that lose data (a dropped column the live database no longer has) instead of
+    /// refusing them.
+    #[arg(long)]
+    pub allow_data_loss: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,3 +1,4 @@
-//! The `sql/` and `seeds/` files built into the binary (see build.rs).
+//! The `sql/`, `seeds/` and `config/` files built into the binary (see build.rs); `project
+//! init` writes them out as a project of its own.
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

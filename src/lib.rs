@@ -38,6 +38,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Man { dir } => return commands::shell::man(dir.as_deref()),
+        // Writes files only: no settings, no server.
+        Command::Project(cli::ProjectCommand::Init { dir }) => {
+            return commands::project::init(dir.as_deref(), &cli.global);
+        }
         _ => {}
     }
     let mut settings = settings::Settings::load(&cli.global)?;
@@ -115,7 +119,10 @@ fn dispatch(settings: &settings::Settings, command: Command) -> anyhow::Result<(
         Command::Reset(args) => commands::reset::run(settings, &args),
         Command::Local(cmd) => commands::local::run(settings, &cmd),
         Command::Template(args) => commands::template::run(settings, &args),
-        Command::Doctor | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Doctor
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Project(_) => {
             unreachable!("handled above")
         }
     }

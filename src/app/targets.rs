@@ -308,6 +308,12 @@ pub fn seed_options(settings: &Settings) -> seed::Options {
 /// app connection is derived from the admin's, ask the admin and say the accurate thing.
 #[must_use]
 pub fn explain_app_error(settings: &Settings, err: anyhow::Error) -> anyhow::Error {
+    if let Some(foreign) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<migrate::ForeignRevision>())
+    {
+        return explain_foreign_revision(settings, foreign);
+    }
     let login_refused = matches!(
         crate::db::connect_reason(&err),
         Some(crate::db::Reason::WrongPassword | crate::db::Reason::Refused)
@@ -334,4 +340,45 @@ pub fn explain_app_error(settings: &Settings, err: anyhow::Error) -> anyhow::Err
         ),
         _ => err,
     }
+}
+
+/// The live schema against what its applied migrations make (`migrate verify`'s comparison),
+/// one line per difference.
+///
+/// # Errors
+/// No admin connection that may build the scratch database; what verify meets.
+pub fn compare_with_migrations(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let admin = verify_admin(settings)?;
+    let app = app(settings)?;
+    let migrations = migrations(settings)?;
+    let report = crate::db::block_on(crate::reconcile::verify::verify(
+        &admin,
+        &app,
+        &migrations,
+        &runner_options(settings),
+        false,
+    ))?;
+    Ok(report.drift.iter().map(ToString::to_string).collect())
+}
+
+/// What schema a command refused by an Alembic revision of the backend's own would have changed,
+/// and what to do: the revision, how the schema differs from the migrations (compared when an
+/// admin connection can), and `migrate capture`. Exit 1.
+fn explain_foreign_revision(
+    settings: &Settings,
+    foreign: &migrate::ForeignRevision,
+) -> anyhow::Error {
+    let schema = match compare_with_migrations(settings) {
+        Ok(drift) if drift.is_empty() => "the schema is what the migrations make: the revision changed no schema (a data migration), or alembic_version was set by hand; capture records it, so the backend's history and ours stay one line".to_string(),
+        Ok(drift) => format!(
+            "the schema differs from what the migrations make in {} place(s):\n  {}",
+            drift.len(),
+            drift.join("\n  ")
+        ),
+        Err(e) => format!(
+            "the schema was not compared here ({}); `aidock-provision migrate verify` with an admin connection shows what the revision changed",
+            format!("{e:#}").lines().next().unwrap_or_default()
+        ),
+    };
+    anyhow::anyhow!("{foreign}\n{schema}")
 }

@@ -332,6 +332,39 @@ fn backend_head(dir: &Path, migrations: &[Migration]) -> anyhow::Result<Option<S
     }
 }
 
+/// Alembic revisions of the backend's own found in `alembic_version` on top of our ledger
+/// ([`super::ledger::foreign_revisions`]): the schema may have changed under the migrations, so
+/// `migrate up`/`down`, `init` and `seed` refuse before changing anything, and `status`,
+/// `doctor` and `verify` say it. The way out is `migrate capture`.
+#[derive(Debug, Clone)]
+pub struct ForeignRevision {
+    pub revisions: Vec<String>,
+}
+
+impl ForeignRevision {
+    /// The revision ids, quoted and joined.
+    #[must_use]
+    pub fn ids(&self) -> String {
+        self.revisions
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for ForeignRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "alembic_version holds {}, an Alembic revision of the backend's own applied on top of aidock-provision's migrations (`alembic upgrade head`); nothing was changed. `aidock-provision migrate verify` shows what it changed in the schema; `aidock-provision migrate capture NAME --alembic-dir <the backend's alembic/versions>` makes it a migration of ours",
+            self.ids()
+        )
+    }
+}
+
+impl std::error::Error for ForeignRevision {}
+
 /// The problem, if `alembic_version` does not hold what our ledger implies (`head`: the highest
 /// applied version; `stamped`: the rows of `alembic_version`, `None` when the table is absent).
 #[must_use]
@@ -355,15 +388,21 @@ pub fn stamp_problem(head: Option<i64>, stamped: Option<&[String]>) -> Option<St
             .join(", ")
     };
     Some(format!(
-        "alembic_version holds {have}, but the ledger's head is {want}: someone ran `alembic stamp` or an Alembic revision that is not ours; see `alembic history`, check the schema with `aidock-provision migrate verify`, then put the stamp back ({})",
-        match head {
-            Some(h) => format!(
-                "DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('{}')",
-                revision_id(h)
-            ),
-            None => "DELETE FROM alembic_version".to_string(),
-        }
+        "alembic_version holds {have}, but the ledger's head is {want}: someone ran `alembic stamp` (or emptied the table); `aidock-provision migrate verify` says whether the schema is still what the migrations make, and only then is putting the stamp back right (`migrate status` with an admin connection compares it and gives the statement)"
     ))
+}
+
+/// The statement that puts our stamp back (`head`: the ledger's), for when the schema is what
+/// the migrations make and `alembic_version` holds only revisions of ours.
+#[must_use]
+pub fn restamp_sql(head: Option<i64>) -> String {
+    match head {
+        Some(h) => format!(
+            "DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('{}')",
+            revision_id(h)
+        ),
+        None => "DELETE FROM alembic_version".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -377,10 +416,13 @@ mod tests {
         assert_eq!(stamp_problem(None, Some(&[])), None);
         let p = stamp_problem(Some(2), Some(&["1a2b3c4d5e6f".to_string()])).expect("problem");
         assert!(p.contains("`1a2b3c4d5e6f`") && p.contains("`0002`"), "{p}");
-        assert!(
-            p.contains("INSERT INTO alembic_version VALUES ('0002')"),
-            "{p}"
+        // Putting the stamp back is advice only once verify is clean (the caller's to give).
+        assert!(!p.contains("INSERT INTO"), "{p}");
+        assert_eq!(
+            restamp_sql(Some(2)),
+            "DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('0002')"
         );
+        assert_eq!(revision_id(12345), "12345");
         assert!(stamp_problem(Some(1), Some(&[])).is_some());
     }
 

@@ -76,10 +76,12 @@ pub fn delete(version: i64) -> String {
     format!("DELETE FROM {HISTORY} WHERE version = {version}")
 }
 
-/// Stamp `alembic_version` with the head of the ledger (empty when nothing is applied).
+/// Stamp `alembic_version` with the head of the ledger (empty when nothing is applied). The id
+/// is [`super::alembic::revision_id`]'s: four digits at least (`lpad` alone would cut 10000 to
+/// `1000`).
 pub const STAMP_ALEMBIC: &str = "DELETE FROM public.alembic_version;
 INSERT INTO public.alembic_version (version_num)
-    SELECT lpad(max(version)::text, 4, '0') FROM aidock_provision.schema_history HAVING max(version) IS NOT NULL";
+    SELECT lpad(max(version)::text, greatest(4, length(max(version)::text)), '0') FROM aidock_provision.schema_history HAVING max(version) IS NOT NULL";
 
 /// In the app database: whether our ledger is there, and the objects outside the system schemas
 /// that are not parts of an extension (how many, and the first few by name).
@@ -287,8 +289,38 @@ pub async fn read(client: &impl GenericClient) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
-/// The rows of `public.alembic_version`; `None` when the table does not exist.
-pub async fn alembic_stamp(client: &impl GenericClient) -> anyhow::Result<Option<Vec<String>>> {
+/// The rows of `public.alembic_version` that are none of the ledger's revision ids: Alembic
+/// revisions of the backend's own, applied on top of ours (`alembic upgrade head` after
+/// adoption). Empty when the ledger or `alembic_version` is absent or the ledger empty (a
+/// database not yet ours is `foreign_objects`' business). One statement, so the stamp and the
+/// ledger are read in one snapshot (a concurrent `migrate up` commits both together).
+///
+/// # Errors
+/// A relation in `alembic_version`'s place that is not the table we know; connections.
+pub async fn foreign_revisions(client: &impl GenericClient) -> anyhow::Result<Vec<String>> {
+    let Some(table) = location(client).await? else {
+        return Ok(Vec::new());
+    };
+    if !alembic_table(client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = simple_rows(
+        client,
+        &format!(
+            "SELECT a.version_num FROM public.alembic_version a \
+             WHERE EXISTS (SELECT 1 FROM {table}) \
+               AND NOT EXISTS (SELECT 1 FROM {table} h \
+                               WHERE lpad(h.version::text, greatest(4, length(h.version::text)), '0') = a.version_num) \
+             ORDER BY 1"
+        ),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|mut r| r.remove(0)).collect())
+}
+
+/// Whether `public.alembic_version` exists, checked as the table we know (a view or another
+/// role's relation in its place is refused, [`check_bookkeeping`]).
+async fn alembic_table(client: &impl GenericClient) -> anyhow::Result<bool> {
     let found = simple_rows(
         client,
         "SELECT c.relkind, pg_catalog.pg_get_userbyid(c.relowner), \
@@ -299,9 +331,17 @@ pub async fn alembic_stamp(client: &impl GenericClient) -> anyhow::Result<Option
     )
     .await?;
     let Some(row) = found.first() else {
-        return Ok(None);
+        return Ok(false);
     };
     check_bookkeeping("public.alembic_version", &row[0], &row[1], &row[2])?;
+    Ok(true)
+}
+
+/// The rows of `public.alembic_version`; `None` when the table does not exist.
+pub async fn alembic_stamp(client: &impl GenericClient) -> anyhow::Result<Option<Vec<String>>> {
+    if !alembic_table(client).await? {
+        return Ok(None);
+    }
     let rows = simple_rows(
         client,
         "SELECT version_num FROM public.alembic_version ORDER BY 1",

@@ -21,7 +21,8 @@ use serde::Serialize;
 // What the floors beside this one (provision, seed) use of the engine, by name here rather
 // than by its files: the migrations themselves and their checksums (templates record them), the
 // objects no migration made (init's pre-flight), and the check every bookkeeping table passes.
-pub use ledger::{Foreign, check_bookkeeping, foreign_objects};
+pub use alembic::ForeignRevision;
+pub use ledger::{Foreign, check_bookkeeping, foreign_objects, foreign_revisions};
 pub use source::{Migration, checksum, from_files};
 
 use crate::db::Target;
@@ -86,6 +87,16 @@ pub struct Status {
     pub problems: Vec<String>,
     /// What `alembic_version` holds (the backend's Alembic reads it); null when it is absent.
     pub alembic_version: Option<Vec<String>>,
+    /// The revisions in `alembic_version` that are not ours: the backend's own, applied on top
+    /// of our migrations (empty when none).
+    pub foreign_revisions: Vec<String>,
+    /// Whether `alembic_version` holds revisions of ours, but not the ledger's head.
+    #[serde(skip)]
+    pub stamp_stale: bool,
+    /// Where the live schema differs from what the migrations make, when `alembic_version`
+    /// disagrees with the ledger and the schema could be compared (filled by `migrate status`
+    /// and `doctor`, which may have an admin connection); null when not compared.
+    pub schema_drift: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,7 +128,9 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         .map(ToString::to_string)
         .collect();
     let alembic_version = ledger::alembic_stamp(&client).await?;
+    let foreign_revisions = ledger::foreign_revisions(&client).await?;
     let current = applied.iter().map(|a| a.version).max();
+    let mut stamp_stale = false;
     if let Some(foreign) = ledger::foreign_objects(&client).await? {
         // Not ours: the pending list below would be a lie if read as "up would apply these".
         problems.push(format!(
@@ -130,8 +143,17 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
                 .map(|v| format!(", and alembic_version holds the backend's own revision {}", v.join(", ")))
                 .unwrap_or_default()
         ));
-    } else {
-        problems.extend(alembic::stamp_problem(current, alembic_version.as_deref()));
+    } else if !foreign_revisions.is_empty() {
+        problems.push(format!(
+            "alembic_version holds {}, an Alembic revision of the backend's own applied on top of aidock-provision's migrations (`alembic upgrade head`): `migrate up`, `init` and `seed` refuse until it is a migration of ours: `aidock-provision migrate capture NAME --alembic-dir <the backend's alembic/versions>` (putting our stamp back instead would make the backend's next `alembic upgrade head` run the revision again)",
+            alembic::ForeignRevision {
+                revisions: foreign_revisions.clone()
+            }
+            .ids()
+        ));
+    } else if let Some(problem) = alembic::stamp_problem(current, alembic_version.as_deref()) {
+        stamp_stale = true;
+        problems.push(problem);
     }
     let applied_status = rows
         .iter()
@@ -168,6 +190,9 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         pending,
         problems,
         alembic_version,
+        foreign_revisions,
+        stamp_stale,
+        schema_drift: None,
     })
 }
 
@@ -194,6 +219,20 @@ impl std::fmt::Display for Status {
         }
         for p in &self.problems {
             writeln!(f, "problem: {p}")?;
+        }
+        if let Some(drift) = &self.schema_drift {
+            if drift.is_empty() {
+                writeln!(f, "schema: matches what the applied migrations make")?;
+            } else {
+                writeln!(
+                    f,
+                    "schema: {} difference(s) from what the applied migrations make:",
+                    drift.len()
+                )?;
+                for d in drift {
+                    writeln!(f, "  {d}")?;
+                }
+            }
         }
         if self.up_to_date {
             writeln!(f, "up to date")?;

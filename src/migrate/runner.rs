@@ -90,6 +90,12 @@ pub async fn run(
     // this at start-up). Reading without the lock is safe: what it sees applied is committed, and
     // anything it sees pending is re-read under the lock below.
     let steps = plan::plan(&read_applied(&*client).await?, migrations, target)?;
+    // An Alembic revision of the backend's own on top of ours: the schema is not what the
+    // ledger says, with work to do or none (a deploy must not stay green on it).
+    let foreign = ledger::foreign_revisions(&*client).await?;
+    if !foreign.is_empty() {
+        return Err(super::alembic::ForeignRevision { revisions: foreign }.into());
+    }
     if steps.is_empty() {
         return Ok(Vec::new());
     }

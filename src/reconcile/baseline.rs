@@ -135,6 +135,12 @@ pub async fn baseline(
         alembic_version_before: alembic_before,
     };
     let top = applied.iter().map(|r| r.version).max();
+    // Adopted already, and the backend's Alembic went on from there: the schema is compared by
+    // `migrate capture`, which makes the revision ours (baseline only adopts a database).
+    let foreign = ledger::foreign_revisions(&live).await?;
+    if !foreign.is_empty() {
+        return Err(crate::migrate::ForeignRevision { revisions: foreign }.into());
+    }
     if top.is_some_and(|top| top >= version) {
         return Ok(report);
     }

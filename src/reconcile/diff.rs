@@ -119,7 +119,7 @@ pub async fn generate(
     match in_scratch(
         pad,
         migrations,
-        desired,
+        Want::Schema(desired),
         Job::Write {
             name,
             allow_data_loss,
@@ -127,9 +127,52 @@ pub async fn generate(
     )
     .await?
     {
-        Done::Written(generated) => Ok(generated),
+        Done::Written(generated, _) => Ok(generated),
         Done::Compared(_) => unreachable!("a write job writes"),
     }
+}
+
+/// `migrate capture`: the pair from what the migrations make to the live schema (read on
+/// `live`, the app's login), tested on the migrations' scratch database (up reaches the live
+/// catalog, down returns); with the live catalog it was made for.
+///
+/// # Errors
+/// As [`generate`].
+pub async fn capture(
+    pad: &Scratchpad<'_>,
+    migrations: &[Migration],
+    live: &Client,
+    name: &str,
+    allow_data_loss: bool,
+) -> anyhow::Result<(Generated, Catalog)> {
+    if !source::is_valid_slug(name) {
+        return Err(error::usage(format!(
+            "migration name `{name}` must be lower-case letters, digits and underscores, e.g. add_phone_number"
+        )));
+    }
+    match in_scratch(
+        pad,
+        migrations,
+        Want::Live(live),
+        Job::Write {
+            name,
+            allow_data_loss,
+        },
+    )
+    .await?
+    {
+        Done::Written(generated, reached) => Ok((generated, *reached)),
+        Done::Compared(_) => unreachable!("a write job writes"),
+    }
+}
+
+/// The live catalog as `capture` reads it (to check, when recording, that the schema is still
+/// the one the pair was made for).
+///
+/// # Errors
+/// Connections, catalog reads.
+pub async fn live_catalog(live: &impl tokio_postgres::GenericClient) -> anyhow::Result<Catalog> {
+    catalog::read(live, READ).await
 }
 
 /// Where the desired schema and the migrations' disagree: each difference, the migrations'
@@ -142,10 +185,17 @@ pub async fn compare(
     migrations: &[Migration],
     desired: &Desired,
 ) -> anyhow::Result<Vec<crate::schema::diff::Drift>> {
-    match in_scratch(pad, migrations, desired, Job::Compare).await? {
+    match in_scratch(pad, migrations, Want::Schema(desired), Job::Compare).await? {
         Done::Compared(drift) => Ok(drift),
-        Done::Written(_) => unreachable!("a compare job compares"),
+        Done::Written(..) => unreachable!("a compare job compares"),
     }
+}
+
+/// The schema to reach: a desired schema (built in a scratch database of its own), or the live
+/// database itself (read on the app's login).
+enum Want<'a> {
+    Schema(&'a Desired),
+    Live(&'a Client),
 }
 
 /// What to do with the two schemas once built.
@@ -158,7 +208,8 @@ enum Job<'a> {
 }
 
 enum Done {
-    Written(Generated),
+    /// The pair, and the catalog it reaches.
+    Written(Generated, Box<Catalog>),
     Compared(Vec<crate::schema::diff::Drift>),
 }
 
@@ -167,7 +218,7 @@ enum Done {
 async fn in_scratch(
     pad: &Scratchpad<'_>,
     migrations: &[Migration],
-    desired: &Desired,
+    want: Want<'_>,
     job: Job<'_>,
 ) -> anyhow::Result<Done> {
     let admin = pad.admin.connect().await?;
@@ -192,38 +243,62 @@ async fn in_scratch(
         Err(_) => scratch::Source::empty(locale, pad.app.user()),
     };
     let current = Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await?;
-    let target = match Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = current.drop(&admin).await;
-            return Err(e);
+    // The desired schema's own scratch database (none when the live database is the target).
+    let target = match want {
+        Want::Live(_) => None,
+        Want::Schema(_) => {
+            match Scratch::create(&admin, pad.admin, &source.locale, pad.opts.pool_mode).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let _ = current.drop(&admin).await;
+                    return Err(e);
+                }
+            }
         }
     };
     let mut prepared = Ok(());
-    for scratch in [&current, &target] {
+    for scratch in std::iter::once(&current).chain(target.as_ref()) {
         prepared = prepared.and(scratch.furnish(pad.admin, &source).await);
         prepared = prepared.and(scratch.hand_over(&admin, pad.app).await);
     }
     if let Err(e) = prepared {
         let _ = current.drop(&admin).await;
-        let _ = target.drop(&admin).await;
+        if let Some(t) = target {
+            let _ = t.drop(&admin).await;
+        }
         return Err(e);
     }
     let work = async {
         let mut here = pad.app.with_dbname(&current.name).connect().await?;
-        let mut there = pad.app.with_dbname(&target.name).connect().await?;
         let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
-        let (replayed, applied) = tokio::join!(
-            runner::replay(&mut here, migrations, &versions, pad.opts),
-            apply_desired(&mut there, desired, pad.app.user(), pad.opts)
-        );
-        replayed
-            .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
-            .context("replaying the migrations in a scratch database")?;
-        applied?;
-        let (from, to) = tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));
-        let (from, to) = (from?, to?);
+        let (from, to) = match (&want, &target) {
+            (Want::Schema(desired), Some(target)) => {
+                let mut there = pad.app.with_dbname(&target.name).connect().await?;
+                let (replayed, applied) = tokio::join!(
+                    runner::replay(&mut here, migrations, &versions, pad.opts),
+                    apply_desired(&mut there, desired, pad.app.user(), pad.opts)
+                );
+                replayed
+                    .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
+                    .context("replaying the migrations in a scratch database")?;
+                applied?;
+                let (from, to) =
+                    tokio::join!(catalog::read(&here, READ), catalog::read(&there, READ));
+                (from?, to?)
+            }
+            (Want::Live(live), _) => {
+                // The live catalog is read while the migrations replay.
+                let (replayed, to) = tokio::join!(
+                    runner::replay(&mut here, migrations, &versions, pad.opts),
+                    catalog::read(*live, READ)
+                );
+                replayed
+                    .map_err(|e| verify::explain_replay_error(e, pad.app.user()))
+                    .context("replaying the migrations in a scratch database")?;
+                (catalog::read(&here, READ).await?, to?)
+            }
+            (Want::Schema(_), None) => unreachable!("a desired schema has its scratch database"),
+        };
         match job {
             Job::Compare => {
                 let mut drift = crate::schema::diff::diff(&from, &to);
@@ -243,7 +318,7 @@ async fn in_scratch(
                 &to,
             )
             .await
-            .map(Done::Written),
+            .map(|g| Done::Written(g, Box::new(to))),
         }
     };
     let result = tokio::select! {
@@ -251,7 +326,10 @@ async fn in_scratch(
         _ = tokio::signal::ctrl_c() => Err(error::interrupted("interrupted (Ctrl-C); the scratch databases were dropped")),
     };
     let a = current.drop(&admin).await;
-    let b = target.drop(&admin).await;
+    let b = match target {
+        Some(t) => t.drop(&admin).await,
+        None => Ok(()),
+    };
     let done = result?;
     a?;
     b?;
@@ -436,7 +514,8 @@ async fn apply_desired(
         // In one transaction; where a statement cannot run in one (CREATE INDEX CONCURRENTLY,
         // a new enum value used by the same file), again as psql runs a file: each statement
         // on its own (the first attempt was rolled back; the database is a scratch one).
-        let mut script = Script::new(file.clone(), text);
+        let text = without_create_schema_public(text);
+        let mut script = Script::new(file.clone(), &text);
         let m = pseudo(0, "desired_schema", script.clone(), None);
         let mut result = runner::run_script(client, &m, &script, opts).await;
         if let Err(e) = &result {
@@ -483,6 +562,29 @@ async fn apply_desired(
             })?;
     }
     Ok(())
+}
+
+/// `pg_dump -s -n public` (PostgreSQL 15 and later) writes `CREATE SCHEMA public;`, which fails
+/// in every database (public is there from the start): that line becomes a comment, so such a
+/// dump is a desired schema as it is.
+fn without_create_schema_public(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let bare = line.trim().trim_end_matches(';').trim();
+            let words: Vec<&str> = bare.split_whitespace().collect();
+            if words.len() == 3
+                && words[0].eq_ignore_ascii_case("create")
+                && words[1].eq_ignore_ascii_case("schema")
+                && (words[2].eq_ignore_ascii_case("public") || words[2] == "\"public\"")
+                && line.trim_end().ends_with(';')
+            {
+                format!("-- {line} (left out: schema public is in every database)")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The extension a failed statement needed, when the failure says so: a type that does not

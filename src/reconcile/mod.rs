@@ -9,6 +9,7 @@
 //! this module (`tests/it/layering.rs`).
 
 pub mod baseline;
+pub mod capture;
 mod checks;
 pub mod diff;
 pub mod models;

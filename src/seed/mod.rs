@@ -130,6 +130,12 @@ pub async fn seed(
             target.dbname()
         );
     }
+    // The schema seeds are written for is the migrations': not one an Alembic revision of the
+    // backend's own changed since (a dropped default fails a row with no word of why).
+    let foreign = crate::migrate::foreign_revisions(&client).await?;
+    if !foreign.is_empty() {
+        return Err(crate::migrate::ForeignRevision { revisions: foreign }.into());
+    }
     // Hash before the transaction opens: CPU-heavy, and no transaction should stay open meanwhile.
     let prepared = match &dev_options {
         Some(opts) => {

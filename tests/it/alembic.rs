@@ -474,3 +474,265 @@ async fn alembic_autogenerate_after_init_proposes_nothing_about_our_bookkeeping(
         );
     }
 }
+
+/// The backend's next revision after adoption, hand-written as its team would: a column with an
+/// index, on top of our exported 0001.
+const PHONE_REVISION: &str = r#""""add phone number
+
+Revision ID: b7e4c2d9a1f3
+Revises: 0001
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b7e4c2d9a1f3"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("users", sa.Column("phone_number", sa.String(20), nullable=True))
+    op.create_index("ix_users_phone_number", "users", ["phone_number"])
+
+
+def downgrade():
+    op.drop_index("ix_users_phone_number", table_name="users")
+    op.drop_column("users", "phone_number")
+"#;
+
+/// A data migration of theirs (no schema change), after the capture's head.
+fn data_revision(down: &str) -> String {
+    format!(
+        "revision = \"d4t4d4t4d4t4\"\ndown_revision = \"{down}\"\n\nfrom alembic import op\n\n\ndef upgrade():\n    op.execute(\"UPDATE roles SET description = 'reviewed' WHERE description IS NULL\")\n\n\ndef downgrade():\n    pass\n"
+    )
+}
+
+/// Issue #43: after adoption the backend's team writes an Alembic revision of its own and runs
+/// `alembic upgrade head`. Every command sees it; `migrate capture` makes it ours; the backend's
+/// Alembic stays one line and a no-op; a fresh database from the migrations has the change.
+#[tokio::test]
+async fn a_revision_of_the_backends_after_adoption_is_refused_then_captured() {
+    let Some(bin) = alembic_bin() else {
+        crate::support::missing(
+            "alembic (a venv at /opt/aidock-alembic)",
+            "python3 -m venv /opt/aidock-alembic && /opt/aidock-alembic/bin/pip install alembic sqlalchemy 'psycopg[binary]' (.ci/run does), or set AIDOCK_TEST_ALEMBIC",
+        );
+        return;
+    };
+    let t = TestDb::new("alembiccapture");
+    let sql = migrations_dir(&[]);
+    let ours = |args: &[&str]| {
+        let mut c = t.cmd();
+        c.arg("--migrations-dir").arg(&sql).args(args);
+        c
+    };
+    // Adopted as README says: Alembic built it, baseline adopted it, our revisions exported.
+    run_ok(&mut ours(&["init", "-q", "--no-migrate"]));
+    let project = alembic_project();
+    let versions = project.join("alembic/versions");
+    write_files(
+        &versions,
+        &[("9c3e5a1b7d20_initial_tables.py", BACKEND_REVISION)],
+    );
+    let alembic_env = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .current_dir(&project)
+            .env("DATABASE_URL", t.app_url())
+            .env("SCHEMA_SQL", sql.join("0001_initial_tables.up.sql"))
+            .output()
+            .expect("running alembic")
+    };
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(alembic_env(&["upgrade", "head"]));
+    run_ok(&mut ours(&["migrate", "baseline"]));
+    let mut export = ours(&["migrate", "alembic-export"]);
+    export.arg(&versions);
+    run_ok(&mut export);
+    run_ok(&mut ours(&["seed"]));
+
+    // Their revision, applied their way.
+    write_files(
+        &versions,
+        &[("b7e4c2d9a1f3_add_phone_number.py", PHONE_REVISION)],
+    );
+    ok(alembic_env(&["upgrade", "head"]));
+    assert_eq!(stamp(&t).await, ["b7e4c2d9a1f3"]);
+    let drifted = schema(&t);
+
+    // Every command that changes the database refuses before changing anything, naming the
+    // revision and the column; a deploy cannot stay green.
+    for args in [
+        &["migrate", "up"][..],
+        &["init"],
+        &["seed"],
+        &["migrate", "down", "--base", "--yes"],
+    ] {
+        let out = expect_exit(&mut ours(args), 1);
+        let said = stderr(&out);
+        assert!(
+            said.contains("b7e4c2d9a1f3")
+                && said.contains("users.phone_number")
+                && said.contains("migrate capture"),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(schema(&t), drifted, "a refused command changed the schema");
+    assert_eq!(stamp(&t).await, ["b7e4c2d9a1f3"]);
+    // status and doctor report it with the drift; no advice to put the stamp back.
+    let out = expect_exit(&mut ours(&["migrate", "status"]), 1);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("b7e4c2d9a1f3") && said.contains("users.phone_number"),
+        "{said}"
+    );
+    assert!(!said.contains("INSERT INTO alembic_version"), "{said}");
+    let out = ours(&["doctor"]).output().expect("doctor");
+    assert!(!out.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("users.phone_number") && said.contains("migrate capture"),
+        "{said}"
+    );
+    // baseline no longer says "nothing to do".
+    let out = expect_exit(&mut ours(&["migrate", "baseline"]), 1);
+    assert!(stderr(&out).contains("migrate capture"), "{}", stderr(&out));
+
+    // Captured: the pair written and recorded, the revision file replaced by ours.
+    let mut capture = ours(&[
+        "migrate",
+        "capture",
+        "add_phone_number",
+        "--yes",
+        "--alembic-dir",
+    ]);
+    capture.arg(&versions);
+    let said = run_ok(&mut capture);
+    assert!(said.contains("recorded 0002_add_phone_number"), "{said}");
+    let up: String = std::fs::read_dir(&sql)
+        .expect("sql")
+        .filter_map(|e| {
+            let p = e.expect("entry").path();
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            (name.ends_with(".up.sql") && !name.starts_with("0001"))
+                .then(|| std::fs::read_to_string(&p).expect("up"))
+        })
+        .collect();
+    assert!(
+        up.contains("phone_number") && up.contains("ix_users_phone_number"),
+        "{up}"
+    );
+    assert!(!versions.join("b7e4c2d9a1f3_add_phone_number.py").exists());
+    assert!(versions.join("0002_add_phone_number.py").exists());
+    let history = run_ok(&mut ours(&["migrate", "history"]));
+    assert!(
+        history.contains("migrate capture") && history.contains("b7e4c2d9a1f3"),
+        "{history}"
+    );
+    assert_eq!(schema(&t), drifted, "capture changed the schema");
+    let head = stamp(&t).await;
+    assert!(head[0].as_str() >= "0002", "{head:?}");
+    // The backend's Alembic: one head (ours), upgrade head a no-op.
+    let heads = ok(alembic_env(&["heads"]));
+    assert_eq!(heads.lines().count(), 1, "{heads}");
+    assert!(heads.contains(&format!("{} (head)", head[0])), "{heads}");
+    ok(alembic_env(&["upgrade", "head"]));
+    assert_eq!(schema(&t), drifted, "upgrade head changed the schema");
+    assert_eq!(stamp(&t).await, head);
+    // Ours: clean.
+    run_ok(&mut ours(&["migrate", "verify"]));
+    run_ok(&mut ours(&["migrate", "status"]));
+    assert!(run_ok(&mut ours(&["migrate", "up"])).contains("nothing to do"));
+    run_ok(&mut ours(&["seed"]));
+    // Again: nothing to capture.
+    let said = run_ok(&mut ours(&["migrate", "capture", "again", "--yes"]));
+    assert!(said.contains("nothing to capture"), "{said}");
+
+    // A fresh database from the project's migrations has the column and its index.
+    let fresh = TestDb::new("alembiccapfresh");
+    let mut init = fresh.cmd();
+    init.arg("--migrations-dir").arg(&sql).args(["init", "-q"]);
+    run_ok(&mut init);
+    let found = fresh
+        .admin()
+        .await
+        .query(
+            "SELECT (SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'phone_number'), \
+                    (SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_users_phone_number')",
+            &[],
+        )
+        .await
+        .expect("catalog");
+    assert_eq!(
+        (found[0].get::<_, i64>(0), found[0].get::<_, i64>(1)),
+        (1, 1)
+    );
+
+    // A data migration of theirs: the schema is ours, and capture records it (one line again).
+    write_files(
+        &versions,
+        &[("d4t4d4t4d4t4_review_roles.py", &data_revision(&head[0]))],
+    );
+    ok(alembic_env(&["upgrade", "head"]));
+    let out = expect_exit(&mut ours(&["migrate", "up"]), 1);
+    assert!(
+        stderr(&out).contains("changed no schema"),
+        "{}",
+        stderr(&out)
+    );
+    let mut capture = ours(&[
+        "migrate",
+        "capture",
+        "review_roles",
+        "--yes",
+        "--alembic-dir",
+    ]);
+    capture.arg(&versions);
+    run_ok(&mut capture);
+    let heads = ok(alembic_env(&["heads"]));
+    assert_eq!(heads.lines().count(), 1, "{heads}");
+    assert!(!versions.join("d4t4d4t4d4t4_review_roles.py").exists());
+    ok(alembic_env(&["upgrade", "head"]));
+    run_ok(&mut ours(&["migrate", "status"]));
+    run_ok(&mut ours(&["migrate", "verify"]));
+}
+
+/// Issue #43: a team with the binary alone starts a project of its own from what is built in.
+#[test]
+fn project_init_writes_the_built_in_project_once() {
+    let dir = scratch_dir("project-init");
+    let run = |dir: &Path| {
+        let mut c = crate::support::bin();
+        c.args(["project", "init"]).arg(dir);
+        c
+    };
+    let said = run_ok(&mut run(&dir));
+    assert!(said.contains("file(s) written"), "{said}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["config", "sql", "seeds"] {
+        for entry in std::fs::read_dir(root.join(sub)).expect("dir") {
+            let p = entry.expect("entry").path();
+            let name = p.file_name().expect("name");
+            assert_eq!(
+                std::fs::read(dir.join(sub).join(name)).expect("written"),
+                std::fs::read(&p).expect("built in"),
+                "{sub}/{name:?}"
+            );
+        }
+    }
+    // Again: nothing to do. Another file in the way: refused, nothing written.
+    let said = run_ok(&mut run(&dir));
+    assert!(said.contains("0 file(s) written"), "{said}");
+    std::fs::write(dir.join("seeds/roles.toml"), "# ours\n").expect("edit");
+    std::fs::remove_file(dir.join("seeds/departments.toml")).expect("rm");
+    let out = expect_exit(&mut run(&dir), 3);
+    assert!(stderr(&out).contains("roles.toml"), "{}", stderr(&out));
+    assert!(
+        !dir.join("seeds/departments.toml").exists(),
+        "nothing written"
+    );
+}

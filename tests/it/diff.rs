@@ -1350,3 +1350,28 @@ async fn partitions_keep_their_own_indexes_apart_or_attached_as_desired() {
     assert!(up.contains("CREATE TABLE g1 (LIKE g"), "{up}");
     up_and_back(&t, &root);
 }
+
+/// Issue #43: `pg_dump -s -n public` (PostgreSQL 15's and later write `CREATE SCHEMA public;`)
+/// is a desired schema as it is.
+#[tokio::test]
+async fn a_pg_dump_of_schema_public_is_a_desired_schema() {
+    let t = TestDb::new("diff_dump_public");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    desire(
+        &root,
+        "ALTER TABLE users ADD COLUMN phone_number varchar(20);\nCREATE INDEX ix_users_phone_number ON users (phone_number);",
+    );
+    let reference = psql_reference(&t, "dumped", &root.join("desired.sql"));
+    let dump = crate::support::dump_with(&reference, &["-s", "-n", "public"]);
+    assert!(dump.contains("CREATE SCHEMA public;"), "{dump}");
+    write_files(&root, &[("desired.sql", &dump)]);
+    let up = diff_ok(&t, &root, "add_phone_number", &[]);
+    assert!(up.contains("phone_number"), "{up}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    assert_same_dump(
+        &columns_unordered(&schema_dump(&with_db(&t.app_url(), &t.name))),
+        &columns_unordered(&schema_dump(&reference)),
+        "up must reach the dumped schema",
+    );
+}

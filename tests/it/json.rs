@@ -90,7 +90,7 @@ fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
 
 /// Check one output against its section.
 #[track_caller]
-fn check(section: &str, output: &str) {
+pub(crate) fn check(section: &str, output: &str) {
     let docs = documented();
     let fields = docs
         .get(section)
@@ -246,6 +246,32 @@ async fn every_json_output_is_what_docs_json_md_says() {
         ),
     );
     check("doctor", &stdout(&expect_exit(&mut cmd(&["doctor"]), 1)));
+    // A revision of the backend's on top of the drift above: status says both, capture takes
+    // them, and then has nothing to take.
+    db.batch_execute("UPDATE alembic_version SET version_num = 'abc123def456'")
+        .await
+        .expect("their revision");
+    let status = stdout(&expect_exit(&mut cmd(&["migrate", "status"]), 1));
+    check("migrate status", &status);
+    let v: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(v["foreign_revisions"], serde_json::json!(["abc123def456"]));
+    assert!(
+        v["schema_drift"].as_array().is_some_and(|d| !d.is_empty()),
+        "{v}"
+    );
+    check(
+        "migrate capture",
+        &run_ok(&mut cmd(&["migrate", "capture", "note_extra", "--yes"])),
+    );
+    check(
+        "migrate capture",
+        &run_ok(&mut cmd(&["migrate", "capture", "again", "--yes"])),
+    );
+    let mut project = crate::support::bin();
+    project
+        .args(["--json", "project", "init"])
+        .arg(scratch_dir("json-project"));
+    check("project init", &run_ok(&mut project));
     // A database built by hand, for baseline's other groups.
     let hand = TestDb::new("json_hand");
     let admin = connect(&crate::support::cluster().admin_url).await;
@@ -304,6 +330,10 @@ async fn every_json_output_is_what_docs_json_md_says() {
         "migrate lint",
         "migrate baseline",
         "migrate diff",
+        "migrate capture",
+        "project init",
+        // With real SQLAlchemy, in tests/it/models.rs.
+        "migrate verify --models",
         "doctor",
         "reset",
         "local status",

@@ -382,6 +382,7 @@ async fn verify_models_reports_each_of_readmes_rows_undone() {
         ),
         1,
     );
+    crate::json::check("migrate verify --models", &stdout(&out));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(doc["clean"], false);
     assert!(

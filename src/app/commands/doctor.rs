@@ -447,6 +447,15 @@ async fn server_checks(
     }
     let Some(migrations) = migrations else { return };
     match migrate::status(&app, migrations).await {
+        // An Alembic revision of the backend's own on top of ours: said, and the schema is
+        // compared below (what the revision changed is the point).
+        Ok(status) if !status.foreign_revisions.is_empty() => {
+            checks.fail(
+                "migrations",
+                status.problems.join("\n"),
+                "make the revision a migration of ours: `aidock-provision migrate capture NAME --alembic-dir <the backend's alembic/versions>` (the schema check below says what it changed)",
+            );
+        }
         Ok(status) if !status.problems.is_empty() => {
             checks.fail(
                 "migrations",
@@ -501,7 +510,7 @@ async fn server_checks(
         Ok(drift) => checks.fail(
             "schema",
             drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-            "each line names an object changed by hand; undo the changes (`aidock-provision migrate verify --fix` prints the SQL that does, for psql), or capture them: `aidock-provision migrate diff NAME --to <the schema as it is>` writes the migration, and `aidock-provision migrate baseline` then records it as applied (it checks the schema equals what the migrations make)",
+            "each line names an object changed outside the migrations (by hand, or by an Alembic revision of the backend's); undo the changes (`aidock-provision migrate verify --fix` prints the SQL that does, for psql), or keep them: `aidock-provision migrate capture NAME` writes the migration that makes them, tests it and records it as applied (one written by hand already: `aidock-provision migrate baseline` records it once the schema is what it makes)",
         ),
         Err(e) => checks.fail("schema", format!("{e:#}"), "run `aidock-provision migrate verify` and read its error"),
     }

@@ -121,6 +121,9 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+    // An Alembic revision of the backend's own on top of ours is refused by the runner before
+    // it changes anything, and said with what it changed.
+    .map_err(|e| targets::explain_app_error(settings, e))
 }
 
 /// The ledger as the app role reads it on its own login. When it cannot log in yet (no role or

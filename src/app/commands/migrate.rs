@@ -106,6 +106,27 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             let mut status = db::block_on(migrate::status(&target, &migrations))
                 .map_err(|e| targets::explain_app_error(settings, e))?;
             status.source = targets::migration_source(settings).to_string();
+            if !status.foreign_revisions.is_empty() || status.stamp_stale {
+                // alembic_version disagrees with the ledger: what it means depends on whether
+                // the schema is still the migrations' (compared when an admin can).
+                match targets::compare_with_migrations(settings) {
+                    Ok(drift) => {
+                        if drift.is_empty() {
+                            let restamp = migrate::alembic::restamp_sql(status.current);
+                            status.problems.push(if status.foreign_revisions.is_empty() {
+                                format!("the schema is what the migrations make, so our stamp can go back: {restamp}")
+                            } else {
+                                format!("the schema is what the migrations make: if the revision changed no schema (a data migration), `migrate capture NAME --alembic-dir DIR` records it; if alembic_version was set by hand and the backend has no such revision file, put our stamp back instead: {restamp}")
+                            });
+                        }
+                        status.schema_drift = Some(drift);
+                    }
+                    Err(e) => status.problems.push(format!(
+                        "the schema was not compared with the migrations ({}); `aidock-provision migrate verify` with an admin connection does",
+                        format!("{e:#}").lines().next().unwrap_or_default()
+                    )),
+                }
+            }
             emit(out, &status, || status.to_string())?;
             if !status.problems.is_empty() {
                 Err(anyhow::anyhow!(
@@ -190,6 +211,7 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             }
         }
         MigrateCommand::Diff(args) => diff(settings, &migrations, &args),
+        MigrateCommand::Capture(args) => capture(settings, &migrations, &args),
         MigrateCommand::History => {
             let target = targets::app(settings)?;
             let rows = db::block_on(migrate::history(&target))
@@ -489,6 +511,172 @@ fn verify_models(
         "{} difference(s) between the models {spec} and what the migrations make: change the models as each `model:` line says, or write the migration (`migrate diff NAME --to-models {spec}`)",
         drift.len()
     ))
+}
+
+/// `migrate capture`: make and test the pair from the migrations to the live schema, confirm,
+/// record and write it; then the backend's Alembic folder.
+fn capture(
+    settings: &Settings,
+    migrations: &[migrate::source::Migration],
+    args: &crate::cli::CaptureArgs,
+) -> anyhow::Result<()> {
+    let out = settings.output;
+    let source = targets::migration_source(settings);
+    let Some(dir) = source.dir().map(std::path::Path::to_path_buf) else {
+        return Err(error::usage(
+            "migrate capture writes the new migration into the project's migrations directory, and there is none here (the migrations are the ones built into the binary): start a project from them with `aidock-provision project init` (config/, sql/, seeds/), then run this from there (or pass --migrations-dir)",
+        ));
+    };
+    if let Some(alembic) = &args.alembic_dir
+        && !alembic.is_dir()
+    {
+        return Err(error::usage(format!(
+            "`{}` is not a directory; pass the backend's Alembic versions directory (e.g. Back/alembic/versions)",
+            alembic.display()
+        )));
+    }
+    let admin = targets::verify_admin(settings)?;
+    let app = targets::app(settings)?;
+    let opts = targets::runner_options(settings);
+    let pad = crate::reconcile::diff::Scratchpad {
+        admin: &admin,
+        app: &app,
+        opts: &opts,
+    };
+    let Some(capture) = db::block_on(crate::reconcile::capture::prepare(
+        &pad,
+        migrations,
+        &args.name,
+        args.allow_data_loss,
+    ))
+    .map_err(|e| targets::explain_app_error(settings, e))?
+    else {
+        if out.json {
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"captured": false, "files": []}))?
+            );
+        } else {
+            outln!(
+                "nothing to capture: the schema of {} is what its migrations make, and alembic_version holds no revision of the backend's",
+                app.describe()
+            );
+        }
+        return Ok(());
+    };
+    // The backend's revision files it replaces, found before anything changes.
+    let ours: Vec<String> = migrations
+        .iter()
+        .map(|m| migrate::alembic::revision_id(m.version))
+        .collect();
+    let replaced = match &args.alembic_dir {
+        Some(alembic) => {
+            crate::reconcile::capture::replaced_files(alembic, &capture.foreign, &ours)?
+        }
+        None => Vec::new(),
+    };
+    for note in &capture.generated.notes {
+        errln!("note: {note}");
+    }
+    for l in &capture.generated.lossy {
+        errln!("loses data (allowed by --allow-data-loss): {l}");
+    }
+    let labels: Vec<String> = capture
+        .migrations
+        .iter()
+        .map(migrate::source::Migration::label)
+        .collect();
+    let head = capture.migrations.iter().map(|m| m.version).max();
+    policy::confirm(
+        settings,
+        &format!(
+            "record {} as applied to {} (the live schema already has {}) and stamp alembic_version {}",
+            labels.join(", "),
+            app.describe(),
+            if capture.data_only() {
+                "everything: it records the backend's data migration"
+            } else {
+                "what it makes"
+            },
+            head.map(migrate::alembic::revision_id).unwrap_or_default()
+        ),
+    )?;
+    db::block_on(crate::reconcile::capture::record(
+        &app,
+        &capture,
+        &dir,
+        &targets::confirm(settings),
+    ))
+    .map_err(|e| targets::explain_app_error(settings, e))?;
+    // The backend's Alembic: its revisions replaced by ours, our files exported.
+    let mut removed = Vec::new();
+    let mut exported = Vec::new();
+    if let Some(alembic) = &args.alembic_dir {
+        for path in &replaced {
+            std::fs::remove_file(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "the capture is recorded, but `{}` could not be removed ({e}): remove it by hand, then run `aidock-provision migrate alembic-export {}`",
+                    path.display(),
+                    alembic.display()
+                )
+            })?;
+            removed.push(path.display().to_string());
+        }
+        let all = migrate::source::load(Some(&dir))?;
+        for (path, written) in migrate::alembic::export(alembic, &all, false, None).map_err(|e| {
+            e.context(format!(
+                "the capture is recorded, but the revision files could not be exported to `{}`; fix the above, then run `aidock-provision migrate alembic-export {}`",
+                alembic.display(),
+                alembic.display()
+            ))
+        })? {
+            if written != migrate::alembic::Written::Unchanged {
+                exported.push(path.display().to_string());
+            }
+        }
+    }
+    if out.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "captured": true,
+                "files": capture.generated.files,
+                "recorded": labels,
+                "alembic_version": head.map(migrate::alembic::revision_id),
+                "replaced_revisions": capture.foreign,
+                "removed": removed,
+                "exported": exported,
+                "data_only": capture.data_only(),
+            }))?
+        );
+        return Ok(());
+    }
+    for f in &capture.generated.files {
+        outln!("wrote {}", dir.join(&f.name).display());
+    }
+    outln!(
+        "recorded {} as applied (tested on a scratch database: the migrations and then it make the live schema; down comes back); alembic_version is {}",
+        labels.join(", "),
+        head.map(migrate::alembic::revision_id).unwrap_or_default()
+    );
+    for r in &removed {
+        outln!("removed {r} (the capture replaces it)");
+    }
+    for e in &exported {
+        outln!("exported {e}");
+    }
+    if args.alembic_dir.is_none() && !capture.foreign.is_empty() {
+        outln!(
+            "next: in the backend's Alembic folder, delete the file(s) of revision {} (the capture replaces them) and run `aidock-provision migrate alembic-export <that folder>`; until then its `alembic upgrade head` cannot find revision {}",
+            capture.foreign.join(", "),
+            head.map(migrate::alembic::revision_id).unwrap_or_default()
+        );
+    } else if !out.quiet {
+        outln!(
+            "next: commit the new migration files (and the backend's alembic folder); `aidock-provision migrate verify` is clean"
+        );
+    }
+    Ok(())
 }
 
 /// `migrate diff`: generate, test, then write (or print) the pair(s).
