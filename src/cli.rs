@@ -237,6 +237,15 @@ pub struct InitArgs {
     /// and seeding; the role is made as usual and owns everything in the clone.
     #[arg(long, value_name = "TEMPLATE", conflicts_with_all = ["no_migrate", "dry_run"])]
     pub from_template: Option<String>,
+    /// Set the role's password to database.password when it does not log in. Without it init
+    /// does so anyway outside production, with a warning (clients using the old password stop
+    /// working); in production it refuses.
+    #[arg(long)]
+    pub reset_password: bool,
+    /// Take over an existing database another login role owns (it becomes database.owner's,
+    /// closed to PUBLIC); refused without it, since it may be someone's own.
+    #[arg(long)]
+    pub take_over_database: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]

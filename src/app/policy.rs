@@ -58,7 +58,13 @@ pub fn check(settings: &Settings, action: Action) -> anyhow::Result<()> {
             } else {
                 preflight::Purpose::Reset
             };
-            preflight::check(&d.name, &d.owner, &preflight::Observed::default(), purpose)?;
+            preflight::check(
+                &d.name,
+                &d.owner,
+                &preflight::Observed::default(),
+                purpose,
+                false,
+            )?;
         }
         _ => {}
     }

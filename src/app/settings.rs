@@ -151,6 +151,9 @@ pub struct Local {
     /// must be root's alone: `local_pg::check_settings_file`).
     pub data_dir_file: Option<PathBuf>,
     pub port: u16,
+    /// `local.data_dir` is relative and no project was found: there is no project-local cluster
+    /// to use (one is never made in whatever directory a command runs from).
+    pub outside_project: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -777,6 +780,10 @@ impl Reader {
                 locale,
             },
             local: Local {
+                outside_project: project.is_none()
+                    && self
+                        .optional("local.data_dir")?
+                        .is_some_and(|d| !Path::new(&d).is_absolute()),
                 data_dir: project_relative(
                     PathBuf::from(
                         self.optional("local.data_dir")?

@@ -28,6 +28,13 @@ pub enum Local {
 /// # Errors
 /// A data directory that cannot be resolved.
 pub fn local_cluster(settings: &Settings) -> anyhow::Result<LocalPg> {
+    if settings.local.outside_project {
+        let here = std::env::current_dir().unwrap_or_default();
+        return Err(error::usage(format!(
+            "not inside an aidock-provision project: no `.aidock/`, `config/` or `sql/` in `{}` or above it, so there is no project-local cluster here (and none is made in an arbitrary directory). Run from the project's directory, or name it: --project DIR or AIDOCK_PROJECT_DIR=DIR (needed from another repository, e.g. the backend's for the pytest plugin); or use another server: AIDOCK_ADMIN_URL (with DATABASE_URL)",
+            here.display()
+        )));
+    }
     if let Some(file) = &settings.local.data_dir_file {
         local_pg::check_settings_file(file, "local.data_dir")?;
     }
@@ -102,8 +109,12 @@ fn say_started(pg: &LocalPg, started: local_pg::Started, settings: &Settings) {
         local_pg::Started::AlreadyRunning => return,
     };
     if !settings.output.quiet {
+        let moved = pg
+            .moved_from()
+            .map(|p| format!("; port {p} (local.port) is taken by another server, so it took the next free one: `aidock-provision local url` prints its URL"))
+            .unwrap_or_default();
         errln!(
-            "note: {what} the project-local PostgreSQL cluster in {} (127.0.0.1:{}); it keeps running: stop it with `aidock-provision local stop`",
+            "note: {what} the project-local PostgreSQL cluster in {} (127.0.0.1:{}{moved}); it keeps running: stop it with `aidock-provision local stop`",
             pg.root().display(),
             pg.port()
         );
@@ -269,9 +280,16 @@ pub fn database(settings: &Settings) -> provision::Database {
         name: d.name.clone(),
         owner: d.owner.clone(),
         password: d.password.clone(),
+        password_source: d.password_source.to_string(),
         connection_limit: d.connection_limit,
         encoding: d.encoding.clone(),
         locale: d.locale.clone(),
+        password_reset: if settings.production {
+            provision::role::PasswordReset::Refuse
+        } else {
+            provision::role::PasswordReset::SetAndWarn
+        },
+        take_over: false,
     }
 }
 

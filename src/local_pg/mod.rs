@@ -376,13 +376,10 @@ impl LocalPg {
             fs::remove_file(&stale)
                 .with_context(|| format!("removing stale `{}`", stale.display()))?;
         }
-        if process::port_taken(self.port) && self.options.tcp {
-            bail!(
-                "port {} on 127.0.0.1 is taken by another server (another checkout's local cluster?), so the cluster in `{}` cannot start there; set local.port (AIDOCK__LOCAL__PORT) to a free port, or stop the other server",
-                self.port,
-                self.root.display()
-            );
-        }
+        // local.port taken (another checkout's cluster, another user's): the next free one,
+        // said by the caller (`moved_from`); every URL comes from the port the server really
+        // listens on. Never a server that is not this project's.
+        let port = self.free_port()?;
         // The log is the server user's to write; one that is not a plain file of its own (a
         // link it planted) is removed, never followed by anyone but that user.
         let log = self.log_file();
@@ -392,7 +389,7 @@ impl LocalPg {
             fs::remove_file(&log).with_context(|| format!("removing `{}`", log.display()))?;
         }
         let socket_dir = self.prepare_socket_dir()?;
-        self.write_runtime_conf(&socket_dir)?;
+        self.write_runtime_conf(&socket_dir, port)?;
         let out = self
             .pg_command("pg_ctl")
             .arg("start")
@@ -769,14 +766,38 @@ impl LocalPg {
         Ok(())
     }
 
+    /// The port to start on: local.port, or (taken) the next free one above it.
+    fn free_port(&self) -> anyhow::Result<u16> {
+        if !self.options.tcp || !process::port_taken(self.port) {
+            return Ok(self.port);
+        }
+        (self.port.saturating_add(1)..=self.port.saturating_add(100))
+            .find(|p| !process::port_taken(*p))
+            .with_context(|| {
+                format!(
+                    "port {} on 127.0.0.1 is taken by another server (another checkout's local cluster?), and so are the 100 after it, so the cluster in `{}` cannot start; set local.port (AIDOCK__LOCAL__PORT) to a free port",
+                    self.port,
+                    self.root.display()
+                )
+            })
+    }
+
+    /// When the running server is not on local.port (it was taken when it started): that port.
+    #[must_use]
+    pub fn moved_from(&self) -> Option<u16> {
+        self.running_port()
+            .filter(|p| *p != self.port)
+            .map(|_| self.port)
+    }
+
     /// Rewrite `aidock.conf` from the current settings (the port may have changed since initdb).
-    fn write_runtime_conf(&self, socket_dir: &Path) -> anyhow::Result<()> {
+    fn write_runtime_conf(&self, socket_dir: &Path, port: u16) -> anyhow::Result<()> {
         let socket = socket_dir
             .to_str()
             .context("socket directory path is not UTF-8")?;
         let mut text = format!(
             "# aidock-provision settings: rewritten at every start\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\n",
-            self.port,
+            port,
             if self.options.tcp { "127.0.0.1" } else { "" },
             socket.replace('\'', "''")
         );

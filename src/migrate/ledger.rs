@@ -301,8 +301,22 @@ pub async fn foreign_revisions(client: &impl GenericClient) -> anyhow::Result<Ve
     let Some(table) = location(client).await? else {
         return Ok(Vec::new());
     };
-    if !alembic_table(client).await? {
-        return Ok(Vec::new());
+    // A role that neither owns the database nor the stamp (a read-only login running a no-op
+    // `migrate up`) is not the one to judge it: nothing it could do changes the schema.
+    let found = simple_rows(
+        client,
+        "SELECT c.relkind, pg_catalog.pg_get_userbyid(c.relowner), \
+                pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') \
+                OR c.relowner = (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()), \
+                pg_catalog.has_table_privilege(c.oid, 'SELECT') \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relname = 'alembic_version'",
+    )
+    .await?;
+    match found.first() {
+        None => return Ok(Vec::new()),
+        Some(row) if row[2] != "t" || row[3] != "t" => return Ok(Vec::new()),
+        Some(row) => check_bookkeeping("public.alembic_version", &row[0], &row[1], &row[2])?,
     }
     let rows = simple_rows(
         client,

@@ -56,9 +56,16 @@ pub struct Database {
     pub name: String,
     pub owner: String,
     pub password: crate::db::Secret,
+    /// Where the password came from, for messages.
+    pub password_source: String,
     pub connection_limit: i32,
     pub encoding: String,
     pub locale: Option<String>,
+    /// How a password that no longer logs in is treated (`init --reset-password`, production).
+    pub password_reset: role::PasswordReset,
+    /// `init --take-over-database`: an existing empty database another login role owns may be
+    /// handed to the app's role (refused without it).
+    pub take_over: bool,
 }
 
 /// How to run: how long to wait for another `init`, and where verbose lines go.
@@ -288,7 +295,7 @@ async fn prepare_on(
         None => None,
     };
     let observed = preflight::observe(&client, admin, &d.name, &d.owner, rights, purpose).await?;
-    preflight::check(&d.name, &d.owner, &observed, purpose)?;
+    preflight::check(&d.name, &d.owner, &observed, purpose, d.take_over)?;
     Ok((client, rights, lock))
 }
 
@@ -308,6 +315,8 @@ pub async fn provision(
     let role_spec = role::Spec {
         name: &d.owner,
         password: &d.password,
+        password_source: &d.password_source,
+        reset: d.password_reset,
         connection_limit: d.connection_limit,
         database: &d.name,
     };
@@ -409,6 +418,8 @@ pub async fn from_template(
         &role::Spec {
             name: &d.owner,
             password: &d.password,
+            password_source: &d.password_source,
+            reset: d.password_reset,
             connection_limit: d.connection_limit,
             database: &d.name,
         },

@@ -41,6 +41,9 @@ pub struct DatabaseState {
     pub foreign_objects: Vec<String>,
     /// How many such objects there are in all (`foreign_objects` holds the first few).
     pub foreign_count: i64,
+    /// The owner is a login role other than the admin's, and not a superuser: someone's (a
+    /// person's, another app's) database, not one an admin made for the app.
+    pub owner_is_another_login: bool,
 }
 
 /// Everything the decision needs.
@@ -62,7 +65,13 @@ pub enum Purpose {
 ///
 /// # Errors
 /// A refusal (exit 3) naming the object, the reason and what to do instead.
-pub fn check(name: &str, owner: &str, observed: &Observed, purpose: Purpose) -> anyhow::Result<()> {
+pub fn check(
+    name: &str,
+    owner: &str,
+    observed: &Observed,
+    purpose: Purpose,
+    take_over: bool,
+) -> anyhow::Result<()> {
     if SYSTEM_DATABASES.contains(&name) {
         return Err(error::refused(format!(
             "database `{name}` is a system database; aidock-provision never provisions, reconciles or drops postgres, template0 or template1 (not even with --force); set database.name (AIDOCK__DATABASE__NAME) to the app's own database, e.g. `aidock`"
@@ -126,6 +135,16 @@ pub fn check(name: &str, owner: &str, observed: &Observed, purpose: Purpose) -> 
             database.foreign_objects.join(", ")
         )));
     }
+    if purpose == Purpose::Init
+        && database.owner != owner
+        && database.owner_is_another_login
+        && !take_over
+    {
+        return Err(error::refused(format!(
+            "database `{name}` exists and is owned by login role `{}`, not by `{owner}` (database.owner): it may be someone's own database, and init would hand it to `{owner}` and close it to everyone else. If it is the app's database, run `aidock-provision init --take-over-database`; otherwise set database.name to the app's own database (nothing was changed)",
+            database.owner
+        )));
+    }
     if database.owner != owner && !database.admin_may_change_owner {
         return Err(error::refused(format!(
             "database `{name}` is owned by `{}`, and the admin role is neither a superuser nor a member of `{}`, so it cannot hand the database to `{owner}`; ask a superuser to run ALTER DATABASE {} OWNER TO {}, then run init again",
@@ -155,7 +174,9 @@ pub async fn observe(
     let Some(row) = client
         .opt(
             "SELECT pg_get_userbyid(datdba), datistemplate, datallowconn, \
-                    pg_has_role(current_user, datdba, 'MEMBER') \
+                    pg_has_role(current_user, datdba, 'MEMBER'), \
+                    EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = datdba AND r.rolcanlogin \
+                            AND NOT r.rolsuper AND r.rolname <> current_user) \
              FROM pg_database WHERE datname = $1",
             &[(&name, Type::TEXT)],
         )
@@ -174,6 +195,7 @@ pub async fn observe(
         admin_may_change_owner: rights.superuser || row.get::<_, bool>(3),
         foreign_objects: Vec::new(),
         foreign_count: 0,
+        owner_is_another_login: row.get(4),
     };
     let inspect = purpose == Purpose::Init
         && database.allows_connections
@@ -273,7 +295,7 @@ mod tests {
     use super::*;
 
     fn refused(name: &str, observed: &Observed) -> String {
-        let err = check(name, "aidock", observed, Purpose::Init).expect_err("refused");
+        let err = check(name, "aidock", observed, Purpose::Init, false).expect_err("refused");
         assert_eq!(crate::error::exit_code(&err), 3, "{err}");
         err.to_string()
     }
@@ -289,7 +311,14 @@ mod tests {
 
     #[test]
     fn nothing_there_yet_is_fine() {
-        check("aidock", "aidock", &Observed::default(), Purpose::Init).expect("fresh");
+        check(
+            "aidock",
+            "aidock",
+            &Observed::default(),
+            Purpose::Init,
+            false,
+        )
+        .expect("fresh");
     }
 
     #[test]
@@ -361,7 +390,7 @@ mod tests {
         assert!(msg.contains("table public.roles and 8 more"), "{msg}");
         assert!(msg.contains("migrate baseline"), "{msg}");
         // reset drops the data it was asked to: the content is no reason to refuse.
-        check("aidock", "aidock", &foreign, Purpose::Reset).expect("reset may drop it");
+        check("aidock", "aidock", &foreign, Purpose::Reset, false).expect("reset may drop it");
     }
 
     #[test]
@@ -374,7 +403,7 @@ mod tests {
                 ..plain_db()
             }),
         };
-        check("aidock", "aidock", &observed, Purpose::Init).expect("adopted");
+        check("aidock", "aidock", &observed, Purpose::Init, false).expect("adopted");
         let managed = Observed {
             database: Some(DatabaseState {
                 owner: "postgres".into(),
@@ -384,5 +413,24 @@ mod tests {
             ..observed
         };
         assert!(refused("aidock", &managed).contains("ALTER DATABASE"));
+    }
+
+    #[test]
+    fn another_login_roles_database_is_taken_over_only_when_asked() {
+        let observed = Observed {
+            role: Some(RoleState::default()),
+            database: Some(DatabaseState {
+                owner: "bob".into(),
+                owner_is_another_login: true,
+                ..plain_db()
+            }),
+        };
+        let msg = refused("aidock", &observed);
+        assert!(
+            msg.contains("`bob`") && msg.contains("--take-over-database"),
+            "{msg}"
+        );
+        check("aidock", "aidock", &observed, Purpose::Init, true).expect("asked");
+        check("aidock", "aidock", &observed, Purpose::Reset, false).expect("reset drops it");
     }
 }

@@ -14,9 +14,25 @@ use tokio_postgres::types::Type;
 pub struct Spec<'a> {
     pub name: &'a str,
     pub password: &'a Secret,
+    /// Where the password came from (a settings file, a variable), for messages.
+    pub password_source: &'a str,
+    pub reset: PasswordReset,
     pub connection_limit: i32,
     /// The app database: where the password is probed first (pg_hba must let the app in there).
     pub database: &'a str,
+}
+
+/// What `init` does when the role exists and the configured password does not log in (a typo in
+/// it, or a password changed elsewhere): setting it breaks every client using the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordReset {
+    /// Set it, and say loudly what that does (development).
+    #[default]
+    SetAndWarn,
+    /// Asked for (`init --reset-password`): set it, said as an ordinary change.
+    Asked,
+    /// Refuse (exit 3) before anything changes: production without `--reset-password`.
+    Refuse,
 }
 
 /// What we reconcile on an existing role. Privileged attributes are not here: the pre-flight
@@ -85,6 +101,7 @@ pub async fn ensure(
     };
 
     let mut changes = Vec::new();
+    let mut notes = Vec::new();
     let mut fixes = Vec::new();
     if !current.login {
         fixes.push("LOGIN".to_string());
@@ -115,7 +132,19 @@ pub async fn ensure(
     if probe {
         match password_works(admin, spec).await? {
             Probe::Works => {}
+            Probe::Rejected if spec.reset == PasswordReset::Refuse => {
+                return Err(crate::error::refused(format!(
+                    "the password in database.password (from {}) does not log in as role `{}`: a typo in it, or the role's password was changed elsewhere. Setting it would make every client that uses the current password fail, so in production init does that only when asked: fix database.password, or run `aidock-provision init --reset-password` (nothing was changed)",
+                    spec.password_source, spec.name
+                )));
+            }
             Probe::Rejected => {
+                if spec.reset == PasswordReset::SetAndWarn {
+                    notes.push(format!(
+                        "the password of role `{}` did not match database.password (from {}), so it was set to it: every client still using the old password now fails to log in. If database.password has a typo, correct it and run init again",
+                        spec.name, spec.password_source
+                    ));
+                }
                 let sql = format!("ALTER ROLE {ident} {}", password_clause(spec.password));
                 let shown = format!("ALTER ROLE {ident} PASSWORD '***'");
                 exec.apply(
@@ -132,7 +161,7 @@ pub async fn ensure(
         changes.push("password: checked once LOGIN and VALID UNTIL are fixed".to_string());
     }
     Ok(Item {
-        notes: Vec::new(),
+        notes,
         object,
         outcome: if changes.is_empty() {
             Outcome::Exists

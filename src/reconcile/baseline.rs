@@ -607,12 +607,14 @@ fn transaction_text(admin: &[AdminStep], ddl: &[String], ledger_sql: &str, role:
     parts.join("\n") + "\n"
 }
 
-/// The reconcile. First the admin's part (`admin`: ownership and privileges, db::trust) in one
-/// transaction of its own; then, on the app role's own login, one transaction: lock, timeouts,
-/// the DDL, the ledger; with `expected`, the catalog is read back and must match before the
-/// commit. When the app's part does not commit, the admin's part is put back. `false`: the ledger
-/// no longer ends at `ledger_top` (another run recorded or migrated while this one waited), and
-/// nothing was done.
+/// The reconcile. On the app role's own login, one transaction takes the migration lock and
+/// reads the ledger again: a concurrent baseline or migrator that recorded meanwhile makes this
+/// run do nothing (`false`), before the admin's part is touched. Then the admin's part
+/// (`admin`: ownership and privileges, db::trust) in one transaction of its own, while the app's
+/// transaction holds the lock (so no other reconcile's admin part runs beside it: catalog rows
+/// such as the database's ACL are never updated twice at once); then, in the app's transaction:
+/// timeouts, the DDL, the ledger; with `expected`, the catalog is read back and must match
+/// before the commit. When the app's part does not commit, the admin's part is put back.
 async fn run_transaction(
     roles: &Roles<'_>,
     admin: &[AdminStep],
@@ -623,17 +625,30 @@ async fn run_transaction(
     ledger_top: Option<i64>,
 ) -> anyhow::Result<bool> {
     let app = roles.app;
+    let mut client = app.connect().await?;
+    let Some(tx) = locked(&mut client, app, opts, ledger_top).await? else {
+        return Ok(false);
+    };
     let mut session = if admin.is_empty() {
         None
     } else {
-        let mut session = CatalogSession::connect(roles.admin, app.dbname()).await?;
         let done: Vec<AdminDdl> = admin.iter().map(|s| s.done.clone()).collect();
-        session.run(&done).await.context(
-            "the admin's part of the reconcile (ownership and privileges); nothing changed",
-        )?;
-        Some(session)
+        let ran = async {
+            let mut session = CatalogSession::connect(roles.admin, app.dbname()).await?;
+            session.run(&done).await?;
+            anyhow::Ok(session)
+        }
+        .await
+        .context("the admin's part of the reconcile (ownership and privileges); nothing changed");
+        match ran {
+            Ok(session) => Some(session),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        }
     };
-    let result = app_transaction(app, ddl, ledger_sql, opts, expected, ledger_top).await;
+    let result = app_transaction(tx, ddl, ledger_sql, opts, expected).await;
     if !matches!(result, Ok(true))
         && let Some(session) = session.as_mut()
     {
@@ -652,52 +667,59 @@ async fn run_transaction(
     result
 }
 
-/// The app's part of [`run_transaction`], on its own login.
-async fn app_transaction(
+/// The app's transaction holding the migration lock (waited for up to migrate.wait_timeout: a
+/// concurrent baseline or migrator finishes first), the ledger read again under it; `None` when
+/// it no longer ends at `ledger_top` (another run recorded or migrated).
+async fn locked<'c>(
+    client: &'c mut tokio_postgres::Client,
     app: &Target,
-    ddl: &[String],
-    ledger_sql: &str,
     opts: &runner::Options,
-    expected: Option<&Catalog>,
     ledger_top: Option<i64>,
-) -> anyhow::Result<bool> {
-    let mut client = app.connect().await?;
-    // The migration lock, polled in short transactions as the runner does (a concurrent
-    // baseline or migrator finishes first); then the ledger is read again under it.
-    let deadline = std::time::Instant::now() + opts.wait_timeout;
-    let tx = loop {
-        let tx = client
-            .transaction()
-            .await
-            .context("starting the baseline transaction")?;
-        let locked: bool = tx
-            .one(
-                &format!("SELECT pg_try_advisory_xact_lock({})", runner::lock_key()),
-                &[],
-            )
-            .await
-            .context("taking the migration lock")?
-            .get(0);
-        if locked {
-            break tx;
-        }
-        tx.rollback().await.context("polling the migration lock")?;
-        if std::time::Instant::now() >= deadline {
+) -> anyhow::Result<Option<tokio_postgres::Transaction<'c>>> {
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the baseline transaction")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        opts.wait_timeout.as_millis().max(1)
+    ))
+    .await
+    .context("setting the wait for the migration lock")?;
+    if let Err(e) = tx
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            runner::lock_key()
+        ))
+        .await
+    {
+        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
             anyhow::bail!(
                 "another aidock-provision run held the migration lock on {} for more than {:?}; try again when it is done, or raise migrate.wait_timeout",
                 app.describe(),
                 opts.wait_timeout
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        return Err(anyhow::anyhow!(db::describe_error(&e))).context("taking the migration lock");
+    }
     if ledger::read(&tx).await?.iter().map(|r| r.version).max() != ledger_top {
         // Another run recorded (or migrated) meanwhile: nothing of this run is needed.
         tx.rollback()
             .await
             .context("ending the baseline transaction")?;
-        return Ok(false);
+        return Ok(None);
     }
+    Ok(Some(tx))
+}
+
+/// The app's part of [`run_transaction`], in the transaction [`locked`] opened.
+async fn app_transaction(
+    tx: tokio_postgres::Transaction<'_>,
+    ddl: &[String],
+    ledger_sql: &str,
+    opts: &runner::Options,
+    expected: Option<&Catalog>,
+) -> anyhow::Result<bool> {
     tx.batch_execute(&runner::session_settings(opts, true))
         .await
         .context("setting lock_timeout and statement_timeout")?;

@@ -618,15 +618,15 @@ async fn needed_extension(client: &Client, error: &str) -> Option<String> {
         .next()
         .unwrap_or(&candidate)
         .to_string();
-    let available = client
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+    let available = crate::db::sql::Sql::opt(
+        client,
+        "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1",
+        &[(&name, tokio_postgres::types::Type::TEXT)],
+    )
+    .await
+    .ok()
+    .flatten()
+    .is_some();
     available.then_some(name)
 }
 

@@ -322,7 +322,83 @@ pub async fn insert_users(
         inserted,
         updated,
         kept: users.len() as u64 - inserted - updated,
+        removed: 0,
     })
+}
+
+/// Give `users` (already there, kept) a hash of `scheme` where theirs is of another: the scheme
+/// was chosen (`seed.password_scheme`), and an account whose hash the backend would verify with
+/// another scheme is not what the run reports. Returns how many were rehashed.
+///
+/// # Errors
+/// A failing statement.
+pub async fn rehash_other_schemes(
+    tx: &Transaction<'_>,
+    users: &[NewUser],
+    hashes: &[String],
+    scheme: Scheme,
+) -> anyhow::Result<u64> {
+    let usernames: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
+    let prefixes: &[&str] = match scheme {
+        Scheme::Argon2id => &["$argon2id$"],
+        Scheme::Bcrypt => &["$2b$", "$2a$", "$2y$"],
+    };
+    let prefixes: Vec<&str> = prefixes.to_vec();
+    tx.exec(
+        "UPDATE users SET hashed_password = u.hash \
+         FROM unnest($1::text[], $2::text[], $3::text[]) u(username, email, hash) \
+         WHERE users.username = u.username AND users.email = u.email \
+           AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) p WHERE starts_with(users.hashed_password, p))",
+        &[
+            (&usernames, Type::TEXT_ARRAY),
+            (&emails, Type::TEXT_ARRAY),
+            (&hashes, Type::TEXT_ARRAY),
+            (&prefixes, Type::TEXT_ARRAY),
+        ],
+    )
+    .await
+    .context("rehashing accounts stored in another scheme")
+}
+
+/// Remove the fake users an earlier run made that these flags do not (`--users 30` then
+/// `--users 10`: 20), with their usage logs (refresh tokens go with them): the dataset follows
+/// the flags. Only rows still in the generated form (username and `username@example.com`) go.
+///
+/// # Errors
+/// A failing statement.
+pub async fn remove_other_fake_users(
+    tx: &Transaction<'_>,
+    earlier: &[NewUser],
+    now: &[NewUser],
+    accounts: &[NewUser],
+) -> anyhow::Result<u64> {
+    let keep: HashSet<&str> = now
+        .iter()
+        .chain(accounts)
+        .map(|u| u.username.as_str())
+        .collect();
+    let gone: Vec<&str> = earlier
+        .iter()
+        .map(|u| u.username.as_str())
+        .filter(|u| !keep.contains(u))
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    tx.exec(
+        "DELETE FROM usage_logs WHERE user_id IN \
+         (SELECT id FROM users WHERE username = ANY($1::text[]) AND email = username || '@example.com')",
+        &[(&gone, Type::TEXT_ARRAY)],
+    )
+    .await
+    .context("removing the usage logs of fake users these flags do not make")?;
+    tx.exec(
+        "DELETE FROM users WHERE username = ANY($1::text[]) AND email = username || '@example.com'",
+        &[(&gone, Type::TEXT_ARRAY)],
+    )
+    .await
+    .context("removing fake users these flags do not make")
 }
 
 #[cfg(test)]

@@ -151,6 +151,47 @@ CREATE TABLE IF NOT EXISTS aidock_provision.seed_runs (
     updated_at timestamptz NOT NULL DEFAULT now()
 )";
 
+/// The flags of the last `seed --dev` run, from its run record: (`--rng-seed`, `--users`);
+/// `None` when there is no record (a first run, or one from before records).
+///
+/// # Errors
+/// A failing read.
+pub async fn previous_flags(tx: &Transaction<'_>) -> anyhow::Result<Option<(u64, u32)>> {
+    let exists: bool = tx
+        .one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                            WHERE n.nspname = 'aidock_provision' AND c.relname = 'seed_runs' AND c.relkind = 'r')",
+            &[],
+        )
+        .await
+        .context("looking for the seed's run record")?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = tx
+        .opt(
+            "SELECT identity FROM aidock_provision.seed_runs ORDER BY updated_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .context("reading the seed's run record")?;
+    Ok(row.and_then(|r| parse_identity(r.get::<_, &str>(0))))
+}
+
+/// (`rng_seed`, `users`) from a run record's identity ([`Dataset::identity`]).
+fn parse_identity(identity: &str) -> Option<(u64, u32)> {
+    let value = |key: &str| {
+        identity
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    };
+    Some((
+        value("rng_seed")?.parse().ok()?,
+        value("users")?.parse().ok()?,
+    ))
+}
+
 /// The seed's own limits for each of its transactions, as migrations set theirs: a role's
 /// `statement_timeout` or `idle_in_transaction_session_timeout` (the main transaction waits while
 /// helpers COPY) would otherwise end a long load half-way; and a killed seed's server session

@@ -67,6 +67,9 @@ pub struct Report {
 pub struct PasswordScheme {
     pub scheme: &'static str,
     pub followed_existing_users: bool,
+    /// Accounts already there whose hash was of another scheme, hashed again in this one (the
+    /// scheme was chosen: `seed.password_scheme`).
+    pub rehashed: u64,
 }
 
 /// The one scheme every user's hash is in, if they agree (and are ours to recognise).
@@ -203,10 +206,7 @@ pub async fn seed(
             password_scheme: None,
         };
         if let Some((accounts, fakes, hashes, scheme, followed)) = prepared {
-            report.password_scheme = Some(PasswordScheme {
-                scheme: scheme.as_str(),
-                followed_existing_users: followed,
-            });
+            let mut rehashed = 0;
             let (account_hashes, fake_hashes) = hashes.split_at(accounts.len());
             let existing = if overwrite {
                 dev::Existing::Overwrite
@@ -215,6 +215,17 @@ pub async fn seed(
             };
             report.accounts =
                 Some(dev::insert_users(&tx, &accounts, account_hashes, existing).await?);
+            // The dataset follows the flags: fake users of an earlier run's flags that these
+            // do not make go (with their logs), as the logs of other flags do.
+            let removed = match (logs::previous_flags(&tx).await?, &dev_options) {
+                (Some((seed_before, users_before)), Some(now))
+                    if (seed_before, users_before) != (now.rng_seed, now.users) =>
+                {
+                    let earlier = dev::fake_users(seeds, users_before, seed_before);
+                    dev::remove_other_fake_users(&tx, &earlier, &fakes, &accounts).await?
+                }
+                _ => 0,
+            };
             // Many fake users into few: in pg_restore's order (see bulk.rs).
             let users_table = Name {
                 schema: Some(Ident::new("public")),
@@ -230,10 +241,23 @@ pub async fn seed(
             } else {
                 existing
             };
-            report.fake_users = Some(dev::insert_users(&tx, &fakes, fake_hashes, existing).await?);
+            let mut fake_counts = dev::insert_users(&tx, &fakes, fake_hashes, existing).await?;
+            fake_counts.removed = removed;
+            report.fake_users = Some(fake_counts);
             if let Some(deferred) = deferred {
                 deferred.rebuild(&tx).await?;
             }
+            // A scheme chosen by setting holds for the accounts kept too.
+            if options.scheme.is_some() && !overwrite {
+                rehashed = dev::rehash_other_schemes(&tx, &accounts, account_hashes, scheme)
+                    .await?
+                    + dev::rehash_other_schemes(&tx, &fakes, fake_hashes, scheme).await?;
+            }
+            report.password_scheme = Some(PasswordScheme {
+                scheme: scheme.as_str(),
+                followed_existing_users: followed,
+                rehashed,
+            });
             report.credentials = accounts
                 .iter()
                 .map(|a| (a.username.clone(), a.email.clone(), a.password.clone()))
@@ -338,8 +362,18 @@ impl std::fmt::Display for Report {
         let line = |f: &mut std::fmt::Formatter<'_>, name: &str, c: &Counts| {
             writeln!(
                 f,
-                "{name:<20} {} inserted, {} updated, {} kept",
-                c.inserted, c.updated, c.kept
+                "{name:<20} {} inserted, {} updated, {} kept{}",
+                c.inserted,
+                c.updated,
+                c.kept,
+                if c.removed > 0 {
+                    format!(
+                        ", {} removed (an earlier run's --users / --rng-seed made them)",
+                        c.removed
+                    )
+                } else {
+                    String::new()
+                }
             )
         };
         for t in &self.tables {
@@ -374,9 +408,14 @@ impl std::fmt::Display for Report {
                 "passwords",
                 p.scheme,
                 if p.followed_existing_users {
-                    " (the scheme of the users already in the database; set seed.password_scheme to choose)"
+                    " (the scheme of the users already in the database; set seed.password_scheme to choose)".to_string()
+                } else if p.rehashed > 0 {
+                    format!(
+                        " ({} account(s) kept from an earlier run had another scheme's hash and were hashed again in this one)",
+                        p.rehashed
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             )?;
         }

@@ -16,6 +16,14 @@ pub struct Counts {
     pub inserted: u64,
     pub updated: u64,
     pub kept: u64,
+    /// Fake users an earlier run's flags made that these do not (only `fake_users` has them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub removed: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Per-table counts.
@@ -47,6 +55,7 @@ async fn upsert(
             inserted,
             updated,
             kept: total as u64 - inserted - updated,
+            removed: 0,
         },
     })
 }

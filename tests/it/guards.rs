@@ -575,3 +575,60 @@ fn the_socket_directory_is_private_random_and_never_adopted() {
         "destroy removes it"
     );
 }
+
+/// Issue #44 (9, 11): `init` does not take over an empty database another login role owns
+/// unless asked, and a database.password that no longer logs in is set only with a warning
+/// that says what it breaks.
+#[tokio::test]
+async fn init_asks_before_taking_over_and_warns_when_it_resets_a_password() {
+    let t = TestDb::new("takeover");
+    let admin = t.admin_postgres().await;
+    let bob = format!("{}_bob", t.name);
+    for sql in [
+        format!("CREATE ROLE \"{bob}\" LOGIN PASSWORD 'bob'"),
+        format!("CREATE DATABASE \"{}\" OWNER \"{bob}\"", t.name),
+    ] {
+        admin.batch_execute(&sql).await.expect("bob's database");
+    }
+    let owner = || {
+        let admin = &admin;
+        let name = t.name.clone();
+        async move {
+            admin
+                .query_one(
+                    "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+                    &[&name],
+                )
+                .await
+                .expect("owner")
+                .get::<_, String>(0)
+        }
+    };
+    let out = expect_exit(t.cmd().arg("init"), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("`{bob}`")) && err.contains("--take-over-database"),
+        "{err}"
+    );
+    assert_eq!(owner().await, bob, "nothing changed");
+    run_ok(t.cmd().args(["init", "-q", "--take-over-database"]));
+    assert_eq!(owner().await, t.name);
+
+    // A password set elsewhere (or a typo in database.password): set, said loudly.
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE \"{}\" PASSWORD 'set-elsewhere'",
+            t.name
+        ))
+        .await
+        .expect("password elsewhere");
+    let out = expect_exit(t.cmd().args(["init", "-q"]), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning:") && err.contains("every client still using the old password"),
+        "{err}"
+    );
+    // Once it matches, nothing is said.
+    let out = expect_exit(t.cmd().args(["init", "-q"]), 0);
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+}

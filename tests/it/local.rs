@@ -312,3 +312,84 @@ fn destroy_and_start_touch_only_what_the_tool_made() {
         "no empty .aidock/ is left to make the folder look like a project"
     );
 }
+
+/// Issue #44 (1): a second project beside a running cluster on its port: `local url` gives no
+/// URL for a cluster that does not run (it would reach the other project's server), and `init`
+/// starts this project's cluster on the next free port, said, with a URL that reaches it.
+#[tokio::test]
+async fn a_second_project_takes_a_free_port_and_never_anothers_server() {
+    let port = free_port().to_string();
+    let (a, b) = (scratch_dir("proj-a"), scratch_dir("proj-b"));
+    let at = |dir: &std::path::Path| {
+        let mut cmd = bin();
+        cmd.env("AIDOCK__LOCAL__DATA_DIR", dir)
+            .env("AIDOCK__LOCAL__PORT", &port)
+            .env("AIDOCK__DATABASE__PASSWORD", "app-pw");
+        cmd
+    };
+    run_ok(at(&a).args(["local", "start"]));
+    let a_admin = run_ok(at(&a).args(["local", "url", "--admin"]));
+    crate::support::connect(a_admin.trim())
+        .await
+        .batch_execute("CREATE DATABASE only_in_a")
+        .await
+        .expect("marker");
+    for args in [&["local", "url"][..], &["local", "url", "--admin"]] {
+        let out = expect_exit(at(&b).args(args), 3);
+        assert!(
+            out.stdout.is_empty(),
+            "no URL for a cluster that does not run"
+        );
+        assert!(stderr(&out).contains("local start"), "{}", stderr(&out));
+    }
+    let out = expect_exit(at(&b).arg("init"), 0);
+    assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
+    let b_admin = run_ok(at(&b).args(["local", "url", "--admin"]));
+    assert!(!b_admin.contains(&format!(":{port}/")), "{b_admin}");
+    let found: i64 = crate::support::connect(b_admin.trim())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'only_in_a'",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(found, 0, "b's URL reaches b's own server");
+    let status = run_ok(at(&b).args(["local", "status"]));
+    assert!(status.contains("taken"), "{status}");
+    run_ok(at(&a).args(["local", "destroy", "--yes"]));
+    run_ok(at(&b).args(["local", "destroy", "--yes"]));
+}
+
+/// Issue #44 (2): outside any project, nothing is made in the current directory: the command
+/// says where it looked and how to name the project.
+#[test]
+fn outside_a_project_no_cluster_is_made_here() {
+    let dir = scratch_dir("no-project");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for args in [
+        &["init"][..],
+        &["local", "start"],
+        &["seed"],
+        &["migrate", "up"],
+    ] {
+        let mut cmd = bin();
+        cmd.current_dir(&dir)
+            .env_remove("AIDOCK__LOCAL__DATA_DIR")
+            .args(args);
+        let out = expect_exit(&mut cmd, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("not inside an aidock-provision project")
+                && err.contains("--project")
+                && err.contains("AIDOCK_PROJECT_DIR"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        0,
+        "nothing was made in the current directory"
+    );
+}

@@ -714,3 +714,57 @@ async fn ctrl_c_rolls_the_whole_run_back_and_says_so() {
     assert_eq!(count(&db, "users").await, 0, "the run's users went too");
     assert_eq!(count(&db, "roles").await, 0, "and its reference data");
 }
+
+/// Issue #44 (3, 4): the dataset converges to the flags: `--users 30` then `--users 10` leaves
+/// the 10 (with their logs), and a scheme chosen by setting holds for the accounts kept from an
+/// earlier run too (their hashes were another scheme's).
+#[tokio::test]
+async fn seed_dev_follows_its_flags_for_users_and_the_chosen_scheme() {
+    let t = TestDb::new("seedflags");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let db = t.admin().await;
+    let seed = |users: &str| {
+        let mut c = t.cmd();
+        c.args(["seed", "--dev", "--users", users, "--usage-logs", "300"]);
+        c
+    };
+    run_ok(&mut seed("30"));
+    assert_eq!(fake_users(&db).await, 30);
+    let out = run_ok(&mut seed("10"));
+    assert!(out.contains("20 removed"), "{out}");
+    assert_eq!(fake_users(&db).await, 10);
+    assert_eq!(count(&db, "usage_logs").await, 300);
+    // The 10 are the first 10 of the 30 (same seed, same users), kept as they were.
+    run_ok(&mut seed("10"));
+    assert_eq!(fake_users(&db).await, 10);
+
+    // argon2id so far; bcrypt chosen: every account kept is hashed again in it.
+    assert!(hash_of(&db, "admin").await.starts_with("$argon2id$"));
+    let out = run_ok(
+        t.cmd()
+            .env("AIDOCK__SEED__PASSWORD_SCHEME", "bcrypt")
+            .args(["seed", "--dev", "--users", "10", "--usage-logs", "300"]),
+    );
+    assert!(out.contains("hashed again"), "{out}");
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM users WHERE hashed_password NOT LIKE '$2b$%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "no account keeps another scheme's hash");
+    assert!(bcrypt::verify("AdminPassword123", &hash_of(&db, "admin").await).expect("verify"));
+}
+
+/// Fake users (the generated form: `username@example.com`).
+async fn fake_users(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM users WHERE email = username || '@example.com'",
+        &[],
+    )
+    .await
+    .expect("count")
+    .get(0)
+}

@@ -323,4 +323,33 @@ async fn production_refuses_migrations_with_lint_findings() {
     run_ok(&mut prod(&["migrate", "up"]));
     let status = run_ok(&mut prod(&["migrate", "status"]));
     assert!(status.contains("up to date"), "{status}");
+
+    // Issue #44 (11): a database.password that no longer logs in (a typo, or a password set
+    // elsewhere) is not set by production init unless asked: every client would break.
+    client
+        .batch_execute("ALTER ROLE lintprod PASSWORD 'Set-Elsewhere-0815'")
+        .await
+        .expect("password set elsewhere");
+    let out = expect_exit(&mut prod(&["init"]), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--reset-password") && err.contains("lintprod"),
+        "{err}"
+    );
+    let elsewhere = format!(
+        "postgresql://lintprod:Set-Elsewhere-0815@127.0.0.1:{}/lintprod",
+        pg.port()
+    );
+    let (still, conn) = tokio_postgres::connect(&elsewhere, tokio_postgres::NoTls)
+        .await
+        .expect("the password set elsewhere still logs in");
+    drop((still, conn));
+    let out = run_ok(&mut prod(&["init", "--reset-password"]));
+    assert!(out.contains("password updated"), "{out}");
+    assert!(
+        tokio_postgres::connect(&elsewhere, tokio_postgres::NoTls)
+            .await
+            .is_err(),
+        "asked: the configured password is the role's now"
+    );
 }

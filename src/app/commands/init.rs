@@ -17,10 +17,15 @@ use crate::{db, migrate, provision};
 pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
     policy::check(settings, policy::Action::Init)?;
     let migrations = targets::migrations(settings)?;
+    let mut database = targets::database(settings);
+    if args.reset_password {
+        database.password_reset = provision::role::PasswordReset::Asked;
+    }
+    database.take_over = args.take_over_database;
     if let Some(template) = &args.from_template {
         let admin = targets::admin(settings, targets::Local::Start)?;
         let report = db::block_on(provision::from_template(
-            &targets::database(settings),
+            &database,
             &admin,
             template,
             &migrations,
@@ -50,7 +55,6 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<()> {
         }
     }
     let admin = targets::admin(settings, targets::Local::Start)?;
-    let database = targets::database(settings);
     let out = settings.output;
     let d = &settings.database;
     // The ledger is the app's relation: read on the app role's own login, never the admin's

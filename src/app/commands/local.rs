@@ -30,8 +30,12 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 Started::Started => "started",
                 Started::AlreadyRunning => "already running",
             };
+            let moved = pg
+                .moved_from()
+                .map(|p| format!("; port {p} (local.port) was taken by another server"))
+                .unwrap_or_default();
             say(format!(
-                "local cluster {what}: {} (127.0.0.1:{})",
+                "local cluster {what}: {} (127.0.0.1:{}{moved})",
                 pg.root().display(),
                 pg.port()
             ));
@@ -59,9 +63,12 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                 );
             } else {
                 outln!(
-                    "local cluster {word}: {} (127.0.0.1:{}, socket in {})",
+                    "local cluster {word}: {} (127.0.0.1:{}{}, socket in {})",
                     pg.root().display(),
                     pg.port(),
+                    pg.moved_from()
+                        .map(|p| format!("; local.port {p} was taken by another server"))
+                        .unwrap_or_default(),
                     pg.socket_dir().display()
                 );
             }
@@ -78,6 +85,20 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
             }
         }
         LocalCommand::Url { admin } => {
+            // A URL for a cluster that does not run would reach whatever listens on local.port
+            // (another checkout's cluster): none, exit 3 as `local status`.
+            let state = pg.state()?;
+            if state != State::Running {
+                return Err(crate::error::refused(format!(
+                    "the local cluster in {} is {}, so it has no URL (another server may listen on its port); start it with `aidock-provision local start` (or `aidock-provision init`)",
+                    pg.root().display(),
+                    if state == State::Absent {
+                        "absent"
+                    } else {
+                        "stopped"
+                    }
+                )));
+            }
             if *admin {
                 outln!("{}", pg.admin_url()?);
             } else {
