@@ -45,6 +45,9 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// Our rule for a statement the linter cannot parse.
+pub const SYNTAX_ERROR: &str = "syntax-error";
+
 /// Style rules about new tables' column types: not about locks or rewrites.
 const STYLE: [Rule; 6] = [
     Rule::PreferBigintOverInt,
@@ -96,8 +99,44 @@ pub fn lint(script: &Script) -> Vec<Finding> {
             }
         })
         .collect();
-    // Squawk does not know our rule, and calls an ignore of it unused.
-    findings.retain(|f| !(f.rule == "unused-ignore" && f.message.contains(DYNAMIC_SQL)));
+    // A statement that does not parse was not checked: said, never "no findings". (The first
+    // error only: the parser's recovery reports follow-on errors that add nothing.)
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(e) = parse.errors().first() {
+        let (line, column) = lexer::line_col(&text, usize::from(e.range().start()));
+        // Ignored in the file, on the error's line, or on the two lines before it.
+        let ignored = lines.iter().any(|l| ignores(l, true, SYNTAX_ERROR))
+            || [
+                line.checked_sub(3),
+                line.checked_sub(2),
+                line.checked_sub(1),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| lines.get(i))
+            .any(|l| ignores(l, false, SYNTAX_ERROR));
+        if !ignored {
+            findings.push(Finding {
+            file: script.file.clone(),
+            line,
+            column,
+            rule: SYNTAX_ERROR.to_string(),
+            message: format!(
+                "{}: the statement does not parse, so it and the rest of the file were not checked",
+                e.message()
+            ),
+            help: Some(
+                "fix the syntax (`psql -v ON_ERROR_STOP=1 -f FILE` on a scratch database shows PostgreSQL's own error); if PostgreSQL accepts it, the linter does not know that syntax: `-- squawk-ignore syntax-error -- why` before the statement"
+                    .to_string(),
+            ),
+        });
+        }
+    }
+    // Squawk does not know our rules, and calls an ignore of them unused.
+    findings.retain(|f| {
+        !(f.rule == "unused-ignore"
+            && (f.message.contains(DYNAMIC_SQL) || f.message.contains(SYNTAX_ERROR)))
+    });
     findings.extend(dynamic_sql(script, &text));
     findings.sort_by_key(|f| (f.line, f.column));
     findings
@@ -199,7 +238,7 @@ fn dynamic_sql(script: &Script, text: &str) -> Vec<Finding> {
         return Vec::new();
     };
     let lines: Vec<&str> = text.lines().collect();
-    if lines.iter().any(|l| ignores(l, true)) {
+    if lines.iter().any(|l| ignores(l, true, DYNAMIC_SQL)) {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -221,7 +260,7 @@ fn dynamic_sql(script: &Script, text: &str) -> Vec<Finding> {
             .into_iter()
             .flatten()
             .filter_map(|i| lines.get(i))
-            .any(|l| ignores(l, false));
+            .any(|l| ignores(l, false, DYNAMIC_SQL));
         if ignored {
             continue;
         }
@@ -243,7 +282,7 @@ fn dynamic_sql(script: &Script, text: &str) -> Vec<Finding> {
 
 /// Whether `line` holds an ignore comment covering our rule: `squawk-ignore` (`file`: the
 /// `squawk-ignore-file` form) after `--` or `/*`, naming `dynamic-sql` or (file form) no rule.
-fn ignores(line: &str, file: bool) -> bool {
+fn ignores(line: &str, file: bool, rule: &str) -> bool {
     let directive = if file {
         "squawk-ignore-file"
     } else {
@@ -271,7 +310,7 @@ fn ignores(line: &str, file: bool) -> bool {
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|r| !r.is_empty())
                 .collect();
-            if rules.contains(&DYNAMIC_SQL) || (file && rules.is_empty()) {
+            if rules.contains(&rule) || (file && rules.is_empty()) {
                 return true;
             }
         }

@@ -119,3 +119,36 @@ async fn plan_shows_the_findings_of_pending_migrations() {
         "{text}"
     );
 }
+
+/// Issue #44 (7): a file that does not parse is not "no findings": the statement is named, and
+/// an ignore in squawk's form lets through what PostgreSQL accepts and the linter does not know.
+#[test]
+fn a_statement_that_does_not_parse_is_a_finding() {
+    let dir = scratch_dir("lint-syntax");
+    write_files(
+        &dir,
+        &[(
+            "0002_typo.up.sql",
+            "-- a change\nALTER TABLE users ADD COLUMN locale text;\nCREAT INDEX ix_users_locale ON users (locale);\n",
+        )],
+    );
+    let mut cmd = crate::support::bin();
+    cmd.args(["migrate", "lint"]).arg(dir.join("0002_typo.up.sql"));
+    let out = expect_exit(&mut cmd, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0002_typo.up.sql:3:") && text.contains("syntax-error"),
+        "{text}"
+    );
+    assert!(!text.contains("no findings"), "{text}");
+    write_files(
+        &dir,
+        &[(
+            "0002_typo.up.sql",
+            "-- a change\n-- squawk-ignore syntax-error -- checked by hand\nCREAT INDEX ix_users_locale ON users (locale);\n",
+        )],
+    );
+    let mut cmd = crate::support::bin();
+    cmd.args(["migrate", "lint"]).arg(dir.join("0002_typo.up.sql"));
+    assert!(run_ok(&mut cmd).contains("no findings"));
+}
