@@ -36,6 +36,10 @@ pub struct Generated {
     pub lossy: Vec<String>,
     /// Guesses and limits the reviewer must read.
     pub notes: Vec<String>,
+    /// The live database already has the desired schema (a change made by hand): the next step
+    /// is recording the pair, not `migrate up`.
+    #[serde(skip)]
+    pub live_has_it: bool,
 }
 
 /// Where the desired schema comes from: `(name for messages, SQL text)`, applied in order.
@@ -308,17 +312,29 @@ async fn in_scratch(
             Job::Write {
                 name,
                 allow_data_loss,
-            } => generate_in(
-                pad,
-                migrations,
-                name,
-                allow_data_loss,
-                &mut here,
-                &from,
-                &to,
-            )
-            .await
-            .map(|g| Done::Written(g, Box::new(to))),
+            } => {
+                let mut generated = generate_in(
+                    pad,
+                    migrations,
+                    name,
+                    allow_data_loss,
+                    &mut here,
+                    &from,
+                    &to,
+                )
+                .await?;
+                // A desired schema the live database already has (dumped after a change by
+                // hand): `migrate up` would fail on it.
+                if matches!(want, Want::Schema(_)) && !generated.files.is_empty() {
+                    generated.live_has_it = match pad.app.connect().await {
+                        Ok(live) => catalog::read(&live, READ)
+                            .await
+                            .is_ok_and(|live| crate::schema::diff::diff(&to, &live).is_empty()),
+                        Err(_) => false,
+                    };
+                }
+                Ok(Done::Written(generated, Box::new(to)))
+            }
         }
     };
     let result = tokio::select! {
@@ -384,6 +400,7 @@ async fn generate_in(
             files: Vec::new(),
             lossy: Vec::new(),
             notes: up.notes,
+            live_has_it: false,
         });
     }
     if !up.lossy.is_empty() && !allow_data_loss {
@@ -468,6 +485,7 @@ async fn generate_in(
                     .map(|n| format!("in the down script: {n}")),
             )
             .collect(),
+        live_has_it: false,
     })
 }
 

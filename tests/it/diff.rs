@@ -1375,3 +1375,80 @@ async fn a_pg_dump_of_schema_public_is_a_desired_schema() {
         "up must reach the dumped schema",
     );
 }
+
+/// Issue #44 (8): one change written as two versions (a concurrent index has a pair of its own)
+/// comes with the undo that reverts all of it.
+#[tokio::test]
+async fn diff_says_the_undo_that_reverts_the_whole_change() {
+    let t = TestDb::new("diff_undo");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let before = columns_unordered(&schema_dump(&with_db(&t.app_url(), &t.name)));
+    desire(
+        &root,
+        "ALTER TABLE users ADD COLUMN avatar_url text;\nCREATE INDEX ix_users_avatar_url ON users (avatar_url);",
+    );
+    let out = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "add_avatar", "--to", "desired.sql"],
+    ));
+    assert!(
+        out.contains("migrate down --to 1` (all 2 versions of this change"),
+        "{out}"
+    );
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--to", "1", "--yes"],
+    ));
+    assert_same_dump(
+        &columns_unordered(&schema_dump(&with_db(&t.app_url(), &t.name))),
+        &before,
+        "the undo diff printed reverts the whole change",
+    );
+}
+
+/// Issue #44 (6): after a change made by hand, `migrate diff --to` a dump of the live database
+/// writes the pair, and the next step said is recording it, not `migrate up` (which would fail);
+/// `migrate baseline` then records it and `up` is a no-op.
+#[tokio::test]
+async fn a_pair_the_live_database_already_has_is_recorded_not_applied() {
+    let t = TestDb::new("diff_live");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    let live = with_db(&t.app_url(), &t.name);
+    crate::support::connect(&live)
+        .await
+        .batch_execute("ALTER TABLE users ADD COLUMN phone_number varchar(20)")
+        .await
+        .expect("by hand");
+    write_files(&root, &[("desired.sql", &schema_dump(&live))]);
+    let out = in_project(
+        &t,
+        &root,
+        &["migrate", "diff", "add_phone_number", "--to", "desired.sql"],
+    )
+    .output()
+    .expect("diff");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("already has this schema") && said.contains("migrate baseline"),
+        "{said}"
+    );
+    assert!(!said.contains("`migrate up`, `migrate verify`"), "{said}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "baseline"]));
+    assert!(run_ok(&mut in_project(&t, &root, &["migrate", "up"])).contains("nothing to do"));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    // Issue #44 (5): no difference left; with --json, a document that says so.
+    let out = run_ok(&mut in_project(
+        &t,
+        &root,
+        &["--json", "migrate", "diff", "again", "--to", "desired.sql"],
+    ));
+    crate::json::check("migrate diff", &out);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["files"], serde_json::json!([]), "{doc}");
+}

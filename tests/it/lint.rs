@@ -133,7 +133,8 @@ fn a_statement_that_does_not_parse_is_a_finding() {
         )],
     );
     let mut cmd = crate::support::bin();
-    cmd.args(["migrate", "lint"]).arg(dir.join("0002_typo.up.sql"));
+    cmd.args(["migrate", "lint"])
+        .arg(dir.join("0002_typo.up.sql"));
     let out = expect_exit(&mut cmd, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -149,6 +150,7 @@ fn a_statement_that_does_not_parse_is_a_finding() {
         )],
     );
     let mut cmd = crate::support::bin();
-    cmd.args(["migrate", "lint"]).arg(dir.join("0002_typo.up.sql"));
+    cmd.args(["migrate", "lint"])
+        .arg(dir.join("0002_typo.up.sql"));
     assert!(run_ok(&mut cmd).contains("no findings"));
 }

@@ -766,12 +766,47 @@ fn diff(
             outln!("wrote {}", path.display());
         }
     }
-    if !settings.output.json && !settings.output.quiet {
+    if generated.live_has_it {
+        // Said even with --quiet: `migrate up` would fail.
+        errln!(
+            "note: the live database already has this schema (a change made by hand, then dumped?): `migrate up` would fail on it (already exists). Record the new files as applied instead: `aidock-provision migrate baseline` checks that the schema is what they make and records them (next time, `aidock-provision migrate capture NAME` writes and records in one step)"
+        );
+    } else if !settings.output.json && !settings.output.quiet {
         outln!(
             "tested on scratch databases: up reaches the desired schema, down returns to the current one. Next: review the files, `migrate lint`, `migrate plan`, `migrate up`, `migrate verify`"
         );
+        outln!("{}", undo_line(migrations, &generated.files));
     }
     Ok(())
+}
+
+/// How to undo a change `migrate diff` or `capture` wrote, once applied: down to the version
+/// before its first file (a change with enum values or a concurrent index is several
+/// versions, and `--steps 1` would revert only the last).
+fn undo_line(
+    migrations: &[migrate::source::Migration],
+    files: &[crate::reconcile::diff::File],
+) -> String {
+    let before = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    let versions = files.iter().filter(|f| f.name.ends_with(".up.sql")).count();
+    let target = if before == 0 {
+        "--base".to_string()
+    } else {
+        format!("--to {before}")
+    };
+    format!(
+        "undo, once applied: `aidock-provision migrate down {target}` ({} of this change{})",
+        if versions == 1 {
+            "the one version".to_string()
+        } else {
+            format!("all {versions} versions")
+        },
+        if versions > 1 {
+            "; `--steps 1` would revert only the last"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `up` and `down`: the one runner, then one line per script.
