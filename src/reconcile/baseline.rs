@@ -84,6 +84,10 @@ pub struct Report {
     /// on rows that fail them.
     pub not_checked: Vec<String>,
     pub lossy: Vec<String>,
+    /// Steps that rewrite or lock a table (the lint rules' findings on the reconcile's own SQL),
+    /// with the table's size: the reconcile is one transaction, so each lock is held until it
+    /// commits.
+    pub locks: Vec<String>,
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
@@ -130,6 +134,7 @@ pub async fn baseline(
         blocked: Vec::new(),
         not_checked: Vec::new(),
         lossy: Vec::new(),
+        locks: Vec::new(),
         notes: Vec::new(),
         sql: None,
         alembic_version_before: alembic_before,
@@ -211,6 +216,7 @@ pub async fn baseline(
         return Ok(report);
     }
     super::checks::classify(roles, &plan, &found, &mut report).await?;
+    super::checks::locks(roles, &plan, &mut report).await?;
     // Owner changes of objects that exist now are the admin's (db::trust: ownership only) and
     // run first; an owner change of an object the reconcile makes follows its creation, on the
     // app's login.

@@ -106,6 +106,125 @@ pub(super) async fn classify(
     Ok(())
 }
 
+/// The tables the reconcile rewrites or locks, as `migrate lint` sees its steps' SQL: one line
+/// per table, with its rows and size (read on the app's own login) and what the steps do to it.
+/// The reconcile runs in one transaction, so every such lock is held until it commits.
+pub(super) async fn locks(
+    roles: &Roles<'_>,
+    plan: &ddl::Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let client = roles.app.connect().await?;
+    // table -> (rule, how many steps)
+    let mut tables: Vec<(String, Vec<(String, usize)>)> = Vec::new();
+    for step in &plan.steps {
+        let script = crate::migrate::source::Script::new("reconcile".into(), &step.sql);
+        let Some(finding) = crate::migrate::lint::lint(&script)
+            .into_iter()
+            .find(|f| f.rule != crate::migrate::lint::SYNTAX_ERROR)
+        else {
+            continue;
+        };
+        let table = table_of(&step.sql).unwrap_or_else(|| step.object.clone());
+        if !tables.iter().any(|(t, _)| *t == table) {
+            tables.push((table.clone(), Vec::new()));
+        }
+        let found = &mut tables
+            .iter_mut()
+            .find(|(t, _)| *t == table)
+            .expect("pushed above")
+            .1;
+        match found.iter_mut().find(|(r, _)| *r == finding.rule) {
+            Some((_, n)) => *n += 1,
+            None => found.push((finding.rule, 1)),
+        }
+    }
+    for (table, rules) in tables {
+        let size = table_size(&client, &table).await;
+        let what: Vec<String> = rules
+            .iter()
+            .map(|(rule, n)| format!("{n} step(s) {} ({rule})", lock_effect(rule)))
+            .collect();
+        report
+            .locks
+            .push(format!("{table}{size}: {}", what.join("; ")));
+    }
+    Ok(())
+}
+
+/// ` (~N rows, size)` of a table: the planner's estimate, or (never analyzed) the statistics'
+/// count of live rows.
+async fn table_size(client: &tokio_postgres::Client, table: &str) -> String {
+    let row = db::sql::Sql::opt(
+        client,
+        "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END, \
+                pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(c.oid)) \
+         FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid \
+         WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[(&table, tokio_postgres::types::Type::TEXT)],
+    )
+    .await
+    .ok()
+    .flatten();
+    match row {
+        Some(row) => {
+            let rows: Option<i64> = row.get(0);
+            let pretty: String = row.get(1);
+            match rows {
+                Some(n) => format!(" (~{n} rows, {pretty})"),
+                None => format!(" ({pretty})"),
+            }
+        }
+        None => String::new(),
+    }
+}
+
+/// What a lint rule's statement does to its table, in a few words.
+fn lock_effect(rule: &str) -> &'static str {
+    match rule {
+        "changing-column-type" => "rewrite it under ACCESS EXCLUSIVE (reads and writes wait)",
+        "adding-field-with-default" | "adding-serial-primary-key-field" => {
+            "rewrite it under ACCESS EXCLUSIVE"
+        }
+        "constraint-missing-not-valid" | "adding-foreign-key-constraint" => {
+            "scan it while writes wait"
+        }
+        "adding-required-field" | "adding-not-nullable-field" | "adding-primary-key-constraint" => {
+            "scan it under ACCESS EXCLUSIVE"
+        }
+        "require-concurrent-index-creation" | "disallowed-unique-constraint" => {
+            "build an index while writes wait"
+        }
+        _ => "lock it",
+    }
+}
+
+/// The table a DDL statement works on: `ALTER TABLE [ONLY] [IF EXISTS] name ...`, or
+/// `CREATE [UNIQUE] INDEX ... ON [ONLY] name ...`.
+fn table_of(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let after = |from: usize| {
+        let mut i = from;
+        while i < words.len() && matches!(upper[i].as_str(), "ONLY" | "IF" | "EXISTS") {
+            i += 1;
+        }
+        words
+            .get(i)
+            .map(|w| w.trim_end_matches([';', '(']).to_string())
+    };
+    if upper.first().map(String::as_str) == Some("ALTER")
+        && upper.get(1).map(String::as_str) == Some("TABLE")
+    {
+        return after(2);
+    }
+    if upper.first().map(String::as_str) == Some("CREATE") && upper.iter().any(|w| w == "INDEX") {
+        let on = upper.iter().position(|w| w == "ON")?;
+        return after(on + 1);
+    }
+    None
+}
+
 /// Run one check in a read-only transaction of its own.
 async fn run_check(client: &tokio_postgres::Client, found: &Catalog, check: &Check) -> Checked {
     let Some((sql, problem)) = check_query(found, check) else {

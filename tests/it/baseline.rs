@@ -234,6 +234,17 @@ async fn an_alembic_built_database_is_adopted_with_every_row_intact() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("safe to reconcile"), "{text}");
     assert!(!text.contains("lossy"), "{text}");
+    // Issue #44 (10): what rewrites or locks which table is said, with its size.
+    let locks = text
+        .split("locks and rewrites")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no locks group: {text}"));
+    assert!(
+        locks.contains("usage_logs (")
+            && locks.contains("rows")
+            && locks.contains("changing-column-type"),
+        "{text}"
+    );
     // Dry run: the exact transaction, nothing changed.
     let out = run_ok(t.cmd().args(["migrate", "baseline", "--dry-run"]));
     assert!(out.contains("BEGIN;") && out.contains("COMMIT;"), "{out}");

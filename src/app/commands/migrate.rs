@@ -309,6 +309,10 @@ compared with the schema migrations 0001..{:04} make (built in a scratch databas
             &report.not_checked,
         );
         group("lossy (only with --allow-data-loss)", &report.lossy);
+        group(
+            "locks and rewrites (the reconcile is one transaction: each table below stays locked until it commits; on a busy or large table, run it in a quiet window)",
+            &report.locks,
+        );
         group("notes", &report.notes);
         if !report.blocked.is_empty() {
             let _ = writeln!(
