@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "aidock-provision", version, propagate_version = true)]
 #[command(
     after_help = "Exit codes: 0 ok, 1 failure, 2 usage or configuration error, \
-3 refused by a safety guard, 4 server unreachable."
+3 refused by a safety guard, 4 server unreachable (or lost mid-run, or a commit the cluster \
+could not confirm), 130 interrupted (Ctrl-C; what was in flight was rolled back)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -31,6 +32,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "NAME",
+        value_hint = clap::ValueHint::Other,
         help_heading = "Global options"
     )]
     pub profile: Option<String>,
@@ -86,7 +88,8 @@ pub struct Global {
     )]
     pub migrations_dir: Option<PathBuf>,
 
-    /// Read seed files from this directory instead of the ones built into the binary.
+    /// Read seed files from this directory [default: the project's seeds/, else the ones built
+    /// into the binary].
     #[arg(
         long,
         global = true,

@@ -604,7 +604,7 @@ impl Target {
                 return connect_error(
                     Reason::Tls,
                     format!(
-                        "{who} does not offer TLS, but tls.mode is `{}`; enable ssl on the server or lower tls.mode",
+                        "{who} does not offer TLS, but tls.mode is `{}`; enable ssl on the server (ssl = on, with a certificate); outside the production profile, which always needs TLS, tls.mode may be lowered instead",
                         self.tls.as_str()
                     ),
                 );

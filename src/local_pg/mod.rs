@@ -481,7 +481,20 @@ impl LocalPg {
                 .with_context(|| format!("removing `{}`", socket_dir.display()))?;
         }
         // Entry by entry, the tool's own names only; then the (now empty) directory itself.
-        for name in OWN_ENTRIES {
+        let leftovers: Vec<String> = fs::read_dir(&self.root)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| is_own_entry(n) && !OWN_ENTRIES.contains(&n.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in OWN_ENTRIES
+            .iter()
+            .copied()
+            .chain(leftovers.iter().map(String::as_str))
+        {
             let path = self.root.join(name);
             let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
@@ -523,7 +536,7 @@ impl LocalPg {
         let mut foreign: Vec<String> = entries
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| !OWN_ENTRIES.contains(&name.as_str()))
+            .filter(|name| !is_own_entry(name))
             .collect();
         let pgdata = self.pgdata();
         if fs::symlink_metadata(&pgdata).is_ok_and(|m| !m.is_dir()) {
@@ -874,6 +887,16 @@ const OWN_ENTRIES: &[&str] = &[
     ".initdb-password",
     "server.log",
 ];
+
+/// One of [`OWN_ENTRIES`], or one being made under its temporary name by a concurrent run (or
+/// left so by a killed one): `.pgdata.new-PID-RAND` ([`fsguard::create_dir_owned`]).
+fn is_own_entry(name: &str) -> bool {
+    OWN_ENTRIES.contains(&name)
+        || name
+            .strip_prefix('.')
+            .and_then(|rest| rest.split_once(".new-"))
+            .is_some_and(|(own, _)| OWN_ENTRIES.contains(&own))
+}
 
 /// As root: a settings file that chose a path root acts on (`local.data_dir`) must be root's
 /// alone: a regular file root owns, writable by nobody else, in a directory tree only root can

@@ -50,6 +50,41 @@ CREATE TABLE IF NOT EXISTS public.alembic_version (
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 )";
 
+/// [`CREATE`] for a database whose ledger is already in its place (or has none yet): without
+/// the moves, which would do nothing.
+pub const CREATE_IN_PLACE: &str = "CREATE SCHEMA IF NOT EXISTS aidock_provision;
+CREATE TABLE IF NOT EXISTS aidock_provision.schema_history (
+    version      bigint PRIMARY KEY,
+    name         text NOT NULL,
+    checksum     text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    execution_ms bigint NOT NULL,
+    applied_by   text NOT NULL DEFAULT current_user
+);
+CREATE TABLE IF NOT EXISTS public.alembic_version (
+    version_num varchar(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+)";
+
+/// The statements that make the ledger: with the move from the old place only when the ledger
+/// is there (`legacy`: `None` when not known, as for `migrate plan --offline`).
+#[must_use]
+pub fn create(legacy: Option<bool>) -> &'static str {
+    if legacy == Some(false) {
+        CREATE_IN_PLACE
+    } else {
+        CREATE
+    }
+}
+
+/// Whether the ledger is still in its place from before the bookkeeping schema.
+///
+/// # Errors
+/// A failing catalog read.
+pub async fn is_legacy(client: &impl GenericClient) -> anyhow::Result<bool> {
+    Ok(location(client).await? == Some(OLD_HISTORY))
+}
+
 /// Undoes whatever session state a script changed (`search_path`, `SET ROLE`, timeouts ...), so
 /// the bookkeeping after it runs as the run started; the runner then sets its timeouts again.
 pub const RESET_SESSION: &str = "RESET ALL; RESET ROLE";
@@ -138,6 +173,19 @@ pub struct Foreign {
     pub count: i64,
     /// The first few, by name (`table public.roles` ...).
     pub first: Vec<String>,
+}
+
+impl Foreign {
+    /// The first few, and how many more (`table public.roles, ..., and 3 more`).
+    #[must_use]
+    pub fn listed(&self) -> String {
+        let more = self.count - i64::try_from(self.first.len()).unwrap_or(i64::MAX);
+        if more > 0 {
+            format!("{}, and {more} more", self.first.join(", "))
+        } else {
+            self.first.join(", ")
+        }
+    }
 }
 
 /// `None` when our ledger is there or the database holds nothing but system and extension

@@ -90,7 +90,7 @@ pub fn lint(script: &Script) -> Vec<Finding> {
             let (line, column) = lexer::line_col(&text, offset);
             let rule = v.code.to_string();
             Finding {
-                file: script.file.clone(),
+                file: script.location(),
                 line,
                 column,
                 help: Some(v.help.unwrap_or_else(|| safer_form(&rule))),
@@ -117,7 +117,7 @@ pub fn lint(script: &Script) -> Vec<Finding> {
             .any(|l| ignores(l, false, SYNTAX_ERROR));
         if !ignored {
             findings.push(Finding {
-            file: script.file.clone(),
+            file: script.location(),
             line,
             column,
             rule: SYNTAX_ERROR.to_string(),
@@ -265,7 +265,7 @@ fn dynamic_sql(script: &Script, text: &str) -> Vec<Finding> {
             continue;
         }
         out.push(Finding {
-            file: script.file.clone(),
+            file: script.location(),
             line,
             column,
             rule: DYNAMIC_SQL.to_string(),

@@ -136,7 +136,7 @@ pub async fn status(target: &Target, migrations: &[Migration]) -> anyhow::Result
         problems.push(format!(
             "the database holds {} object(s) no aidock-provision migration made ({}){}; `migrate up` refuses to run on it: adopt it with `aidock-provision migrate baseline`",
             foreign.count,
-            foreign.first.join(", "),
+            foreign.listed(),
             alembic_version
                 .as_ref()
                 .filter(|v| !v.is_empty())
@@ -259,6 +259,7 @@ pub fn plan_sql(
     migrations: &[Migration],
     to: PlanTarget,
     opts: &runner::Options,
+    legacy_ledger: Option<bool>,
 ) -> anyhow::Result<String> {
     let steps = plan::plan(applied, migrations, to)?;
     let mut out = String::new();
@@ -282,14 +283,14 @@ pub fn plan_sql(
         let _ = writeln!(
             out,
             "-- a script runs outside a transaction: a session lock is held for the run\nSELECT pg_try_advisory_lock({key}); -- polled until true\n{};",
-            ledger::CREATE
+            ledger::create(legacy_ledger)
         );
     } else {
         let _ = writeln!(
             out,
             "BEGIN;\nSELECT pg_try_advisory_xact_lock({key}); -- polled in short transactions until true\n{};\n{};",
             runner::session_settings(opts, true),
-            ledger::CREATE
+            ledger::create(legacy_ledger)
         );
     }
     for step in &steps {
@@ -357,6 +358,21 @@ pub async fn applied(target: &Target) -> anyhow::Result<Vec<plan::Applied>> {
         .iter()
         .map(ledger::Row::applied)
         .collect())
+}
+
+/// The ledger, and whether it is still in its place from before the bookkeeping schema (what
+/// `migrate plan` needs to print what `up` runs).
+///
+/// # Errors
+/// Connection failures.
+pub async fn applied_and_legacy(target: &Target) -> anyhow::Result<(Vec<plan::Applied>, bool)> {
+    let client = target.connect().await?;
+    let applied = ledger::read(&client)
+        .await?
+        .iter()
+        .map(ledger::Row::applied)
+        .collect();
+    Ok((applied, ledger::is_legacy(&client).await?))
 }
 
 /// Scaffold the next `NNNN_name.up.sql` / `.down.sql` pair; returns the two paths.
@@ -442,7 +458,7 @@ mod tests {
     #[test]
     fn plan_sql_is_the_runs_exact_statements_in_order() {
         let ms = migrations();
-        let sql = plan_sql(&[], &ms, PlanTarget::Up(None), &options()).expect("plan");
+        let sql = plan_sql(&[], &ms, PlanTarget::Up(None), &options(), None).expect("plan");
         let order = [
             "BEGIN;",
             "pg_try_advisory_xact_lock",
@@ -475,12 +491,13 @@ mod tests {
                 checksum: m.up.checksum.clone(),
             })
             .collect();
-        let none = plan_sql(&applied, &ms, PlanTarget::Up(None), &options()).expect("plan");
+        let none = plan_sql(&applied, &ms, PlanTarget::Up(None), &options(), None).expect("plan");
         assert_eq!(
             none,
             "-- nothing to do: the database is already at the target\n"
         );
-        let down = plan_sql(&applied, &ms, PlanTarget::DownSteps(1), &options()).expect("plan");
+        let down =
+            plan_sql(&applied, &ms, PlanTarget::DownSteps(1), &options(), None).expect("plan");
         assert!(down.contains("DROP TABLE c;\nDROP TABLE b;"), "{down}");
         assert!(down.contains("DELETE FROM aidock_provision.schema_history WHERE version = 2"));
         assert!(!down.contains("DROP TABLE a"), "{down}");
@@ -496,7 +513,7 @@ mod tests {
             "test",
         )
         .expect("migrations");
-        let err = plan_sql(&[], &ms, PlanTarget::Up(None), &options()).expect_err("refused");
+        let err = plan_sql(&[], &ms, PlanTarget::Up(None), &options(), None).expect_err("refused");
         assert!(
             format!("{err:#}").contains("0001_tx.up.sql:1:1: `BEGIN`"),
             "{err:#}"

@@ -106,7 +106,7 @@ pub async fn run(
         return Err(crate::error::refused(format!(
             "the database holds {} object(s) that no aidock-provision migration made ({}) and has no migration ledger: its schema was built by other tools (the backend's Alembic or create_all, or by hand), and nothing was applied. Run `aidock-provision migrate baseline` to compare it with the migrations and adopt it without losing data",
             foreign.count,
-            foreign.first.join(", ")
+            foreign.listed()
         )));
     }
     // There is work: a standby or a read-only role cannot take it (its first write would fail
@@ -162,7 +162,7 @@ pub async fn run(
             tx.batch_execute(&session.restore(true))
                 .await
                 .context("setting lock_timeout and statement_timeout")?;
-            tx.batch_execute(ledger::CREATE)
+            tx.batch_execute(ledger::create(Some(ledger::is_legacy(&tx).await?)))
                 .await
                 .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
                 .context("creating the migration ledger")?;
@@ -415,8 +415,9 @@ async fn run_with_session_lock(
             return Ok(Vec::new());
         }
         check_scripts(migrations, &steps)?;
+        let legacy = ledger::is_legacy(&*client).await?;
         client
-            .batch_execute(ledger::CREATE)
+            .batch_execute(ledger::create(Some(legacy)))
             .await
             .context("creating the migration ledger")?;
         let mut done = Vec::new();
@@ -569,14 +570,14 @@ async fn run_statements(
         let (line, _) = lexer::line_col(&script.sql, begin);
         (opts.log)(&format!(
             "note: {}:{line}: the file's own BEGIN ... COMMIT around all of it was left out: the run's one transaction holds it already",
-            script.file
+            script.location()
         ));
     }
     for (offset, command) in &split.skipped {
         let (line, _) = lexer::line_col(&script.sql, *offset);
         (opts.log)(&format!(
             "note: {}:{line}: skipped the psql meta-command `\\{command}` (pg_dump writes it for psql; it is not SQL)",
-            script.file
+            script.location()
         ));
     }
     for statement in &split.statements {
@@ -593,7 +594,7 @@ async fn run_statements(
             let first = text.lines().next().unwrap_or_default();
             (opts.log)(&format!(
                 "  {}:{line} {first} ({} ms)",
-                script.file,
+                script.location(),
                 began.elapsed().as_millis()
             ));
         }
@@ -734,7 +735,7 @@ async fn refuse_invalid_indexes(
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     anyhow::bail!(
         "after {} the database has INVALID index(es) {}: a CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) failed, e.g. on duplicate keys for a unique index, and left it behind; an invalid index is not used and enforces nothing, so migration {} is not recorded.\nfix: {}; fix the data it failed on; then run `aidock-provision migrate up` again",
-        script.file,
+        script.location(),
         names.join(", "),
         m.label(),
         names
@@ -763,7 +764,7 @@ fn script_error(
     let (line, col) = lexer::line_col(&script.sql, offset);
     let mut message = format!(
         "{}: line {line}, column {col}: {}",
-        script.file,
+        script.location(),
         db::describe_error(e)
     );
     if db::sqlstate(e) == Some(&SqlState::LOCK_NOT_AVAILABLE) {

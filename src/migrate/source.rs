@@ -17,8 +17,12 @@ pub const NO_TRANSACTION: &str = "-- aidock:no-transaction";
 /// One script (an up or a down file).
 #[derive(Debug, Clone)]
 pub struct Script {
-    /// The file name, for messages (`0001_initial_tables.up.sql`).
+    /// The file name (`0001_initial_tables.up.sql`): what the ledger, status and the Alembic
+    /// revision files name.
     pub file: String,
+    /// The directory it was read from, as given (`sql`): with `file`, where messages point
+    /// ([`Script::location`]), so an editor or terminal opens it from where the command ran.
+    pub dir: Option<String>,
     /// The text with a BOM stripped and CRLF normalised to LF.
     pub sql: String,
     /// Hex SHA-256 of `sql`.
@@ -28,6 +32,15 @@ pub struct Script {
 }
 
 impl Script {
+    /// Where messages point: `sql/0002_x.up.sql` for a file read from `sql/`, else the name.
+    #[must_use]
+    pub fn location(&self) -> String {
+        match &self.dir {
+            Some(dir) => Path::new(dir).join(&self.file).display().to_string(),
+            None => self.file.clone(),
+        }
+    }
+
     /// A script from text (`file` names it in messages).
     #[must_use]
     pub fn new(file: String, raw: &str) -> Script {
@@ -37,6 +50,7 @@ impl Script {
             .next()
             .is_some_and(|l| l.trim() == NO_TRANSACTION);
         Script {
+            dir: None,
             checksum: checksum(&sql),
             file,
             sql,
@@ -55,7 +69,7 @@ impl Script {
     pub fn statements(&self) -> anyhow::Result<lexer::Split> {
         let mut split = lexer::split(&self.sql).map_err(|e| {
             let (line, col) = lexer::line_col(&self.sql, e.offset());
-            anyhow::anyhow!("{}:{line}:{col}: {}", self.file, e.describe())
+            anyhow::anyhow!("{}:{line}:{col}: {}", self.location(), e.describe())
         })?;
         // A file written for golang-migrate or by hand often wraps itself in BEGIN; ... COMMIT;.
         // As its first and last statements, with nothing else controlling the transaction, the
@@ -80,7 +94,7 @@ impl Script {
                 let (line, col) = lexer::line_col(&self.sql, statement.first_token);
                 bail!(
                     "{}:{line}:{col}: `{command}` controls the transaction, which belongs to the runner: each run applies its migrations and their ledger rows in one transaction so that a failure leaves nothing behind, and a script that begins, commits or rolls back would break that; remove the transaction statements (for CREATE INDEX CONCURRENTLY and the like, make `{NO_TRANSACTION}` the first line instead)",
-                    self.file
+                    self.location()
                 );
             }
         }
@@ -242,7 +256,15 @@ pub fn from_dir(dir: &Path) -> anyhow::Result<Vec<Migration>> {
         files.push((name, text));
     }
     let origin = format!("`{}`", dir.display());
-    from_files(files.iter().map(|(n, t)| (n.as_str(), t.clone())), &origin)
+    let mut migrations = from_files(files.iter().map(|(n, t)| (n.as_str(), t.clone())), &origin)?;
+    let shown = dir.display().to_string();
+    for m in &mut migrations {
+        m.up.dir = Some(shown.clone());
+        if let Some(down) = &mut m.down {
+            down.dir = Some(shown.clone());
+        }
+    }
+    Ok(migrations)
 }
 
 /// Load from `dir` when given, else the built-in set.

@@ -292,7 +292,7 @@ pub async fn seed(
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(crate::error::interrupted(
-            "interrupted (Ctrl-C): the seed transaction was rolled back; nothing of this run was kept"
+            "interrupted (Ctrl-C): the seed transaction was rolled back; nothing of this run was kept. The rows it had already written stay as dead space (and their WAL) until autovacuum reclaims them; after a large run, `VACUUM usage_logs` does it at once"
         )),
     };
     progress.finish_and_clear();
@@ -419,11 +419,31 @@ impl std::fmt::Display for Report {
                 }
             )?;
         }
-        if !self.credentials.is_empty() {
+        // The passwords are printed when this run wrote the accounts; on later runs, where.
+        let wrote = self
+            .accounts
+            .as_ref()
+            .is_some_and(|a| a.inserted + a.updated > 0)
+            || self
+                .password_scheme
+                .as_ref()
+                .is_some_and(|p| p.rehashed > 0);
+        if !self.credentials.is_empty() && wrote {
             writeln!(f, "\ntest accounts (dev only):")?;
             for (user, email, password) in &self.credentials {
                 writeln!(f, "  {user:<10} {email:<22} {password}")?;
             }
+        } else if !self.credentials.is_empty() {
+            let names: Vec<&str> = self
+                .credentials
+                .iter()
+                .map(|(u, _, _)| u.as_str())
+                .collect();
+            writeln!(
+                f,
+                "\ntest accounts (dev only): {} were there already; their passwords are in the seed files (seeds/dev.toml) and README",
+                names.join(", ")
+            )?;
         }
         Ok(())
     }

@@ -185,6 +185,14 @@ async fn every_json_output_is_what_docs_json_md_says() {
         &template,
     ]);
     check("init", &run_ok(&mut from_template));
+    check(
+        "template",
+        &run_ok(&mut cmd(&["template", "--name", &template])),
+    );
+    check(
+        "template",
+        &run_ok(&mut cmd(&["template", "--drop", "--name", &template])),
+    );
     check("seed", &run_ok(&mut cmd(&["seed"])));
     check(
         "seed",
@@ -198,6 +206,7 @@ async fn every_json_output_is_what_docs_json_md_says() {
         ])),
     );
     check("migrate status", &run_ok(&mut cmd(&["migrate", "status"])));
+    check("migrate plan", &run_ok(&mut cmd(&["migrate", "plan"])));
     check(
         "migrate history",
         &run_ok(&mut cmd(&["migrate", "history"])),
@@ -331,6 +340,10 @@ async fn every_json_output_is_what_docs_json_md_says() {
         "migrate baseline",
         "migrate diff",
         "migrate capture",
+        "migrate plan",
+        "template",
+        // With a running cluster, in tests/it/local.rs.
+        "local url",
         "project init",
         // With real SQLAlchemy, in tests/it/models.rs.
         "migrate verify --models",

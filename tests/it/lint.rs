@@ -87,8 +87,12 @@ async fn plan_shows_the_findings_of_pending_migrations() {
             .arg(&dir)
             .args(["migrate", "plan"]),
     );
+    // Where the file is, as the command was told (issue #44: clickable from where it ran).
     assert!(
-        plan.contains("-- lint: 0002_index.up.sql:1:1: require-concurrent-index-creation"),
+        plan.contains(&format!(
+            "-- lint: {}:1:1: require-concurrent-index-creation",
+            dir.join("0002_index.up.sql").display()
+        )),
         "{plan}"
     );
     // The whole set, and --pending after 0001 is applied: only 0002.

@@ -28,6 +28,9 @@ fn local_cluster_lifecycle() {
 
     let url = run_ok(local().args(["url", "--admin"]));
     assert_eq!(url.lines().count(), 1, "url is one line: {url}");
+    let json = run_ok(local().args(["--json", "url", "--admin"]));
+    crate::json::check("local url", &json);
+    assert!(json.contains(url.trim()), "{json}");
     let psql = Command::new("psql")
         .arg(url.trim())
         .args(["-XAtc", "select 1"])

@@ -734,9 +734,14 @@ async fn seed_dev_follows_its_flags_for_users_and_the_chosen_scheme() {
     assert!(out.contains("20 removed"), "{out}");
     assert_eq!(fake_users(&db).await, 10);
     assert_eq!(count(&db, "usage_logs").await, 300);
-    // The 10 are the first 10 of the 30 (same seed, same users), kept as they were.
-    run_ok(&mut seed("10"));
+    // The 10 are the first 10 of the 30 (same seed, same users), kept as they were; the
+    // passwords were printed when the accounts were made, not again.
+    let out = run_ok(&mut seed("10"));
     assert_eq!(fake_users(&db).await, 10);
+    assert!(
+        !out.contains("AdminPassword123") && out.contains("were there already"),
+        "{out}"
+    );
 
     // argon2id so far; bcrypt chosen: every account kept is hashed again in it.
     assert!(hash_of(&db, "admin").await.starts_with("$argon2id$"));

@@ -306,7 +306,7 @@ async fn server_checks(
         Some(f) => format!(
             "run `aidock-provision migrate baseline`: the database holds {} object(s) no migration of ours made ({}), which `init` refuses to touch; baseline compares them with the migrations and adopts them, {what} included, keeping every row",
             f.count,
-            f.first.join(", ")
+            f.listed()
         ),
         None => format!("run `aidock-provision init` ({what})"),
     };

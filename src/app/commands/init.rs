@@ -199,6 +199,8 @@ async fn plan(
         migrations,
         PlanTarget::Up(None),
         &targets::runner_options(settings),
+        // A fresh database has no ledger to move.
+        report.fresh_database.then_some(false),
     )?;
     Ok(format!("-- then, as role {}:\n{note}{sql}", d.owner))
 }

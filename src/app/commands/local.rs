@@ -99,17 +99,25 @@ pub fn run(settings: &Settings, cmd: &LocalCommand) -> anyhow::Result<()> {
                     }
                 )));
             }
-            if *admin {
-                outln!("{}", pg.admin_url()?);
+            let url = if *admin {
+                pg.admin_url()?
             } else {
                 let d = &settings.database;
-                outln!(
+                format!(
                     "postgresql://{}:{}@127.0.0.1:{}/{}",
                     d.owner,
                     percent_encode(d.password.expose()),
                     pg.port(),
                     d.name
+                )
+            };
+            if out.json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"url": url}))?
                 );
+            } else {
+                outln!("{url}");
             }
         }
         LocalCommand::Destroy => {

@@ -67,25 +67,41 @@ pub fn run(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
             };
             let up = matches!(to, PlanTarget::Up(_));
             let (sql, applied) = db::block_on(async {
-                let applied = if args.offline {
-                    Vec::new()
+                let (applied, legacy) = if args.offline {
+                    (Vec::new(), None)
                 } else {
-                    migrate::applied(&targets::app(settings)?).await?
+                    let (applied, legacy) =
+                        migrate::applied_and_legacy(&targets::app(settings)?).await?;
+                    (applied, Some(legacy))
                 };
                 let sql = migrate::plan_sql(
                     &applied,
                     &migrations,
                     to,
                     &targets::runner_options(settings),
+                    legacy,
                 )?;
                 anyhow::Ok((sql, applied))
             })?;
+            let findings = if up {
+                pending_findings(&migrations, &applied, None)
+            } else {
+                Vec::new()
+            };
+            if out.json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "sql": sql,
+                        "findings": findings,
+                    }))?
+                );
+                return Ok(());
+            }
             out!("{sql}");
-            if up {
-                // The same findings `migrate lint --pending` reports, as SQL comments.
-                for f in pending_findings(&migrations, &applied, None) {
-                    outln!("-- lint: {}", f.to_string().replace('\n', "\n-- "));
-                }
+            // The same findings `migrate lint --pending` reports, as SQL comments.
+            for f in findings {
+                outln!("-- lint: {}", f.to_string().replace('\n', "\n-- "));
             }
             Ok(())
         }
@@ -829,9 +845,25 @@ fn apply(
         refuse_findings_in_production(settings, migrations, &applied, to)?;
     }
     if let Some(what) = confirm {
+        // Name what would be reverted (read now; the run reads the ledger again under its lock).
+        let listed = db::block_on(migrate::applied(&target))
+            .ok()
+            .and_then(|applied| migrate::plan::plan(&applied, migrations, to).ok())
+            .map(|steps| {
+                steps
+                    .iter()
+                    .filter_map(|s| migrations.iter().find(|m| m.version == s.version))
+                    .map(migrate::source::Migration::label)
+                    .collect::<Vec<_>>()
+            });
+        let which = match listed {
+            Some(l) if l.is_empty() => " (nothing to revert)".to_string(),
+            Some(l) => format!(", reverting {}", l.join(", ")),
+            None => String::new(),
+        };
         policy::confirm(
             settings,
-            &format!("{what} {} and may drop data", target.describe()),
+            &format!("{what} {}{which} and may drop data", target.describe()),
         )?;
     }
     let done = db::block_on(migrate::migrate(

@@ -9,6 +9,28 @@ use crate::migrate::plan::Target as PlanTarget;
 use crate::provision::template;
 use crate::{db, error, migrate, provision, seed};
 
+/// What `template` did, for `--json` (docs/JSON.md).
+fn json_report(
+    settings: &Settings,
+    name: &str,
+    outcome: &str,
+    fingerprint: Option<&str>,
+    changed: &[String],
+) -> anyhow::Result<()> {
+    if settings.output.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "template": name,
+                "outcome": outcome,
+                "fingerprint": fingerprint,
+                "changed": changed,
+            }))?
+        );
+    }
+    Ok(())
+}
+
 /// Run `template`.
 ///
 /// # Errors
@@ -43,12 +65,13 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         ),
     );
     let admin = targets::admin(settings, targets::Local::Start)?;
-    let quiet = settings.output.quiet;
+    let quiet = settings.output.quiet || settings.output.json;
     db::block_on(async {
         let client = admin.connect().await?;
         provision::admin_rights(&client, &admin).await?;
         // Exclusive: concurrent `template` runs build once; clones wait for the build.
         let _lock = template::lock(&admin, &name, false, settings.migrate.wait_timeout).await?;
+        let mut rebuilt: Vec<String> = Vec::new();
         if let Some(found) = template::find(&client, &name).await?
             && found.is_template
             && !found.allows_connections
@@ -65,7 +88,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
                 if !quiet {
                     outln!("template {name} is current ({fingerprint}); nothing to do");
                 }
-                return Ok(());
+                return json_report(settings, &name, "current", Some(&fingerprint), &[]);
             }
             if !quiet {
                 outln!(
@@ -73,6 +96,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
                     changed.join("; ")
                 );
             }
+            rebuilt = changed;
         }
         template::drop_ours(&client, &name).await?;
         // The admin's own database, built as the admin: the app's role (whose password every
@@ -116,7 +140,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
                 admin.user()
             );
         }
-        Ok(())
+        json_report(settings, &name, "built", Some(&fingerprint), &rebuilt)
     })
 }
 
@@ -124,7 +148,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
 /// is copying it); one it did not build is refused, one that is not there is said.
 fn drop_template(settings: &Settings, name: &str) -> anyhow::Result<()> {
     let admin = targets::admin(settings, targets::Local::Existing)?;
-    let quiet = settings.output.quiet;
+    let quiet = settings.output.quiet || settings.output.json;
     db::block_on(async {
         let client = admin.connect().await?;
         let _lock = template::lock(&admin, name, false, settings.migrate.wait_timeout).await?;
@@ -137,6 +161,12 @@ fn drop_template(settings: &Settings, name: &str) -> anyhow::Result<()> {
                 outln!("template {name} is not there; nothing to do");
             }
         }
-        Ok(())
+        json_report(
+            settings,
+            name,
+            if there { "dropped" } else { "absent" },
+            None,
+            &[],
+        )
     })
 }
