@@ -18,15 +18,27 @@ extract() {
        in_block { print }' "$1"
 }
 
-# In a clone at $1: the quick start, then reset.sh --all, then the check.
+# In a clone at $1: the quick start and the README walk; then (unless $2 is "keep")
+# reset.sh --all and the check.
 run_in_clone() {
   local clone="$1"
   cd "$clone"
   extract README.md > ../quickstart.sh
   echo "quickstart ($(id -un)): running"; sed 's/^/  /' ../quickstart.sh
   bash -euo pipefail ../quickstart.sh
-  # Then every README block and --help example, from the root and from src/ (scripts/readme_walk.py).
+  # Then every README block and --help example, from the root, from src/ and from a folder
+  # outside the project (scripts/readme_walk.py).
   PATH="$CARGO_TARGET_DIR/release:$PATH" python3 scripts/readme_walk.py
+  if [ "${2:-}" = "keep" ]; then
+    echo "quickstart ($(id -un)): its cluster keeps running while the next leg runs beside it"
+    return 0
+  fi
+  teardown "$clone"
+}
+
+# reset.sh --all in the clone at $1, then check that nothing is left.
+teardown() {
+  cd "$1"
   local record=".aidock/pg.location" elsewhere=""
   [ -f "$record" ] && elsewhere="$(cat "$record")"
   # README's teardown, through cargo (CARGO_TARGET_DIR is set: the binary is not in ./target).
@@ -62,14 +74,21 @@ if [ -z "$user" ] || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 
-# As root, then as an ordinary user. Both share one cargo home and target directory under a
-# path the user may use, so the user's build reuses the compiled dependencies.
+# As root, then as an ordinary user while root's cluster still runs on the default port (the
+# user's takes the next free one, and its URLs must never reach root's), then root's teardown.
+# Both share one cargo home and target directory under a path the user may use, so the user's
+# build reuses the compiled dependencies.
 shared="$(mktemp -d /tmp/aidock-quickstart-shared.XXXXXX)"
 chmod 755 "$shared"
 root_mode="$(stat -c %a /root)"
 created_user=""
+root_torn_down=""
 cleanup() {
   chmod "$root_mode" /root
+  # Root's cluster, kept running for the user's leg: stopped and removed on every way out.
+  if [ -z "$root_torn_down" ] && [ -d "$home/aidock-provision" ]; then
+    (cd "$home/aidock-provision" && scripts/reset.sh --all --yes >/dev/null 2>&1) || true
+  fi
   rm -rf "$home" "$shared"
   if [ -n "$created_user" ]; then
     pkill -u "$user" 2>/dev/null || true
@@ -83,7 +102,7 @@ mkdir -p "$shared/cargo"
 cp -a "${CARGO_HOME:-$HOME/.cargo}/registry" "$shared/cargo/" 2>/dev/null || true
 export CARGO_HOME="$shared/cargo" CARGO_TARGET_DIR="$shared/target"
 export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
-(run_in_clone "$home/aidock-provision")
+(run_in_clone "$home/aidock-provision" keep)
 
 if ! id "$user" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash "$user"
@@ -101,3 +120,5 @@ chmod o+x /root
 runuser -u "$user" -- env -i HOME="$user_home" PATH="$(dirname "$(command -v cargo)"):/usr/local/bin:/usr/bin:/bin" \
   CARGO_HOME="$CARGO_HOME" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" RUSTUP_HOME="$RUSTUP_HOME" \
   bash "$user_home/quickstart-runner.sh" --in-clone "$user_home/aidock-provision"
+(teardown "$home/aidock-provision")
+root_torn_down=1

@@ -3,8 +3,9 @@
 scripts/quickstart.sh calls it after the quick start, as root and as an ordinary user).
 
 1. Every ```sh block of README.md, in order, as one bash script each (set -euo pipefail), from
-   the project root and again from a subdirectory (src/): settings, migrations and the local
-   cluster must be found from either. A block is left out only when the line before its fence
+   the project root, again from a subdirectory (src/), and from a folder outside the project
+   with AIDOCK_PROJECT_DIR naming it: settings, migrations and the local cluster must be found
+   from each. A block is left out only when the line before its fence
    is `<!-- walk: skip: REASON -->`, and the reason is printed.
 2. Every example line of every command's --help (under `Example:`, `Examples:` or
    `Install (one of):`), from the project root.
@@ -93,14 +94,14 @@ def run_capture(argv):
     return subprocess.run(argv, check=True, capture_output=True, text=True, env=ENV).stdout
 
 
-def run(script, cwd, what):
+def run(script, cwd, what, extra=None):
     print(f"walk: {what} (in {os.path.relpath(cwd, ROOT) if cwd != ROOT else 'the project root'})")
     for line in script.splitlines():
         print(f"  $ {line}")
     done = subprocess.run(
         ["bash", "-c", "set -euo pipefail\n" + script],
         cwd=cwd,
-        env=ENV,
+        env=dict(ENV, **(extra or {})),
         capture_output=True,
         text=True,
     )
@@ -135,12 +136,15 @@ os.makedirs(os.path.join(os.path.dirname(ROOT), "Back", "alembic", "versions"), 
 os.makedirs(os.path.join(ROOT, "Back", "alembic", "versions"), exist_ok=True)
 
 blocks = readme_blocks(os.path.join(ROOT, "README.md"))
-for where in [ROOT, os.path.join(ROOT, "src")]:
+# From a folder outside the project too, naming it as another repository would
+# (AIDOCK_PROJECT_DIR): the backend's, running the pytest plugin.
+outside = tempfile.mkdtemp(prefix="aidock-walk-outside-")
+for where, extra in [(ROOT, {}), (os.path.join(ROOT, "src"), {}), (outside, {"AIDOCK_PROJECT_DIR": ROOT})]:
     for line, text, skip in blocks:
         if skip:
             print(f"walk: README.md:{line} left out: {skip}")
             continue
-        run(text, where, f"README.md:{line}")
+        run(text, where, f"README.md:{line}", extra)
 for path in commands():
     for example in help_examples(path):
         run(example, ROOT, f"`aidock-provision {' '.join(path)} --help` example")
