@@ -139,10 +139,15 @@ blocks = readme_blocks(os.path.join(ROOT, "README.md"))
 # From a folder outside the project too, naming it as another repository would
 # (AIDOCK_PROJECT_DIR): the backend's, running the pytest plugin.
 outside = tempfile.mkdtemp(prefix="aidock-walk-outside-")
+os.makedirs(os.path.join(os.path.dirname(outside), "Back", "alembic", "versions"), exist_ok=True)
 for where, extra in [(ROOT, {}), (os.path.join(ROOT, "src"), {}), (outside, {"AIDOCK_PROJECT_DIR": ROOT})]:
     for line, text, skip in blocks:
         if skip:
             print(f"walk: README.md:{line} left out: {skip}")
+            continue
+        if where == outside and re.search(r"(^|[\s;&|(])(cargo|scripts/)", text):
+            # Building and the repository's scripts are the checkout's business.
+            print(f"walk: README.md:{line} left out outside the project: it runs cargo or scripts/ of the checkout")
             continue
         run(text, where, f"README.md:{line}", extra)
 for path in commands():
