@@ -149,6 +149,15 @@ pub enum Command {
     /// Manage the project-local PostgreSQL cluster.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Databases per test, made ahead: the pytest plugin's (one per test session or worker).
+    ///
+    /// Checks the template once (current, and unchanged since it was built), makes one login
+    /// role for the session, and keeps --ahead clones of the template ready. Reads commands on
+    /// stdin, one per line: `clone` answers one JSON line (name, owner, password, url with the
+    /// password masked) or {"error": ...}; `drop NAME` drops that clone in the background. When
+    /// stdin closes (or on Ctrl-C/SIGTERM) every clone of the session and its role are dropped;
+    /// what a killed pool left is dropped by the next one. Refused in production.
+    Pool(PoolArgs),
     /// Start a project of your own from what is built into this binary.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -173,6 +182,16 @@ pub enum Command {
 aidock-provision template --dev --users 10 --usage-logs 500\n  \
 AIDOCK__DATABASE__NAME=test_42 AIDOCK__DATABASE__OWNER=test_42 aidock-provision init --from-template aidock_template")]
     Template(TemplateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// The template to clone (built by `template`) [default: <database.name>_template].
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// How many clones to keep ready ahead of requests (made side by side).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub ahead: u16,
 }
 
 #[derive(Debug, Clone, Subcommand)]

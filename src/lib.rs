@@ -119,6 +119,7 @@ fn dispatch(settings: &settings::Settings, command: Command) -> anyhow::Result<(
         Command::Reset(args) => commands::reset::run(settings, &args),
         Command::Local(cmd) => commands::local::run(settings, &cmd),
         Command::Template(args) => commands::template::run(settings, &args),
+        Command::Pool(args) => commands::pool::run(settings, &args),
         Command::Doctor
         | Command::Completions { .. }
         | Command::Man { .. }

@@ -5,15 +5,21 @@ other suite)::
 
     pytest_plugins = ["pytest_aidock"]
 
-Once per session the plugin runs ``aidock-provision template`` (a no-op when the template is
-current), and for each test that asks for one of the fixtures below it clones that template with
-``aidock-provision init --from-template`` into a database and login role of the test's own, and
-drops both afterwards with ``aidock-provision reset``:
+Once per session (per xdist worker) the plugin runs ``aidock-provision template`` (a no-op when
+the template is current) and starts ``aidock-provision pool``, one process that keeps a few
+clones of the template ready ahead of the tests: each test that asks for one of the fixtures
+below gets a database of its own (owned by the session's login role), dropped in the background
+once the test is done. When the session ends, or pytest is killed, the pool drops every clone
+and the role; what a killed pool left is dropped by the next session's.
 
 ``aidock_database``
     an :class:`AidockDatabase` (``name``, ``owner``, ``password``, ``url``);
 ``aidock_url``
-    its connection URL (``postgresql://...``), for the app's settings or SQLAlchemy;
+    its connection URL (``postgresql://...``), for the app's settings;
+``aidock_sqlalchemy_url``
+    the same for SQLAlchemy with psycopg 3 (``postgresql+psycopg://...``);
+``aidock_async_url``
+    the same for an async engine (``postgresql+asyncpg://...``), as a FastAPI backend uses;
 ``aidock_conn``
     a psycopg (3) connection to it, closed after the test (``pip install psycopg[binary]``);
 ``aidock_template``
@@ -21,19 +27,30 @@ drops both afterwards with ``aidock-provision reset``:
 
 Settings (command line, else environment, else ini file):
 
-==========================  ===========================  ================================
-``--aidock-project DIR``    ``AIDOCK_PROJECT_DIR``       ``aidock_project``: the
-                                                         aidock-provision project (its
-                                                         ``config/``, ``sql/``, ``seeds/``
-                                                         and local cluster); relative to
-                                                         the ini file's directory
-``--aidock-bin PATH``       ``AIDOCK_PROVISION_BIN``     ``aidock_bin``; default: the
-                                                         ``aidock-provision`` on ``PATH``
-``--aidock-template NAME``  ``AIDOCK_TEMPLATE``          ``aidock_template``; default
-                                                         ``aidock_pytest_template``
-``--aidock-template-args``  ``AIDOCK_TEMPLATE_ARGS``     ``aidock_template_args``; default
-                                                         ``--dev --users 10 --usage-logs 500``
-==========================  ===========================  ================================
+============================  ===============================  ================================
+``--aidock-project DIR``      ``AIDOCK_PROJECT_DIR``           ``aidock_project``: the
+                                                               aidock-provision project (its
+                                                               ``config/``, ``sql/``, ``seeds/``
+                                                               and local cluster); relative to
+                                                               the ini file's directory
+``--aidock-bin PATH``         ``AIDOCK_PROVISION_BIN``         ``aidock_bin``; default: the one
+                                                               installed in this Python
+                                                               environment (``pip install``),
+                                                               else ``aidock-provision`` on
+                                                               ``PATH``
+``--aidock-template NAME``    ``AIDOCK_TEMPLATE``              ``aidock_template``; default
+                                                               ``aidock_pytest_template``
+``--aidock-template-args``    ``AIDOCK_TEMPLATE_ARGS``         ``aidock_template_args``; default
+                                                               ``--dev --users 10 --usage-logs
+                                                               500``
+``--aidock-password-scheme``  ``AIDOCK_PASSWORD_SCHEME``       ``aidock_password_scheme``:
+                                                               ``bcrypt`` (what the AI Dock
+                                                               backend's passlib verifies) or
+                                                               ``argon2id``; default: the
+                                                               project's ``seed.password_scheme``
+``--aidock-ahead N``          ``AIDOCK_AHEAD``                 ``aidock_ahead``: clones kept
+                                                               ready; default 2
+============================  ===============================  ================================
 
 Everything else (which server: ``AIDOCK_ADMIN_URL`` or the project's local cluster; the
 profile) is read by aidock-provision itself from the environment pytest runs in.
@@ -43,14 +60,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
+import sysconfig
+import threading
 import urllib.parse
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Deque, Iterator, List, Optional
 
 import pytest
 
@@ -58,8 +77,8 @@ __all__ = ["AidockDatabase", "Provisioner", "ProvisionError"]
 
 DEFAULT_TEMPLATE = "aidock_pytest_template"
 DEFAULT_TEMPLATE_ARGS = "--dev --users 10 --usage-logs 500"
-#: Clones are named ``<this>_<16 hex digits>``: database and role alike.
-CLONE_PREFIX = "aidock_t"
+DEFAULT_AHEAD = 2
+BINARY = "aidock-provision"
 
 
 class ProvisionError(RuntimeError):
@@ -68,12 +87,16 @@ class ProvisionError(RuntimeError):
 
 @dataclass(frozen=True)
 class AidockDatabase:
-    """One test's database: its own database and login role, cloned from the template."""
+    """One test's database: a clone of the template, owned by the session's login role."""
 
     name: str
     owner: str
     password: str = field(repr=False)
     url: str = field(repr=False)
+
+    def with_driver(self, driver: str) -> str:
+        """The URL with SQLAlchemy's ``postgresql+DRIVER`` scheme (``psycopg``, ``asyncpg``)."""
+        return "postgresql+" + driver + self.url[len("postgresql"):]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,10 +109,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ARGS",
         help=f"flags for `aidock-provision template` (AIDOCK_TEMPLATE_ARGS; default {DEFAULT_TEMPLATE_ARGS!r})",
     )
+    group.addoption(
+        "--aidock-password-scheme",
+        metavar="SCHEME",
+        help="bcrypt or argon2id for the seeded accounts' hashes (AIDOCK_PASSWORD_SCHEME)",
+    )
+    group.addoption("--aidock-ahead", metavar="N", help=f"clones kept ready (AIDOCK_AHEAD; default {DEFAULT_AHEAD})")
     parser.addini("aidock_project", "the aidock-provision project directory (relative to the ini file)")
     parser.addini("aidock_bin", "the aidock-provision binary")
     parser.addini("aidock_template", f"template database name (default {DEFAULT_TEMPLATE})")
     parser.addini("aidock_template_args", f"flags for `aidock-provision template` (default {DEFAULT_TEMPLATE_ARGS!r})")
+    parser.addini("aidock_password_scheme", "bcrypt or argon2id for the seeded accounts' hashes")
+    parser.addini("aidock_ahead", f"clones kept ready (default {DEFAULT_AHEAD})")
 
 
 def _setting(config: pytest.Config, option: str, env: str, ini: str) -> Optional[str]:
@@ -103,8 +134,19 @@ def _setting(config: pytest.Config, option: str, env: str, ini: str) -> Optional
     return str(value) if value else None
 
 
+def find_binary() -> Optional[str]:
+    """The aidock-provision of this Python environment (the wheel installs it beside the
+    environment's scripts), else the one on ``PATH``."""
+    own = Path(sysconfig.get_path("scripts")) / BINARY
+    if own.is_file() and os.access(own, os.X_OK):
+        return str(own)
+    return shutil.which(BINARY)
+
+
 class Provisioner:
-    """Runs aidock-provision for the fixtures (usable on its own, e.g. from a unittest suite)."""
+    """Runs aidock-provision for the fixtures (usable on its own, e.g. from a unittest suite):
+    :meth:`build_template` once, then :meth:`clone` / :meth:`drop` per test, :meth:`close` at
+    the end."""
 
     def __init__(
         self,
@@ -112,24 +154,28 @@ class Provisioner:
         project: Optional[str] = None,
         template: str = DEFAULT_TEMPLATE,
         template_args: str = DEFAULT_TEMPLATE_ARGS,
+        password_scheme: Optional[str] = None,
+        ahead: int = DEFAULT_AHEAD,
     ) -> None:
         self.binary = binary
         self.project = project
         self.template = template
         self.template_args = shlex.split(template_args)
-        # One password for this session's clones: random, never printed.
-        self._password = secrets.token_hex(16)
+        self.password_scheme = password_scheme
+        self.ahead = ahead
+        self._pool: Optional[subprocess.Popen] = None
+        self._stderr: Deque[str] = deque(maxlen=40)
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Provisioner":
-        binary = _setting(config, "aidock_bin", "AIDOCK_PROVISION_BIN", "aidock_bin")
+        binary = _setting(config, "aidock_bin", "AIDOCK_PROVISION_BIN", "aidock_bin") or find_binary()
         if binary is None:
-            binary = shutil.which("aidock-provision")
-            if binary is None:
-                raise ProvisionError(
-                    "aidock-provision is not on PATH; install it (cargo install --path <aidock-provision checkout>) "
-                    "or name the binary with AIDOCK_PROVISION_BIN or --aidock-bin"
-                )
+            raise ProvisionError(
+                "aidock-provision is not installed in this Python environment nor on PATH: "
+                "`pip install aidock-provision` (the wheel carries the binary; or `pip install <checkout>`), "
+                "or `cargo install --locked --path <checkout>`, or name the binary with AIDOCK_PROVISION_BIN or --aidock-bin"
+            )
         project = _setting(config, "aidock_project", "AIDOCK_PROJECT_DIR", "aidock_project")
         if project is not None and config.getoption("aidock_project") is None and not os.environ.get("AIDOCK_PROJECT_DIR"):
             # From the ini file: relative to it.
@@ -137,25 +183,32 @@ class Provisioner:
             project = str((base / project).resolve())
         template = _setting(config, "aidock_template", "AIDOCK_TEMPLATE", "aidock_template") or DEFAULT_TEMPLATE
         args = _setting(config, "aidock_template_args", "AIDOCK_TEMPLATE_ARGS", "aidock_template_args")
-        return cls(binary, project, template, args if args is not None else DEFAULT_TEMPLATE_ARGS)
+        scheme = _setting(config, "aidock_password_scheme", "AIDOCK_PASSWORD_SCHEME", "aidock_password_scheme")
+        ahead = _setting(config, "aidock_ahead", "AIDOCK_AHEAD", "aidock_ahead")
+        try:
+            ahead_n = int(ahead) if ahead else DEFAULT_AHEAD
+        except ValueError:
+            raise ProvisionError(f"aidock ahead must be a number from 1 to 16, not {ahead!r}") from None
+        # Each xdist worker is a session of its own with a pool of its own: the server's
+        # connections are shared between them.
+        if os.environ.get("PYTEST_XDIST_WORKER") and not ahead:
+            ahead_n = 1
+        return cls(binary, project, template, args if args is not None else DEFAULT_TEMPLATE_ARGS, scheme, ahead_n)
 
-    def _env(self, database: Optional[str] = None) -> dict:
+    def _env(self) -> dict:
         env = dict(os.environ)
         if self.project is not None:
             env["AIDOCK_PROJECT_DIR"] = self.project
-        if database is not None:
-            env["AIDOCK__DATABASE__NAME"] = database
-            env["AIDOCK__DATABASE__OWNER"] = database
-            env["AIDOCK__DATABASE__PASSWORD"] = self._password
+        if self.password_scheme:
+            env["AIDOCK__SEED__PASSWORD_SCHEME"] = self.password_scheme
         return env
 
-    def run(self, args: List[str], database: Optional[str] = None) -> str:
+    def run(self, args: List[str]) -> str:
         """Run ``aidock-provision ARGS``; its stdout, or :class:`ProvisionError` with what it said."""
-        command = [self.binary, *args]
         try:
             done = subprocess.run(
-                command,
-                env=self._env(database),
+                [self.binary, *args],
+                env=self._env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -166,9 +219,7 @@ class Provisioner:
             raise ProvisionError(f"could not run {self.binary}: {e}") from e
         if done.returncode != 0:
             said = (done.stderr or done.stdout).strip()
-            raise ProvisionError(
-                f"`aidock-provision {' '.join(args)}` failed (exit {done.returncode}):\n{said}"
-            )
+            raise ProvisionError(f"`aidock-provision {' '.join(args)}` failed (exit {done.returncode}):\n{said}")
         return done.stdout
 
     def build_template(self) -> str:
@@ -176,64 +227,195 @@ class Provisioner:
         self.run(["template", "-q", "--name", self.template, *self.template_args])
         return self.template
 
-    def clone(self) -> AidockDatabase:
-        """A new database and role cloned from the template."""
-        name = f"{CLONE_PREFIX}_{secrets.token_hex(8)}"
-        out = self.run(["init", "-q", "--json", "--from-template", self.template], database=name)
-        database = AidockDatabase(name=name, owner=name, password=self._password, url="")
+    def _start_pool(self) -> subprocess.Popen:
+        if self._pool is not None:
+            return self._pool
         try:
-            masked = json.loads(out)["provision"]["url"]
-        except (ValueError, KeyError, TypeError) as e:
-            self.drop(database)
-            raise ProvisionError(f"`aidock-provision init --json` printed no provision.url ({e!r}); is {self.binary} older than this plugin?") from e
-        return AidockDatabase(name=name, owner=name, password=self._password, url=self._unmask(masked, name))
+            pool = subprocess.Popen(
+                [self.binary, "pool", "--template", self.template, "--ahead", str(self.ahead)],
+                env=self._env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        except OSError as e:
+            raise ProvisionError(f"could not run {self.binary}: {e}") from e
+
+        def drain() -> None:
+            assert pool.stderr is not None
+            for line in pool.stderr:
+                self._stderr.append(line.rstrip("\n"))
+
+        threading.Thread(target=drain, name="aidock-pool-stderr", daemon=True).start()
+        self._pool = pool
+        self._answer("starting `aidock-provision pool`")
+        return pool
+
+    def _answer(self, what: str) -> dict:
+        pool = self._pool
+        assert pool is not None and pool.stdout is not None
+        line = pool.stdout.readline()
+        if not line:
+            pool.wait()
+            said = "\n".join(self._stderr).strip()
+            self._pool = None
+            raise ProvisionError(f"{what}: `aidock-provision pool` ended (exit {pool.returncode}):\n{said}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise ProvisionError(f"{what}: {answer['error']}")
+        return answer
+
+    def clone(self) -> AidockDatabase:
+        """A database of the test's own, cloned from the template (made ahead by the pool)."""
+        with self._lock:
+            pool = self._start_pool()
+            assert pool.stdin is not None
+            try:
+                pool.stdin.write("clone\n")
+                pool.stdin.flush()
+            except OSError as e:
+                raise ProvisionError(f"`aidock-provision pool` is gone: {e}") from e
+            made = self._answer("a clone of the template")
+        url = _unmask(made["url"], made["owner"], made["password"])
+        return AidockDatabase(name=made["name"], owner=made["owner"], password=made["password"], url=url)
 
     def drop(self, database: AidockDatabase) -> None:
-        """Drop a clone's database and role (already gone is fine)."""
-        self.run(["reset", "-q", "--yes"], database=database.name)
+        """Drop a clone, in the background (the pool does it off the test's path)."""
+        with self._lock:
+            pool = self._pool
+            if pool is None or pool.stdin is None:
+                return
+            try:
+                pool.stdin.write(f"drop {database.name}\n")
+                pool.stdin.flush()
+            except OSError:
+                pass
 
-    def _unmask(self, masked: str, user: str) -> str:
-        parts = urllib.parse.urlsplit(masked)
-        host = parts.netloc.rpartition("@")[2]
-        netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(self._password, safe='')}@{host}"
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    def close(self) -> None:
+        """End the pool: it drops every clone of the session and the session's role."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            assert pool.stdin is not None
+            pool.stdin.close()
+        except OSError:
+            pass
+        try:
+            pool.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pool.terminate()
+            pool.wait(timeout=30)
+        if pool.returncode != 0:
+            said = "\n".join(self._stderr).strip()
+            raise ProvisionError(f"`aidock-provision pool` could not clean up (exit {pool.returncode}):\n{said}")
+
+
+def _unmask(masked: str, user: str, password: str) -> str:
+    parts = urllib.parse.urlsplit(masked)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class _Session:
+    """The session's provisioner and template, made on first use; a setup failure is reported
+    in full once, and in one line for every later test that asks."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.provisioner: Optional[Provisioner] = None
+        self.template: Optional[str] = None
+        self.failure: Optional[str] = None
+        self.first_failed: Optional[str] = None
+
+    def fail(self, message: str, nodeid: str) -> None:
+        if self.first_failed is None:
+            self.failure, self.first_failed = message, nodeid
+            pytest.fail(message, pytrace=False)
+        pytest.fail(f"aidock-provision setup failed (said in full for {self.first_failed})", pytrace=False)
+
+    def ready(self, nodeid: str) -> Provisioner:
+        if self.failure is not None:
+            self.fail(self.failure, nodeid)
+        failed = None
+        try:
+            if self.provisioner is None:
+                self.provisioner = Provisioner.from_config(self.config)
+            if self.template is None:
+                self.template = self.provisioner.build_template()
+        except ProvisionError as e:
+            failed = str(e)
+        # Outside the `except`: the failure alone, not chained to what raised it.
+        if failed is not None:
+            self.fail(failed, nodeid)
+        assert self.provisioner is not None
+        return self.provisioner
+
+    def close(self) -> None:
+        if self.provisioner is not None:
+            self.provisioner.close()
 
 
 @pytest.fixture(scope="session")
-def aidock_provisioner(pytestconfig: pytest.Config) -> Provisioner:
-    """The session's :class:`Provisioner` (settings read once)."""
+def _aidock_session(pytestconfig: pytest.Config) -> Iterator[_Session]:
+    session = _Session(pytestconfig)
     try:
-        return Provisioner.from_config(pytestconfig)
-    except ProvisionError as e:
-        pytest.fail(str(e), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def aidock_template(aidock_provisioner: Provisioner) -> str:
-    """The template's name, built (or found current) once per session."""
-    try:
-        return aidock_provisioner.build_template()
-    except ProvisionError as e:
-        pytest.fail(str(e), pytrace=False)
+        yield session
+    finally:
+        session.close()
 
 
 @pytest.fixture
-def aidock_database(aidock_provisioner: Provisioner, aidock_template: str) -> Iterator[AidockDatabase]:
+def aidock_provisioner(_aidock_session: _Session, request: pytest.FixtureRequest) -> Provisioner:
+    """The session's :class:`Provisioner` (settings read once, template built)."""
+    return _aidock_session.ready(request.node.nodeid)
+
+
+@pytest.fixture
+def aidock_template(_aidock_session: _Session, request: pytest.FixtureRequest) -> str:
+    """The template's name, built (or found current) once per session."""
+    _aidock_session.ready(request.node.nodeid)
+    assert _aidock_session.template is not None
+    return _aidock_session.template
+
+
+@pytest.fixture
+def aidock_database(_aidock_session: _Session, request: pytest.FixtureRequest) -> Iterator[AidockDatabase]:
     """This test's own database, cloned from the template; dropped afterwards."""
+    provisioner = _aidock_session.ready(request.node.nodeid)
+    failed = None
     try:
-        database = aidock_provisioner.clone()
+        database = provisioner.clone()
     except ProvisionError as e:
-        pytest.fail(str(e), pytrace=False)
+        failed = str(e)
+    if failed is not None:
+        pytest.fail(failed, pytrace=False)
     try:
         yield database
     finally:
-        aidock_provisioner.drop(database)
+        provisioner.drop(database)
 
 
 @pytest.fixture
 def aidock_url(aidock_database: AidockDatabase) -> str:
-    """This test's database URL (its own role and password)."""
+    """This test's database URL (the session role and its password)."""
     return aidock_database.url
+
+
+@pytest.fixture
+def aidock_sqlalchemy_url(aidock_database: AidockDatabase) -> str:
+    """This test's database URL for SQLAlchemy with psycopg 3 (``postgresql+psycopg://``)."""
+    return aidock_database.with_driver("psycopg")
+
+
+@pytest.fixture
+def aidock_async_url(aidock_database: AidockDatabase) -> str:
+    """This test's database URL for an async SQLAlchemy engine (``postgresql+asyncpg://``)."""
+    return aidock_database.with_driver("asyncpg")
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ pub enum Action {
     Reset { force: bool },
     /// Nothing connects (`migrate new`, `plan --offline`, `alembic-export`).
     Offline,
+    /// `pool`: throwaway databases for a test session.
+    Pool,
 }
 
 /// Refuse what the profile forbids, before connecting anywhere: exit 3 for a guard (production
@@ -38,6 +40,11 @@ pub fn check(settings: &Settings, action: Action) -> anyhow::Result<()> {
         Action::Seed { dev: true } if settings.production => {
             return Err(error::refused(format!(
                 "`seed --dev` adds fake users with known passwords and is refused in the {profile} profile"
+            )));
+        }
+        Action::Pool if settings.production => {
+            return Err(error::refused(format!(
+                "`pool` makes throwaway test databases and is refused in the {profile} profile"
             )));
         }
         Action::MigrateDown { force: false } if settings.production => {

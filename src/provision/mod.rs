@@ -2,6 +2,7 @@
 //! attributes we own, reporting `created` / `exists` / `changed: ...` per object.
 
 pub mod database;
+pub mod pool;
 pub mod preflight;
 pub mod role;
 pub mod template;

@@ -538,9 +538,29 @@ pub async fn check_and_hand_over(
         || vec!["it records no contents".to_string()],
         |built| changes(&built, &now),
     );
-    if !changed.is_empty() || template.owner == d.owner {
+    drop(tx);
+    if !changed.is_empty() {
         return Ok(changed);
     }
+    hand_over(session, template, d).await?;
+    Ok(changed)
+}
+
+/// On the admin's session in a fresh clone: give every object the template's owner owns to
+/// `d.owner` (a clone of a template checked for the whole session, `pool`, needs no check of
+/// its own: it is a file copy of what was checked, made under the template's lock).
+///
+/// # Errors
+/// Statement failures.
+pub async fn hand_over(
+    session: &mut CatalogSession,
+    template: &Found,
+    d: &Database,
+) -> anyhow::Result<()> {
+    if template.owner == d.owner {
+        return Ok(());
+    }
+    let tx = session.snapshot().await?;
     let rows = tx
         .rows(
             REASSIGN,
@@ -562,7 +582,7 @@ pub async fn check_and_hand_over(
         .run(&statements)
         .await
         .with_context(|| format!("handing the clone's objects to `{}`", d.owner))?;
-    Ok(changed)
+    Ok(())
 }
 
 const REASSIGN: &str = "

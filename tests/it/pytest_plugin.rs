@@ -63,7 +63,7 @@ import pytest
 def test_a_database_of_its_own(aidock_conn, aidock_database, aidock_url, i):
     assert aidock_database.url == aidock_url
     with open(os.path.join(os.path.dirname(__file__), "..", "clones.txt"), "a") as f:
-        f.write(aidock_database.name + "\n")
+        f.write(aidock_database.name + " " + aidock_database.owner + "\n")
     with aidock_conn.cursor() as cur:
         cur.execute("SELECT current_database(), current_user")
         assert cur.fetchone() == (aidock_database.name, aidock_database.owner)
@@ -121,50 +121,116 @@ async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
     );
 
     let template = format!("{}_tpl", t.name);
-    let out = Command::new(venv.join("bin/python"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .current_dir(&backend)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &backend)
-        .env(
-            "AIDOCK_PROVISION_BIN",
-            env!("CARGO_BIN_EXE_aidock-provision"),
-        )
-        .env("AIDOCK_ADMIN_URL", &t.admin_url)
-        .env("AIDOCK_PROJECT_DIR", &project)
-        .env("AIDOCK_PROFILE", "test")
-        .env("AIDOCK_TEMPLATE", &template)
-        .env("AIDOCK_TEMPLATE_ARGS", "--dev --users 3 --usage-logs 40")
-        .output()
-        .expect("pytest");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pytest failed:\n{said}");
+    let (ok, said) = pytest(&venv, &backend, &t, &project, &template, &[]);
+    assert!(ok, "pytest failed:\n{said}");
     assert!(said.contains("20 passed"), "{said}");
 
     // Twenty clones, all different, none left; the template stays (the next session's no-op).
-    let names: Vec<String> = std::fs::read_to_string(backend.join("clones.txt"))
-        .expect("clones.txt")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let admin = connect(&t.admin_url).await;
+    let (names, owners) = clones(&backend);
     let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
     assert_eq!((names.len(), distinct.len()), (20, 20), "{names:?}");
-    let admin = connect(&t.admin_url).await;
-    let left: i64 = admin
-        .query_one(
-            "SELECT (SELECT count(*) FROM pg_database WHERE datname = ANY($1))
-                  + (SELECT count(*) FROM pg_roles WHERE rolname = ANY($1))",
-            &[&names],
-        )
-        .await
-        .expect("left")
-        .get(0);
-    assert_eq!(left, 0, "clones or their roles left behind");
+    assert_eq!(
+        owners.len(),
+        1,
+        "one login role for the session: {owners:?}"
+    );
+    assert_eq!(
+        still_there(&admin, &names, &owners).await,
+        Vec::<String>::new(),
+        "clones or the session's role left behind"
+    );
+
+    // Two xdist workers: a pool each, the same guarantees.
+    std::fs::remove_file(backend.join("clones.txt")).expect("rm");
+    let out = pytest(&venv, &backend, &t, &project, &template, &["-n", "2"]);
+    assert!(out.0, "pytest -n 2 failed:\n{}", out.1);
+    assert!(out.1.contains("20 passed"), "{}", out.1);
+    let (names, owners) = clones(&backend);
+    assert_eq!((names.len(), owners.len()), (20, 2), "{names:?} {owners:?}");
+    assert_eq!(
+        still_there(&admin, &names, &owners).await,
+        Vec::<String>::new()
+    );
+
+    // A pool killed outright leaves its clone and role; the next session's pool drops them.
+    let bin = env!("CARGO_BIN_EXE_aidock-provision");
+    let pool_env = |c: &mut Command| {
+        c.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("AIDOCK_ADMIN_URL", &t.admin_url)
+            .env("AIDOCK_PROJECT_DIR", &project)
+            .env("AIDOCK_PROFILE", "test");
+    };
+    let mut first = Command::new(bin);
+    pool_env(&mut first);
+    let mut first = first
+        .args(["pool", "--template", &template])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pool");
+    let mut input = first.stdin.take().expect("stdin");
+    let mut output = std::io::BufReader::new(first.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut output, &mut line).expect("ready");
+    assert!(line.contains("\"ready\":true"), "{line}");
+    std::io::Write::write_all(&mut input, b"clone\n").expect("clone");
+    line.clear();
+    std::io::BufRead::read_line(&mut output, &mut line).expect("clone");
+    let clone: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let name = clone["name"].as_str().expect("name").to_string();
+    let role = clone["owner"].as_str().expect("owner").to_string();
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+    assert_eq!(
+        still_there(&admin, &[name.clone()], &[role.clone()]).await,
+        {
+            let mut both = vec![name.clone(), role.clone()];
+            both.sort();
+            both
+        },
+        "a killed pool cannot clean up"
+    );
+    let mut second = Command::new(bin);
+    pool_env(&mut second);
+    let done = second
+        .args(["pool", "--template", &template])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("pool");
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        said.contains(&name) && said.contains(&role),
+        "swept: {said}"
+    );
+    assert_eq!(
+        still_there(&admin, &[name], &[role]).await,
+        Vec::<String>::new()
+    );
+
+    // A setup that cannot work is said in full once, not once per test.
+    let (ok, said) = pytest(
+        &venv,
+        &backend,
+        &t,
+        &project,
+        &format!("{template}_bad"),
+        &[],
+    );
+    assert!(!ok, "{said}");
+    assert!(said.contains("20 errors"), "{said}");
+    assert_eq!(
+        said.matches("` failed (exit ").count(),
+        1,
+        "said once in full: {said}"
+    );
+    assert_eq!(said.matches("said in full for").count(), 19, "{said}");
     let template_there: bool = admin
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)",
@@ -174,4 +240,79 @@ async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
         .expect("template")
         .get(0);
     assert!(template_there);
+}
+
+/// The backend's pytest session (`extra` flags); whether it passed, and what it said. A template
+/// name ending in `_bad` gets template flags that cannot work.
+fn pytest(
+    venv: &Path,
+    backend: &Path,
+    t: &TestDb,
+    project: &Path,
+    template: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let args = if template.ends_with("_bad") {
+        "--dev --users 3 --usage-logs forty"
+    } else {
+        "--dev --users 3 --usage-logs 40"
+    };
+    let out = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(extra)
+        .current_dir(backend)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", backend)
+        .env(
+            "AIDOCK_PROVISION_BIN",
+            env!("CARGO_BIN_EXE_aidock-provision"),
+        )
+        .env("AIDOCK_ADMIN_URL", &t.admin_url)
+        .env("AIDOCK_PROJECT_DIR", project)
+        .env("AIDOCK_PROFILE", "test")
+        .env("AIDOCK_TEMPLATE", template)
+        .env("AIDOCK_TEMPLATE_ARGS", args)
+        .output()
+        .expect("pytest");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The clones a session's tests wrote down (`name owner` lines), and the distinct owners.
+fn clones(backend: &Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(backend.join("clones.txt")).expect("clones.txt");
+    let mut names = Vec::new();
+    let mut owners = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let (name, owner) = line.split_once(' ').expect("name owner");
+        names.push(name.to_string());
+        owners.insert(owner.to_string());
+    }
+    (names, owners.into_iter().collect())
+}
+
+/// Which of these databases and roles still exist.
+async fn still_there(
+    admin: &tokio_postgres::Client,
+    databases: &[String],
+    roles: &[String],
+) -> Vec<String> {
+    admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname = ANY($1) \
+             UNION ALL SELECT rolname::text FROM pg_roles WHERE rolname = ANY($2) ORDER BY 1",
+            &[&databases, &roles],
+        )
+        .await
+        .expect("still there")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }

@@ -4,6 +4,7 @@ pub mod doctor;
 pub mod init;
 pub mod local;
 pub mod migrate;
+pub mod pool;
 pub mod project;
 pub mod reset;
 pub mod seed;
