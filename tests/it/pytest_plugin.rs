@@ -184,7 +184,12 @@ async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
     first.kill().expect("SIGKILL");
     first.wait().expect("wait");
     assert_eq!(
-        still_there(&admin, &[name.clone()], &[role.clone()]).await,
+        still_there(
+            &admin,
+            std::slice::from_ref(&name),
+            std::slice::from_ref(&role)
+        )
+        .await,
         {
             let mut both = vec![name.clone(), role.clone()];
             both.sort();
