@@ -13,7 +13,10 @@ fn venv() -> Option<PathBuf> {
     let dir = std::env::var_os("AIDOCK_TEST_PYTEST_VENV")
         .map_or_else(|| PathBuf::from("/opt/aidock-pytest"), PathBuf::from);
     let ok = Command::new(dir.join("bin/python"))
-        .args(["-c", "import pytest, psycopg, setuptools, wheel"])
+        .args([
+            "-c",
+            "import pytest, psycopg, setuptools, wheel, xdist, fastapi, httpx, sqlalchemy, asyncpg, bcrypt, greenlet",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     ok.then_some(dir)
@@ -85,8 +88,8 @@ def test_a_database_of_its_own(aidock_conn, aidock_database, aidock_url, i):
 async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
     let Some(venv) = venv() else {
         crate::support::missing(
-            "a venv with pytest, psycopg, setuptools and wheel at /opt/aidock-pytest",
-            "python3 -m venv /opt/aidock-pytest && /opt/aidock-pytest/bin/pip install pytest 'psycopg[binary]' 'setuptools>=61' wheel (.ci/run does), or set AIDOCK_TEST_PYTEST_VENV",
+            "a venv with pytest, pytest-xdist, psycopg, setuptools, wheel and the FastAPI recipe's packages at /opt/aidock-pytest",
+            "python3 -m venv /opt/aidock-pytest && /opt/aidock-pytest/bin/pip install pytest pytest-xdist 'psycopg[binary]' 'setuptools>=61' wheel fastapi httpx 'sqlalchemy[asyncio]>=2' asyncpg bcrypt (.ci/run does), or set AIDOCK_TEST_PYTEST_VENV",
         );
         return;
     };
@@ -94,31 +97,9 @@ async fn a_pytest_session_in_another_repository_gets_a_clone_per_test() {
     let t = TestDb::new("pytest");
 
     // This project as another repository's tests see it: its sql/ (only 0001: what the test
-    // asserts must not change when sql/ grows); settings and seeds the binary's own.
-    let project = scratch_dir("pyproject");
-    let sql = migrations_dir(&[]);
-    std::fs::create_dir_all(&project).expect("project");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(&sql)
-        .arg(project.join("sql"))
-        .status()
-        .expect("cp");
-    assert!(status.success());
-
-    // The backend's repository: its own pyproject.toml and tests/, nothing of ours.
-    let backend = scratch_dir("Back");
-    write_files(
-        &backend,
-        &[(
-            "pyproject.toml",
-            "[project]\nname = \"aidock-backend\"\nversion = \"0\"\n\n[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n",
-        )],
-    );
-    write_files(
-        &backend.join("tests"),
-        &[("conftest.py", CONFTEST), ("test_isolation.py", TESTS)],
-    );
+    // asserts must not change when sql/ grows); settings and seeds the binary's own. The
+    // backend's repository: its own pyproject.toml and tests/, nothing of ours.
+    let (project, backend) = (project_folder(), backend_folder());
 
     let template = format!("{}_tpl", t.name);
     let (ok, said) = pytest(&venv, &backend, &t, &project, &template, &[]);
@@ -257,22 +238,44 @@ fn pytest(
     template: &str,
     extra: &[&str],
 ) -> (bool, String) {
+    pytest_with(
+        venv,
+        backend,
+        t,
+        project,
+        template,
+        extra,
+        Some(env!("CARGO_BIN_EXE_aidock-provision")),
+    )
+}
+
+/// [`pytest`], naming the binary (`None`: the plugin finds it itself, in its environment).
+fn pytest_with(
+    venv: &Path,
+    backend: &Path,
+    t: &TestDb,
+    project: &Path,
+    template: &str,
+    extra: &[&str],
+    binary: Option<&str>,
+) -> (bool, String) {
     let args = if template.ends_with("_bad") {
         "--dev --users 3 --usage-logs forty"
     } else {
         "--dev --users 3 --usage-logs 40"
     };
-    let out = Command::new(venv.join("bin/python"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .args(extra)
         .current_dir(backend)
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", backend)
-        .env(
-            "AIDOCK_PROVISION_BIN",
-            env!("CARGO_BIN_EXE_aidock-provision"),
-        )
+        // No cargo, and no aidock-provision, on PATH.
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", backend);
+    if let Some(binary) = binary {
+        cmd.env("AIDOCK_PROVISION_BIN", binary);
+    }
+    let out = cmd
         .env("AIDOCK_ADMIN_URL", &t.admin_url)
         .env("AIDOCK_PROJECT_DIR", project)
         .env("AIDOCK_PROFILE", "test")
@@ -320,4 +323,120 @@ async fn still_there(
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// A backend-shaped folder (its own pyproject.toml; `tests/` with the one-line conftest and the
+/// twenty tests).
+fn backend_folder() -> PathBuf {
+    let backend = scratch_dir("Back");
+    write_files(
+        &backend,
+        &[(
+            "pyproject.toml",
+            "[project]\nname = \"aidock-backend\"\nversion = \"0\"\n\n[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n",
+        )],
+    );
+    write_files(
+        &backend.join("tests"),
+        &[("conftest.py", CONFTEST), ("test_isolation.py", TESTS)],
+    );
+    backend
+}
+
+/// This project as another repository's tests see it: its sql/ (only 0001).
+fn project_folder() -> PathBuf {
+    let project = scratch_dir("pyproject");
+    std::fs::create_dir_all(&project).expect("project");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(migrations_dir(&[]))
+        .arg(project.join("sql"))
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    project
+}
+
+/// Issue #45: `pip install` of the wheel (built by `.ci/run` with maturin) gives a venv without
+/// Rust the binary and the plugin; the plugin finds the binary in its own environment.
+#[tokio::test]
+async fn the_wheel_brings_the_binary_and_the_plugin() {
+    let venv = std::env::var_os("AIDOCK_TEST_WHEEL_VENV")
+        .map_or_else(|| PathBuf::from("/opt/aidock-wheel"), PathBuf::from);
+    if !venv.join("bin/aidock-provision").is_file() {
+        crate::support::missing(
+            "the wheel installed in a venv at /opt/aidock-wheel",
+            "maturin build --locked -o target/wheels && python3 -m venv /opt/aidock-wheel && /opt/aidock-wheel/bin/pip install target/wheels/*.whl pytest 'psycopg[binary]' (.ci/run does), or set AIDOCK_TEST_WHEEL_VENV",
+        );
+        return;
+    }
+    let version = Command::new(venv.join("bin/aidock-provision"))
+        .arg("--version")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("--version");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("aidock-provision {}", env!("CARGO_PKG_VERSION"))
+    );
+    let t = TestDb::new("pywheel");
+    let (backend, project) = (backend_folder(), project_folder());
+    let template = format!("{}_tpl", t.name);
+    let (ok, said) = pytest_with(&venv, &backend, &t, &project, &template, &[], None);
+    assert!(ok, "pytest with the wheel failed:\n{said}");
+    assert!(said.contains("20 passed"), "{said}");
+    let admin = connect(&t.admin_url).await;
+    let (names, owners) = clones(&backend);
+    assert_eq!(names.len(), 20);
+    assert_eq!(
+        still_there(&admin, &names, &owners).await,
+        Vec::<String>::new()
+    );
+}
+
+/// Issue #45: the FastAPI recipe (python/examples/fastapi, python/README.md): an app whose async
+/// engine is built at import, its `get_db` overridden per test with `aidock_async_url`, bcrypt
+/// hashes for its login (the `aidock_password_scheme` ini setting); reading the seeded data,
+/// writing, each test on its own database.
+#[tokio::test]
+async fn the_fastapi_recipe_gives_each_test_its_own_database() {
+    let Some(venv) = venv() else {
+        crate::support::missing(
+            "a venv with pytest and the FastAPI recipe's packages at /opt/aidock-pytest",
+            "python3 -m venv /opt/aidock-pytest && /opt/aidock-pytest/bin/pip install pytest pytest-xdist 'psycopg[binary]' 'setuptools>=61' wheel fastapi httpx 'sqlalchemy[asyncio]>=2' asyncpg bcrypt (.ci/run does), or set AIDOCK_TEST_PYTEST_VENV",
+        );
+        return;
+    };
+    install_plugin(&venv);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/examples/fastapi");
+    // README's recipe is the example's conftest, word for word.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/README.md"))
+            .expect("python/README.md");
+    let conftest = std::fs::read_to_string(example.join("tests/conftest.py")).expect("conftest");
+    assert!(
+        readme.contains(&format!("```python\n{conftest}```")),
+        "python/README.md must show python/examples/fastapi/tests/conftest.py as it is"
+    );
+    let backend = scratch_dir("fastapi");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&example)
+        .arg(&backend)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let t = TestDb::new("pyfastapi");
+    let project = project_folder();
+    let (ok, said) = pytest(
+        &venv,
+        &backend,
+        &t,
+        &project,
+        &format!("{}_tpl", t.name),
+        &[],
+    );
+    assert!(ok, "the FastAPI recipe failed:\n{said}");
+    assert!(said.contains("7 passed"), "{said}");
 }
