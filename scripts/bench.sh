@@ -91,6 +91,66 @@ for i in $(seq 1 20); do
   twenty_floor=$((twenty_floor + $(elapsed_ms "$t")))
 done
 
+echo "bench: a 50-test pytest session, a seeded database per test: the plugin against pytest-postgresql"
+# Both in one venv (PyPI's pytest, psycopg and pytest-postgresql; this checkout's plugin), the same
+# 50 tests (read the seeded users, write a row, commit), the same seeded data (the plugin's
+# template flags; pytest-postgresql loads a pg_dump --inserts of it into its template once per
+# session, as it does), interleaved; whole sessions timed, medians.
+pytest_row=""
+if python3 -m venv "$work/py" >/dev/null 2>&1 \
+   && "$work/py/bin/pip" install -q pytest "psycopg[binary]" pytest-postgresql >/dev/null 2>&1 \
+   && "$work/py/bin/pip" install -q --no-deps "$root/python" >/dev/null 2>&1; then
+  AIDOCK__DATABASE__NAME=pysrc AIDOCK__DATABASE__OWNER=pysrc "$bin" init -q
+  AIDOCK__DATABASE__NAME=pysrc AIDOCK__DATABASE__OWNER=pysrc "$bin" seed -q --dev --users 10 --usage-logs 500
+  pg_dump --no-owner --no-acl --inserts --exclude-schema=aidock_provision "$base/pysrc" \
+    | grep -v '^\\restrict\|^\\unrestrict\|transaction_timeout' > "$work/pyseed.sql"
+  mkdir -p "$work/pyours/tests" "$work/pypp/tests"
+  for side in pyours pypp; do
+    conn=aidock_conn; [ "$side" = pypp ] && conn=postgresql
+    cat > "$work/$side/tests/test_bench.py" <<PY
+import pytest
+
+
+@pytest.mark.parametrize("i", range(50))
+def test_own_database($conn, i):
+    with $conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM users")
+        assert cur.fetchone()[0] == 13
+        cur.execute("INSERT INTO departments (name) VALUES (%s)", (f"bench-{i}",))
+    $conn.commit()
+PY
+  done
+  echo 'pytest_plugins = ["pytest_aidock"]' > "$work/pyours/tests/conftest.py"
+  pw="$(python3 -c 'import sys, urllib.parse as u; print(u.unquote(u.urlsplit(sys.argv[1]).password))' "$admin")"
+  cat > "$work/pypp/tests/conftest.py" <<PY
+from pathlib import Path
+
+from pytest_postgresql import factories
+
+postgresql_noproc = factories.postgresql_noproc(
+    host="127.0.0.1", port=$port, user="postgres", password="$pw", dbname="pp_bench",
+    load=[Path("$work/pyseed.sql")],
+)
+postgresql = factories.postgresql("postgresql_noproc")
+PY
+  session() {
+    (cd "$work/$1" && AIDOCK_ADMIN_URL="$admin" AIDOCK_PROJECT_DIR="$root" AIDOCK_PROVISION_BIN="$bin" \
+      AIDOCK_TEMPLATE=py_bench_template "$work/py/bin/python" -m pytest -q -p no:cacheprovider tests >"$work/$1.log" 2>&1) \
+      || { echo "bench: the $1 pytest session failed:"; cat "$work/$1.log"; exit 1; }
+  }
+  session pyours   # builds the plugin's template once (later sessions find it current)
+  : > "$work/py.ours"; : > "$work/py.floor"
+  for _ in $(seq 1 "$runs"); do
+    t=$(timer); session pyours; elapsed_ms "$t" >> "$work/py.ours"
+    t=$(timer); session pypp; elapsed_ms "$t" >> "$work/py.floor"
+  done
+  py_ours=$(median < "$work/py.ours"); py_floor=$(median < "$work/py.floor")
+  pp_version="$("$work/py/bin/python" -c 'import importlib.metadata as m; print(m.version("pytest-postgresql"))')"
+  pytest_row="| a 50-test pytest session, a seeded database per test (10 fake users, 500 usage logs): \`pytest_aidock\` (\`pool\`: clones made ahead, dropped off the tests' path; the template built once, found current) | $py_ours ms | $py_floor ms: pytest-postgresql $pp_version's \`postgresql\` fixture, a clone per test of a template it loads once per session with the same data | $(ratio "$py_ours" "$py_floor") | <= 1.0 |"
+else
+  pytest_row="| a 50-test pytest session against pytest-postgresql | not measured: the bench's venv could not be made (pip install pytest psycopg pytest-postgresql) | | | <= 1.0 |"
+fi
+
 echo "bench: repeated (no-op) init"
 : > "$work/noop.ours"; : > "$work/noop.floor"
 for _ in $(seq 1 "$runs"); do
@@ -293,6 +353,7 @@ $(rustc --version).
 | the same database by \`init\` + \`seed --dev --users 25 --usage-logs 5000\` (what the clone replaces) | $replaced_ours ms | $clone_ours ms: \`init --from-template\` | $(ratio "$replaced_ours" "$clone_ours") | |
 | a clone per test: \`init --from-template\` (role, copy, contents checked, handed over; median of $((runs * 3))) | $clone2_ours ms | $clone2_floor ms: \`psql -c "CREATE DATABASE ... TEMPLATE"\` of the same template | $(ratio "$clone2_ours" "$clone2_floor") | <= 1.1 |
 | 20 clones, each dropped after (a pytest session's databases: \`init --from-template\` + \`reset\`; summed, pair by pair against psql's) | $twenty_ours ms | $twenty_floor ms: 20 x \`psql\` CREATE DATABASE ... TEMPLATE + DROP DATABASE | $(ratio "$twenty_ours" "$twenty_floor") | |
+$pytest_row
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |
 | \`migrate verify\` on the 0001 schema (scratch database, replay, two catalog reads, drop) | $verify_ours ms | $verify_floor ms: \`psql -1\` applying the same up scripts to an empty database | $(ratio "$verify_ours" "$verify_floor") | <= 2 |${corpus_row:+
 $corpus_row}
