@@ -4,6 +4,7 @@ pub mod doctor;
 pub mod init;
 pub mod local;
 pub mod migrate;
+mod migrate_files;
 pub mod pool;
 pub mod project;
 pub mod reset;
