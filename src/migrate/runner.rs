@@ -580,8 +580,22 @@ async fn run_statements(
             script.location()
         ));
     }
+    let from_pg_dump = is_pg_dump_file(&script.sql);
     for statement in &split.statements {
         let text = statement.text(&script.sql);
+        if from_pg_dump {
+            if let Some(name) = session_setting_name(text) {
+                if !setting_exists(client, name).await? {
+                    let (line, _) = lexer::line_col(&script.sql, statement.first_token);
+                    (opts.log)(&format!(
+                        "note: {}:{line}: skipped `{}`: this server has no setting `{name}` (the file was written by a newer pg_dump than the server; psql goes past this line too)",
+                        script.location(),
+                        text.lines().next().unwrap_or_default()
+                    ));
+                    continue;
+                }
+            }
+        }
         if script.no_transaction {
             drop_leftover_invalid_index(client, text, m, opts).await?;
         }
@@ -600,6 +614,40 @@ async fn run_statements(
         }
     }
     Ok(())
+}
+
+/// Whether `sql` is a plain-text pg_dump file (its header says so in the first lines).
+fn is_pg_dump_file(sql: &str) -> bool {
+    sql.lines()
+        .take(12)
+        .any(|l| l.starts_with("-- Dumped by pg_dump version"))
+}
+
+/// The setting a plain `SET name = value` / `SET name TO value` of a pg_dump header sets (a
+/// built-in, dotless name; not `SET LOCAL`, `SET SESSION AUTHORIZATION` or a placeholder).
+/// pg_dump writes one such line for every session setting its own version knows, so a dump from
+/// a newer pg_dump (17's `transaction_timeout`) names settings an older server lacks.
+fn session_setting_name(statement: &str) -> Option<&str> {
+    let rest = statement.strip_prefix("SET ")?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .unwrap_or(rest.len());
+    let (name, after) = rest.split_at(end);
+    let after = after.trim_start();
+    let assigns = after.starts_with('=') || after.starts_with("TO ");
+    (!name.is_empty() && assigns && !matches!(name, "local" | "session")).then_some(name)
+}
+
+async fn setting_exists(client: &(impl GenericClient + Sync), name: &str) -> anyhow::Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("reading whether the server has the setting {name}"))?;
+    Ok(row.get(0))
 }
 
 /// Replay the up scripts of `versions` into another database (verify's scratch database) the
@@ -836,4 +884,34 @@ async fn wait_or_fail(client: &Client, deadline: Instant, wait: Duration) -> any
     anyhow::bail!(
         "waited {wait:?} for the migration lock held by {who}; let that migration finish, or raise migrate.wait_timeout"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_pg_dump_file, session_setting_name};
+
+    #[test]
+    fn pg_dump_header_settings_are_recognised_and_nothing_else() {
+        assert_eq!(
+            session_setting_name("SET transaction_timeout = 0"),
+            Some("transaction_timeout")
+        );
+        assert_eq!(
+            session_setting_name("SET default_table_access_method TO heap"),
+            Some("default_table_access_method")
+        );
+        for other in [
+            "SET LOCAL lock_timeout = 0",
+            "SET SESSION AUTHORIZATION app",
+            "SET app.tenant = 'x'",
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            "SETOF",
+        ] {
+            assert_eq!(session_setting_name(other), None, "{other}");
+        }
+        assert!(is_pg_dump_file(
+            "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 13.23\n-- Dumped by pg_dump version 18.6\n"
+        ));
+        assert!(!is_pg_dump_file("SET transaction_timeout = 0;\n"));
+    }
 }

@@ -287,6 +287,50 @@ async fn a_pg_dump_schema_file_applies_and_the_ledger_survives_its_search_path()
     assert!(status.contains("\"up_to_date\": true"), "{status}");
 }
 
+/// A dump written by a newer pg_dump than the server (pg_dump 17+ writes `SET
+/// transaction_timeout = 0;`, a setting older servers lack): psql goes past the failing line, so
+/// the header's unknown session setting is skipped with a note; the same line in a file that is
+/// not pg_dump's is the error it is. On a server that has the setting both apply.
+#[tokio::test]
+async fn a_newer_pg_dumps_session_settings_are_skipped_on_an_older_server() {
+    let t = provisioned("newdump");
+    let older = crate::support::server_version(&t.admin().await).await < 170_000;
+    let header = "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 13.23\n\
+                  -- Dumped by pg_dump version 18.6\n\nSET statement_timeout = 0;\n\
+                  SET transaction_timeout = 0;\nSET client_encoding = 'UTF8';\n";
+    let dir = dir_with(&[(
+        "0001_dump.up.sql",
+        &format!("{header}\nCREATE TABLE dumped (id int);\n"),
+    )]);
+    let out = migrate(&t, &dir).arg("up").output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&t).await.1, vec![1]);
+    assert_eq!(
+        stderr(&out).contains("0001_dump.up.sql:9: skipped `SET transaction_timeout = 0`"),
+        older,
+        "{}",
+        stderr(&out)
+    );
+
+    let u = provisioned("newset");
+    let dir = dir_with(&[(
+        "0001_set.up.sql",
+        "SET transaction_timeout = 0;\nCREATE TABLE kept_out (id int);\n",
+    )]);
+    let out = migrate(&u, &dir).arg("up").output().expect("run");
+    if older {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("transaction_timeout"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(state(&u).await.1.is_empty());
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
 /// A partitioned index made `ON ONLY`, waiting for its partitions' indexes to be attached, is
 /// invalid by design: a later no-transaction migration is recorded all the same.
 #[tokio::test]
