@@ -583,18 +583,17 @@ async fn run_statements(
     let from_pg_dump = is_pg_dump_file(&script.sql);
     for statement in &split.statements {
         let text = statement.text(&script.sql);
-        if from_pg_dump {
-            if let Some(name) = session_setting_name(text) {
-                if !setting_exists(client, name).await? {
-                    let (line, _) = lexer::line_col(&script.sql, statement.first_token);
-                    (opts.log)(&format!(
-                        "note: {}:{line}: skipped `{}`: this server has no setting `{name}` (the file was written by a newer pg_dump than the server; psql goes past this line too)",
-                        script.location(),
-                        text.lines().next().unwrap_or_default()
-                    ));
-                    continue;
-                }
-            }
+        if from_pg_dump
+            && let Some(name) = session_setting_name(text)
+            && !setting_exists(client, name).await?
+        {
+            let (line, _) = lexer::line_col(&script.sql, statement.first_token);
+            (opts.log)(&format!(
+                "note: {}:{line}: skipped `{}`: this server has no setting `{name}` (the file was written by a newer pg_dump than the server; psql goes past this line too)",
+                script.location(),
+                text.lines().next().unwrap_or_default()
+            ));
+            continue;
         }
         if script.no_transaction {
             drop_leftover_invalid_index(client, text, m, opts).await?;
