@@ -69,15 +69,26 @@ done
 clone_ours=$(median < "$work/clone.ours"); replaced_ours=$(median < "$work/replaced.ours")
 
 echo "bench: a clone per test vs psql's own CREATE DATABASE ... TEMPLATE, and 20 clones in a row"
-# Interleaved, 3x the runs (a CREATE DATABASE varies with the WAL flush): init --from-template (a
-# role, the copy checked against what the template recorded, handed over) against the statement
-# alone; then 20 clones + resets in a row (what a pytest session of 20 tests spends on databases).
+# Interleaved, 3x the runs (a CREATE DATABASE varies with the WAL flush): init --from-template of
+# the sealed template (a role, the copy, the template's row read again, handed over) against the
+# statement alone; then the same with the seal broken (opened and closed again: each copy is read
+# and checked against what the template recorded); then 20 clones + resets in a row (what a
+# pytest session of 20 tests spends on databases).
 : > "$work/clone2.ours"; : > "$work/clone2.floor"
 for i in $(seq 1 $((runs * 3))); do
   t=$(timer); AIDOCK__DATABASE__NAME="k_$i" AIDOCK__DATABASE__OWNER="k_$i" "$bin" init -q --from-template tmpl_template; elapsed_ms "$t" >> "$work/clone2.ours"
   t=$(timer); psql "$admin" -X -q -c "CREATE DATABASE p_$i TEMPLATE tmpl_template"; elapsed_ms "$t" >> "$work/clone2.floor"
 done
 clone2_ours=$(median < "$work/clone2.ours"); clone2_floor=$(median < "$work/clone2.floor")
+psql "$admin" -X -q -c "ALTER DATABASE tmpl_template ALLOW_CONNECTIONS true" -c "ALTER DATABASE tmpl_template ALLOW_CONNECTIONS false"
+: > "$work/clone3.ours"; : > "$work/clone3.floor"
+for i in $(seq 1 $((runs * 3))); do
+  t=$(timer); AIDOCK__DATABASE__NAME="u_$i" AIDOCK__DATABASE__OWNER="u_$i" "$bin" init -q --from-template tmpl_template; elapsed_ms "$t" >> "$work/clone3.ours"
+  t=$(timer); psql "$admin" -X -q -c "CREATE DATABASE w_$i TEMPLATE tmpl_template"; elapsed_ms "$t" >> "$work/clone3.floor"
+done
+clone3_ours=$(median < "$work/clone3.ours"); clone3_floor=$(median < "$work/clone3.floor")
+# Sealed again for what follows (a copy read, found unchanged).
+AIDOCK__DATABASE__NAME=tmpl AIDOCK__DATABASE__OWNER=tmpl "$bin" template -q --dev --users 25 --usage-logs 5000
 # Interleaved pair by pair (a CREATE DATABASE's time drifts over a minute by 50%), each side summed.
 twenty_ours=0; twenty_floor=0
 for i in $(seq 1 20); do
@@ -351,7 +362,8 @@ $(rustc --version).
 | \`init\` from nothing: role, database, grants, schema 0001, ledgers | $init_ours ms | $init_floor ms: one \`psql\` session running the same statements (\`migrate plan --offline\`) | $(ratio "$init_ours" "$init_floor") | <= 1.3 |
 | \`init --from-template\` of a template holding the dev data (25 fake users, 5000 usage logs), against SPEC's floor (not the same work: a \`psql\` session running all the DDL of the first row) | $clone_ours ms | $init_floor ms | $(ratio "$clone_ours" "$init_floor") | <= 0.8 |
 | the same database by \`init\` + \`seed --dev --users 25 --usage-logs 5000\` (what the clone replaces) | $replaced_ours ms | $clone_ours ms: \`init --from-template\` | $(ratio "$replaced_ours" "$clone_ours") | |
-| a clone per test: \`init --from-template\` (role, copy, contents checked, handed over; median of $((runs * 3))) | $clone2_ours ms | $clone2_floor ms: \`psql -c "CREATE DATABASE ... TEMPLATE"\` of the same template | $(ratio "$clone2_ours" "$clone2_floor") | <= 1.1 |
+| a clone per test: \`init --from-template\` of a sealed template (role, copy, the template's row checked unchanged, handed over; median of $((runs * 3))) | $clone2_ours ms | $clone2_floor ms: \`psql -c "CREATE DATABASE ... TEMPLATE"\` of the same template | $(ratio "$clone2_ours" "$clone2_floor") | <= 1.1 |
+| the same with the template's seal broken (opened and closed again since it was read: each copy read and checked against what it recorded) | $clone3_ours ms | $clone3_floor ms | $(ratio "$clone3_ours" "$clone3_floor") | |
 | 20 clones, each dropped after (a pytest session's databases: \`init --from-template\` + \`reset\`; summed, pair by pair against psql's) | $twenty_ours ms | $twenty_floor ms: 20 x \`psql\` CREATE DATABASE ... TEMPLATE + DROP DATABASE | $(ratio "$twenty_ours" "$twenty_floor") | |
 $pytest_row
 | repeated (no-op) \`init\` | $noop_ours ms | $noop_floor ms: \`psql -c 'SELECT 1'\` (process + connection) | $(ratio "$noop_ours" "$noop_floor") | < 100 ms |

@@ -443,8 +443,13 @@ pub async fn from_template(
     // reading there); then it is handed over as `init` does.
     let admin_side = async {
         template::close_clone(&client, d).await?;
+        // The same comment and the same row version: not rebuilt, and (for a sealed template,
+        // whose clone is not read) not opened between the `find` above and the copy.
         let after = template::find(&client, template_name).await?;
-        anyhow::Ok(after.map(|f| f.fingerprint) == Some(found.fingerprint.clone()))
+        anyhow::Ok(
+            after.map(|f| (f.fingerprint, f.row_version))
+                == Some((found.fingerprint.clone(), found.row_version.clone())),
+        )
     };
     let clone_side = async {
         let mut session = CatalogSession::connect(admin, &d.name).await?;
@@ -472,7 +477,7 @@ pub async fn from_template(
             });
         }
         (Ok(false), _) => anyhow::anyhow!(
-            "template `{template_name}` was rebuilt while `{}` was being cloned from it, so the clone was dropped; run `init --from-template` again",
+            "template `{template_name}` was rebuilt or altered while `{}` was being cloned from it, so the clone was dropped; run `init --from-template` again",
             d.name
         ),
         (Ok(true), Ok((changed, None))) => crate::error::refused(format!(

@@ -215,11 +215,27 @@ impl Maker {
         let made = async {
             template::create_clone(&client, &self.template, &d).await?;
             template::close_clone(&client, &d).await?;
+            // Read after the copy: the template's row as the session found it means nobody
+            // altered (opened) it before the copy was made.
+            let untouched = template::find(&client, &self.template)
+                .await?
+                .is_some_and(|f| {
+                    f.fingerprint == self.found.fingerprint
+                        && f.row_version == self.found.row_version
+                });
             let mut session = CatalogSession::connect(&self.admin, name).await?;
-            if self.verified.load(std::sync::atomic::Ordering::Acquire) {
+            if untouched
+                && (self.found.sealed() || self.verified.load(std::sync::atomic::Ordering::Acquire))
+            {
                 template::hand_over(&mut session, &self.found, &d).await?;
             } else {
-                let changed = template::check_and_hand_over(&mut session, &self.found, &d).await?;
+                // Altered since the session began (or never sealed): this copy is read and
+                // compared with what the template recorded.
+                let mut recorded = self.found.clone();
+                if !untouched {
+                    recorded.row_version.clear();
+                }
+                let changed = template::check_and_hand_over(&mut session, &recorded, &d).await?;
                 if !changed.is_empty() {
                     return Err(error::refused(format!(
                         "template `{}` changed since it was built, so no clone is made from it:\n  {}\nrebuild it with `aidock-provision template` (same --dev flags)",
@@ -227,8 +243,10 @@ impl Maker {
                         changed.join("\n  ")
                     )));
                 }
-                self.verified
-                    .store(true, std::sync::atomic::Ordering::Release);
+                if untouched {
+                    self.verified
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
             }
             let public = database::read_public_schema(&mut session).await?;
             let (_, ddl) = database::plan_schema(&public, &self.role, self.rights);

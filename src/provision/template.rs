@@ -62,6 +62,10 @@ pub struct Found {
     pub owner: String,
     /// The fingerprint in our comment; `None` when the comment is not ours.
     pub fingerprint: Option<String>,
+    /// The `xmin` of its `pg_database` row: every `ALTER DATABASE` (opening it to connections
+    /// first of all) writes a new row version, so one equal to the seal recorded when its
+    /// contents were read means nobody has been inside since ([`Found::sealed`]).
+    pub row_version: String,
 }
 
 impl Found {
@@ -72,11 +76,32 @@ impl Found {
         serde_json::from_str(json).ok()
     }
 
-    /// What was built from (migrations and seed inputs), without the contents.
+    /// What was built from (migrations and seed inputs), without the seal and the contents.
     #[must_use]
     pub fn inputs(&self) -> Option<&str> {
         let f = self.fingerprint.as_deref()?;
-        Some(f.split_once(" contents=").map_or(f, |(inputs, _)| inputs))
+        let f = f.split_once(" contents=").map_or(f, |(inputs, _)| inputs);
+        Some(f.split_once(" seal=").map_or(f, |(inputs, _)| inputs))
+    }
+
+    /// The row version recorded when the contents were read, closed (see [`Found::sealed`]).
+    #[must_use]
+    pub fn seal(&self) -> Option<&str> {
+        let f = self.fingerprint.as_deref()?;
+        let (_, rest) = f.split_once(" seal=")?;
+        Some(rest.split_once(' ').map_or(rest, |(seal, _)| seal))
+    }
+
+    /// Whether the template is exactly what its recorded contents describe without reading it:
+    /// closed to connections (nobody, superusers included, can enter it, and nothing changes a
+    /// database's contents from outside it) and its `pg_database` row the version it had when
+    /// the contents were read from a copy of it. Opening it to change it, and closing it again,
+    /// are two `ALTER DATABASE`s, two new row versions; `CREATE DATABASE ... TEMPLATE`,
+    /// `COMMENT`, and VACUUM (even FULL or FREEZE) keep the `xmin`. A clone of a sealed template
+    /// needs no check of its own: it is a file copy of what was read.
+    #[must_use]
+    pub fn sealed(&self) -> bool {
+        self.is_template && !self.allows_connections && self.seal() == Some(&self.row_version)
     }
 }
 
@@ -232,7 +257,7 @@ pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> 
     let row = client
         .opt(
             "SELECT datistemplate, pg_get_userbyid(datdba)::text, \
-                    shobj_description(oid, 'pg_database'), datallowconn \
+                    shobj_description(oid, 'pg_database'), datallowconn, xmin::text \
              FROM pg_database WHERE datname = $1",
             &[(&name, Type::TEXT)],
         )
@@ -244,6 +269,7 @@ pub async fn find(client: &Client, name: &str) -> anyhow::Result<Option<Found>> 
             is_template: r.get(0),
             allows_connections: r.get(3),
             owner: r.get(1),
+            row_version: r.get(4),
             fingerprint: comment
                 .as_deref()
                 .and_then(|c| c.strip_prefix(MARKER))
@@ -328,7 +354,7 @@ pub async fn create(client: &Client, name: &str, d: &Database) -> anyhow::Result
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("creating the template database `{name}`"))?;
-    mark(client, name, None, None).await?;
+    record(client, name, None).await?;
     client
         .batch_execute(&format!("REVOKE ALL ON DATABASE {ident} FROM PUBLIC"))
         .await
@@ -336,86 +362,75 @@ pub async fn create(client: &Client, name: &str, d: &Database) -> anyhow::Result
         .with_context(|| format!("closing `{name}` to PUBLIC"))
 }
 
-/// Record what the database is being built from (`fingerprint: None` while building), with its
-/// contents once built; a built one is marked as a template and closed to connections.
+/// What a built template records in its comment: what it was built from, the seal (its row
+/// version when `contents` were read, closed) and the contents.
+pub struct Record<'a> {
+    pub fingerprint: &'a str,
+    pub seal: &'a str,
+    pub contents: &'a Contents,
+}
+
+/// Record what the database is being built from (`None` while building: a crashed build is
+/// then recognised as ours and rebuilt), or, once built and closed ([`close`]), its
+/// [`Record`]. A comment lives in `pg_shdescription`: writing it keeps the seal.
 ///
 /// # Errors
 /// Statement failures.
-pub async fn mark(
-    client: &Client,
-    name: &str,
-    fingerprint: Option<&str>,
-    contents: Option<&Contents>,
-) -> anyhow::Result<()> {
-    let ident = db::quote_ident(name);
-    let contents = contents
-        .map(|c| format!(" contents={}", serde_json::to_string(c).unwrap_or_default()))
-        .unwrap_or_default();
-    let comment = format!("{MARKER} {}{contents}", fingerprint.unwrap_or("building"));
-    let mut sql = format!(
-        "COMMENT ON DATABASE {ident} IS {}",
-        db::quote_literal(&comment)
-    );
-    if fingerprint.is_some() {
-        // Closed to connections: CREATE DATABASE ... TEMPLATE needs nobody connected to it. The
-        // build's own sessions (a pooler keeps them open after the build let go) end too.
-        let _ = write!(
-            sql,
-            "; ALTER DATABASE {ident} IS_TEMPLATE true; {}",
-            close_sql(name)
-        );
-    }
+pub async fn record(client: &Client, name: &str, built: Option<Record<'_>>) -> anyhow::Result<()> {
+    let comment = match built {
+        None => format!("{MARKER} building"),
+        Some(r) => format!(
+            "{MARKER} {} seal={} contents={}",
+            r.fingerprint,
+            r.seal,
+            serde_json::to_string(r.contents).unwrap_or_default()
+        ),
+    };
     client
-        .batch_execute(&sql)
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS {}",
+            db::quote_ident(name),
+            db::quote_literal(&comment)
+        ))
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("marking `{name}` as a template"))
 }
 
-/// Close `name` to connections and end the sessions still in it (`CREATE DATABASE ... TEMPLATE`
-/// needs nobody connected; a pooler keeps server connections open after its clients let go).
-fn close_sql(name: &str) -> String {
-    format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
-        db::quote_ident(name),
-        db::quote_literal(name)
-    )
-}
-
-/// What a closed template holds now: opened to connections for the read and closed again, its
-/// read session ended (a kill in between leaves it open, which every clone refuses and the next
-/// `template` rebuilds). The caller holds the template's exclusive lock.
+/// Mark a built database as a template and close it to connections, end the sessions still in
+/// it (`CREATE DATABASE ... TEMPLATE` needs nobody connected; a pooler keeps server connections
+/// open after its clients let go) and wait until they are gone: from here nobody is inside it
+/// and nobody can enter it without an `ALTER DATABASE` that breaks the seal.
 ///
 /// # Errors
-/// Statements or the read failing.
-pub async fn read_closed(client: &Client, admin: &Target, name: &str) -> anyhow::Result<Contents> {
+/// Statement failures; sessions that do not end within 10 s.
+pub async fn close(client: &Client, name: &str) -> anyhow::Result<()> {
     let ident = db::quote_ident(name);
     client
-        .batch_execute(&format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS true"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {ident} IS_TEMPLATE true; ALTER DATABASE {ident} ALLOW_CONNECTIONS false"
+        ))
         .await
         .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("opening `{name}` to read what it holds"))?;
-    // Behind a pooler, the first server connection handed out may be one an earlier close
-    // ended (pg_terminate_backend): tried again, on a fresh one.
-    let mut read = Err(anyhow::anyhow!("not read"));
-    for attempt in 0..3 {
-        read = async {
-            let reader = admin.with_dbname(name).connect().await?;
-            contents(&reader).await
+        .with_context(|| format!("closing `{name}` to connections"))?;
+    for _ in 0..200 {
+        let left: i64 = client
+            .one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[(&name, Type::TEXT)],
+            )
+            .await
+            .with_context(|| format!("ending the sessions in `{name}`"))?
+            .get(0);
+        if left == 0 {
+            return Ok(());
         }
-        .await;
-        if read.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    client
-        .batch_execute(&close_sql(name))
-        .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("closing `{name}` again"))?;
-    read
+    Err(anyhow::anyhow!(
+        "sessions in `{name}` did not end within 10 s of being terminated; run `aidock-provision template` again"
+    ))
 }
 
 /// Whether a found template can be cloned for these migrations; the refusal says what to run.
@@ -520,10 +535,13 @@ pub async fn close_clone(client: &Client, d: &Database) -> anyhow::Result<()> {
         .context("clearing the clone's comment and closing it to PUBLIC")
 }
 
-/// On the admin's session in a fresh clone (still the admin's): compare what was copied with
-/// what the template recorded when it was built (it may have been changed since), and when they
-/// agree give every object to `d.owner` (the template may belong to another role). Returns the
-/// changes, in words; when there are any nothing was handed over and the caller drops the clone.
+/// On the admin's session in a fresh clone (still the admin's): unless the template is sealed
+/// ([`Found::sealed`]: nobody has been inside it since its contents were read, so the copy is
+/// what was read), compare what was copied with what the template recorded (it may have been
+/// changed since); when they agree give every object to `d.owner` (the template may belong to
+/// another role). Returns the changes, in words; when there are any nothing was handed over and
+/// the caller drops the clone. The caller checks the template's row again after the copy
+/// (an `ALTER DATABASE` in between breaks the seal).
 ///
 /// # Errors
 /// Statement failures.
@@ -532,18 +550,20 @@ pub async fn check_and_hand_over(
     template: &Found,
     d: &Database,
 ) -> anyhow::Result<Vec<String>> {
-    let tx = session.snapshot().await?;
-    let now = contents(&tx).await?;
-    let changed = template.contents().map_or_else(
-        || vec!["it records no contents".to_string()],
-        |built| changes(&built, &now),
-    );
-    drop(tx);
-    if !changed.is_empty() {
-        return Ok(changed);
+    if !template.sealed() {
+        let tx = session.snapshot().await?;
+        let now = contents(&tx).await?;
+        let changed = template.contents().map_or_else(
+            || vec!["it records no contents".to_string()],
+            |built| changes(&built, &now),
+        );
+        drop(tx);
+        if !changed.is_empty() {
+            return Ok(changed);
+        }
     }
     hand_over(session, template, d).await?;
-    Ok(changed)
+    Ok(Vec::new())
 }
 
 /// On the admin's session in a fresh clone: give every object the template's owner owns to
@@ -644,6 +664,7 @@ mod tests {
             allows_connections: false,
             owner: "app".into(),
             fingerprint: fp,
+            row_version: "812".into(),
         };
         let contents = Contents {
             data: [("public.users".to_string(), "25:abc".to_string())]
@@ -655,7 +676,7 @@ mod tests {
         };
         let with_contents = |f: String| {
             format!(
-                "{f} contents={}",
+                "{f} seal=812 contents={}",
                 serde_json::to_string(&contents).expect("json")
             )
         };
@@ -663,6 +684,29 @@ mod tests {
         let ok = found(true, Some(current.clone()));
         check_current("t", Some(&ok), &ms).expect("current");
         assert_eq!(ok.contents(), Some(contents.clone()));
+        assert_eq!(ok.inputs(), Some(fingerprint(&ms, "x").as_str()));
+        assert_eq!(ok.seal(), Some("812"));
+        assert!(ok.sealed());
+        for unsealed in [
+            Found {
+                row_version: "813".into(),
+                ..ok.clone()
+            },
+            Found {
+                allows_connections: true,
+                ..ok.clone()
+            },
+            Found {
+                is_template: false,
+                ..ok.clone()
+            },
+            found(
+                true,
+                Some(format!("{} contents={{}}", fingerprint(&ms, "x"))),
+            ),
+        ] {
+            assert!(!unsealed.sealed(), "{unsealed:?}");
+        }
         let reopened = Found {
             allows_connections: true,
             ..ok.clone()

@@ -119,6 +119,28 @@ impl Scratch {
         locale: &[String; 3],
         pool_mode: crate::db::pooler::PoolMode,
     ) -> anyhow::Result<Self> {
+        Self::make(admin, admin_target, From::Template0(locale), pool_mode).await
+    }
+
+    /// A file copy of the closed template `template` (`CREATE DATABASE ... TEMPLATE`), the
+    /// admin's own and closed to PUBLIC like any scratch database: what the template holds is
+    /// read there, so the template itself is never opened and its seal holds
+    /// (`provision::template`).
+    pub async fn copy_of(
+        admin: &Client,
+        admin_target: &Target,
+        template: &str,
+        pool_mode: crate::db::pooler::PoolMode,
+    ) -> anyhow::Result<Self> {
+        Self::make(admin, admin_target, From::Copy(template), pool_mode).await
+    }
+
+    async fn make(
+        admin: &Client,
+        admin_target: &Target,
+        from: From<'_>,
+        pool_mode: crate::db::pooler::PoolMode,
+    ) -> anyhow::Result<Self> {
         let now: i64 = admin
             .one("SELECT extract(epoch FROM now())::bigint", &[])
             .await
@@ -129,7 +151,7 @@ impl Scratch {
         // connected, the scratch database is alive (a killed run's connection goes with it).
         let beating = admin_target.named(&name).connect().await?;
         let own_session = pool_mode.sessions_hold(&beating).await;
-        create_scratch(admin, &name, locale).await?;
+        create_scratch(admin, &name, from).await?;
         let beat = format!(
             "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, 'aidock-provision scratch database, alive at ' || extract(epoch FROM now())::bigint || {}); END $$",
             db::quote_literal(&name),
@@ -313,23 +335,52 @@ pub(crate) async fn live_settings(
 /// `CREATE DATABASE ... TEMPLATE template0` with the live database's encoding and locale, the
 /// admin's own; closed to PUBLIC at once, and any session that came in meanwhile ended (the
 /// admin's check in [`Scratch::admin_session`] then finds whether it made anything).
-async fn create_scratch(
-    admin: &Client,
-    scratch: &str,
-    [encoding, collate, ctype]: &[String; 3],
-) -> anyhow::Result<()> {
+/// What a scratch database is made from.
+#[derive(Clone, Copy)]
+enum From<'a> {
+    /// template0, with the live database's encoding and locale.
+    Template0(&'a [String; 3]),
+    /// A file copy of this (closed) template.
+    Copy(&'a str),
+}
+
+async fn create_scratch(admin: &Client, scratch: &str, from: From<'_>) -> anyhow::Result<()> {
     let ident = db::quote_ident(scratch);
-    let sql = format!(
-        "CREATE DATABASE {ident} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-        db::quote_literal(encoding),
-        db::quote_literal(collate),
-        db::quote_literal(ctype)
-    );
-    admin
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
-        .with_context(|| format!("creating the scratch database `{scratch}`"))?;
+    let sql = match from {
+        From::Template0([encoding, collate, ctype]) => format!(
+            "CREATE DATABASE {ident} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            db::quote_literal(encoding),
+            db::quote_literal(collate),
+            db::quote_literal(ctype)
+        ),
+        From::Copy(template) => {
+            format!(
+                "CREATE DATABASE {ident} TEMPLATE {}",
+                db::quote_ident(template)
+            )
+        }
+    };
+    // A session of a closed template that is still ending (55006: being accessed by other
+    // users) is waited for a moment.
+    let mut tries = 0;
+    loop {
+        match admin.batch_execute(&sql).await {
+            Ok(()) => break,
+            Err(e)
+                if matches!(from, From::Copy(_))
+                    && db::sqlstate(&e)
+                        == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    && tries < 40 =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(db::describe_error(&e)))
+                    .with_context(|| format!("creating the scratch database `{scratch}`"));
+            }
+        }
+    }
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {ident} FROM PUBLIC; \

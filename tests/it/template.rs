@@ -430,3 +430,78 @@ async fn every_kind_of_tampering_is_refused_naming_it() {
         stderr(&out)
     );
 }
+
+/// The seal: a template is read (from a copy) once, closed, and its `pg_database` row version
+/// recorded; clones of it are not read again and `template` finds it current without opening
+/// it (its row keeps its version through clones, COMMENTs and VACUUM FULL). Any ALTER DATABASE
+/// (opened and closed again, here with nothing changed inside) breaks the seal: the next clone
+/// is read and compared (and made, the contents being the same), and `template` reads a copy,
+/// finds it unchanged and seals it again (the copies are verify's scratch databases, dropped on
+/// every way out).
+#[tokio::test]
+async fn a_sealed_template_is_cloned_unread_and_any_alter_database_breaks_the_seal() {
+    let t = TestDb::new("tmplseal");
+    let template = format!("{}_template", t.name);
+    run_ok(t.cmd().args(["init", "-q"]));
+    let build = || {
+        let mut cmd = t.cmd();
+        cmd.args(["template", "--dev", "--users", "3", "--usage-logs", "30"]);
+        cmd
+    };
+    run_ok(&mut build());
+    let admin = t.admin_postgres().await;
+    let seal = async |admin: &tokio_postgres::Client| -> (String, String) {
+        let row = admin
+            .query_one(
+                "SELECT xmin::text, substring(shobj_description(oid, 'pg_database') FROM ' seal=([0-9]+) ') \
+                 FROM pg_database WHERE datname = $1",
+                &[&template],
+            )
+            .await
+            .expect("template row");
+        (row.get(0), row.get::<_, Option<String>>(1).expect("a seal"))
+    };
+    let (version, recorded) = seal(&admin).await;
+    assert_eq!(version, recorded, "sealed at its row version");
+
+    for i in 0..2 {
+        let c = TestDb::new(&format!("tmplseal{i}"));
+        run_ok(c.cmd().args(["init", "-q", "--from-template", &template]));
+        let app = connect(&c.app_url()).await;
+        assert_eq!(count(&app, "SELECT count(*) FROM usage_logs").await, 30);
+    }
+    admin
+        .batch_execute("VACUUM FULL pg_database")
+        .await
+        .expect("vacuum full");
+    let again = run_ok(&mut build());
+    assert!(again.contains("is current"), "{again}");
+    assert_eq!(
+        seal(&admin).await,
+        (version.clone(), version.clone()),
+        "neither clones nor `template` opened it"
+    );
+
+    // Opened and closed again, nothing changed inside: the seal is broken.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS true; ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .expect("open and close");
+    let (reopened, recorded) = seal(&admin).await;
+    assert_ne!(
+        reopened, recorded,
+        "every ALTER DATABASE is a new row version"
+    );
+    let c = TestDb::new("tmplsealr");
+    run_ok(c.cmd().args(["init", "-q", "--from-template", &template]));
+    let again = run_ok(&mut build());
+    assert!(again.contains("is current"), "{again}");
+    let (now, recorded) = seal(&admin).await;
+    assert_eq!(
+        (now.as_str(), recorded.as_str()),
+        (reopened.as_str(), reopened.as_str()),
+        "sealed again"
+    );
+}

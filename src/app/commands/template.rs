@@ -7,7 +7,9 @@ use crate::app::{policy, targets};
 use crate::cli::TemplateArgs;
 use crate::migrate::plan::Target as PlanTarget;
 use crate::provision::template;
+use crate::reconcile::scratch::Scratch;
 use crate::{db, error, migrate, provision, seed};
+use anyhow::Context as _;
 
 /// What `template` did, for `--json` (docs/JSON.md).
 fn json_report(
@@ -66,6 +68,7 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
     );
     let admin = targets::admin(settings, targets::Local::Start)?;
     let quiet = settings.output.quiet || settings.output.json;
+    let pool_mode = settings.server.pool_mode;
     db::block_on(async {
         let client = admin.connect().await?;
         provision::admin_rights(&client, &admin).await?;
@@ -79,11 +82,23 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             && found.inputs() == Some(fingerprint.as_str())
             && let Some(built) = found.contents()
         {
-            // Built from these inputs; current only if nobody changed it since.
-            let changed = template::changes(
-                &built,
-                &template::read_closed(&client, &admin, &name).await?,
-            );
+            // Built from these inputs; current if nobody has been inside it since (sealed), or
+            // if a copy of it still holds what was recorded (then sealed again).
+            let changed = if found.sealed() {
+                Vec::new()
+            } else {
+                let (now, seal) = read_copy(&client, &admin, &name, pool_mode).await?;
+                let changed = template::changes(&built, &now);
+                if changed.is_empty() {
+                    let record = template::Record {
+                        fingerprint: &fingerprint,
+                        seal: &seal,
+                        contents: &built,
+                    };
+                    template::record(&client, &name, Some(record)).await?;
+                }
+                changed
+            };
             if changed.is_empty() {
                 if !quiet {
                     outln!("template {name} is current ({fingerprint}); nothing to do");
@@ -123,8 +138,16 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
             &crate::db::ha::Confirm::default(),
         )
         .await?;
-        let contents = template::contents(&build.connect().await?).await?;
-        template::mark(&client, &name, Some(&fingerprint), Some(&contents)).await?;
+        // Closed (nobody inside, nobody can enter), then read from a copy, so that what is
+        // recorded is what every clone copies; the seal is the row version at the read.
+        template::close(&client, &name).await?;
+        let (contents, seal) = read_copy(&client, &admin, &name, pool_mode).await?;
+        let record = template::Record {
+            fingerprint: &fingerprint,
+            seal: &seal,
+            contents: &contents,
+        };
+        template::record(&client, &name, Some(record)).await?;
         if !quiet {
             outln!(
                 "template {name} built: {} migration(s), reference data{} ({fingerprint}); owned by `{}`, closed to connections\nclone it with: aidock-provision init --from-template {name}",
@@ -142,6 +165,37 @@ pub fn run(settings: &Settings, args: &TemplateArgs) -> anyhow::Result<()> {
         }
         json_report(settings, &name, "built", Some(&fingerprint), &rebuilt)
     })
+}
+
+/// What the closed template `name` holds, read from a file copy of it (a scratch database,
+/// dropped on every way out), so the template is never opened; and its row version before the
+/// copy, the seal to record (`provision::template::Found::sealed`). A row that changed while
+/// the copy was made and read is refused: the copy may not be what the template holds.
+async fn read_copy(
+    client: &tokio_postgres::Client,
+    admin: &db::Target,
+    name: &str,
+    pool_mode: db::pooler::PoolMode,
+) -> anyhow::Result<(template::Contents, String)> {
+    let version = |found: Option<template::Found>| found.map(|f| f.row_version);
+    crate::reconcile::scratch::drop_stale_scratch_databases(client).await;
+    let before = version(template::find(client, name).await?);
+    let copy = Scratch::copy_of(client, admin, name, pool_mode).await?;
+    let read = async {
+        let session = copy.admin_session(admin).await?;
+        template::contents(&session).await
+    }
+    .await;
+    let dropped = copy.drop(client).await;
+    let contents = read.with_context(|| format!("reading what template `{name}` holds"))?;
+    dropped?;
+    let after = version(template::find(client, name).await?);
+    match (before, after) {
+        (Some(before), Some(after)) if before == after => Ok((contents, before)),
+        _ => Err(anyhow::anyhow!(
+            "template `{name}` was altered (ALTER DATABASE) while a copy of it was being read; run `aidock-provision template` again"
+        )),
+    }
 }
 
 /// `template --drop`: remove a template this tool built (under its exclusive lock, so no clone
