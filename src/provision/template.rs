@@ -114,8 +114,8 @@ impl Found {
 pub struct Contents {
     /// `schema.table` -> `<rows>:<md5 of the rows in physical order>`.
     pub data: std::collections::BTreeMap<String, String>,
-    /// Kind of object -> digest of every object of that kind (`default privileges` and `large
-    /// objects` included).
+    /// Kind of object -> digest of every object of that kind (`all default privileges`, every
+    /// role's, and `large objects` included).
     pub kinds: std::collections::BTreeMap<String, String>,
 }
 
@@ -140,7 +140,7 @@ SELECT 'table', r.name,
 FROM rels r,
      LATERAL query_to_xml(format('SELECT count(*) AS n, md5(coalesce(string_agg(t::text, chr(10)), %L)) AS h FROM ONLY %s t', '', r.name), false, true, '') q
 UNION ALL
-SELECT 'kind', 'default privileges',
+SELECT 'kind', 'all default privileges',
        md5(coalesce(string_agg(pg_get_userbyid(a.defaclrole) || ' ' || coalesce(n.nspname, '') || ' '
                                || a.defaclobjtype::text || ' ' || grants.list, chr(10) ORDER BY 1), ''))
 FROM pg_default_acl a LEFT JOIN pg_namespace n ON n.oid = a.defaclnamespace,

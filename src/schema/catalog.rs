@@ -9,7 +9,8 @@
 //! sequences (all parameters), functions, procedures and aggregates, triggers (definition and
 //! enabled state), types (enums with value order, domains, composite and range types), RLS
 //! policies, extensions (one object each, not their members), publications, comments,
-//! privileges and owners, across every non-system schema. Objects that belong to an extension
+//! privileges and owners, the database owner's default privileges, across every non-system
+//! schema. Objects that belong to an extension
 //! are the extension's, and `exclude` names tables (with everything on them) to leave out.
 
 use std::collections::BTreeMap;
@@ -111,6 +112,18 @@ WITH ns AS (
     ) x WHERE acl IS NOT NULL AND NOT (acl @> dflt AND acl <@ dflt)
 )
 ";
+
+/// The key of a default-privileges entry `a` (its schema `n`, when in one): `on tables`,
+/// `on functions in schema app`.
+const DEFACL_NAME: &str = "'on ' || CASE a.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
+                              WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' END
+            || coalesce(' in schema ' || quote_ident(n.nspname), '')";
+
+/// Which default-privileges entries are read: the database owner's, global or in a schema in
+/// scope.
+const DEFACL_SCOPE: &str =
+    "a.defaclrole = (SELECT datdba FROM pg_database WHERE datname = current_database())
+       AND (a.defaclnamespace = 0 OR n.oid IS NOT NULL)";
 
 /// One query per kind (each after [`SCOPE`]).
 const KINDS: &[&str] = &[
@@ -276,6 +289,16 @@ const KINDS: &[&str] = &[
                       || string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type) AS entry
                FROM aclexplode(acl) a GROUP BY a.grantee) e)
      FROM acls",
+    // The database owner's default privileges (ALTER DEFAULT PRIVILEGES: the migrations run as
+    // that role, so what it grants to tables it makes later is part of the schema), global or
+    // in a schema in scope, as sorted grantee=privileges lists; not in the platform's read.
+    "SELECT 'default privileges', /*DEFACLNAME*/,
+            coalesce((SELECT string_agg(entry, ', ' ORDER BY entry) FROM (
+               SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END || '='
+                      || string_agg(x.privilege_type || CASE WHEN x.is_grantable THEN '*' ELSE '' END, ',' ORDER BY x.privilege_type) AS entry
+               FROM aclexplode(a.defaclacl) x GROUP BY x.grantee) e), 'nothing')
+     FROM pg_default_acl a LEFT JOIN ns n ON n.oid = a.defaclnamespace
+     WHERE /*DEFACLSCOPE*/",
     // Comments on anything in scope, keyed by the commented object's own key (`comment column
     // users.email`), built from catalog parts like every other key: never description text.
     "SELECT 'comment', k.kind || ' ' || k.name, d.description
@@ -397,6 +420,17 @@ const META: &[&str] = &[
                     ORDER BY a.n)
              FROM aclexplode(acl) WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, n))::text
      FROM acls",
+    "SELECT '~default privileges', /*DEFACLNAME*/,
+            json_build_object('role', pg_get_userbyid(a.defaclrole)::text, 'schema', n.nspname::text,
+              'on', CASE a.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS'
+                                         WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END,
+              'grants', coalesce((SELECT json_agg(json_build_object(
+                      'grantee', CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee)::text END,
+                      'privilege', x.privilege_type, 'grantable', x.is_grantable) ORDER BY x.n)
+                  FROM aclexplode(a.defaclacl) WITH ORDINALITY x(grantor, grantee, privilege_type, is_grantable, n)),
+                  '[]'::json))::text
+     FROM pg_default_acl a LEFT JOIN ns n ON n.oid = a.defaclnamespace
+     WHERE /*DEFACLSCOPE*/",
     "SELECT '~collation', CASE WHEN ns.nspname = 'public' THEN '' ELSE quote_ident(ns.nspname) || '.' END
                           || quote_ident(c.collname),
             json_build_object('provider', c.collprovider::text, 'deterministic', c.collisdeterministic::text,
@@ -624,13 +658,24 @@ async fn read_with_path(
             ]
         }
     };
+    // Default privileges are the migrations' (the database owner's), never the platform's.
+    let defacl_scope = if options.platform {
+        "false"
+    } else {
+        DEFACL_SCOPE
+    };
     let mut scope_sql = SCOPE
         .replace("$1::text[]", &format!("ARRAY[{exclude}]::text[]"))
         .replace("/*SCOPE*/", &scope);
     let mut kinds_sql = KINDS
         .iter()
         .chain(meta)
-        .map(|k| format!("({k})").replace("/*EXTSCOPE*/", &ext_scope))
+        .map(|k| {
+            format!("({k})")
+                .replace("/*EXTSCOPE*/", &ext_scope)
+                .replace("/*DEFACLNAME*/", DEFACL_NAME)
+                .replace("/*DEFACLSCOPE*/", defacl_scope)
+        })
         .collect::<Vec<_>>()
         .join("\nUNION ALL\n");
     for (mark, sql) in &filters {

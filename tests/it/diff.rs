@@ -1452,3 +1452,47 @@ async fn a_pair_the_live_database_already_has_is_recorded_not_applied() {
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(doc["files"], serde_json::json!([]), "{doc}");
 }
+
+/// Issue #40 (low): the database owner's default privileges are part of the schema: diff
+/// writes them (global and in a schema, a grant and a revoke of a built-in default) as a pair
+/// whose up reaches what psql makes of the desired file (pg_dump prints default privileges) and
+/// whose down returns; verify is clean at both ends.
+#[tokio::test]
+async fn default_privileges_are_a_tested_pair() {
+    let t = TestDb::new("diff_defacl");
+    let root = project(migrations_dir(&[]));
+    run_ok(&mut in_project(&t, &root, &["init", "-q"]));
+    desire(
+        &root,
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO PUBLIC;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n",
+    );
+    let up = diff_ok(&t, &root, "defaults", &[]);
+    for expected in [
+        "ALTER DEFAULT PRIVILEGES FOR ROLE",
+        "GRANT SELECT ON TABLES TO PUBLIC;",
+        "IN SCHEMA public GRANT USAGE ON SEQUENCES TO PUBLIC;",
+        "REVOKE ALL ON FUNCTIONS FROM PUBLIC;",
+    ] {
+        assert!(up.contains(expected), "missing `{expected}` in:\n{up}");
+    }
+    let live = with_db(&t.app_url(), &t.name);
+    let before = schema_dump(&live);
+    assert!(!before.contains("DEFAULT PRIVILEGES"), "{before}");
+    run_ok(&mut in_project(&t, &root, &["migrate", "up"]));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    matches_psql(&t, &root);
+    assert!(schema_dump(&live).contains("ALTER DEFAULT PRIVILEGES FOR ROLE"));
+    run_ok(&mut in_project(
+        &t,
+        &root,
+        &["migrate", "down", "--steps", "1", "--yes"],
+    ));
+    run_ok(&mut in_project(&t, &root, &["migrate", "verify"]));
+    assert_same_dump(
+        &schema_dump(&live),
+        &before,
+        "down returns to the dump before",
+    );
+}

@@ -306,3 +306,63 @@ async fn a_superuser_only_statement_in_a_migration_is_named_by_diff() {
         "nothing written"
     );
 }
+
+/// Issue #40 (low): default privileges the app role set outside the migrations (a grant of
+/// every future table to PUBLIC, global and in a schema, and a built-in default revoked) are
+/// drift, named; `verify --fix` puts them back, run on the app's login, and verify is clean.
+/// Other roles' default privileges are not the migrations' and stay out of it.
+#[tokio::test]
+async fn default_privileges_set_outside_the_migrations_are_drift_and_fixed() {
+    let t = TestDb::new("defacl");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let app = crate::support::connect(&t.app_url()).await;
+    app.batch_execute(
+        "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC;
+         ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON SEQUENCES TO pg_monitor WITH GRANT OPTION;
+         ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;",
+    )
+    .await
+    .expect("default privileges");
+    let admin = t.admin().await;
+    admin
+        .batch_execute("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC")
+        .await
+        .expect("the admin's own");
+    let out = expect_exit(t.cmd().args(["migrate", "verify"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for named in [
+        "default privileges on tables",
+        "default privileges on sequences in schema public",
+        "default privileges on functions",
+    ] {
+        assert!(text.contains(named), "missing `{named}` in:\n{text}");
+    }
+    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sql = v["fix_sql"].as_str().expect("fix_sql");
+    assert!(sql.contains("ALTER DEFAULT PRIVILEGES FOR ROLE"), "{sql}");
+    crate::support::apply_fix(
+        &v,
+        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
+        &t.app_url(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_ok(t.cmd().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+    let left: Vec<String> = admin
+        .query(
+            "SELECT pg_get_userbyid(defaclrole)::text FROM pg_default_acl ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("pg_default_acl")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let me: String = admin
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("current_user")
+        .get(0);
+    assert_eq!(left, vec![me], "only the admin's own stays");
+}

@@ -32,6 +32,7 @@ mod collation;
 mod column;
 mod comment;
 mod constraint;
+mod default_privilege;
 mod index;
 mod order;
 mod owner;
@@ -322,6 +323,7 @@ fn generator(kind: &str) -> Option<&'static dyn Generator> {
         "policy" => &policy::Policies,
         "comment" => &comment::Comments,
         "privileges" => &privilege::Privileges,
+        "default privileges" => &default_privilege::DefaultPrivileges,
         "owner" => &owner::Owners,
         _ => return None,
     })

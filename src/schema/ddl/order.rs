@@ -37,7 +37,8 @@ fn phase(u: &Unit, to: &Catalog) -> u8 {
         "comment" => 16,
         "privileges" => 17,
         "owner" => 18,
-        _ => 19,
+        "default privileges" => 19,
+        _ => 20,
     }
 }
 

@@ -29,12 +29,14 @@ impl Generator for Privileges {
 
 /// Each grantee's privileges on an object (`*` marks WITH GRANT OPTION), in the ACL's own
 /// order (granting in that order gives back the same ACL); `None` when the catalog holds the
-/// entry but not its parts.
-fn grants(cat: &Catalog, k: &Key) -> Option<Vec<(Grantee, Vec<String>)>> {
+/// entry but not its parts. `k` is a `privileges` key (its meta the ACL's parts) or a `default
+/// privileges` one (its meta's `grants`).
+pub(super) fn grants(cat: &Catalog, k: &Key) -> Option<Vec<(Grantee, Vec<String>)>> {
     if !cat.objects.contains_key(k) {
         return Some(Vec::new());
     }
-    let entries = Planner::meta(cat, "privileges", &k.1)?.as_array()?;
+    let meta = Planner::meta(cat, &k.0, &k.1)?;
+    let entries = meta.get("grants").unwrap_or(meta).as_array()?;
     let mut out: Vec<(Grantee, Vec<String>)> = Vec::new();
     for e in entries {
         let grantee = match e.get("grantee").and_then(Value::as_str) {
@@ -118,7 +120,26 @@ pub(super) fn write(p: &mut Planner, k: &Key) {
             k.1
         ));
     }
-    for (g, privs) in &after {
+    sql.extend(grant_statements(&after, "", &column, &on));
+    let op = if p.to.objects.contains_key(k) {
+        Op::Create
+    } else {
+        Op::Drop
+    };
+    p.unit(op, k, Place::Main, sql.join("\n"))
+        .needing(vec![object]);
+}
+
+/// `GRANT` statements giving each grantee its privileges (`*`: WITH GRANT OPTION), after
+/// `prefix` (an `ALTER DEFAULT PRIVILEGES ...` head, or nothing).
+pub(super) fn grant_statements(
+    grants: &[(Grantee, Vec<String>)],
+    prefix: &str,
+    column: &str,
+    on: &str,
+) -> Vec<String> {
+    let mut sql = Vec::new();
+    for (g, privs) in grants {
         let plain: Vec<&str> = privs
             .iter()
             .filter(|p| !p.ends_with('*'))
@@ -128,17 +149,11 @@ pub(super) fn write(p: &mut Planner, k: &Key) {
         for (list, option) in [(plain, ""), (with, " WITH GRANT OPTION")] {
             if !list.is_empty() {
                 sql.push(format!(
-                    "GRANT {}{column} ON {on} TO {g}{option};",
+                    "{prefix}GRANT {}{column} ON {on} TO {g}{option};",
                     list.join(", ")
                 ));
             }
         }
     }
-    let op = if p.to.objects.contains_key(k) {
-        Op::Create
-    } else {
-        Op::Drop
-    };
-    p.unit(op, k, Place::Main, sql.join("\n"))
-        .needing(vec![object]);
+    sql
 }
