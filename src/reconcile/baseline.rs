@@ -172,6 +172,7 @@ pub async fn baseline(
             direction: Direction::Up,
             one_transaction: true,
             guess_renames: false,
+            public_privileges: false,
         },
     );
     report.notes.clone_from(&plan.notes);

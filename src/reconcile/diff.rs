@@ -720,7 +720,17 @@ pub struct Fix {
 /// app's code could undo: see `db::trust`).
 #[must_use]
 pub fn fix_sql(expected: &Catalog, live: &Catalog, role: &str) -> Fix {
-    let plan = ddl::plan(live, expected, role, Direction::Up);
+    let plan = ddl::plan_with(
+        live,
+        expected,
+        role,
+        ddl::Options {
+            direction: Direction::Up,
+            one_transaction: false,
+            guess_renames: true,
+            public_privileges: true,
+        },
+    );
     let mut text = String::new();
     let mut admin_part = None;
     let mut role_part = String::new();

@@ -410,6 +410,7 @@ async fn mirror_platform(
             direction: crate::schema::ddl::Direction::Up,
             one_transaction: true,
             guess_renames: false,
+            public_privileges: false,
         },
     );
     if plan.is_empty() {

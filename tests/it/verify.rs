@@ -366,3 +366,52 @@ async fn default_privileges_set_outside_the_migrations_are_drift_and_fixed() {
         .get(0);
     assert_eq!(left, vec![me], "only the admin's own stays");
 }
+
+/// Issue #40 (low): a grant on schema public made outside the migrations (CREATE to another
+/// role, USAGE taken from PUBLIC) is drift that `verify --fix` now undoes instead of only
+/// noting it; schema public's owner and PUBLIC's CREATE stay `init`'s.
+#[tokio::test]
+async fn schema_public_privileges_drift_is_fixed() {
+    let t = TestDb::new("pubacl");
+    run_ok(t.cmd().args(["init", "-q"]));
+    let app = crate::support::connect(&t.app_url()).await;
+    app.batch_execute(
+        "GRANT CREATE, USAGE ON SCHEMA public TO pg_monitor; REVOKE USAGE ON SCHEMA public FROM PUBLIC",
+    )
+    .await
+    .expect("grants on schema public");
+    let acl = async || -> String {
+        app.query_one(
+            "SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+        .expect("nspacl")
+        .get(0)
+    };
+    let drifted = acl().await;
+    let out = expect_exit(t.cmd().args(["migrate", "verify"]), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("privileges schema public"), "{text}");
+    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sql = v["fix_sql"].as_str().expect("fix_sql");
+    assert!(
+        sql.contains("REVOKE ALL ON SCHEMA public FROM pg_monitor;"),
+        "{sql}"
+    );
+    crate::support::apply_fix(
+        &v,
+        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
+        &t.app_url(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_ok(t.cmd().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+    let fixed = acl().await;
+    assert!(!fixed.contains("pg_monitor"), "{drifted} -> {fixed}");
+    assert!(fixed.contains("=U/"), "PUBLIC's USAGE is back: {fixed}");
+    // And a run of init agrees: nothing of schema public to change.
+    let out = run_ok(t.cmd().args(["init", "--json"]));
+    assert!(!out.contains("\"changed\""), "{out}");
+}

@@ -253,6 +253,10 @@ pub struct Options {
     /// Take a column that disappears while a same-shaped one appears for a rename (off for
     /// adoption, where a wrong guess would move data into another column's meaning).
     pub guess_renames: bool,
+    /// Write schema public's privileges too (`verify --fix`: the expected side holds the live
+    /// database's own schema public, as `init` left it, and what the migrations granted there,
+    /// so any other grant is drift to undo). Off for `diff`, where they are `init`'s.
+    pub public_privileges: bool,
 }
 
 /// The DDL that turns `from` into `to`. `role` runs it (new objects are its own).
@@ -266,6 +270,7 @@ pub fn plan(from: &Catalog, to: &Catalog, role: &str, direction: Direction) -> P
             direction,
             one_transaction: false,
             guess_renames: true,
+            public_privileges: false,
         },
     )
 }
@@ -414,7 +419,7 @@ impl Planner<'_> {
                 .collect();
             for name in names {
                 let k = key(kind, name);
-                if init_owned(&k) {
+                if init_owned(&k) && !(self.options.public_privileges && k.0 == "privileges") {
                     // Said, not silently dropped: the desired file asks for something init owns.
                     if self.from.objects.get(&k) != self.to.objects.get(&k) {
                         self.notes.push(format!(
