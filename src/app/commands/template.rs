@@ -7,6 +7,7 @@ use crate::app::{policy, targets};
 use crate::cli::TemplateArgs;
 use crate::migrate::plan::Target as PlanTarget;
 use crate::provision::template;
+use crate::db::trust::CatalogSession;
 use crate::reconcile::scratch::Scratch;
 use crate::{db, error, migrate, provision, seed};
 use anyhow::Context as _;
@@ -181,9 +182,12 @@ async fn read_copy(
     crate::reconcile::scratch::drop_stale_scratch_databases(client).await;
     let before = version(template::find(client, name).await?);
     let copy = Scratch::copy_of(client, admin, name, pool_mode).await?;
+    // The admin's catalog session (db::trust), as in a clone: the copy holds whatever the
+    // template's build made, owners included.
     let read = async {
-        let session = copy.admin_session(admin).await?;
-        template::contents(&session).await
+        let mut session = CatalogSession::connect(admin, &copy.name).await?;
+        let tx = session.snapshot().await?;
+        template::contents(&tx).await
     }
     .await;
     let dropped = copy.drop(client).await;
