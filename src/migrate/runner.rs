@@ -639,12 +639,11 @@ fn session_setting_name(statement: &str) -> Option<&str> {
 
 async fn setting_exists(client: &(impl GenericClient + Sync), name: &str) -> anyhow::Result<bool> {
     let row = client
-        .query_one(
+        .one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
-        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
         .with_context(|| format!("reading whether the server has the setting {name}"))?;
     Ok(row.get(0))
 }
