@@ -477,6 +477,30 @@ pub fn char_position_to_byte(text: &str, position: usize) -> usize {
         .map_or(text.len(), |(b, _)| b)
 }
 
+/// Whether `sql` is a plain-text pg_dump file (its header says so in the first lines).
+#[must_use]
+pub fn is_pg_dump_file(sql: &str) -> bool {
+    sql.lines()
+        .take(12)
+        .any(|l| l.starts_with("-- Dumped by pg_dump version"))
+}
+
+/// The setting a plain `SET name = value` / `SET name TO value` of a pg_dump header sets (a
+/// built-in, dotless name; not `SET LOCAL`, `SET SESSION AUTHORIZATION` or a placeholder).
+/// pg_dump writes one such line for every session setting its own version knows, so a dump from
+/// a newer pg_dump (17's `transaction_timeout`) names settings an older server lacks.
+#[must_use]
+pub fn session_setting_name(statement: &str) -> Option<&str> {
+    let rest = statement.strip_prefix("SET ")?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .unwrap_or(rest.len());
+    let (name, after) = rest.split_at(end);
+    let after = after.trim_start();
+    let assigns = after.starts_with('=') || after.starts_with("TO ");
+    (!name.is_empty() && assigns && !matches!(name, "local" | "session")).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -687,5 +711,30 @@ mod tests {
             ]
         );
         assert_eq!(found.iter().filter(|f| f.is_none()).count(), 6, "{found:?}");
+    }
+
+    #[test]
+    fn pg_dump_header_settings_are_recognised_and_nothing_else() {
+        assert_eq!(
+            session_setting_name("SET transaction_timeout = 0"),
+            Some("transaction_timeout")
+        );
+        assert_eq!(
+            session_setting_name("SET default_table_access_method TO heap"),
+            Some("default_table_access_method")
+        );
+        for other in [
+            "SET LOCAL lock_timeout = 0",
+            "SET SESSION AUTHORIZATION app",
+            "SET app.tenant = 'x'",
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            "SETOF",
+        ] {
+            assert_eq!(session_setting_name(other), None, "{other}");
+        }
+        assert!(is_pg_dump_file(
+            "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 13.23\n-- Dumped by pg_dump version 18.6\n"
+        ));
+        assert!(!is_pg_dump_file("SET transaction_timeout = 0;\n"));
     }
 }

@@ -580,11 +580,11 @@ async fn run_statements(
             script.location()
         ));
     }
-    let from_pg_dump = is_pg_dump_file(&script.sql);
+    let from_pg_dump = lexer::is_pg_dump_file(&script.sql);
     for statement in &split.statements {
         let text = statement.text(&script.sql);
         if from_pg_dump
-            && let Some(name) = session_setting_name(text)
+            && let Some(name) = lexer::session_setting_name(text)
             && !setting_exists(client, name).await?
         {
             let (line, _) = lexer::line_col(&script.sql, statement.first_token);
@@ -613,28 +613,6 @@ async fn run_statements(
         }
     }
     Ok(())
-}
-
-/// Whether `sql` is a plain-text pg_dump file (its header says so in the first lines).
-fn is_pg_dump_file(sql: &str) -> bool {
-    sql.lines()
-        .take(12)
-        .any(|l| l.starts_with("-- Dumped by pg_dump version"))
-}
-
-/// The setting a plain `SET name = value` / `SET name TO value` of a pg_dump header sets (a
-/// built-in, dotless name; not `SET LOCAL`, `SET SESSION AUTHORIZATION` or a placeholder).
-/// pg_dump writes one such line for every session setting its own version knows, so a dump from
-/// a newer pg_dump (17's `transaction_timeout`) names settings an older server lacks.
-fn session_setting_name(statement: &str) -> Option<&str> {
-    let rest = statement.strip_prefix("SET ")?.trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
-        .unwrap_or(rest.len());
-    let (name, after) = rest.split_at(end);
-    let after = after.trim_start();
-    let assigns = after.starts_with('=') || after.starts_with("TO ");
-    (!name.is_empty() && assigns && !matches!(name, "local" | "session")).then_some(name)
 }
 
 async fn setting_exists(client: &(impl GenericClient + Sync), name: &str) -> anyhow::Result<bool> {
@@ -882,34 +860,4 @@ async fn wait_or_fail(client: &Client, deadline: Instant, wait: Duration) -> any
     anyhow::bail!(
         "waited {wait:?} for the migration lock held by {who}; let that migration finish, or raise migrate.wait_timeout"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{is_pg_dump_file, session_setting_name};
-
-    #[test]
-    fn pg_dump_header_settings_are_recognised_and_nothing_else() {
-        assert_eq!(
-            session_setting_name("SET transaction_timeout = 0"),
-            Some("transaction_timeout")
-        );
-        assert_eq!(
-            session_setting_name("SET default_table_access_method TO heap"),
-            Some("default_table_access_method")
-        );
-        for other in [
-            "SET LOCAL lock_timeout = 0",
-            "SET SESSION AUTHORIZATION app",
-            "SET app.tenant = 'x'",
-            "SELECT pg_catalog.set_config('search_path', '', false)",
-            "SETOF",
-        ] {
-            assert_eq!(session_setting_name(other), None, "{other}");
-        }
-        assert!(is_pg_dump_file(
-            "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 13.23\n-- Dumped by pg_dump version 18.6\n"
-        ));
-        assert!(!is_pg_dump_file("SET transaction_timeout = 0;\n"));
-    }
 }
