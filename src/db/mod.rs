@@ -833,6 +833,25 @@ pub fn quote_literal(value: &str) -> String {
     }
 }
 
+/// Run `CREATE DATABASE ... TEMPLATE ...` (`sql`), waiting a moment (up to 2 s) while the
+/// template is still "being accessed by other users" (55006): sessions of a build or a read
+/// that are ending.
+///
+/// # Errors
+/// The statement's own error, or 55006 after the wait.
+pub async fn create_from_template(client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let mut tries = 0;
+    loop {
+        match client.batch_execute(sql).await {
+            Err(e) if sqlstate(&e) == Some(&SqlState::OBJECT_IN_USE) && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The SQLSTATE of a server error, if it is one.
 #[must_use]
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&SqlState> {

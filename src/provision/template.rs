@@ -494,25 +494,10 @@ pub async fn create_clone(
         "CREATE DATABASE {ident} TEMPLATE {}",
         db::quote_ident(template_name)
     );
-    // A session of the build that is still ending (55006: the template is being accessed) is
-    // waited for a moment.
-    let mut tries = 0;
-    loop {
-        match client.batch_execute(&create).await {
-            Ok(()) => break,
-            Err(e)
-                if db::sqlstate(&e) == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
-                    && tries < 40 =>
-            {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => {
-                return Err(anyhow::anyhow!(db::describe_error(&e)))
-                    .with_context(|| format!("cloning `{template_name}` into `{}`", d.name));
-            }
-        }
-    }
+    db::create_from_template(client, &create)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("cloning `{template_name}` into `{}`", d.name))?;
     Ok(Item::new(
         format!("database {}", d.name),
         Outcome::Changed(vec![format!("created from template {template_name}")]),

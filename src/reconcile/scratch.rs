@@ -360,27 +360,13 @@ async fn create_scratch(admin: &Client, scratch: &str, from: From<'_>) -> anyhow
             )
         }
     };
-    // A session of a closed template that is still ending (55006: being accessed by other
-    // users) is waited for a moment.
-    let mut tries = 0;
-    loop {
-        match admin.batch_execute(&sql).await {
-            Ok(()) => break,
-            Err(e)
-                if matches!(from, From::Copy(_))
-                    && db::sqlstate(&e)
-                        == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
-                    && tries < 40 =>
-            {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => {
-                return Err(anyhow::anyhow!(db::describe_error(&e)))
-                    .with_context(|| format!("creating the scratch database `{scratch}`"));
-            }
-        }
-    }
+    let created = match from {
+        From::Template0(_) => admin.batch_execute(&sql).await,
+        From::Copy(_) => db::create_from_template(admin, &sql).await,
+    };
+    created
+        .map_err(|e| anyhow::anyhow!(db::describe_error(&e)))
+        .with_context(|| format!("creating the scratch database `{scratch}`"))?;
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {ident} FROM PUBLIC; \

@@ -183,6 +183,25 @@ async fn an_interrupted_or_killed_verify_leaves_no_scratch_database() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `migrate verify --fix --json` on a drifted database (exit 1), parsed.
+fn verify_fix_json(t: &TestDb) -> serde_json::Value {
+    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Run the fix `v` prints as a user would (support::apply_fix), then verify is clean.
+#[track_caller]
+fn apply_fix_and_verify_clean(t: &TestDb, v: &serde_json::Value) {
+    crate::support::apply_fix(
+        v,
+        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
+        &t.app_url(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_ok(t.cmd().args(["migrate", "verify"]));
+    assert!(out.contains("schema matches"), "{out}");
+}
+
 /// `verify --fix` prints (never runs) SQL that, run by the admin with psql, makes verify clean.
 #[tokio::test]
 async fn verify_fix_prints_sql_that_repairs_the_drift() {
@@ -194,8 +213,7 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     ))
     .await
     .expect("drift");
-    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = verify_fix_json(&t);
     let sql = v["fix_sql"].as_str().expect("fix_sql").to_string();
     for expected in [
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_users_is_active",
@@ -209,14 +227,7 @@ async fn verify_fix_prints_sql_that_repairs_the_drift() {
     }
     // Printed, not run: the drift is still there.
     expect_exit(t.cmd().args(["migrate", "verify"]), 1);
-    crate::support::apply_fix(
-        &v,
-        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
-        &t.app_url(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let out = run_ok(t.cmd().args(["migrate", "verify"]));
-    assert!(out.contains("schema matches"), "{out}");
+    apply_fix_and_verify_clean(&t, &v);
 }
 
 /// An extension the app role may not create (amcheck: not trusted), made by the admin in the
@@ -337,18 +348,10 @@ async fn default_privileges_set_outside_the_migrations_are_drift_and_fixed() {
     ] {
         assert!(text.contains(named), "missing `{named}` in:\n{text}");
     }
-    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = verify_fix_json(&t);
     let sql = v["fix_sql"].as_str().expect("fix_sql");
     assert!(sql.contains("ALTER DEFAULT PRIVILEGES FOR ROLE"), "{sql}");
-    crate::support::apply_fix(
-        &v,
-        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
-        &t.app_url(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let out = run_ok(t.cmd().args(["migrate", "verify"]));
-    assert!(out.contains("schema matches"), "{out}");
+    apply_fix_and_verify_clean(&t, &v);
     let left: Vec<String> = admin
         .query(
             "SELECT pg_get_userbyid(defaclrole)::text FROM pg_default_acl ORDER BY 1",
@@ -393,21 +396,13 @@ async fn schema_public_privileges_drift_is_fixed() {
     let out = expect_exit(t.cmd().args(["migrate", "verify"]), 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("privileges schema public"), "{text}");
-    let out = expect_exit(t.cmd().args(["migrate", "verify", "--fix", "--json"]), 1);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = verify_fix_json(&t);
     let sql = v["fix_sql"].as_str().expect("fix_sql");
     assert!(
         sql.contains("REVOKE ALL ON SCHEMA public FROM pg_monitor;"),
         "{sql}"
     );
-    crate::support::apply_fix(
-        &v,
-        &crate::support::with_db(&crate::support::cluster().admin_url, &t.name),
-        &t.app_url(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let out = run_ok(t.cmd().args(["migrate", "verify"]));
-    assert!(out.contains("schema matches"), "{out}");
+    apply_fix_and_verify_clean(&t, &v);
     let fixed = acl().await;
     assert!(!fixed.contains("pg_monitor"), "{drifted} -> {fixed}");
     assert!(fixed.contains("=U/"), "PUBLIC's USAGE is back: {fixed}");
