@@ -301,3 +301,47 @@ pub async fn record(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::replaced_files;
+
+    /// A merge revision of the backend's (`down_revision` a tuple, as `alembic merge` writes
+    /// it) is walked through both of its parents down to ours; a parent without a file is named.
+    #[test]
+    fn a_merge_revision_is_walked_through_both_parents() {
+        let dir = std::env::temp_dir().join(format!("aidock-capture-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+        file(
+            "0001_initial.py",
+            "revision = \"0001\"\ndown_revision = None\n",
+        );
+        file(
+            "a1_phone.py",
+            "revision = \"a1\"\ndown_revision = \"0001\"\n",
+        );
+        file(
+            "b2_avatar.py",
+            "revision: str = 'b2'\ndown_revision: Union[str, None] = '0001'\n",
+        );
+        file(
+            "c3_merge.py",
+            "revision = 'c3'\ndown_revision = ('a1', 'b2')\nbranch_labels = None\n",
+        );
+        let files =
+            replaced_files(&dir, &["c3".to_string()], &["0001".to_string()]).expect("walked");
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a1_phone.py", "b2_avatar.py", "c3_merge.py"]);
+
+        std::fs::remove_file(dir.join("b2_avatar.py")).expect("rm");
+        let err = replaced_files(&dir, &["c3".to_string()], &["0001".to_string()])
+            .expect_err("a parent without its file");
+        assert!(err.to_string().contains("revision `b2`"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
