@@ -581,12 +581,22 @@ async fn run_statements(
         ));
     }
     let from_pg_dump = lexer::is_pg_dump_file(&script.sql);
+    // The server's setting names, read once per script at its first `SET` (pg_dump repeats
+    // `SET default_tablespace` and the like before many objects).
+    let mut settings: Option<std::collections::HashSet<String>> = None;
     for statement in &split.statements {
         let text = statement.text(&script.sql);
-        if from_pg_dump
-            && let Some(name) = lexer::session_setting_name(text)
-            && !setting_exists(client, name).await?
-        {
+        let unknown_setting = match lexer::session_setting_name(text) {
+            Some(name) if from_pg_dump => {
+                if settings.is_none() {
+                    settings = Some(setting_names(client).await?);
+                }
+                let known = settings.as_ref().is_some_and(|k| k.contains(name));
+                (!known).then_some(name)
+            }
+            _ => None,
+        };
+        if let Some(name) = unknown_setting {
             let (line, _) = lexer::line_col(&script.sql, statement.first_token);
             (opts.log)(&format!(
                 "note: {}:{line}: skipped `{}`: this server has no setting `{name}` (the file was written by a newer pg_dump than the server; psql goes past this line too)",
@@ -615,15 +625,17 @@ async fn run_statements(
     Ok(())
 }
 
-async fn setting_exists(client: &(impl GenericClient + Sync), name: &str) -> anyhow::Result<bool> {
-    let row = client
-        .one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)",
-            &[(&name, Type::TEXT)],
-        )
+/// Every setting name the server has (`pg_settings`).
+async fn setting_names(
+    client: &(impl GenericClient + Sync),
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    Ok(client
+        .rows("SELECT name FROM pg_catalog.pg_settings", &[])
         .await
-        .with_context(|| format!("reading whether the server has the setting {name}"))?;
-    Ok(row.get(0))
+        .context("reading the server's setting names")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Replay the up scripts of `versions` into another database (verify's scratch database) the
