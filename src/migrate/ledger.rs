@@ -29,42 +29,43 @@ pub const HISTORY: &str = "aidock_provision.schema_history";
 /// Where releases before the bookkeeping schema kept the ledger.
 pub const OLD_HISTORY: &str = "public.aidock_schema_history";
 
+/// Both ledgers, made if missing (one definition for [`CREATE`] and [`CREATE_IN_PLACE`]).
+macro_rules! ledger_tables {
+    () => {
+        "CREATE TABLE IF NOT EXISTS aidock_provision.schema_history (
+    version      bigint PRIMARY KEY,
+    name         text NOT NULL,
+    checksum     text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    execution_ms bigint NOT NULL,
+    applied_by   text NOT NULL DEFAULT current_user
+);
+CREATE TABLE IF NOT EXISTS public.alembic_version (
+    version_num varchar(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+)"
+    };
+}
+
 /// Creates the bookkeeping schema and both ledgers if missing, moving a ledger from its old place
 /// (`public.aidock_schema_history`) first, with every row (run only under the migration lock, and
 /// only when there is something to apply: a no-op run only reads). Plain statements, no dynamic
 /// SQL: each `IF EXISTS` does nothing once moved.
-pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS aidock_provision;
+pub const CREATE: &str = concat!(
+    "CREATE SCHEMA IF NOT EXISTS aidock_provision;
 ALTER TABLE IF EXISTS public.aidock_schema_history SET SCHEMA aidock_provision;
 ALTER TABLE IF EXISTS aidock_provision.aidock_schema_history RENAME TO schema_history;
 ALTER INDEX IF EXISTS aidock_provision.aidock_schema_history_pkey RENAME TO schema_history_pkey;
-CREATE TABLE IF NOT EXISTS aidock_provision.schema_history (
-    version      bigint PRIMARY KEY,
-    name         text NOT NULL,
-    checksum     text NOT NULL,
-    applied_at   timestamptz NOT NULL DEFAULT now(),
-    execution_ms bigint NOT NULL,
-    applied_by   text NOT NULL DEFAULT current_user
+",
+    ledger_tables!()
 );
-CREATE TABLE IF NOT EXISTS public.alembic_version (
-    version_num varchar(32) NOT NULL,
-    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
-)";
 
 /// [`CREATE`] for a database whose ledger is already in its place (or has none yet): without
 /// the moves, which would do nothing.
-pub const CREATE_IN_PLACE: &str = "CREATE SCHEMA IF NOT EXISTS aidock_provision;
-CREATE TABLE IF NOT EXISTS aidock_provision.schema_history (
-    version      bigint PRIMARY KEY,
-    name         text NOT NULL,
-    checksum     text NOT NULL,
-    applied_at   timestamptz NOT NULL DEFAULT now(),
-    execution_ms bigint NOT NULL,
-    applied_by   text NOT NULL DEFAULT current_user
+pub const CREATE_IN_PLACE: &str = concat!(
+    "CREATE SCHEMA IF NOT EXISTS aidock_provision;\n",
+    ledger_tables!()
 );
-CREATE TABLE IF NOT EXISTS public.alembic_version (
-    version_num varchar(32) NOT NULL,
-    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
-)";
 
 /// The statements that make the ledger: with the move from the old place only when the ledger
 /// is there (`legacy`: `None` when not known, as for `migrate plan --offline`).
