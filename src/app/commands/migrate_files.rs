@@ -23,6 +23,32 @@ fn models_of(
     })
 }
 
+/// What a command that builds scratch databases connects with: verify's admin, the app role,
+/// and the run's options ([`PadParts::pad`] lends them as a `Scratchpad`).
+struct PadParts {
+    admin: db::Target,
+    app: db::Target,
+    opts: migrate::runner::Options,
+}
+
+impl PadParts {
+    fn of(settings: &Settings) -> anyhow::Result<PadParts> {
+        Ok(PadParts {
+            admin: targets::verify_admin(settings)?,
+            app: targets::app(settings)?,
+            opts: targets::runner_options(settings),
+        })
+    }
+
+    fn pad(&self) -> crate::reconcile::diff::Scratchpad<'_> {
+        crate::reconcile::diff::Scratchpad {
+            admin: &self.admin,
+            app: &self.app,
+            opts: &self.opts,
+        }
+    }
+}
+
 /// `migrate verify --models`: the models against what the migrations make, both built in
 /// scratch databases; each difference with the model declaration that would agree.
 pub(super) fn verify_models(
@@ -33,14 +59,8 @@ pub(super) fn verify_models(
 ) -> anyhow::Result<()> {
     let out = settings.output;
     let desired = models::desired(&models_of(settings, spec, python)?)?;
-    let admin = targets::verify_admin(settings)?;
-    let app = targets::app(settings)?;
-    let opts = targets::runner_options(settings);
-    let pad = crate::reconcile::diff::Scratchpad {
-        admin: &admin,
-        app: &app,
-        opts: &opts,
-    };
+    let parts = PadParts::of(settings)?;
+    let pad = parts.pad();
     let drift = db::block_on(crate::reconcile::diff::compare(&pad, migrations, &desired))?;
     let hints: Vec<String> = drift.iter().map(models::hint).collect();
     let json = serde_json::json!({
@@ -103,14 +123,8 @@ pub(super) fn capture(
             alembic.display()
         )));
     }
-    let admin = targets::verify_admin(settings)?;
-    let app = targets::app(settings)?;
-    let opts = targets::runner_options(settings);
-    let pad = crate::reconcile::diff::Scratchpad {
-        admin: &admin,
-        app: &app,
-        opts: &opts,
-    };
+    let parts = PadParts::of(settings)?;
+    let pad = parts.pad();
     let Some(capture) = db::block_on(crate::reconcile::capture::prepare(
         &pad,
         migrations,
@@ -127,7 +141,7 @@ pub(super) fn capture(
         } else {
             outln!(
                 "nothing to capture: the schema of {} is what its migrations make, and alembic_version holds no revision of the backend's",
-                app.describe()
+                parts.app.describe()
             );
         }
         return Ok(());
@@ -160,7 +174,7 @@ pub(super) fn capture(
         &format!(
             "record {} as applied to {} (the live schema already has {}) and stamp alembic_version {}",
             labels.join(", "),
-            app.describe(),
+            parts.app.describe(),
             if capture.data_only() {
                 "everything: it records the backend's data migration"
             } else {
@@ -170,7 +184,7 @@ pub(super) fn capture(
         ),
     )?;
     db::block_on(crate::reconcile::capture::record(
-        &app,
+        &parts.app,
         &capture,
         &dir,
         &targets::confirm(settings),
@@ -274,14 +288,8 @@ pub(super) fn diff(
         ),
         (None, None) => unreachable!("clap requires --to or --to-models"),
     };
-    let admin = targets::verify_admin(settings)?;
-    let app = targets::app(settings)?;
-    let opts = targets::runner_options(settings);
-    let pad = crate::reconcile::diff::Scratchpad {
-        admin: &admin,
-        app: &app,
-        opts: &opts,
-    };
+    let parts = PadParts::of(settings)?;
+    let pad = parts.pad();
     let generated = db::block_on(crate::reconcile::diff::generate(
         &pad,
         migrations,
