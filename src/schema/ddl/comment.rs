@@ -24,11 +24,7 @@ impl Generator for Comments {
 
 /// Set (`Some`) or remove (`None`) the comment `k`.
 pub(super) fn write(p: &mut Planner, k: &Key, text: Option<&str>) {
-    let cat = if p.to.objects.contains_key(k) {
-        p.to
-    } else {
-        p.from
-    };
+    let cat = p.holder(k);
     let Some((object, on)) = object_of(cat, "comment", &k.1)
         .and_then(|o| Some((o.clone(), target(cat, &o, "comment")?)))
     else {

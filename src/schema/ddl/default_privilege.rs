@@ -7,25 +7,11 @@
 
 use std::collections::BTreeSet;
 
-use super::privilege::{grant_statements, grants};
-use super::{Generator, Key, Op, Place, Planner, key, s};
+use super::privilege::{WrittenWhole, grant_statements, grants};
+use super::{Key, Op, Place, Planner, key, s};
 use crate::db::ident::{Grantee, Ident};
 
-pub(super) struct DefaultPrivileges;
-
-impl Generator for DefaultPrivileges {
-    fn create(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
-    }
-
-    fn drop(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
-    }
-
-    fn alter(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
-    }
-}
+pub(super) static DEFAULT_PRIVILEGES: WrittenWhole = WrittenWhole(write);
 
 /// The object class an entry is for, as `ALTER DEFAULT PRIVILEGES` writes it (a fixed word,
 /// never catalog text), and what PUBLIC holds of it by default.
@@ -41,11 +27,7 @@ fn class(on: &str) -> Option<(&'static str, Option<&'static str>)> {
 }
 
 fn write(p: &mut Planner, k: &Key) {
-    let cat = if p.to.objects.contains_key(k) {
-        p.to
-    } else {
-        p.from
-    };
+    let cat = p.holder(k);
     let parts = Planner::meta(cat, &k.0, &k.1).and_then(|m| {
         let (on, public_default) = class(s(m, "on")?)?;
         let role = Ident::new(s(m, "role")?);

@@ -327,8 +327,8 @@ fn generator(kind: &str) -> Option<&'static dyn Generator> {
         "trigger" => &trigger::Triggers,
         "policy" => &policy::Policies,
         "comment" => &comment::Comments,
-        "privileges" => &privilege::Privileges,
-        "default privileges" => &default_privilege::DefaultPrivileges,
+        "privileges" => &privilege::PRIVILEGES,
+        "default privileges" => &default_privilege::DEFAULT_PRIVILEGES,
         "owner" => &owner::Owners,
         _ => return None,
     })
@@ -396,7 +396,7 @@ const RELATION_KINDS: [&str; 5] = [
     "foreign table",
 ];
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     fn run(mut self) -> Plan {
         if self.options.guess_renames {
             column::guess_renames(&mut self);
@@ -578,6 +578,16 @@ impl Planner<'_> {
 
     fn meta<'c>(cat: &'c Catalog, kind: &str, name: &str) -> Option<&'c Value> {
         cat.meta.get(&key(kind, name))
+    }
+
+    /// The catalog that holds `k`: the desired one when it has it (a create or change), else the
+    /// current one (a drop).
+    fn holder(&self, k: &Key) -> &'a Catalog {
+        if self.to.objects.contains_key(k) {
+            self.to
+        } else {
+            self.from
+        }
     }
 
     /// A meta record, or `Null` when the catalog has none.

@@ -11,21 +11,25 @@ use super::{Generator, Key, Op, Place, Planner, key, s};
 use crate::db::ident::{Grantee, Ident};
 use crate::schema::catalog::Catalog;
 
-pub(super) struct Privileges;
+/// A kind written whole by one function whatever the change (an object's privileges, default
+/// privileges): create, drop and alter all make the entry what the desired catalog says.
+pub(super) struct WrittenWhole(pub(super) fn(&mut Planner, &Key));
 
-impl Generator for Privileges {
+impl Generator for WrittenWhole {
     fn create(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
+        (self.0)(p, k);
     }
 
     fn drop(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
+        (self.0)(p, k);
     }
 
     fn alter(&self, p: &mut Planner, k: &Key) {
-        write(p, k);
+        (self.0)(p, k);
     }
 }
+
+pub(super) static PRIVILEGES: WrittenWhole = WrittenWhole(write);
 
 /// Each grantee's privileges on an object (`*` marks WITH GRANT OPTION), in the ACL's own
 /// order (granting in that order gives back the same ACL); `None` when the catalog holds the
@@ -65,11 +69,7 @@ pub(super) fn grants(cat: &Catalog, k: &Key) -> Option<Vec<(Grantee, Vec<String>
 /// Make the privileges of entry `k` what the desired catalog says (its defaults when it has no
 /// entry).
 pub(super) fn write(p: &mut Planner, k: &Key) {
-    let cat = if p.to.objects.contains_key(k) {
-        p.to
-    } else {
-        p.from
-    };
+    let cat = p.holder(k);
     let parts = object_of(cat, "privileges", &k.1)
         .and_then(|o| Some((o.clone(), target(cat, &o, "privileges")?)));
     let (Some((object, on)), Some(before), Some(after)) =
